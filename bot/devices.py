@@ -1,0 +1,38 @@
+"""Turns the DEVICE and DTYPE settings into torch objects."""
+
+from __future__ import annotations
+
+import torch
+
+from bot.config import ConfigError
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(setting: str) -> torch.device:
+    """`auto` is the first CUDA device when there is one, else the CPU."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(setting)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("DEVICE", f"{setting} was asked for, but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ConfigError("DEVICE", f"{setting} does not exist ({count} CUDA device(s) found)")
+    return device
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """`auto`: float16 on CUDA; on the CPU, the dtype measured fastest that keeps the answers."""
+    if setting == "auto":
+        return torch.float16 if device.type == "cuda" else cpu_auto_dtype()
+    return _DTYPES[setting]
+
+
+def cpu_auto_dtype() -> torch.dtype:
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

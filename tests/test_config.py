@@ -1,0 +1,96 @@
+"""Settings: defaults, validation naming the variable, `.env` files, the token kept secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.config import ConfigError, Cooldown, Settings, load_settings, parse_settings
+from bot.devices import resolve_device, resolve_dtype
+
+
+def test_defaults() -> None:
+    settings = parse_settings({})
+    assert settings == Settings()
+    assert settings.caption_model == "Salesforce/blip-image-captioning-base"
+    assert settings.search_model == "openai/clip-vit-base-patch32"
+    assert settings.discord_token is None
+    assert settings.cooldown == Cooldown(5, 60.0)
+    assert settings.max_image_bytes == 26_214_400 and settings.max_image_pixels == 50_000_000
+
+
+def test_values_are_typed() -> None:
+    settings = parse_settings(
+        {
+            "COMMAND_PREFIX": "?",
+            "DEVICE": "CUDA:1",
+            "DTYPE": "bfloat16",
+            "MAX_ASPECT_RATIO": "8.5",
+            "PRELOAD_MODELS": "false",
+            "LOG_LEVEL": "debug",
+            "IGNORE_CHANNELS": "1, 22,333",
+            "COOLDOWN": "0",
+            "DISCORD_API_URL": "http://127.0.0.1:9/api/v10/",
+        }
+    )
+    assert settings.command_prefix == "?" and settings.device == "cuda:1"
+    assert settings.dtype == "bfloat16" and settings.max_aspect_ratio == 8.5
+    assert settings.preload_models is False and settings.log_level == "DEBUG"
+    assert settings.ignore_channels == frozenset({1, 22, 333})
+    assert settings.cooldown is None
+    assert settings.discord_api_url == "http://127.0.0.1:9/api/v10"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DEVICE", "gpu"),
+        ("DTYPE", "int4"),
+        ("MAX_IMAGE_BYTES", "ten"),
+        ("MAX_IMAGE_PIXELS", "-5"),
+        ("MAX_ASPECT_RATIO", "0.5"),
+        ("CAPTION_MAX_TOKENS", "0"),
+        ("PRELOAD_MODELS", "maybe"),
+        ("LOG_LEVEL", "LOUD"),
+        ("COMMAND_PREFIX", "hey bot"),
+        ("DISCORD_API_URL", "discord.com"),
+        ("DISCORD_GATEWAY_URL", "http://x"),
+        ("IGNORE_CHANNELS", "general"),
+        ("COOLDOWN", "5 per minute"),
+        ("WEAK_MATCH_BELOW", "2"),
+        ("BATCH_MAX", "0"),
+    ],
+)
+def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({name: value})
+    assert str(caught.value).startswith(f"{name}: ")
+    assert caught.value.name == name
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("COMMAND_PREFIX=?\nCAPTION_MAX_TOKENS=12\n# a comment\n")
+    settings = load_settings({"CAPTION_MAX_TOKENS": "20"}, env_file)
+    assert settings.command_prefix == "?" and settings.caption_max_tokens == 20
+
+
+def test_token_never_shows_itself() -> None:
+    token = "MTIzNDU2Nzg5.abcdef.very-secret-token-value"
+    settings = parse_settings({"DISCORD_TOKEN": token})
+    assert settings.discord_token is not None and settings.discord_token.get() == token
+    assert token not in repr(settings) and token not in str(settings)
+
+
+def test_device_and_dtype_resolution() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_device("cpu") == cpu
+    assert resolve_dtype("float16", cpu) == torch.float16
+    assert resolve_dtype("float32", cpu) == torch.float32
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == cpu
+        with pytest.raises(ConfigError, match=r"^DEVICE: "):
+            resolve_device("cuda:0")
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
