@@ -1,0 +1,281 @@
+"""Safe image loading: hostile bytes in, a small plain RGB picture or an ImageError out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError, features
+
+log = logging.getLogger(__name__)
+
+
+def install_warning_filters() -> None:
+    """Make Pillow's bomb warning an error, process-wide; idempotent, run once at import.
+
+    Process-wide because catch_warnings per call is not thread-safe and loading runs in worker
+    threads. Pillow warns between MAX_IMAGE_PIXELS and twice that, and raises above it.
+    """
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+    # Pillow warns about each damaged EXIF block it skips; with user uploads that is noise.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+
+install_warning_filters()
+
+_KNOWN = {  # Pillow's name: (the name people know, file extensions)
+    "JPEG": ("JPEG", ".jpg .jpeg .jfif"),
+    "PNG": ("PNG", ".png"),
+    "GIF": ("GIF", ".gif"),
+    "WEBP": ("WebP", ".webp"),
+    "BMP": ("BMP", ".bmp"),
+    "AVIF": ("AVIF", ".avif"),
+}
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP") + (
+    ("AVIF",) if features.check("avif") else ()
+)
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    ext for fmt in ALLOWED_FORMATS for ext in _KNOWN[fmt][1].split()
+)
+DRAFT_SIZE = 384  # the largest input any of our models needs (BLIP 384x384; CLIP 224)
+
+_PEOPLE_NAMES = [_KNOWN[fmt][0] for fmt in ALLOWED_FORMATS]
+_ALLOWED_TEXT = ", ".join(_PEOPLE_NAMES[:-1]) + " or " + _PEOPLE_NAMES[-1]
+_MB = 1024 * 1024
+
+# Pillow's decoders raise all of these on hostile input; each means "this file is unusable".
+# The AVIF plugin raises RuntimeError, even from open(), where Pillow does not catch it.
+_PARSE_ERRORS = (struct.error, EOFError, IndexError, KeyError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, *_PARSE_ERRORS)
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+# Leading bytes of files people commonly send by mistake, so the reply can say what it was.
+_NOT_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive or Office document"),
+    (b"\x7fELF", "a Linux program"),
+    (b"MZ", "a Windows program"),
+    *((magic, "a macOS program") for magic in (b"\xfe\xed\xfa", b"\xce\xfa\xed", b"\xcf\xfa\xed")),
+    (b"\xca\xfe\xba\xbe", "a macOS or Java program"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x1a\x45\xdf\xa3", "a video"),
+    (b"ID3", "an audio file"),
+    (b"OggS", "an audio or video file"),
+)
+_ALLOWED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
+_HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What we are willing to decode."""
+
+    max_bytes: int = 26_214_400
+    max_pixels: int = 50_000_000
+    max_aspect_ratio: float = 20.0
+
+
+class ImageError(ValueError):
+    """An input that cannot be used; `reason` is a short sentence a Discord user can read."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(code, reason)  # both in args, so it survives pickling to a process pool
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def load_image(
+    data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size: int | None = DRAFT_SIZE
+) -> Image.Image:
+    """Decode untrusted bytes into a loaded RGB image, or raise ImageError."""
+    if not data:
+        raise ImageError("empty", "the file is empty")
+    if len(data) > limits.max_bytes:
+        raise too_large(len(data), limits.max_bytes)
+    _refuse_known_non_image(data)
+    try:
+        with _open(data) as img:
+            _check_header(img, limits)
+            img.seek(0)  # first frame only; never walk the frames of an animation
+            _draft(img, draft_size)
+            img.load()
+            return _to_rgb(_exif_transpose(img))
+    except ImageError:
+        raise  # already worded for the user (it is a ValueError, so keep it out of the next)
+    except _BOMB_ERRORS as exc:
+        log.debug("decompression bomb refused: %s", exc)
+        raise ImageError("bomb", "the image is too large to open safely") from None
+    except _DECODE_ERRORS as exc:
+        log.debug("image failed to decode: %r", exc)
+        if _looks_truncated(data, exc):
+            raise ImageError("truncated", "the image is cut off; try uploading it again") from None
+        raise ImageError("corrupt", "the image is damaged and cannot be read") from None
+
+
+def load_image_file(
+    path: str | os.PathLike[str],
+    limits: ImageLimits = ImageLimits(),
+    *,
+    draft_size: int | None = DRAFT_SIZE,
+) -> Image.Image:
+    """Load an image from disk, refusing an oversized file before reading any of it."""
+    try:
+        size = os.stat(path).st_size
+        if size > limits.max_bytes:
+            raise too_large(size, limits.max_bytes)
+        with open(path, "rb") as fh:
+            # Read one byte past the limit: st_size can lie (pipes, /dev/zero, a growing file).
+            data = fh.read(limits.max_bytes + 1)
+    except OSError as exc:
+        raise ImageError("unreadable", f"cannot read the file: {exc.strerror or exc}") from None
+    return load_image(data, limits, draft_size=draft_size)
+
+
+def too_large(size: int | None, max_bytes: int) -> ImageError:
+    """The refusal for a file over MAX_IMAGE_BYTES; `size` None when only "more" is known."""
+    limit = f"{max_bytes / _MB:.1f} MB"
+    if size is None:
+        return ImageError("too_large", f"the file is larger than the {limit} limit")
+    got = f"{size / _MB:.1f} MB"
+    if got == limit:  # "1.0 MB; the limit is 1.0 MB" would read as a bug
+        got, limit = f"{size:,} bytes", f"{max_bytes:,} bytes"
+    return ImageError("too_large", f"the file is {got}; the limit is {limit}")
+
+
+def _refuse_known_non_image(data: bytes) -> None:
+    for magic, what in _NOT_IMAGE_MAGIC:
+        if data.startswith(magic):
+            raise ImageError("not_image", f"this is not an image (looks like {what})")
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not head.startswith(b"<"):  # markup only; an image's metadata may mention <svg
+        return
+    if b"<svg" in head:
+        raise ImageError(
+            "not_image", f"SVG drawings cannot be read here; please send a {_ALLOWED_TEXT} image"
+        )
+    if b"<html" in head or head.startswith(b"<!doctype html"):
+        raise ImageError("not_image", "this is not an image (looks like a web page)")
+    if head.startswith(b"<?xml"):
+        raise ImageError("not_image", "this is not an image (looks like an XML document)")
+
+
+def _open(data: bytes) -> ImageFile.ImageFile:
+    try:
+        return Image.open(BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        pass
+    if data.startswith(_ALLOWED_MAGIC):
+        raise ImageError("corrupt", "the image is damaged and cannot be read")
+    other = _identify_other_format(data)
+    if other is not None:
+        raise ImageError(
+            "unsupported_format",
+            f"{other} images are not supported; please send a {_ALLOWED_TEXT} image",
+        )
+    if _is_text(data):
+        raise ImageError("not_image", "this is not an image (looks like a text file)")
+    raise ImageError("not_image", "this is not an image, or not a kind we can read")
+
+
+def _identify_other_format(data: bytes) -> str | None:
+    """Name an image format we do not accept from its signature alone.
+
+    Only Pillow's signature checks run: parsing a format we refuse anyway is needless attack
+    surface, and those plugins warn and log about every damaged header.
+    """
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIC_BRANDS:
+        return "HEIC"
+    Image.init()
+    for name, (_, accept) in Image.OPEN.items():
+        if name not in ALLOWED_FORMATS and accept is not None and accept(data[:16]):
+            return name
+    return None
+
+
+def _is_text(data: bytes) -> bool:
+    head = data[:4096]
+    if b"\x00" in head:
+        return False
+    text = head.decode("utf-8", errors="replace")
+    printable = sum((c.isprintable() and c != "\ufffd") or c in "\t\r\n" for c in text)
+    return printable >= 0.95 * len(text)
+
+
+def _check_header(img: Image.Image, limits: ImageLimits) -> None:
+    """Refuse on the declared size alone, before a single pixel is decoded."""
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageError("corrupt", "the image is damaged and cannot be read (it has no size)")
+    pixels = width * height
+    bomb_limit = Image.MAX_IMAGE_PIXELS
+    if bomb_limit is not None and pixels > bomb_limit:
+        # Pillow's own check already fires during open; this covers a caller that changed it.
+        raise ImageError("bomb", "the image is too large to open safely")
+    if pixels > limits.max_pixels:
+        raise ImageError(
+            "too_many_pixels",
+            f"the image is {width} × {height} pixels ({pixels / 1e6:.1f} megapixels); "
+            f"the limit is {limits.max_pixels / 1e6:.1f} megapixels",
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > limits.max_aspect_ratio:
+        raise ImageError(
+            "aspect_ratio",
+            f"the image is {width} × {height} pixels, too long and thin "
+            f"({ratio:.0f}:1); the limit is {limits.max_aspect_ratio:g}:1",
+        )
+
+
+def _draft(img: Image.Image, draft_size: int | None) -> None:
+    """Let libjpeg decode at 1/2..1/8 scale, never below draft_size on either side."""
+    if draft_size is None or not isinstance(img, JpegImagePlugin.JpegImageFile):
+        return
+    if min(img.size) > draft_size:
+        img.draft("RGB", (draft_size, draft_size))
+
+
+def _looks_truncated(data: bytes, exc: BaseException) -> bool:
+    if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
+        return True
+    # libwebp only says "could not create decoder"; the RIFF header knows the real length.
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP" and len(data) >= 12:
+        return len(data) < int.from_bytes(data[4:8], "little") + 8
+    return False
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as exc:
+        # A phone's damaged EXIF block must not cost the user a perfectly good picture.
+        log.debug("ignoring unreadable EXIF: %r", exc)
+        return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        # Pillow clips 16-bit values straight to 8 bits, which turns most images white.
+        img = img.convert("I").point(lambda v: v / 256).convert("L")
+        img.info.pop("transparency", None)  # a 16-bit key colour means nothing in 8 bits
+    elif mode == "F":
+        img = img.convert("L")
+    if "A" in img.getbands() or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError:
+        raise ImageError(
+            "unsupported_format", f"this image's colour format ({mode}) is not supported"
+        ) from None
