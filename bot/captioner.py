@@ -1,0 +1,107 @@
+"""BLIP captioning in four steps: load, preprocess, predict, postprocess."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
+
+from bot.loading import from_pretrained
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionInputs:
+    pixel_values: torch.Tensor
+    input_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
+
+    @staticmethod
+    def merge(parts: Sequence[CaptionInputs]) -> CaptionInputs:
+        """One batch from requests with the same prompt (BLIP cannot mix prompt lengths)."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+            present = [t for t in tensors if t is not None]
+            return torch.cat(present) if present else None
+
+        return CaptionInputs(
+            torch.cat([p.pixel_values for p in parts]),
+            cat([p.input_ids for p in parts]),
+            cat([p.attention_mask for p in parts]),
+        )
+
+
+class Captioner:
+    """Any BLIP checkpoint; greedy decoding, at most `max_tokens` new tokens."""
+
+    setting = "CAPTION_MODEL"
+
+    def __init__(
+        self,
+        processor: BlipProcessor,
+        model: BlipForConditionalGeneration,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_tokens: int,
+    ) -> None:
+        self.processor = processor
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.max_tokens = max_tokens
+        self.max_positions = int(model.config.text_config.max_position_embeddings)
+
+    @classmethod
+    def load(
+        cls, model_id: str, device: torch.device, dtype: torch.dtype, max_tokens: int
+    ) -> Captioner:
+        processor = from_pretrained(BlipProcessor, model_id, cls.setting)
+        model = from_pretrained(BlipForConditionalGeneration, model_id, cls.setting, dtype=dtype)
+        model.to(device).eval()
+        return cls(processor, model, device, dtype, max_tokens)
+
+    def preprocess(self, images: Sequence[Image.Image], prompt: str | None = None) -> CaptionInputs:
+        """Pixel tensors for a batch; a prompt is shared by the whole batch (BLIP needs that)."""
+        pixels = self.processor.image_processor(images=list(images), return_tensors="pt")
+        pixel_values = pixels["pixel_values"].to(self.device, self.dtype)
+        if not prompt:
+            return CaptionInputs(pixel_values, None, None)
+        text: BatchFeature = self.processor.tokenizer(
+            [prompt] * len(images),
+            return_tensors="pt",
+            truncation=True,
+            max_length=max(2, self.max_positions // 2),
+        )
+        return CaptionInputs(
+            pixel_values,
+            text["input_ids"].to(self.device),
+            text["attention_mask"].to(self.device),
+        )
+
+    def predict(self, inputs: CaptionInputs) -> torch.Tensor:
+        prompt_length = 0 if inputs.input_ids is None else inputs.input_ids.shape[1] - 1
+        # A small checkpoint may have fewer positions than the configured caption length.
+        new_tokens = max(1, min(self.max_tokens, self.max_positions - prompt_length))
+        with torch.inference_mode():
+            return self.model.generate(
+                pixel_values=inputs.pixel_values,
+                input_ids=inputs.input_ids,
+                attention_mask=inputs.attention_mask,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                num_beams=1,
+            )
+
+    def postprocess(self, token_ids: torch.Tensor) -> list[str]:
+        texts = self.processor.batch_decode(token_ids, skip_special_tokens=True)
+        return [" ".join(text.split()) for text in texts]
+
+    def caption(self, images: Sequence[Image.Image], prompt: str | None = None) -> list[str]:
+        return self.postprocess(self.predict(self.preprocess(images, prompt)))

@@ -1,0 +1,49 @@
+"""The one gateway from the event loop to worker threads.
+
+Nothing else in the project calls `run_in_executor`. Work goes down one of three lanes, each a
+bounded pool, so that slow model calls never hold up database writes or image decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, ParamSpec, TypeVar
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Lane = Literal["model", "prep", "db"]
+
+
+class Workers:
+    """`model`: one thread (torch spreads each call over the cores itself); `prep`: image
+    decoding and preprocessing, overlapping model compute; `db`: one thread, so SQLite sees a
+    single writer."""
+
+    def __init__(self, *, model_threads: int = 1, prep_threads: int = 2) -> None:
+        self._pools: dict[Lane, ThreadPoolExecutor] = {
+            "model": ThreadPoolExecutor(model_threads, thread_name_prefix="glimpse-model"),
+            "prep": ThreadPoolExecutor(prep_threads, thread_name_prefix="glimpse-prep"),
+            "db": ThreadPoolExecutor(1, thread_name_prefix="glimpse-db"),
+        }
+        self._closed = False
+
+    async def run(self, lane: Lane, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._closed:
+            raise RuntimeError("the worker threads are shut down")
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._pools[lane], call)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Lets running calls finish; queued ones are cancelled."""
+        self._closed = True
+        for pool in self._pools.values():
+            pool.shutdown(wait=wait, cancel_futures=True)
