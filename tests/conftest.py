@@ -1,0 +1,85 @@
+"""Shared fixtures: the tiny trained models, settings, the vision service, a network guard."""
+
+from __future__ import annotations
+
+import os
+
+# The hub is never reached from tests; huggingface_hub reads this once, at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import io
+import random
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import transformers
+from PIL import Image
+
+from bot.config import Settings, parse_settings
+from bot.service import VisionService
+from bot.workers import Workers
+from tests import netguard
+from tests.shapes import random_sample
+
+transformers.logging.disable_progress_bar()
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_BLIP = FIXTURES / "models" / "blip-tiny-shapes"
+TINY_CLIP = FIXTURES / "models" / "clip-tiny-shapes"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network() -> Iterator[None]:
+    """Any connection beyond 127.0.0.1 fails the test that made it."""
+    netguard.install()
+    yield
+    netguard.uninstall()
+
+
+def tiny_settings(**overrides: str) -> Settings:
+    env = {
+        "CAPTION_MODEL": str(TINY_BLIP),
+        "SEARCH_MODEL": str(TINY_CLIP),
+        "DEVICE": "cpu",
+        "PRELOAD_MODELS": "true",
+    }
+    env.update(overrides)
+    return parse_settings(env)
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[VisionService]:
+    workers = Workers()
+    vision = VisionService(tiny_settings(DATA_DIR=str(tmp_path)), workers)
+    await vision.start()
+    yield vision
+    await vision.close()
+    workers.shutdown()
+
+
+def encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def fresh_samples(seed: int, count: int) -> list[tuple[bytes, str, str]]:
+    """(encoded bytes, format, caption) for newly drawn images of 48 to 1024 px."""
+    rng = random.Random(seed)
+    samples = []
+    sizes = [48, 1024] + [rng.randint(48, 1024) for _ in range(count - 2)]
+    for i, size in enumerate(sizes):
+        image, caption = random_sample(rng, size)
+        fmt = "JPEG" if i % 2 else "PNG"
+        samples.append((encode(image, fmt), fmt, caption))
+    return samples
+
+
+@pytest.fixture(scope="session")
+def full_size_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """blip-image-captioning-base and clip-vit-base-patch32 architectures, random weights."""
+    from bench.random_models import save_random_blip, save_random_clip
+
+    root = tmp_path_factory.mktemp("full-size")
+    return save_random_blip(root / "blip"), save_random_clip(root / "clip")

@@ -1,0 +1,154 @@
+"""`python -m bot caption|find` as a user runs it: a subprocess, real files, fixed formats."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples
+from tests.image_corpus import build_corpus
+from tests.shapes import CLASSES, caption_of, draw_shape
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ,
+        "CAPTION_MODEL": str(TINY_BLIP),
+        "SEARCH_MODEL": str(TINY_CLIP),
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_caption_prints_path_tab_caption(tmp_path: Path) -> None:
+    paths, expected = [], {}
+    for i, (data, fmt, caption) in enumerate(fresh_samples(seed=4242, count=48)):
+        path = f"img{i:02d}.{'jpg' if fmt == 'JPEG' else 'png'}"
+        (tmp_path / path).write_bytes(data)
+        paths.append(path)
+        expected[path] = caption
+    result = run_cli("caption", *paths, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == paths
+    correct = sum(line.split("\t", 1)[1] == expected[line.split("\t")[0]] for line in lines)
+    assert correct >= 47, f"{correct}/48 exact captions"
+
+
+def test_caption_with_prompt(tmp_path: Path) -> None:
+    draw_shape(random.Random(8), "yellow", "circle", 300).save(tmp_path / "y.png")
+    result = run_cli("caption", "--prompt", "a yellow", "y.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path, caption = result.stdout.rstrip("\n").split("\t")
+    assert path == "y.png" and caption.startswith("a yellow")
+
+
+def test_find_ranks_the_right_image_first_for_every_class(tmp_path: Path) -> None:
+    rng = random.Random(99)
+    folder = tmp_path / "shapes"
+    (folder / "nested").mkdir(parents=True)
+    for i, (colour, shape) in enumerate(CLASSES):
+        where = folder / "nested" if i % 2 else folder
+        draw_shape(rng, colour, shape, rng.randint(64, 600)).save(where / f"{colour}-{shape}.png")
+    (folder / "notes.txt").write_text("not an image, and not looked at inside a folder")
+    with ThreadPoolExecutor(2) as pool:  # each run is mostly interpreter start-up
+        results = pool.map(
+            lambda cls: run_cli("find", caption_of(*cls), "shapes", cwd=tmp_path), CLASSES
+        )
+    for (colour, shape), result in zip(CLASSES, results, strict=True):
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert len(lines) == 12
+        score, best = lines[0].split("\t")
+        assert re.fullmatch(r"-?\d\.\d{4}", score)
+        assert best.startswith("shapes/") and best.endswith(f"/{colour}-{shape}.png")
+        scores = [float(line.split("\t")[0]) for line in lines]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_find_top_and_files_as_given(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    for colour, shape in CLASSES[:4]:
+        draw_shape(rng, colour, shape, 128).save(tmp_path / f"{colour}-{shape}.jpg")
+    names = [f"./{c}-{s}.jpg" for c, s in CLASSES[:4]]
+    result = run_cli("find", "a red square", *names, "--top", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\t./red-square.jpg")
+
+
+def test_bad_files_are_reported_and_the_rest_still_processed(tmp_path: Path) -> None:
+    corpus = [item for item in build_corpus(max_bytes=200_000) if item.expected != "ok"]
+    good = tmp_path / "good.png"
+    draw_shape(random.Random(2), "green", "triangle", 200).save(good)
+    names = []
+    for i, item in enumerate(corpus):
+        name = f"bad{i:02d}{Path(item.filename).suffix}"
+        (tmp_path / name).write_bytes(item.data)
+        names.append(name)
+    result = run_cli(
+        "caption", *names, "good.png", "missing.png", cwd=tmp_path, MAX_IMAGE_BYTES="200000"
+    )
+    assert result.returncode == 1
+    assert result.stdout == "good.png\ta green triangle\n"
+    assert "Traceback" not in result.stderr
+    errors = dict(line.split(": ", 1) for line in result.stderr.splitlines())
+    assert set(errors) == {*names, "missing.png"}
+    assert all(len(reason) > 5 for reason in errors.values())
+
+    result = run_cli("find", "a green triangle", *names, "good.png", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stdout.splitlines()[0].endswith("\tgood.png")
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["caption", "x.png"], {"CAPTION_MODEL": "./no/such/folder"}),
+        (["find", "a", "x.png"], {"SEARCH_MODEL": "glimpse-test/not-a-model"}),
+    ],
+)
+def test_missing_model_is_one_clear_line(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    draw_shape(random.Random(1), "red", "circle", 64).save(tmp_path / "x.png")
+    result = run_cli(*args, cwd=tmp_path, **env)
+    assert result.returncode == 1
+    setting = next(iter(env))
+    assert result.stderr.startswith(f"error: {setting}: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_cli("caption", "x.png", cwd=tmp_path, MAX_IMAGE_PIXELS="lots")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: MAX_IMAGE_PIXELS: must be a whole number (got 'lots')"
+    ]
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run_cli("caption", cwd=tmp_path).returncode == 2
+    assert run_cli("find", "query-only", cwd=tmp_path).returncode == 2
+    assert run_cli("find", "q", "x.png", "--top", "0", cwd=tmp_path).returncode == 2
+    for args in (["--help"], ["caption", "--help"], ["find", "--help"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 0 and "usage:" in result.stdout

@@ -1,0 +1,135 @@
+"""The vision service with the tiny trained models: real captions, real rankings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel, CLIPProcessor
+
+from bot.config import parse_settings
+from bot.loading import ModelLoadError
+from bot.service import VisionService
+from bot.workers import Workers
+from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples, tiny_settings
+from tests.shapes import CLASSES, caption_of, draw_shape
+
+
+async def test_captions_fresh_images_exactly(service: VisionService) -> None:
+    samples = fresh_samples(seed=20261126, count=48)
+    correct = 0
+    for data, _fmt, expected in samples:
+        image = await service.load_image(data)
+        correct += await service.caption(image) == expected
+    assert correct >= 47, f"{correct}/48 exact captions"
+
+
+async def test_conditional_caption_begins_with_prompt(service: VisionService) -> None:
+    image = draw_shape(random.Random(3), "blue", "square", 200)
+    caption = await service.caption(image, prompt="a blue")
+    assert caption.startswith("a blue")
+
+
+async def test_ranks_the_right_image_first_for_every_class(service: VisionService) -> None:
+    rng = random.Random(77)
+    images = [draw_shape(rng, colour, shape, rng.randint(64, 512)) for colour, shape in CLASSES]
+    image_vectors = await service.embed_images(images)
+    text_vectors = await service.embed_text([caption_of(c, s) for c, s in CLASSES])
+    assert np.allclose(np.linalg.norm(image_vectors, axis=1), 1.0, atol=1e-5)
+    scores = text_vectors @ image_vectors.T
+    assert list(scores.argmax(axis=1)) == list(range(len(CLASSES)))
+
+
+async def test_long_text_is_truncated_to_the_model_limit(service: VisionService) -> None:
+    vectors = await service.embed_text(["a red square " * 200, "🦜 @everyone <script>"])
+    assert vectors.shape[0] == 2 and np.isfinite(vectors).all()
+
+
+async def test_caption_parity_with_reference_code(service: VisionService) -> None:
+    processor = BlipProcessor.from_pretrained(TINY_BLIP)
+    model = BlipForConditionalGeneration.from_pretrained(TINY_BLIP).eval()
+    for data, _fmt, _caption in fresh_samples(seed=5, count=12):
+        image = await service.load_image(data)
+        with torch.inference_mode():
+            inputs = processor(images=image, return_tensors="pt")
+            out = model.generate(**inputs, max_new_tokens=service.settings.caption_max_tokens)
+        expected = processor.decode(out[0], skip_special_tokens=True)
+        assert await service.caption(image) == expected
+
+
+async def test_ranking_parity_with_reference_code(service: VisionService) -> None:
+    processor = CLIPProcessor.from_pretrained(TINY_CLIP)
+    model = CLIPModel.from_pretrained(TINY_CLIP).eval()
+    rng = random.Random(11)
+    images = [draw_shape(rng, colour, shape, 160) for colour, shape in CLASSES]
+    for colour, shape in CLASSES:
+        query = caption_of(colour, shape)
+        with torch.inference_mode():
+            inputs = processor(text=[query], images=images, return_tensors="pt", padding=True)
+            logits = model(**inputs).logits_per_image[:, 0]
+            reference = (logits / model.logit_scale.exp()).numpy()
+        scores = (await service.embed_images(images)) @ (await service.embed_text([query]))[0]
+        assert int(scores.argmax()) == int(reference.argmax())
+        assert np.abs(scores - reference).max() <= 1e-4
+
+
+@pytest.mark.slow
+async def test_event_loop_keeps_running_during_a_long_model_call(
+    full_size_models: tuple[Path, Path],
+) -> None:
+    blip, clip = full_size_models
+    settings = parse_settings(
+        {"CAPTION_MODEL": str(blip), "SEARCH_MODEL": str(clip), "CAPTION_MAX_TOKENS": "20"}
+    )
+    workers = Workers()
+    vision = VisionService(settings, workers)
+    image = draw_shape(random.Random(1), "red", "circle", 384)
+    try:
+        await vision.captioner()
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        await vision.caption(image)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+    finally:
+        await vision.close()
+        workers.shutdown()
+    assert elapsed >= 0.5, f"the model call took only {elapsed:.2f} s"
+    assert max(gaps) <= 0.05, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+async def test_missing_model_folder_names_the_setting(tmp_path: Path) -> None:
+    settings = tiny_settings(CAPTION_MODEL=str(tmp_path / "nope"))
+    workers = Workers()
+    vision = VisionService(settings, workers)
+    with pytest.raises(ModelLoadError, match=r"^CAPTION_MODEL: .*does not exist"):
+        await vision.captioner()
+    workers.shutdown()
+
+
+async def test_unknown_hub_id_offline_names_the_setting() -> None:
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # set by conftest before transformers loads
+    settings = tiny_settings(SEARCH_MODEL="glimpse-test/no-such-model")
+    workers = Workers()
+    vision = VisionService(settings, workers)
+    with pytest.raises(ModelLoadError, match=r"^SEARCH_MODEL: cannot load 'glimpse-test/no-such"):
+        await vision.embedder()
+    workers.shutdown()
