@@ -1,0 +1,428 @@
+"""Simulated INTERACTION_CREATE (slash commands, message context menus), callbacks, followups."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from . import payloads as p
+from .messages import validate_message_body
+from .rest import API_PREFIX, read_body
+
+
+class Interaction:
+    """One simulated application-command interaction and what the bot answered.
+
+    ``payload``: the INTERACTION_CREATE data sent. ``callbacks``: bodies POSTed to
+    ``/interactions/{id}/{token}/callback`` (``{"type": 4|5|9|..., "data": ...}``);
+    ``response_type``: the callback type (4 message, 5 deferred, 9 modal, 8 autocomplete).
+    ``original``: the @original message (live dict; flags 128 while only deferred).
+    ``followups``: followup message payloads. ``entries``: this interaction's entries of
+    :attr:`FakeDiscord.sent` in order (kinds ``interaction_response``, ``followup``,
+    ``edit_original``, ``edit``). ``modal``: the modal's data if type 9 was answered.
+    """
+
+    def __init__(self, payload: dict, channel_id: int, user_id: int) -> None:
+        self.payload = payload
+        self.id = int(payload["id"])
+        self.token: str = payload["token"]
+        self.channel_id, self.user_id = channel_id, user_id
+        self.name: str = payload["data"]["name"]
+        self.command_type: int = payload["data"]["type"]
+        self.created = time.monotonic()
+        self.callbacks: list[dict] = []
+        self.response_type: int | None = None
+        self.original: dict | None = None
+        self.followups: list[dict] = []
+        self.entries: list[dict] = []
+        self.modal: dict | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.callbacks)
+
+    @property
+    def deferred(self) -> bool:
+        return self.response_type == 5
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    self._changed.clear()
+                    result = check()
+                    if result is not None:
+                        return result
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"interaction {self.name!r}: no {what} within {timeout}s; "
+                f"callbacks={self.callbacks!r}"
+            ) from None
+
+    async def wait_for_callback(self, timeout: float = 10.0) -> dict:  # noqa: ASYNC109
+        """The first callback body (e.g. ``{"type": 5, "data": {...}}``)."""
+        return await self._wait(
+            lambda: self.callbacks[0] if self.callbacks else None, timeout, "callback"
+        )
+
+    async def wait_for_response(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        *,
+        predicate: Callable[[dict], bool] | None = None,
+    ) -> dict:
+        """The latest visible message of this interaction, once there is one.
+
+        Visible: the type-4 response, the @original once edited after a defer, a followup (the
+        first followup after a defer fills the deferred message), or an edit of those. Returns
+        the most recent such :attr:`FakeDiscord.sent` entry matching ``predicate`` (if given);
+        waits until one exists.
+        """
+
+        def check() -> dict | None:
+            for entry in reversed(self.entries):
+                if not entry["flags"] & p.LOADING and (predicate is None or predicate(entry)):
+                    return entry
+            return None
+
+        return await self._wait(check, timeout, "visible response")
+
+
+class InteractionsMixin:
+    """Interaction half of :class:`~tests.fakediscord.FakeDiscord`.
+
+    ``interactions``: ``{token: Interaction}``. ``interaction_ack_timeout``: seconds within
+    which the callback must arrive (3.0, like Discord; later -> 404 Unknown interaction).
+    """
+
+    def _init_interactions(self) -> None:
+        self.interactions: dict[str, Interaction] = {}
+        self.interaction_ack_timeout = 3.0
+
+    def _add_interaction_routes(self, app: web.Application) -> None:
+        r, a = app.router, API_PREFIX
+        r.add_post(a + "/interactions/{iid}/{token}/callback", self._callback)
+        r.add_post(a + "/webhooks/{app}/{token}", self._followup)
+        r.add_get(a + "/webhooks/{app}/{token}/messages/{mid}", self._get_webhook_message)
+        r.add_patch(a + "/webhooks/{app}/{token}/messages/{mid}", self._patch_webhook_message)
+        r.add_delete(a + "/webhooks/{app}/{token}/messages/{mid}", self._delete_webhook_message)
+
+    # --- simulated interactions -----------------------------------------------------------------
+
+    async def _start_interaction(self, channel_id: int, user_id: int, data: dict) -> Interaction:
+        channel = self.channels[channel_id]
+        guild = self.guild_of(channel_id)
+        if guild is not None and user_id not in guild.members:
+            raise ValueError(f"user {user_id} is not a member of guild {guild.id}")
+        iid = self.ids.next()
+        perms = self.permissions_for(channel_id, user_id)
+        payload: dict[str, Any] = {
+            "id": str(iid), "application_id": str(self.application_id), "type": 2,
+            "data": data, "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(32), "version": 1,
+            "locale": "en-US", "entitlements": [], "attachment_size_limit": p.MAX_FILE_SIZE,
+            "channel_id": str(channel_id), "channel": dict(channel, permissions=str(perms)),
+            "app_permissions": str(self.permissions_for(channel_id, self.bot_id)),
+        }  # fmt: skip
+        if guild is not None:
+            member = self.member_payload(guild.id, user_id)
+            member["permissions"] = str(perms)
+            payload.update(
+                guild_id=str(guild.id),
+                member=member,
+                guild_locale="en-US",
+                guild={"id": str(guild.id), "locale": "en-US", "features": []},
+                context=0,
+                authorizing_integration_owners={"0": str(guild.id)},
+            )
+        else:
+            payload.update(
+                user=self.users[user_id],
+                context=1,
+                authorizing_integration_owners={"0": str(user_id)},
+            )
+        it = Interaction(payload, channel_id, user_id)
+        self.interactions[it.token] = it
+        self._dispatch("INTERACTION_CREATE", payload)
+        await self.flush()
+        return it
+
+    def _option(self, channel_id: int, name: str, kind: int, value: Any, resolved: dict) -> dict:
+        guild = self.guild_of(channel_id)
+        if kind == 11:
+            filename, data, ctype = value
+            att = self.store_attachment(channel_id, filename, data, ctype, ephemeral=True)
+            resolved.setdefault("attachments", {})[att["id"]] = att
+            value = att["id"]
+        elif kind in (6, 9) and int(value) in self.users:
+            uid = int(value)
+            resolved.setdefault("users", {})[str(uid)] = self.users[uid]
+            if guild is not None and uid in guild.members:
+                member = self.member_payload(guild.id, uid, with_user=False)
+                member["permissions"] = str(self.permissions_for(channel_id, uid))
+                resolved.setdefault("members", {})[str(uid)] = member
+            value = str(uid)
+        elif kind in (8, 9) and guild is not None and int(value) in guild.roles:
+            resolved.setdefault("roles", {})[str(value)] = guild.roles[int(value)]
+            value = str(value)
+        elif kind == 7:
+            ch = self.channels[int(value)]
+            keys = ("id", "name", "type", "parent_id", "thread_metadata")
+            data = {k: ch[k] for k in keys if k in ch}
+            data["permissions"] = str(self.permissions_for(int(value), self.bot_id))
+            resolved.setdefault("channels", {})[ch["id"]] = data
+            value = ch["id"]
+        else:
+            value = {4: int, 10: float, 5: bool}.get(kind, str)(value)
+        return {"name": name, "type": kind, "value": value}
+
+    async def slash_command(
+        self,
+        channel_id: int,
+        user_id: int,
+        name: str,
+        options: dict[str, object] | None = None,
+        *,
+        attachments: Sequence[tuple[str, bytes, str | None]] = (),
+    ) -> Interaction:
+        """A user runs ``/name`` (``"group sub"`` for subcommands) in a channel.
+
+        ``options`` map option names to values: str/int/float/bool by value, a user/channel/role
+        id for those option types (resolved payloads are added), or a ``(filename, bytes,
+        content_type)`` tuple for an attachment option. ``attachments`` fill the command's
+        attachment options (from the synced definition) in declaration order. Option types are
+        taken from the synced command; unsynced commands get a generated id and types guessed
+        from the Python values.
+        """
+        guild = self.guild_of(channel_id)
+        parts = name.split()
+        cmd = self._find_command(parts[0], 1, guild.id if guild else None)
+        data: dict[str, Any] = {
+            "id": cmd["id"] if cmd else str(self.ids.next()),
+            "name": parts[0],
+            "type": 1,
+        }
+        if cmd and cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        defs: list[dict] | None = cmd["options"] if cmd else None
+        container = data
+        for i, sub in enumerate(parts[1:]):
+            d = next((o for o in defs or [] if o["name"] == sub), None)
+            last = i == len(parts) - 2
+            opt = {"name": sub, "type": d["type"] if d else (1 if last else 2), "options": []}
+            container["options"] = [opt]
+            container, defs = opt, (d.get("options") or [] if d else None)
+        values = dict(options or {})
+        pending = list(attachments)
+        for d in defs or []:
+            if d["type"] == 11 and d["name"] not in values and pending:
+                values[d["name"]] = pending.pop(0)
+        if pending:
+            raise ValueError(
+                f"no free attachment option for {len(pending)} attachment(s) on /{name}"
+            )
+        resolved: dict[str, dict] = {}
+        opts = []
+        for oname, value in values.items():
+            d = next((o for o in defs or [] if o["name"] == oname), None)
+            guess = (
+                11
+                if isinstance(value, tuple)
+                else 5
+                if isinstance(value, bool)
+                else 4
+                if isinstance(value, int)
+                else 10
+                if isinstance(value, float)
+                else 3
+            )
+            opts.append(self._option(channel_id, oname, d["type"] if d else guess, value, resolved))
+        container["options"] = opts
+        if resolved:
+            data["resolved"] = resolved
+        return await self._start_interaction(channel_id, user_id, data)
+
+    async def context_menu(
+        self, channel_id: int, user_id: int, name: str, message_id: int
+    ) -> Interaction:
+        """A user runs the message context menu ``name`` on a stored message.
+
+        ``resolved.messages`` carries the full target message, attachments and content included
+        even without the message content intent.
+        """
+        guild = self.guild_of(channel_id)
+        target = self.messages[channel_id].get(message_id)
+        if target is None:
+            raise ValueError(f"no message {message_id} in channel {channel_id}")
+        cmd = self._find_command(name, 3, guild.id if guild else None)
+        data: dict[str, Any] = {
+            "id": cmd["id"] if cmd else str(self.ids.next()), "name": name, "type": 3,
+            "target_id": str(message_id),
+            "resolved": {"messages": {str(message_id): copy.deepcopy(target)}},
+        }  # fmt: skip
+        if cmd and cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        return await self._start_interaction(channel_id, user_id, data)
+
+    # --- responses ------------------------------------------------------------------------------
+
+    def _interaction_message(
+        self, it: Interaction, body: dict, files: dict, *, ephemeral: bool, loading: bool = False
+    ) -> dict:
+        user = self.users[it.user_id]
+        meta: dict[str, Any] = {
+            "id": str(it.id),
+            "type": 2,
+            "user": user,
+            "authorizing_integration_owners": it.payload["authorizing_integration_owners"],
+        }
+        if it.command_type == 3:
+            meta["target_message_id"] = it.payload["data"]["target_id"]
+        msg = self._bot_message(
+            it.channel_id,
+            body,
+            files,
+            check_embeds=False,
+            ephemeral=ephemeral,
+            msg_type=20 if it.command_type == 1 else 23,
+            webhook_id=self.application_id,
+            application_id=str(self.application_id),
+            interaction_metadata=meta,
+            interaction={"id": str(it.id), "type": 2, "name": it.name, "user": user},
+        )
+        msg["flags"] |= (p.EPHEMERAL if ephemeral else 0) | (p.LOADING if loading else 0)
+        if not ephemeral:
+            self.store_message(msg)
+            self._dispatch_message("MESSAGE_CREATE", msg)
+        return msg
+
+    def _record_for(self, it: Interaction, msg: dict, kind: str, body: dict, files: dict) -> None:
+        entry = self._record_sent(
+            msg, kind, body, files, ephemeral=bool(msg["flags"] & p.EPHEMERAL), interaction_id=it.id
+        )
+        it.entries.append(entry)
+        it._notify()
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        it = self.interactions.get(request.match_info["token"])
+        if it is None or it.id != int(request.match_info["iid"]):
+            raise p.unknown("interaction")
+        body, files = await read_body(request)
+        if it.acknowledged:
+            raise p.ApiError(400, 40060, "Interaction has already been acknowledged.")
+        if time.monotonic() - it.created > self.interaction_ack_timeout:
+            raise p.unknown("interaction")
+        kind, data = body.get("type"), body.get("data") or {}
+        ephemeral = bool(int(data.get("flags") or 0) & p.EPHEMERAL)
+        resource: dict[str, Any] = {"type": kind}
+        msg = None
+        if kind == 4:
+            validate_message_body(data, len(files))
+            msg = self._interaction_message(it, data, files, ephemeral=ephemeral)
+        elif kind == 5:
+            msg = self._interaction_message(it, {}, {}, ephemeral=ephemeral, loading=True)
+        elif kind == 9:
+            it.modal = data
+        elif kind != 8:
+            raise p.form_error(
+                "type",
+                "INTERACTION_RESPONSE_TYPE_INVALID",
+                f"Callback type {kind} is not valid for this interaction",
+            )
+        it.callbacks.append(body)
+        it.response_type = kind
+        if msg is not None:
+            it.original = resource["message"] = msg
+            if kind == 4:
+                self._record_for(it, msg, "interaction_response", data, files)
+        it._notify()
+        if request.query.get("with_response", "").lower() not in ("1", "true"):
+            return web.Response(status=204)
+        info = {
+            "id": str(it.id),
+            "type": 2,
+            "response_message_loading": kind == 5,
+            "response_message_ephemeral": ephemeral,
+        }
+        if msg is not None:
+            info["response_message_id"] = msg["id"]
+        return p.json_response({"interaction": info, "resource": resource})
+
+    def _webhook_interaction(self, request: web.Request) -> Interaction:
+        it = self.interactions.get(request.match_info["token"])
+        if it is None or int(request.match_info["app"]) != self.application_id:
+            raise p.unknown("Webhook")
+        return it
+
+    def _webhook_message(self, it: Interaction, request: web.Request) -> dict:
+        mid = request.match_info["mid"]
+        if mid == "@original":
+            if it.original is None:
+                raise p.unknown("Message")
+            return it.original
+        for msg in it.followups:
+            if msg["id"] == mid:
+                return msg
+        raise p.unknown("Message")
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        it = self._webhook_interaction(request)
+        if not it.acknowledged:
+            raise p.unknown("Webhook")
+        body, files = await read_body(request)
+        validate_message_body(body, len(files))
+        original = it.original
+        if original is not None and original["flags"] & p.LOADING:
+            # the first followup after a defer fills the deferred message
+            self._apply_edit(original, body, files)
+            original["flags"] &= ~p.LOADING
+            original["edited_timestamp"] = None
+            msg = original
+            if not msg["flags"] & p.EPHEMERAL:
+                self._dispatch_message("MESSAGE_UPDATE", msg)
+        else:
+            ephemeral = bool(int(body.get("flags") or 0) & p.EPHEMERAL)
+            msg = self._interaction_message(it, body, files, ephemeral=ephemeral)
+        it.followups.append(msg)
+        self._record_for(it, msg, "followup", body, files)
+        if request.query.get("wait", "").lower() in ("1", "true"):
+            return p.json_response(msg)
+        return web.Response(status=204)
+
+    async def _get_webhook_message(self, request: web.Request) -> web.Response:
+        it = self._webhook_interaction(request)
+        return p.json_response(self._webhook_message(it, request))
+
+    async def _patch_webhook_message(self, request: web.Request) -> web.Response:
+        it = self._webhook_interaction(request)
+        msg = self._webhook_message(it, request)
+        body, files = await read_body(request)
+        self._apply_edit(msg, body, files)
+        msg["flags"] &= ~p.LOADING
+        if not msg["flags"] & p.EPHEMERAL:
+            self._dispatch_message("MESSAGE_UPDATE", msg)
+        kind = "edit_original" if msg is it.original else "edit"
+        self._record_for(it, msg, kind, body, files)
+        return p.json_response(msg)
+
+    async def _delete_webhook_message(self, request: web.Request) -> web.Response:
+        it = self._webhook_interaction(request)
+        msg = self._webhook_message(it, request)
+        if not msg["flags"] & p.EPHEMERAL:
+            await self.delete_message(it.channel_id, int(msg["id"]))
+        if msg is it.original:
+            it.original = None
+        else:
+            it.followups.remove(msg)
+        it._notify()
+        return web.Response(status=204)

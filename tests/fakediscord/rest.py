@@ -1,0 +1,347 @@
+"""The fake REST API (``/api/v10/...``) and the attachment server (``/attachments/...``).
+
+Permission checks follow Discord: 50001 Missing Access when the bot cannot view a channel,
+50013 Missing Permissions when it cannot send/attach/reply, 10003/10008/... for unknown objects.
+Message bodies are validated (empty message 50006, content over 2000, embed limits).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import payloads as p
+from .messages import validate_message_body
+
+API_PREFIX = "/api/v10"
+_NO_AUTH = re.compile(r"^/(interactions/\d+/[^/]+/callback|webhooks/\d+/[^/]+)")
+
+
+async def read_body(request: web.Request) -> tuple[dict, dict[int, tuple[str, bytes]]]:
+    """JSON body, or multipart ``payload_json`` + ``files[n]``; returns (payload, {n: file})."""
+    if request.content_type.startswith("multipart/"):
+        payload: dict = {}
+        files: dict[int, tuple[str, bytes]] = {}
+        reader = await request.multipart()
+        async for part in reader:
+            name = getattr(part, "name", None) or ""
+            if name == "payload_json":
+                payload = json.loads(await part.text())  # type: ignore[union-attr]
+            elif name.startswith("files[") or name == "file":
+                index = int(name[6:-1]) if name != "file" else 0
+                files[index] = (part.filename or "file", bytes(await part.read()))  # type: ignore[union-attr]
+        return payload, files
+    if request.body_exists:
+        data = await request.json()
+        return (data if isinstance(data, dict) else {"_list": data}), {}
+    return {}, {}
+
+
+class RestMixin:
+    """REST half of :class:`~tests.fakediscord.FakeDiscord`."""
+
+    def _init_rest(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.unknown_requests: list[tuple[str, str]] = []
+        self.typing: list[int] = []
+        self.reactions: list[tuple[int, int, str]] = []
+        self.faults_served: list[tuple[str, str, int]] = []
+        self.server_errors: list[str] = []  # bugs in the fake itself (answered 400)
+        self._faults: list[list[Any]] = []
+
+    def _add_rest_routes(self, app: web.Application) -> None:
+        r = app.router
+        a = API_PREFIX
+        r.add_get(a + "/users/@me", self._get_me)
+        r.add_get(a + "/oauth2/applications/@me", self._get_app)
+        r.add_get(a + "/applications/@me", self._get_app)
+        r.add_get(a + "/gateway", self._get_gateway)
+        r.add_get(a + "/gateway/bot", self._get_gateway)
+        r.add_post(a + "/users/@me/channels", self._create_dm)
+        r.add_get(a + "/users/{uid}", self._get_user)
+        r.add_get(a + "/channels/{cid}", self._get_channel)
+        r.add_post(a + "/channels/{cid}/typing", self._post_typing)
+        r.add_get(a + "/channels/{cid}/messages", self._get_messages)
+        r.add_post(a + "/channels/{cid}/messages", self._post_message)
+        r.add_post(a + "/channels/{cid}/messages/bulk-delete", self._bulk_delete_rest)
+        r.add_get(a + "/channels/{cid}/messages/{mid}", self._get_message)
+        r.add_patch(a + "/channels/{cid}/messages/{mid}", self._patch_message)
+        r.add_delete(a + "/channels/{cid}/messages/{mid}", self._delete_message_rest)
+        r.add_put(a + "/channels/{cid}/messages/{mid}/reactions/{emoji}/@me", self._put_reaction)
+        r.add_get(a + "/guilds/{gid}", self._get_guild)
+        r.add_get(a + "/guilds/{gid}/channels", self._get_guild_channels)
+        r.add_get(a + "/guilds/{gid}/roles", self._get_roles)
+        r.add_get(a + "/guilds/{gid}/members", self._get_members)
+        r.add_get(a + "/guilds/{gid}/members/{uid}", self._get_member)
+        r.add_get("/attachments/{cid}/{aid}/{filename}", self._get_attachment)
+
+    # --- middleware, auth, faults -------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/gateway"):
+            return await handler(request)
+        rel = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
+        self.requests.append((request.method, rel))
+        fault = self._take_fault(request.method, rel)
+        if fault is not None:
+            return fault
+        needs_auth = path.startswith(API_PREFIX) and not _NO_AUTH.match(rel)
+        if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
+            return p.json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        try:
+            return await handler(request)
+        except p.ApiError as exc:
+            return exc.response()
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug in the fake: fail the call fast (a 5xx is retried)
+            self.server_errors.append(f"{request.method} {rel}: {exc!r}")
+            body = {"message": f"fake server error: {exc!r}", "code": 0}
+            return p.json_response(body, 400)
+
+    async def _unknown_route(self, request: web.Request) -> web.Response:
+        path = request.path
+        rel = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
+        self.unknown_requests.append((request.method, rel))
+        return p.json_response({"message": "404: Not Found", "code": 0}, 404)
+
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        count: int = 1,
+        retry_after: float = 0.05,
+    ) -> None:
+        """Answer the next ``count`` requests matching with ``status`` instead of serving them.
+
+        ``method`` is an HTTP method or ``"*"``; ``path_regex`` is searched (``re.search``) in
+        the path relative to ``/api/v10`` (e.g. ``r"^/channels/\\d+/messages$"``; webhook and
+        interaction callback paths too, and ``/attachments/...``). A 429 carries Discord's
+        rate-limit headers, ``Via`` and the JSON body with ``retry_after``; other statuses a JSON
+        error body. Note discord.py sleeps ``1 + 2*tries`` s before retrying a 5xx.
+        """
+        self._faults.append([method.upper(), re.compile(path_regex), status, count, retry_after])
+
+    def _take_fault(self, method: str, rel: str) -> web.Response | None:
+        for fault in self._faults:
+            f_method, regex, status, remaining, retry_after = fault
+            if remaining > 0 and f_method in ("*", method) and regex.search(rel):
+                fault[3] -= 1
+                self.faults_served.append((method, rel, status))
+                if status == 429:
+                    headers = {
+                        "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                        "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+                        "X-RateLimit-Bucket": "fakebucket", "X-RateLimit-Scope": "user",
+                        "Retry-After": str(max(1, math.ceil(retry_after))), "Via": "1.1 google",
+                    }  # fmt: skip
+                    body = {
+                        "message": "You are being rate limited.",
+                        "retry_after": retry_after,
+                        "global": False,
+                    }
+                    return p.json_response(body, 429, headers)
+                return p.json_response(
+                    {"message": f"{status}: Injected failure", "code": 0}, status
+                )
+        return None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _channel(self, request: web.Request) -> int:
+        cid = int(request.match_info["cid"])
+        if cid not in self.channels:
+            raise p.unknown("Channel")
+        return cid
+
+    def _require(self, cid: int, perm: int) -> None:
+        perms = self.permissions_for(cid, self.bot_id)
+        if not perms & p.VIEW_CHANNEL:
+            raise p.missing_access()
+        if perms & perm != perm:
+            raise p.missing_permissions()
+
+    def _stored(self, cid: int, request: web.Request) -> dict:
+        msg = self.messages[cid].get(int(request.match_info["mid"]))
+        if msg is None:
+            raise p.unknown("Message")
+        return msg
+
+    def _rest_view(self, msg: dict) -> dict:
+        """What GET returns: without the message content intent enabled, content is blank."""
+        if self.enabled_intents & p.INTENT_MESSAGE_CONTENT:
+            return msg
+        return msg if self.content_visible_without_intent(msg) else p.strip_content(msg)
+
+    def _bot_guild(self, request: web.Request) -> int:
+        gid = int(request.match_info["gid"])
+        guild = self.guilds.get(gid)
+        if guild is None or self.bot_id not in guild.members:
+            raise p.missing_access() if guild else p.unknown("Guild")
+        return gid
+
+    # --- handlers ----------------------------------------------------------------------------
+
+    async def _get_me(self, request: web.Request) -> web.Response:
+        return p.json_response(self.bot_user)
+
+    async def _get_app(self, request: web.Request) -> web.Response:
+        return p.json_response(self.application_info())
+
+    async def _get_gateway(self, request: web.Request) -> web.Response:
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return p.json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+
+    async def _create_dm(self, request: web.Request) -> web.Response:
+        body, _ = await read_body(request)
+        uid = int(body.get("recipient_id", 0))
+        if uid not in self.users:
+            raise p.unknown("User")
+        return p.json_response(self.channels[self.dm_channel(uid)])
+
+    async def _get_user(self, request: web.Request) -> web.Response:
+        uid = int(request.match_info["uid"])
+        if uid not in self.users:
+            raise p.unknown("User")
+        return p.json_response(self.users[uid])
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        self._require(cid, 0)
+        return p.json_response(self.channels[cid])
+
+    async def _post_typing(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        self._require(cid, p.VIEW_CHANNEL)
+        self.typing.append(cid)
+        return web.Response(status=204)
+
+    async def _get_messages(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        self._require(cid, 0)
+        q = request.query
+        limit = int(q.get("limit", 50))
+        if not 1 <= limit <= 100:
+            raise p.form_error("limit", "NUMBER_TYPE_MAX", "int value should be <= 100 and >= 1.")
+        if not self.permissions_for(cid, self.bot_id) & p.READ_MESSAGE_HISTORY:
+            return p.json_response([])
+        opt = {k: int(q[k]) for k in ("before", "after", "around") if k in q}
+        return p.json_response([self._rest_view(m) for m in self.history(cid, limit, **opt)])
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        if not self.permissions_for(cid, self.bot_id) & p.READ_MESSAGE_HISTORY:
+            raise p.missing_access()
+        return p.json_response(self._rest_view(self._stored(cid, request)))
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        body, files = await read_body(request)
+        thread = self.channels[cid]["type"] in p.THREAD_TYPES
+        self._require(cid, p.SEND_MESSAGES_IN_THREADS if thread else p.SEND_MESSAGES)
+        if files:
+            self._require(cid, p.ATTACH_FILES)
+        validate_message_body(body, len(files))
+        reply_to = None
+        ref = body.get("message_reference")
+        if ref and int(ref.get("type", 0)) == 0:
+            self._require(cid, p.READ_MESSAGE_HISTORY)
+            mid = int(ref["message_id"])
+            same_channel = int(ref.get("channel_id") or cid) == cid
+            if same_channel and mid in self.messages[cid]:
+                reply_to = mid
+            elif ref.get("fail_if_not_exists", True):
+                raise p.form_error(
+                    "message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
+                )
+        msg = self.store_message(self._bot_message(cid, body, files, reply_to=reply_to))
+        self._record_sent(msg, "message", body, files)
+        self._dispatch_message("MESSAGE_CREATE", msg)
+        return p.json_response(msg)
+
+    async def _patch_message(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        msg = self._stored(cid, request)
+        if int(msg["author"]["id"]) != self.bot_id:
+            raise p.ApiError(403, 50005, "Cannot edit a message authored by another user")
+        body, files = await read_body(request)
+        self._apply_edit(msg, body, files)
+        self._record_sent(msg, "edit", body, files)
+        self._dispatch_message("MESSAGE_UPDATE", msg)
+        return p.json_response(msg)
+
+    async def _delete_message_rest(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        msg = self._stored(cid, request)
+        if int(msg["author"]["id"]) != self.bot_id:
+            self._require(cid, p.MANAGE_MESSAGES)
+        await self.delete_message(cid, int(msg["id"]))
+        return web.Response(status=204)
+
+    async def _bulk_delete_rest(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        self._require(cid, p.MANAGE_MESSAGES)
+        body, _ = await read_body(request)
+        ids = [int(i) for i in body.get("messages", [])]
+        if not 2 <= len(ids) <= 100:
+            raise p.form_error("messages", "BASE_TYPE_BAD_LENGTH", "Must be between 2 and 100.")
+        await self.bulk_delete(cid, [i for i in ids if i in self.messages[cid]])
+        return web.Response(status=204)
+
+    async def _put_reaction(self, request: web.Request) -> web.Response:
+        cid = self._channel(request)
+        self._require(cid, p.READ_MESSAGE_HISTORY | p.ADD_REACTIONS)
+        msg = self._stored(cid, request)
+        self.reactions.append((cid, int(msg["id"]), request.match_info["emoji"]))
+        return web.Response(status=204)
+
+    async def _get_guild(self, request: web.Request) -> web.Response:
+        gid = self._bot_guild(request)
+        data = self.guild_payload(gid, all_members=False)
+        for key in ("members", "channels", "threads", "voice_states", "presences"):
+            data.pop(key)
+        data["approximate_member_count"] = data.pop("member_count")
+        return p.json_response(data)
+
+    async def _get_guild_channels(self, request: web.Request) -> web.Response:
+        gid = self._bot_guild(request)
+        ids = self.guilds[gid].channel_ids
+        return p.json_response(
+            [self.channels[c] for c in ids if self.channels[c]["type"] not in p.THREAD_TYPES]
+        )
+
+    async def _get_roles(self, request: web.Request) -> web.Response:
+        return p.json_response(list(self.guilds[self._bot_guild(request)].roles.values()))
+
+    async def _get_members(self, request: web.Request) -> web.Response:
+        gid = self._bot_guild(request)
+        limit = int(request.query.get("limit", 1))
+        after = int(request.query.get("after", 0))
+        ids = sorted(u for u in self.guilds[gid].members if u > after)[:limit]
+        return p.json_response([self.member_payload(gid, u) for u in ids])
+
+    async def _get_member(self, request: web.Request) -> web.Response:
+        gid = self._bot_guild(request)
+        uid = int(request.match_info["uid"])
+        if uid not in self.guilds[gid].members:
+            raise p.unknown("Member")
+        return p.json_response(self.member_payload(gid, uid))
+
+    async def _get_attachment(self, request: web.Request) -> web.Response:
+        blob = self.blobs.get(int(request.match_info["aid"]))
+        if blob is None:
+            return web.Response(status=404, text="Not Found")
+        data, content_type = blob
+        return web.Response(
+            body=data, headers={"Content-Type": content_type or "application/octet-stream"}
+        )
