@@ -1,0 +1,108 @@
+"""`python -m bot run`: makes every resource, hands them to the client, and tears them down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+
+from bot.client import Glimpse
+from bot.config import ConfigError, Settings
+from bot.index import ImageIndex
+from bot.loading import ModelLoadError
+from bot.media import MediaFetcher
+from bot.service import VisionService
+from bot.sources import media_hosts
+from bot.workers import Workers
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 8.0
+
+
+def point_at(api_url: str, gateway_url: str | None) -> None:
+    """Lets an admin put a REST or gateway proxy in front of Discord."""
+    discord.http.Route.BASE = api_url
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+@contextlib.asynccontextmanager
+async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator[Glimpse]:
+    """Every resource the bot needs, made here and torn down in reverse; yields it unstarted."""
+    point_at(settings.discord_api_url, settings.discord_gateway_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    workers = Workers()
+    vision = VisionService(settings, workers)
+    index = await workers.run(
+        "db",
+        ImageIndex,
+        settings.data_dir / "index.sqlite3",
+        settings.search_model,
+        per_channel=settings.index_per_channel,
+        retention_days=settings.retention_days,
+    )
+    try:
+        requeued = await workers.run("db", index.requeue_stale)
+        if requeued:
+            log.info("SEARCH_MODEL changed: %d image(s) queued to be embedded again", requeued)
+        await workers.run("db", index.prune)
+        await vision.start()
+        async with aiohttp.ClientSession() as session:
+            fetcher = MediaFetcher(session, vision, media_hosts(settings.discord_api_url))
+            async with Glimpse(settings, vision, index, workers, fetcher, **client_options) as bot:
+                yield bot
+    finally:
+        await vision.close()
+        await workers.run("db", index.close)
+        workers.shutdown(wait=False)
+
+
+async def main(settings: Settings) -> None:
+    """Runs until the bot is closed or SIGTERM/SIGINT arrives; raises ConfigError/ModelLoadError."""
+    if settings.discord_token is None:
+        raise ConfigError("DISCORD_TOKEN", "is required to run the bot (see .env.example)")
+    async with create_bot(settings) as bot:
+        _close_on_signals(bot)
+        await bot.start(settings.discord_token.get())
+
+
+def _close_on_signals(bot: Glimpse) -> None:
+    loop = asyncio.get_running_loop()
+
+    closing: list[asyncio.Task[None]] = []
+
+    def close() -> None:
+        log.info("shutting down")
+        if not closing:
+            closing.append(loop.create_task(bot.close()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, close)
+
+
+def run(settings: Settings) -> int:
+    """The CLI's entry: one clear line for the errors an admin can fix."""
+    try:
+        asyncio.run(main(settings))
+    except (ConfigError, ModelLoadError) as exc:
+        log.error("%s", exc)
+        return 1
+    except discord.LoginFailure:
+        log.error("DISCORD_TOKEN: Discord rejected the token; copy it again from the portal")
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        log.error(
+            "the Message Content intent is off: enable it under Bot > Privileged Gateway "
+            "Intents in the Discord developer portal"
+        )
+        return 1
+    return 0

@@ -1,0 +1,149 @@
+"""The Discord client: given its resources by `bot.app.main`; loads the cogs, reports errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.cooldowns import MemberCooldown
+from bot.index import ImageIndex, ImageRef
+from bot.indexer import Indexer
+from bot.media import MediaFetcher
+from bot.replies import user_message
+from bot.service import VisionService
+from bot.sources import ImageSource, image_sources
+from bot.workers import Workers
+
+log = logging.getLogger(__name__)
+
+# Loaded in this order; the first failure stops the start.
+EXTENSIONS = ("cogs.caption", "cogs.search", "cogs.admin")
+
+
+def intents() -> discord.Intents:
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True  # privileged: enable it in the developer portal
+    return wanted
+
+
+class Glimpse(commands.Bot):
+    def __init__(
+        self,
+        settings: Settings,
+        vision: VisionService,
+        index: ImageIndex,
+        workers: Workers,
+        fetcher: MediaFetcher,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned_or(settings.command_prefix),
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=commands.DefaultHelpCommand(dm_help=False),
+            owner_ids=set(settings.owner_ids) or None,
+            **options,
+        )
+        self.settings = settings
+        self.vision = vision
+        self.index = index
+        self.workers = workers
+        self.fetcher = fetcher
+        self.cooldown = MemberCooldown(settings.cooldown)
+        self.indexer = Indexer(index, vision, workers, fetcher, self.resolve_image)
+        self._caught_up = False
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.tree.error(self.on_app_command_error)
+        self.indexer.start()
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id, len(self.guilds))
+        if not self._caught_up:  # on_ready fires again after every reconnect
+            self._caught_up = True
+            self.loop.create_task(self.catch_up(), name="glimpse-catch-up")
+
+    async def catch_up(self) -> None:
+        """Queues images posted while the bot was down, in every channel already indexed."""
+        channels = await self.workers.run("db", self.index.channels)
+        queued = 0
+        for _guild_id, channel_id in channels:
+            channel = self.get_channel(channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                continue
+            last = await self.workers.run("db", self.index.last_message_id, channel_id)
+            after = discord.Object(last) if last else None
+            try:
+                async for message in channel.history(
+                    limit=self.settings.index_per_channel, after=after, oldest_first=True
+                ):
+                    queued += await self.indexer.submit(self.indexable_sources(message))
+            except discord.HTTPException as exc:
+                log.info("cannot catch up on channel %s: %s", channel_id, exc)
+        if queued:
+            log.info("queued %d image(s) posted while the bot was offline", queued)
+
+    def indexable_sources(self, message: discord.Message) -> list[ImageSource]:
+        """What the index takes from a message: not the bot's own, not other bots', webhooks yes."""
+        if message.author.bot and message.webhook_id is None:
+            return []
+        channel_ids = {message.channel.id, getattr(message.channel, "parent_id", None)}
+        if channel_ids & self.settings.ignore_channels:
+            return []
+        return image_sources(message, self.fetcher.allowed_hosts)
+
+    async def resolve_image(self, ref: ImageRef) -> ImageSource | None:
+        """A fresh URL for a queued image (URLs are never stored), or None if it is gone."""
+        channel = self.get_channel(ref.channel_id)
+        try:
+            if channel is None:
+                channel = await self.fetch_channel(ref.channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                return None
+            message = await channel.fetch_message(ref.message_id)
+        except (discord.NotFound, discord.Forbidden):
+            return None
+        for source in image_sources(message, self.fetcher.allowed_hosts):
+            if source.ref.attachment_id == ref.attachment_id:
+                return source
+        return None
+
+    async def on_command_error(
+        self, ctx: commands.Context[Any], error: commands.CommandError
+    ) -> None:
+        if isinstance(error, commands.CommandNotFound):
+            return
+        text = user_message(error)
+        if text is None:
+            original = getattr(error, "original", error)
+            log.error("command %s failed", ctx.command, exc_info=original)
+            text = "Something went wrong on my side; the admins can find the details in the log."
+        await ctx.reply(text, mention_author=False)
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        text = user_message(error)
+        if text is None:
+            original = getattr(error, "original", error)
+            log.error("app command %s failed", interaction.command, exc_info=original)
+            text = "Something went wrong on my side; the admins can find the details in the log."
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
+    async def close(self) -> None:
+        await self.indexer.stop()
+        await super().close()

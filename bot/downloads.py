@@ -1,0 +1,58 @@
+"""Downloads of images that Discord told us about, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from yarl import URL
+
+from bot.images import too_large
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=15)
+CHUNK = 64 * 1024
+
+
+class DownloadError(Exception):
+    """The image could not be fetched; the message is for the user."""
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    url: str,
+    max_bytes: int,
+    *,
+    allowed_hosts: frozenset[str] | None = None,
+) -> bytes:
+    """Streams `url` into memory, refusing more than `max_bytes` whatever the server declares.
+
+    Redirects are not followed: a Discord attachment or proxy URL answers directly, and a
+    redirect elsewhere is exactly what a hostile embed would try.
+    """
+    target = URL(url)
+    if target.scheme not in ("http", "https"):
+        raise DownloadError("that image link is not a web address")
+    if allowed_hosts is not None and target.host not in allowed_hosts:
+        raise DownloadError("that image is not hosted by Discord, so it was not fetched")
+    try:
+        async with session.get(target, allow_redirects=False, timeout=DOWNLOAD_TIMEOUT) as resp:
+            if resp.status in (403, 404, 410):
+                raise DownloadError("the image is gone (deleted, or its link expired)")
+            if resp.status != 200:
+                raise DownloadError(f"Discord did not send the image (HTTP {resp.status})")
+            declared = resp.content_length
+            if declared is not None and declared > max_bytes:
+                raise too_large(declared, max_bytes)
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise too_large(None, max_bytes)
+            return bytes(data)
+    except TimeoutError:
+        raise DownloadError("fetching the image timed out") from None
+    except aiohttp.ClientError as exc:
+        log.info("download of %s failed: %s", target.with_query(None), exc)
+        raise DownloadError("the image could not be fetched from Discord") from None

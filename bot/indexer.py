@@ -1,0 +1,189 @@
+"""Background indexing: uploads are queued in the database, then embedded as capacity allows.
+
+A queued upload survives restarts (only IDs are stored; the message is fetched again for a fresh
+URL). Identical images are embedded once, by content hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable
+
+import numpy as np
+from PIL import Image
+
+from bot.downloads import DownloadError
+from bot.images import ImageError
+from bot.index import ImageIndex, ImageRef
+from bot.media import MediaFetcher
+from bot.service import VisionService
+from bot.sources import ImageSource
+from bot.workers import Workers
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
+Key = tuple[int, int]
+
+
+class Indexer:
+    def __init__(
+        self,
+        index: ImageIndex,
+        vision: VisionService,
+        workers: Workers,
+        fetcher: MediaFetcher,
+        resolve: Resolver,
+        *,
+        batch_size: int = 16,
+    ) -> None:
+        self.index = index
+        self.vision = vision
+        self.workers = workers
+        self.fetcher = fetcher
+        self.resolve = resolve
+        self.batch_size = batch_size
+        self._urls: dict[Key, ImageSource] = {}
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="glimpse-indexer")
+            self._wake.set()
+
+    async def stop(self) -> None:
+        """Stops after the current step; queued work stays in the database for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def submit(self, sources: Iterable[ImageSource]) -> int:
+        sources = list(sources)
+        if not sources:
+            return 0
+        for source in sources:
+            self._urls[source.ref.key] = source
+        added = await self.workers.run("db", self.index.add_pending, [s.ref for s in sources])
+        self._wake.set()
+        return added
+
+    async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
+        """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
+        deadline = time.monotonic() + limit_s
+        while await self.workers.run("db", self.index.pending_count, channel_ids):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            async with self._progress:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), min(remaining, 0.5))
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            refs = await self.workers.run("db", self.index.pending, self.batch_size)
+            if not refs:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._process(refs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("indexing a batch of %d images failed; will retry", len(refs))
+                await self.workers.run("db", self.index.record_failure, refs)
+                await asyncio.sleep(1)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _process(self, refs: list[ImageRef]) -> None:
+        ready: list[tuple[ImageRef, str, np.ndarray]] = []
+        to_embed: list[tuple[ImageRef, str, Image.Image]] = []
+        gone: list[ImageRef] = []
+        retry: list[ImageRef] = []
+        seen: dict[str, list[ImageRef]] = {}
+        for ref in refs:
+            try:
+                data = await self._fetch(ref)
+            except ImageError as exc:
+                log.info(
+                    "not indexing image %s in message %s: %s",
+                    ref.attachment_id,
+                    ref.message_id,
+                    exc,
+                )
+                gone.append(ref)
+                continue
+            except DownloadError as exc:
+                log.info(
+                    "could not fetch image %s in message %s: %s",
+                    ref.attachment_id,
+                    ref.message_id,
+                    exc,
+                )
+                retry.append(ref)
+                continue
+            if data is None:
+                gone.append(ref)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                seen[digest].append(ref)
+                continue
+            known = await self.workers.run("db", self.index.embedding_for_hash, digest)
+            if known is not None:
+                ready.append((ref, digest, known))
+                continue
+            try:
+                image = await self.vision.load_image(data)
+            except ImageError as exc:
+                log.info(
+                    "not indexing image %s in message %s: %s",
+                    ref.attachment_id,
+                    ref.message_id,
+                    exc,
+                )
+                gone.append(ref)
+                continue
+            seen[digest] = []
+            to_embed.append((ref, digest, image))
+        if to_embed:
+            images = [image for _, _, image in to_embed]
+            vectors = await self.vision.embed_images(images, background=True)
+            for (ref, digest, _), vector in zip(to_embed, vectors, strict=True):
+                ready.append((ref, digest, vector))
+                ready.extend((twin, digest, vector) for twin in seen[digest])
+        await self.workers.run("db", self._store, ready, gone, retry)
+        for ref in refs:
+            self._urls.pop(ref.key, None)
+        if retry:
+            await asyncio.sleep(1.0)  # a failing CDN or network gets a moment before the retry
+
+    def _store(
+        self,
+        ready: list[tuple[ImageRef, str, np.ndarray]],
+        gone: list[ImageRef],
+        retry: list[ImageRef],
+    ) -> None:
+        if ready:
+            self.index.add(ready)
+        if gone:
+            self.index.drop_pending(gone)
+        if retry:
+            dropped = self.index.record_failure(retry)
+            if dropped:
+                log.warning("gave up on %d image(s) after repeated download failures", dropped)
+
+    async def _fetch(self, ref: ImageRef) -> bytes | None:
+        source = self._urls.get(ref.key) or await self.resolve(ref)
+        if source is None:
+            return None
+        return await self.fetcher.fetch_bytes(source)

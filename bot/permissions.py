@@ -1,0 +1,46 @@
+"""Which channels a member may search with `scope: server`.
+
+A channel counts when the member can view it and read its history right now, computed by
+discord.py from the member's roles and the channel's overwrites. Private threads are searched
+only from inside themselves; NSFW channels only when asked from an NSFW channel.
+"""
+
+from __future__ import annotations
+
+import discord
+
+
+def server_scope(
+    member: discord.Member, origin: discord.abc.GuildChannel | discord.Thread
+) -> set[int]:
+    guild = member.guild
+    origin_nsfw = _is_nsfw(origin)
+    readable: set[int] = set()
+    for channel in guild.channels:
+        if isinstance(channel, discord.CategoryChannel):
+            continue
+        if channel.is_nsfw() and not origin_nsfw:
+            continue
+        if _can_read(channel.permissions_for(member)):
+            readable.add(channel.id)
+    # Forum posts are threads; the forum itself holds no messages.
+    forums = {c.id for c in guild.channels if isinstance(c, discord.ForumChannel)}
+    allowed = readable - forums
+    for thread in guild.threads:
+        if thread.is_private() or thread.parent_id not in readable:
+            continue
+        if _can_read(thread.permissions_for(member)):
+            allowed.add(thread.id)
+    if isinstance(origin, discord.Thread):
+        allowed.add(origin.id)  # the member is asking from inside it
+    return allowed
+
+
+def _can_read(permissions: discord.Permissions) -> bool:
+    return permissions.view_channel and permissions.read_message_history
+
+
+def _is_nsfw(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
+    if isinstance(channel, discord.Thread):
+        return channel.parent is not None and channel.parent.is_nsfw()
+    return bool(getattr(channel, "nsfw", False))

@@ -1,0 +1,33 @@
+"""`!sync`: publishes the slash commands. Never done on start (Discord rate-limits it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from discord.ext import commands
+
+from bot.client import Glimpse
+
+
+class Admin(commands.Cog):
+    def __init__(self, bot: Glimpse) -> None:
+        self.bot = bot
+
+    @commands.command(name="sync")
+    @commands.is_owner()
+    async def sync_command(self, ctx: commands.Context[Any], where: str = "global") -> None:
+        """Sync slash commands: `sync` (everywhere, may take a while to show) or `sync here`."""
+        if where == "here" and ctx.guild is not None:
+            self.bot.tree.copy_global_to(guild=ctx.guild)
+            synced = await self.bot.tree.sync(guild=ctx.guild)
+            scope = "this server"
+        else:
+            synced = await self.bot.tree.sync()
+            scope = "every server"
+        names = ", ".join(sorted(c.name for c in synced))
+        await ctx.reply(f"Synced {len(synced)} commands to {scope}: {names}.", mention_author=False)
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, Glimpse)
+    await bot.add_cog(Admin(bot))

@@ -1,0 +1,141 @@
+"""End-to-end harness: the bot's own startup path against the local Discord-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import random
+import types
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+
+from bot.app import create_bot
+from bot.client import Glimpse
+from bot.config import Settings
+from tests.conftest import tiny_settings
+from tests.fakediscord import VIEW_CHANNEL, FakeDiscord
+from tests.shapes import draw_shape
+
+Post = Callable[..., Any]
+
+
+class World(types.SimpleNamespace):
+    guild: int
+    general: int
+    other: int
+    hidden: int
+    alice: int
+    bob: int
+    carol: int
+    mods: int
+
+
+def shape_png(colour: str, shape: str, size: int = 160, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    draw_shape(random.Random(f"{colour}{shape}{seed}"), colour, shape, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    try:
+        yield fake
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+        await fake.stop()
+    assert fake.unknown_requests == []
+
+
+@pytest.fixture
+def world(server: FakeDiscord) -> World:
+    guild = server.add_guild("Shapes")
+    alice, bob, carol = (server.add_user(name) for name in ("alice", "bob", "carol"))
+    mods = server.add_role(guild, "mods", 0)
+    server.add_member(guild, alice, [mods])
+    server.add_member(guild, bob)
+    server.add_member(guild, carol)
+    general = server.add_channel(guild, "general")
+    other = server.add_channel(guild, "other")
+    hidden = server.add_channel(
+        guild,
+        "mods-only",
+        overwrites=[
+            {"id": guild, "type": 0, "allow": 0, "deny": VIEW_CHANNEL},
+            {"id": mods, "type": 0, "allow": VIEW_CHANNEL, "deny": 0},
+        ],
+    )
+    return World(
+        guild=guild,
+        general=general,
+        other=other,
+        hidden=hidden,
+        alice=alice,
+        bob=bob,
+        carol=carol,
+        mods=mods,
+    )
+
+
+def bot_settings(server: FakeDiscord, data_dir: Path, **overrides: str) -> Settings:
+    env = {
+        "DISCORD_TOKEN": server.token,
+        "DISCORD_API_URL": server.api_url,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "DATA_DIR": str(data_dir),
+        "COOLDOWN": "0",
+    }
+    env.update(overrides)
+    return tiny_settings(**env)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Glimpse]:
+    """The product's own `create_bot`, started as `main()` starts it, closed as SIGTERM does."""
+    async with create_bot(settings, guild_ready_timeout=0.05) as bot:
+        task = asyncio.create_task(bot.start(settings.discord_token.get()))  # type: ignore[union-attr]
+        try:
+            await asyncio.wait_for(bot.wait_until_ready(), 10)
+            yield bot
+        finally:
+            await bot.close()
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def glimpse(server: FakeDiscord, world: World, tmp_path: Path) -> AsyncIterator[Glimpse]:
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        yield bot
+
+
+async def indexed(bot: Glimpse, count: int, timeout: float = 20.0) -> None:
+    """Waits until the index holds `count` images and nothing is pending."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        pending = await bot.workers.run("db", bot.index.pending_count)
+        total = await bot.workers.run("db", bot.index.count)
+        if not pending and total >= count:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"index holds {total}, {pending} pending; wanted {count}")
+        await asyncio.sleep(0.05)
+
+
+def mentions_disabled(sent: dict[str, Any]) -> bool:
+    allowed = sent.get("allowed_mentions")
+    return allowed is not None and allowed.get("parse") == [] and not allowed.get("replied_user")
+
+
+async def sync_commands(server: FakeDiscord) -> None:
+    """What an admin does once: `!sync`, from the application's owner."""
+    dm = server.dm_channel(server.owner_id)
+    await server.post_message(dm, server.owner_id, "!sync")
+    reply = await server.wait_for_sent(channel_id=dm)
+    assert reply["content"].startswith("Synced "), reply["content"]

@@ -1,0 +1,182 @@
+"""`!caption`, `/caption` and the context menu, through the real client and the local server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.client import Glimpse
+from tests.e2e.harness import World, mentions_disabled, shape_png, sync_commands
+from tests.fakediscord import FakeDiscord
+
+
+async def test_caption_an_attached_image(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    command = await server.post_message(
+        world.general,
+        world.alice,
+        "!caption",
+        attachments=[("shape.png", shape_png("red", "square"), "image/png")],
+    )
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a red square"
+    assert reply["message_reference"]["message_id"] == command["id"]
+    assert mentions_disabled(reply)
+    assert world.general in server.typing
+
+
+async def test_several_images_are_numbered_and_extra_ones_skipped(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    shapes = [
+        ("red", "circle"),
+        ("green", "square"),
+        ("blue", "triangle"),
+        ("yellow", "circle"),
+        ("red", "triangle"),
+    ]
+    files = [(f"{c}-{s}.png", shape_png(c, s), "image/png") for c, s in shapes]
+    await server.post_message(world.general, world.bob, "!caption", attachments=files[:2])
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "1. a red circle\n2. a green square"
+    await server.post_message(world.general, world.bob, "!caption", attachments=files)
+    reply = await server.wait_for_sent(channel_id=world.general)
+    lines = reply["content"].splitlines()
+    assert lines[:4] == [
+        "1. a red circle",
+        "2. a green square",
+        "3. a blue triangle",
+        "4. a yellow circle",
+    ]
+    assert "1 more image skipped" in lines[4]
+
+
+async def test_reply_latest_and_prompt(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
+    target = await server.post_message(
+        world.general,
+        world.bob,
+        "look",
+        attachments=[("t.png", shape_png("yellow", "triangle"), "image/png")],
+    )
+    await server.post_message(world.general, world.alice, "nice")
+    await server.post_message(world.general, world.alice, "!caption", reply_to=int(target["id"]))
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a yellow triangle"
+
+    await server.post_message(world.general, world.alice, "!caption")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    first, link = reply["content"].split("\n")
+    assert first == "a yellow triangle" and link.endswith(f"/{world.general}/{target['id']}")
+
+    await server.post_message(
+        world.general,
+        world.alice,
+        "!caption a blue",
+        attachments=[("b.png", shape_png("blue", "circle"), "image/png")],
+    )
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a blue circle"
+
+
+async def test_no_image_at_all_says_how(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await server.post_message(world.other, world.alice, "!caption")
+    reply = await server.wait_for_sent(channel_id=world.other)
+    assert "no image" in reply["content"] and "attach" in reply["content"]
+
+
+async def test_slash_caption_and_context_menu(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await sync_commands(server)
+    interaction = await server.slash_command(
+        world.general,
+        world.bob,
+        "caption",
+        attachments=[("g.png", shape_png("green", "circle"), "image/png")],
+    )
+    response = await interaction.wait_for_response()
+    assert response["content"] == "a green circle"
+    assert interaction.response_type == 5  # deferred: "thinking" while the model works
+
+    target = await server.post_message(
+        world.general,
+        world.carol,
+        "",
+        attachments=[("r.png", shape_png("red", "circle"), "image/png")],
+    )
+    interaction = await server.context_menu(
+        world.general, world.alice, "Caption image", int(target["id"])
+    )
+    response = await interaction.wait_for_response()
+    assert response["content"].splitlines()[0] == "a red circle"
+
+    interaction = await server.slash_command(world.general, world.bob, "caption")
+    response = await interaction.wait_for_response()
+    assert response["content"].splitlines()[0] == "a red circle"  # the latest image
+
+
+async def test_caption_in_a_dm(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
+    dm = server.dm_channel(world.carol)
+    await server.post_message(
+        dm,
+        world.carol,
+        "!caption",
+        attachments=[("x.png", shape_png("blue", "square"), "image/png")],
+    )
+    reply = await server.wait_for_sent(channel_id=dm)
+    assert reply["content"] == "a blue square"
+
+
+async def test_bad_files_get_clear_replies_and_the_next_command_works(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    cases = [
+        (("report.pdf", b"%PDF-1.7\n1 0 obj<<>>endobj\n", "application/pdf"), "PDF"),
+        (("broken.png", shape_png("red", "circle")[:200], "image/png"), "cut off"),
+        (("huge.png", b"\x89PNG" + bytes(27 * 1024 * 1024), "image/png"), "limit"),
+    ]
+    for attachment, expected in cases:
+        await server.post_message(world.general, world.bob, "!caption", attachments=[attachment])
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert reply["content"].startswith("I can't use that image:"), reply["content"]
+        assert expected.lower() in reply["content"].lower(), reply["content"]
+    await server.post_message(
+        world.general,
+        world.bob,
+        "!caption",
+        attachments=[("ok.png", shape_png("green", "triangle"), "image/png")],
+    )
+    assert (await server.wait_for_sent(channel_id=world.general))["content"] == "a green triangle"
+
+
+async def test_fifty_concurrent_commands_from_ten_members(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    colours, shapes = ("red", "green", "blue", "yellow"), ("circle", "square", "triangle")
+    members = [world.alice, world.bob, world.carol]
+    for i in range(7):
+        member = server.add_user(f"member{i}")
+        server.add_member(world.guild, member)
+        members.append(member)
+    expected: dict[str, str] = {}
+    posts = []
+    for i in range(50):
+        colour, shape = colours[i % 4], shapes[(i // 4) % 3]
+        posts.append(
+            server.post_message(
+                world.general,
+                members[i % 10],
+                "!caption",
+                attachments=[(f"{i}.png", shape_png(colour, shape, seed=i), "image/png")],
+            )
+        )
+        expected_caption = f"a {colour} {shape}"
+        posts[-1] = (posts[-1], expected_caption)
+    messages = await asyncio.gather(*(post for post, _ in posts))
+    for message, (_, caption) in zip(messages, posts, strict=True):
+        expected[message["id"]] = caption
+    replies = [await server.wait_for_sent(channel_id=world.general, timeout=60) for _ in range(50)]
+    got = {r["message_reference"]["message_id"]: r["content"] for r in replies}
+    assert got == expected
