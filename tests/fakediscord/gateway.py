@@ -133,14 +133,14 @@ class GatewayMixin:
             message=True,
         )
 
-    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def flush(self, timeout: float = 5.0) -> None:
         """Wait until every dispatched event has been written to the bot's socket."""
         s = self._session
         for conn in list(self._connections):
             if s is not None and conn.session is s:
                 await self._wait_written(conn, len(s.log), timeout)
 
-    async def _wait_written(self, conn: Connection, seq: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def _wait_written(self, conn: Connection, seq: int, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
             while not conn.closed and conn.session is not None and conn.cursor < seq:
                 conn.progress.clear()
@@ -148,7 +148,7 @@ class GatewayMixin:
                     break
                 await conn.progress.wait()
 
-    async def wait_until_ready(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_until_ready(self, timeout: float = 5.0) -> None:
         """Until a bot has IDENTIFYed (READY + its GUILD_CREATEs written) or RESUMEd."""
         await asyncio.wait_for(self._ready.wait(), timeout)
 

@@ -55,7 +55,7 @@ class Interaction:
     def _notify(self) -> None:
         self._changed.set()
 
-    async def _wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:  # noqa: ASYNC109
+    async def _wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -70,7 +70,7 @@ class Interaction:
                 f"callbacks={self.callbacks!r}"
             ) from None
 
-    async def wait_for_callback(self, timeout: float = 10.0) -> dict:  # noqa: ASYNC109
+    async def wait_for_callback(self, timeout: float = 10.0) -> dict:
         """The first callback body (e.g. ``{"type": 5, "data": {...}}``)."""
         return await self._wait(
             lambda: self.callbacks[0] if self.callbacks else None, timeout, "callback"
@@ -78,7 +78,7 @@ class Interaction:
 
     async def wait_for_response(
         self,
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
         *,
         predicate: Callable[[dict], bool] | None = None,
     ) -> dict:

@@ -275,7 +275,7 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
         predicate: Callable[[dict], bool] | None = None,
         *,
         channel_id: int | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
     ) -> dict:
         """Return the oldest not-yet-consumed entry of ``sent`` that matches, and consume it.
 
