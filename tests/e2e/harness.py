@@ -7,7 +7,7 @@ import contextlib
 import io
 import random
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from bot.app import create_bot
 from bot.client import Glimpse
 from bot.config import Settings
 from tests.conftest import tiny_settings
-from tests.fakediscord import VIEW_CHANNEL, FakeDiscord
+from tests.fakediscord import FakeDiscord
+from tests.fakediscord.payloads import MANAGE_MESSAGES, VIEW_CHANNEL
 from tests.shapes import draw_shape
 
 Post = Callable[..., Any]
@@ -58,7 +59,7 @@ async def server() -> AsyncIterator[FakeDiscord]:
 def world(server: FakeDiscord) -> World:
     guild = server.add_guild("Shapes")
     alice, bob, carol = (server.add_user(name) for name in ("alice", "bob", "carol"))
-    mods = server.add_role(guild, "mods", 0)
+    mods = server.add_role(guild, "mods", MANAGE_MESSAGES)
     server.add_member(guild, alice, [mods])
     server.add_member(guild, bob)
     server.add_member(guild, carol)
@@ -70,6 +71,7 @@ def world(server: FakeDiscord) -> World:
         overwrites=[
             {"id": guild, "type": 0, "allow": 0, "deny": VIEW_CHANNEL},
             {"id": mods, "type": 0, "allow": VIEW_CHANNEL, "deny": 0},
+            {"id": server.bot_role_id(guild), "type": 0, "allow": VIEW_CHANNEL, "deny": 0},
         ],
     )
     return World(
@@ -139,3 +141,12 @@ async def sync_commands(server: FakeDiscord) -> None:
     await server.post_message(dm, server.owner_id, "!sync")
     reply = await server.wait_for_sent(channel_id=dm)
     assert reply["content"].startswith("Synced "), reply["content"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Polls `check` until it holds: gateway events reach the bot asynchronously."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still not true after {timeout} s")
+        await asyncio.sleep(0.02)

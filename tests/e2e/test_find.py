@@ -1,0 +1,181 @@
+"""`!find`, `/find`, `!forget` and the index's life cycle, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.client import Glimpse
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    indexed,
+    mentions_disabled,
+    running,
+    shape_png,
+    sync_commands,
+)
+from tests.fakediscord import FakeDiscord
+from tests.shapes import CLASSES
+
+
+async def post_shapes(server: FakeDiscord, channel: int, authors: list[int]) -> dict[str, dict]:
+    """Members post the 12 shapes (no command); returns the message of each caption."""
+    posted = {}
+    for i, (colour, shape) in enumerate(CLASSES):
+        message = await server.post_message(
+            channel,
+            authors[i % len(authors)],
+            "",
+            attachments=[(f"{colour}-{shape}.png", shape_png(colour, shape), "image/png")],
+        )
+        posted[f"a {colour} {shape}"] = message
+    return posted
+
+
+def jump(world: World, channel: int, message: dict) -> str:
+    return f"/channels/{world.guild}/{channel}/{message['id']}"
+
+
+async def ask(
+    server: FakeDiscord,
+    world: World,
+    text: str,
+    *,
+    channel: int | None = None,
+    author: int | None = None,
+) -> dict:
+    channel = channel or world.general
+    await server.post_message(channel, author or world.alice, text)
+    return await server.wait_for_sent(channel_id=channel)
+
+
+async def test_find_the_right_image_and_top_n(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    posted = await post_shapes(server, world.general, [world.bob, world.carol])
+    await indexed(glimpse, 12)
+    for caption in ("a green triangle", "a yellow circle", "a blue square"):
+        reply = await ask(server, world, f"!find {caption}")
+        (embed,) = reply["embeds"]
+        assert embed["url"].endswith(jump(world, world.general, posted[caption]))
+        assert embed["image"]["url"].split("?")[0].endswith(f"/{caption[2:].replace(' ', '-')}.png")
+        assert "score" in embed["title"] and mentions_disabled(reply)
+    reply = await ask(server, world, '!find "a red square" top: 3')
+    assert len(reply["embeds"]) == 3
+    assert reply["embeds"][0]["url"].endswith(jump(world, world.general, posted["a red square"]))
+
+
+async def test_deleted_edited_and_forgotten_images_are_not_found(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    posted = await post_shapes(server, world.general, [world.bob, world.carol])
+    await indexed(glimpse, 12)
+    green = posted["a green triangle"]
+    await server.delete_message(world.general, int(green["id"]))
+    blue = posted["a blue circle"]
+    await server.edit_message(
+        world.general, int(blue["id"]), content="no picture now", keep_attachment_ids=[]
+    )
+    for caption, gone in (("a green triangle", green), ("a blue circle", blue)):
+        reply = await ask(server, world, f"!find {caption} top: 10")
+        assert all(not e["url"].endswith(jump(world, world.general, gone)) for e in reply["embeds"])
+        assert len(reply["embeds"]) == 10
+
+    reply = await ask(server, world, "!forget", author=world.bob)
+    bobs = sum(1 for i in range(12) if i % 2 == 0) - 1  # the deleted green triangle was bob's
+    assert reply["content"] == f"Removed {bobs} of your images from this server's index."
+    reply = await ask(server, world, "!find a red circle top: 10")
+    assert all(str(world.bob) not in e.get("description", "") for e in reply["embeds"])
+    assert len(reply["embeds"]) == 12 - 2 - bobs
+
+    reply = await ask(server, world, f"!forget <@{world.carol}>", author=world.bob)
+    assert "Manage Messages" in reply["content"]
+
+
+async def test_empty_index_explains_itself(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    reply = await ask(server, world, "!find a photo of parrots", channel=world.other)
+    assert "no images indexed" in reply["content"] and not reply.get("embeds")
+
+
+async def test_restart_keeps_the_index_and_catches_up(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        posted = await post_shapes(server, world.general, [world.bob])
+        await indexed(bot, 12)
+    late = await server.post_message(
+        world.general,
+        world.carol,
+        "posted while the bot was down",
+        attachments=[("late.png", shape_png("red", "square", seed=9), "image/png")],
+    )
+    async with running(settings) as bot:
+        await indexed(bot, 13)
+        reply = await ask(server, world, "!find a red square top: 2")
+        urls = [e["url"] for e in reply["embeds"]]
+        assert any(u.endswith(jump(world, world.general, late)) for u in urls)
+        assert any(u.endswith(jump(world, world.general, posted["a red square"])) for u in urls)
+
+
+async def test_server_scope_respects_what_the_asker_can_see(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    secret = await server.post_message(
+        world.hidden,
+        world.alice,
+        "",
+        attachments=[("s.png", shape_png("yellow", "triangle"), "image/png")],
+    )
+    thread = server.add_thread(
+        world.general, "private", private=True, member_ids=[world.alice, server.bot_id]
+    )
+    await server.post_message(
+        thread,
+        world.alice,
+        "",
+        attachments=[("p.png", shape_png("yellow", "triangle", seed=2), "image/png")],
+    )
+    public = await server.post_message(
+        world.other,
+        world.carol,
+        "",
+        attachments=[("o.png", shape_png("yellow", "triangle", seed=3), "image/png")],
+    )
+    await indexed(glimpse, 3)
+
+    reply = await ask(
+        server, world, "!find a yellow triangle top: 5 scope: server", author=world.bob
+    )
+    urls = [e["url"] for e in reply["embeds"]]
+    assert urls and urls[0].endswith(jump(world, world.other, public))
+    assert len(urls) == 1  # neither the mods-only channel nor the private thread
+    assert all("image" not in e for e in reply["embeds"])  # another channel, in public: link only
+
+    reply = await ask(
+        server, world, "!find a yellow triangle top: 5 SCOPE: server", author=world.alice
+    )
+    urls = [e["url"] for e in reply["embeds"]]
+    assert any(u.endswith(jump(world, world.hidden, secret)) for u in urls)
+    assert len(urls) == 2  # the private thread is searched only from inside it
+
+    await sync_commands(server)
+    interaction = await server.slash_command(
+        world.general, world.alice, "find", {"query": "a yellow triangle", "scope": "server"}
+    )
+    response = await interaction.wait_for_response()
+    assert response["ephemeral"] is True
+    assert response["embeds"][0].get("image")  # private answer: images may be shown
+
+
+async def test_quoted_query_keeps_flag_words(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await post_shapes(server, world.general, [world.bob])
+    await indexed(glimpse, 12)
+    reply = await ask(server, world, "!find “a stop: sign top: 3”")
+    assert len(reply["embeds"]) == 1
+    reply = await ask(server, world, "!find a red square top: 99")
+    assert "`top:` must be a number from 1 to 10" in reply["content"]

@@ -1,0 +1,156 @@
+"""What gets indexed, what removes it, `!index`, cooldowns, model changes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.client import Glimpse
+from tests.conftest import TINY_CLIP
+from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
+from tests.fakediscord import FakeDiscord
+
+
+def png_attachment(colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, str]:
+    return (f"{colour}-{shape}-{seed}.png", shape_png(colour, shape, seed=seed), "image/png")
+
+
+async def count(bot: Glimpse, channel: int | None = None) -> int:
+    return await bot.workers.run("db", bot.index.count, None if channel is None else [channel])
+
+
+async def test_who_and_what_gets_indexed(server: FakeDiscord, world: World, tmp_path: Path) -> None:
+    ignored = server.add_channel(world.guild, "ignored")
+    settings = bot_settings(server, tmp_path / "data", IGNORE_CHANNELS=str(ignored))
+    other_bot = server.add_user("otherbot", bot=True)
+    webhook = server.add_user("captain-hook", bot=True)  # webhook authors are bot users too
+    server.add_member(world.guild, other_bot)
+    async with running(settings) as bot:
+        await server.post_message(
+            world.general, other_bot, "", attachments=[png_attachment("red", "circle")]
+        )
+        await server.post_message(
+            ignored, world.alice, "", attachments=[png_attachment("red", "square")]
+        )
+        await server.post_message(
+            world.general, webhook, "", attachments=[png_attachment("blue", "circle")], webhook=True
+        )
+        await server.post_message(
+            world.general, world.alice, "", attachments=[png_attachment("green", "circle")] * 2
+        )
+        hosted = server.store_attachment(
+            world.general, "e.png", shape_png("yellow", "square"), "image/png"
+        )
+        embed = {
+            "type": "image",
+            "url": "https://example.com/e.png",
+            "thumbnail": {"url": "https://example.com/e.png", "proxy_url": hosted["url"]},
+        }
+        await server.post_message(
+            world.general, world.bob, "https://example.com/e.png", embeds=[embed]
+        )
+        outside = {
+            "type": "image",
+            "url": "https://example.com/f.png",
+            "thumbnail": {
+                "url": "https://example.com/f.png",
+                "proxy_url": "https://example.com/f.png",
+            },
+        }
+        await server.post_message(
+            world.general, world.bob, "https://example.com/f.png", embeds=[outside]
+        )
+        await server.post_message(
+            world.general, world.alice, "!caption", attachments=[png_attachment("red", "triangle")]
+        )
+        await server.wait_for_sent(channel_id=world.general)  # the bot's reply is never indexed
+        await indexed(bot, 5)
+        assert await count(bot, ignored) == 0
+        assert (
+            await count(bot, world.general) == 5
+        )  # webhook, two attachments, proxied embed, !caption's own
+        # two identical attachments: two rows, one embedding computation
+        rows = bot.index._conn.execute("SELECT COUNT(DISTINCT content_hash) FROM images").fetchone()
+        assert rows == (4,)
+
+
+async def test_removal_events(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
+    posted = [
+        await server.post_message(
+            world.other, world.alice, "", attachments=[png_attachment("red", "circle", i)]
+        )
+        for i in range(4)
+    ]
+    thread = server.add_thread(world.general, "pics")
+    await server.post_message(thread, world.bob, "", attachments=[png_attachment("blue", "circle")])
+    await server.post_message(
+        world.general, world.bob, "", attachments=[png_attachment("blue", "square")]
+    )
+    await indexed(glimpse, 6)
+
+    def total(expected: int, channel: int | None = None) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return await count(glimpse, channel) == expected
+
+        return check
+
+    await server.bulk_delete(world.other, [int(posted[0]["id"]), int(posted[1]["id"])])
+    await eventually(total(2, world.other))
+    await server.delete_channel(world.other)
+    await server.delete_channel(thread)
+    await eventually(total(1))
+    await server.remove_bot_from_guild(world.guild)
+    await eventually(total(0))
+
+
+async def test_backfill_with_index_command(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    for i in range(5):
+        await server.post_message(
+            world.general, world.bob, "", attachments=[png_attachment("green", "square", i)]
+        )
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        assert await count(bot) == 0
+        await server.post_message(world.general, world.bob, "!index")
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert "Manage Messages" in reply["content"]
+        await server.post_message(world.general, world.alice, "!index")  # alice moderates
+        progress = await server.wait_for_sent(channel_id=world.general)
+        final = await server.wait_for_sent(
+            lambda e: e["id"] == progress["id"] and e["content"].startswith("Done"), timeout=30
+        )
+        assert final["content"] == "Done: added 5 images from 9 messages."
+        assert await count(bot, world.general) == 5
+
+
+async def test_cooldown_applies_per_member(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    async with running(bot_settings(server, tmp_path / "data", COOLDOWN="2/60")):
+        for _ in range(2):
+            await server.post_message(world.general, world.bob, "!find a red circle")
+            assert "no images" in (await server.wait_for_sent(channel_id=world.general))["content"]
+        await server.post_message(world.general, world.bob, "!caption")
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert reply["content"].startswith("Slow down a little: try again in ")
+        await server.post_message(world.general, world.carol, "!find a red circle")
+        assert "no images" in (await server.wait_for_sent(channel_id=world.general))["content"]
+
+
+async def test_a_new_search_model_never_mixes_vector_spaces(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    async with running(bot_settings(server, data)) as bot:
+        await server.post_message(
+            world.general, world.bob, "", attachments=[png_attachment("red", "circle")]
+        )
+        await indexed(bot, 1)
+    # The same weights under another id stand in for a different checkpoint.
+    renamed = tmp_path / "clip-renamed"
+    renamed.symlink_to(TINY_CLIP.resolve(), target_is_directory=True)
+    async with running(bot_settings(server, data, SEARCH_MODEL=str(renamed))) as bot:
+        await indexed(bot, 1)
+        model_ids = bot.index._conn.execute("SELECT DISTINCT model_id FROM images").fetchall()
+        assert model_ids == [(str(renamed),)]
