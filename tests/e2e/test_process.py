@@ -1,0 +1,82 @@
+"""`python -m bot` as an admin runs it: a real process, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import TINY_BLIP, TINY_CLIP
+from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
+from tests.fakediscord import FakeDiscord
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def start_process(
+    server: FakeDiscord, data: Path, cwd: Path, token: str | None = None
+) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DISCORD_TOKEN": token or server.token,
+        "DISCORD_API_URL": server.api_url,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "DATA_DIR": str(data),
+        "CAPTION_MODEL": str(TINY_BLIP),
+        "SEARCH_MODEL": str(TINY_CLIP),
+        "COOLDOWN": "0",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_sigterm_stops_cleanly_and_keeps_pending_work(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    process = await start_process(server, data, tmp_path)
+    await server.wait_until_ready(timeout=60)
+    await server.post_message(
+        world.general,
+        world.alice,
+        "!caption",
+        attachments=[("a.png", shape_png("red", "circle"), "image/png")],
+    )
+    assert (await server.wait_for_sent(channel_id=world.general, timeout=60))[
+        "content"
+    ] == "a red circle"
+    for i in range(20):
+        await server.post_message(
+            world.general,
+            world.bob,
+            "",
+            attachments=[(f"{i}.png", shape_png("blue", "square", seed=i), "image/png")],
+        )
+    process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, stderr = await asyncio.wait_for(process.communicate(), 15)
+    elapsed = time.monotonic() - stopped
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    assert elapsed < 10, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in log and server.token not in log
+
+    async with running(bot_settings(server, data)) as bot:
+        await indexed(bot, 21)  # nothing lost: queued or caught up after the restart
+        assert await bot.workers.run("db", bot.index.count) == 21
+
+
+async def test_a_rejected_token_is_one_clear_line(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    process = await start_process(server, tmp_path / "data", tmp_path, token="not.the.token")
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    lines = [line for line in stderr.decode().splitlines() if "ERROR" in line]
+    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0], stderr.decode()
