@@ -11,6 +11,7 @@ from PIL import Image
 from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 
 from bot.loading import from_pretrained
+from bot.pixels import PixelPipeline
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Captioner:
         self.dtype = dtype
         self.max_tokens = max_tokens
         self.max_positions = int(model.config.text_config.max_position_embeddings)
+        self.pixels = PixelPipeline.from_processor(processor.image_processor)
 
     @classmethod
     def load(
@@ -69,8 +71,7 @@ class Captioner:
 
     def preprocess(self, images: Sequence[Image.Image], prompt: str | None = None) -> CaptionInputs:
         """Pixel tensors for a batch; a prompt is shared by the whole batch (BLIP needs that)."""
-        pixels = self.processor.image_processor(images=list(images), return_tensors="pt")
-        pixel_values = pixels["pixel_values"].to(self.device, self.dtype)
+        pixel_values = self.pixels(images).to(self.device, self.dtype)
         if not prompt:
             return CaptionInputs(pixel_values, None, None)
         text: BatchFeature = self.processor.tokenizer(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 from bot.config import ConfigError
@@ -31,7 +34,19 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
 
 
 def cpu_auto_dtype() -> torch.dtype:
-    return torch.float32
+    """bfloat16 where the CPU computes it natively (measured 1.6-2x faster than float32 with
+    the same answers: README, Performance); elsewhere it is emulated and slower, so float32."""
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -14,6 +14,7 @@ from PIL import Image
 from transformers import BatchFeature, CLIPModel, CLIPProcessor
 
 from bot.loading import from_pretrained
+from bot.pixels import PixelPipeline
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Embedder:
         self.dtype = dtype
         self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
         self.dim = int(model.config.projection_dim)
+        self.pixels = PixelPipeline.from_processor(processor.image_processor)
 
     @classmethod
     def load(cls, model_id: str, device: torch.device, dtype: torch.dtype) -> Embedder:
@@ -47,8 +49,7 @@ class Embedder:
         return cls(processor, model, device, dtype)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        pixels = self.processor.image_processor(images=list(images), return_tensors="pt")
-        return pixels["pixel_values"]
+        return self.pixels(images)
 
     def preprocess_texts(self, texts: Sequence[str]) -> BatchFeature:
         # The checkpoint's own limit, not CLIP's usual 77: small or long-context models differ.
