@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -19,7 +18,7 @@ from PIL import Image
 from bot.downloads import DownloadError
 from bot.images import ImageError
 from bot.index import ImageIndex, ImageRef
-from bot.media import MediaFetcher
+from bot.media import Fetched, MediaFetcher
 from bot.service import VisionService
 from bot.sources import ImageSource
 from bot.workers import Workers
@@ -106,66 +105,42 @@ class Indexer:
 
     async def _process(self, refs: list[ImageRef]) -> None:
         ready: list[tuple[ImageRef, str, np.ndarray]] = []
-        to_embed: list[tuple[ImageRef, str, Image.Image]] = []
+        to_embed: dict[str, list[ImageRef]] = {}
+        images: dict[str, Image.Image] = {}
         gone: list[ImageRef] = []
         retry: list[ImageRef] = []
-        seen: dict[str, list[ImageRef]] = {}
         for ref in refs:
             try:
-                data = await self._fetch(ref)
+                fetched = await self._fetch(ref)
             except ImageError as exc:
-                log.info(
-                    "not indexing image %s in message %s: %s",
-                    ref.attachment_id,
-                    ref.message_id,
-                    exc,
-                )
+                log.info("not indexing image %s of message %s: %s", *ref.key[::-1], exc)
                 gone.append(ref)
                 continue
             except DownloadError as exc:
-                log.info(
-                    "could not fetch image %s in message %s: %s",
-                    ref.attachment_id,
-                    ref.message_id,
-                    exc,
-                )
+                log.info("could not fetch image %s of message %s: %s", *ref.key[::-1], exc)
                 retry.append(ref)
                 continue
-            if data is None:
+            if fetched is None:
                 gone.append(ref)
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in seen:
-                seen[digest].append(ref)
-                continue
-            known = await self.workers.run("db", self.index.embedding_for_hash, digest)
-            if known is not None:
-                ready.append((ref, digest, known))
-                continue
-            try:
-                image = await self.vision.load_image(data)
-            except ImageError as exc:
-                log.info(
-                    "not indexing image %s in message %s: %s",
-                    ref.attachment_id,
-                    ref.message_id,
-                    exc,
-                )
-                gone.append(ref)
-                continue
-            seen[digest] = []
-            to_embed.append((ref, digest, image))
+            elif fetched.digest in to_embed:
+                to_embed[fetched.digest].append(ref)
+            elif (known := await self._known(fetched.digest)) is not None:
+                ready.append((ref, fetched.digest, known))
+            else:
+                to_embed[fetched.digest] = [ref]
+                images[fetched.digest] = fetched.image
         if to_embed:
-            images = [image for _, _, image in to_embed]
-            vectors = await self.vision.embed_images(images, background=True)
-            for (ref, digest, _), vector in zip(to_embed, vectors, strict=True):
-                ready.append((ref, digest, vector))
-                ready.extend((twin, digest, vector) for twin in seen[digest])
+            vectors = await self.vision.embed_images(list(images.values()), background=True)
+            for (digest, twins), vector in zip(to_embed.items(), vectors, strict=True):
+                ready.extend((ref, digest, vector) for ref in twins)
         await self.workers.run("db", self._store, ready, gone, retry)
         for ref in refs:
             self._urls.pop(ref.key, None)
         if retry:
             await asyncio.sleep(1.0)  # a failing CDN or network gets a moment before the retry
+
+    async def _known(self, digest: str) -> np.ndarray | None:
+        return await self.workers.run("db", self.index.embedding_for_hash, digest)
 
     def _store(
         self,
@@ -182,8 +157,8 @@ class Indexer:
             if dropped:
                 log.warning("gave up on %d image(s) after repeated download failures", dropped)
 
-    async def _fetch(self, ref: ImageRef) -> bytes | None:
+    async def _fetch(self, ref: ImageRef) -> Fetched | None:
         source = self._urls.get(ref.key) or await self.resolve(ref)
         if source is None:
             return None
-        return await self.fetcher.fetch_bytes(source)
+        return await self.fetcher.fetch(source)
