@@ -7,9 +7,10 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 from transformers import BlipImageProcessor, BlipProcessor, CLIPImageProcessor, CLIPProcessor
 
+from bench.photos import photo
 from bot.images import load_image
 from bot.pixels import PixelPipeline
 from tests.conftest import TINY_BLIP, TINY_CLIP
@@ -23,29 +24,6 @@ PROCESSORS = {
     "blip-tiny": BlipProcessor.from_pretrained(TINY_BLIP).image_processor,
     "clip-tiny": CLIPProcessor.from_pretrained(TINY_CLIP).image_processor,
 }
-
-
-def photo(width: int, height: int, seed: int) -> Image.Image:
-    """Something photo-like: gradients, shapes, texture and blur."""
-    rng = random.Random(seed)
-    x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
-    y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    base = (x * rng.uniform(60, 200) + y * rng.uniform(60, 200)) * np.array(
-        [1.0, 0.8, 0.6], np.float32
-    )
-    noise = np.random.default_rng(seed).normal(0, 12, (height, width, 3))
-    image = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for _ in range(12):
-        x0, y0 = rng.randrange(width), rng.randrange(height)
-        box = (
-            x0,
-            y0,
-            x0 + rng.randrange(4, max(5, width // 2)),
-            y0 + rng.randrange(4, max(5, height // 2)),
-        )
-        draw.ellipse(box, fill=tuple(rng.randrange(256) for _ in range(3)))
-    return image.filter(ImageFilter.GaussianBlur(1.5))
 
 
 def sample_images() -> list[Image.Image]:

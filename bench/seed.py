@@ -1,0 +1,57 @@
+"""The seed's reference path: one image per call, processor then model, float32.
+
+Warmed up and under `torch.inference_mode`, as a fair baseline should be.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel, CLIPProcessor
+
+
+class SeedPath:
+    def __init__(self, blip: Path, clip: Path, device: torch.device, tokens: int) -> None:
+        self.device = device
+        self.tokens = tokens
+        self.blip_processor = BlipProcessor.from_pretrained(blip)
+        self.blip = BlipForConditionalGeneration.from_pretrained(blip).to(device).eval()
+        self.clip_processor = CLIPProcessor.from_pretrained(clip)
+        self.clip = CLIPModel.from_pretrained(clip).to(device).eval()
+
+    def caption(self, image: Image.Image) -> str:
+        with torch.inference_mode():
+            inputs = self.blip_processor(images=image, return_tensors="pt").to(self.device)
+            out = self.blip.generate(
+                **inputs, max_new_tokens=self.tokens, min_new_tokens=self.tokens
+            )
+        return str(self.blip_processor.decode(out[0], skip_special_tokens=True))
+
+    def embed_jpeg(self, data: bytes) -> torch.Tensor:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        with torch.inference_mode():
+            inputs = self.clip_processor(images=image, return_tensors="pt").to(self.device)
+            return self.clip.get_image_features(**inputs).pooler_output.cpu()
+
+    def time_per_caption(self, images: list[Image.Image]) -> float:
+        self.caption(images[0])  # warm-up
+        started = time.perf_counter()
+        for image in images:
+            self.caption(image)
+        return (time.perf_counter() - started) / len(images)
+
+    def time_per_embedding(self, jpegs: list[bytes]) -> float:
+        self.embed_jpeg(jpegs[0])
+        started = time.perf_counter()
+        for data in jpegs:
+            self.embed_jpeg(data)
+        return (time.perf_counter() - started) / len(jpegs)
+
+    def close(self) -> None:
+        del self.blip, self.clip
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
