@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 from pathlib import Path
 
 import torch
@@ -51,3 +53,22 @@ def cpu_has_native_bf16() -> bool:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def cpu_threads() -> int:
+    """The cores this process may really use: its CPU affinity, capped by a cgroup (Docker
+    `--cpus`) quota, which torch does not read and would oversubscribe."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = count or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def configure_threads(device: torch.device) -> None:
+    if device.type == "cpu" and torch.get_num_threads() != cpu_threads():
+        torch.set_num_threads(cpu_threads())

@@ -21,7 +21,7 @@ from PIL import Image
 from bot.batching import BACKGROUND, INTERACTIVE, Scheduler
 from bot.captioner import Captioner, CaptionInputs
 from bot.config import Settings
-from bot.devices import dtype_name, resolve_device, resolve_dtype
+from bot.devices import configure_threads, dtype_name, resolve_device, resolve_dtype
 from bot.embedder import Embedder
 from bot.images import ImageLimits, load_image
 from bot.workers import Workers
@@ -45,6 +45,7 @@ class VisionService:
         self.workers = workers
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
+        configure_threads(self.device)
         self.limits = ImageLimits(
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
