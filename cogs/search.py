@@ -112,14 +112,13 @@ class Search(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        if "attachments" not in payload.data:
-            return
-        kept = [int(a["id"]) for a in payload.data["attachments"]]
-        # Embed images carry their position as ID; an edit keeps them unless embeds changed.
-        kept += range(len(payload.data.get("embeds", [])))
+        """Removed images leave the index; images that appear later (unfurled links) join it."""
+        sources = self.bot.indexable_sources(payload.message)
+        kept = [source.ref.attachment_id for source in sources]
         await self.bot.workers.run(
             "db", self.bot.index.keep_only_attachments, payload.message_id, kept
         )
+        await self.bot.indexer.submit(sources)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
