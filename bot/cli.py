@@ -36,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("query", metavar="QUERY", help='what to look for, e.g. "a red square"')
     find.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     find.add_argument("--top", type=_positive_int, metavar="N", help="print only the N best")
+
+    commands.add_parser(
+        "check",
+        help="validate the settings, load both models, caption and embed a test image "
+        "(does not connect to Discord)",
+    )
+    commands.add_parser(
+        "download-models",
+        help="fetch both configured checkpoints into the model cache (HF_HOME) ahead of time",
+    )
     return parser
 
 
@@ -64,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": run_bot,
         "caption": caption_command,
         "find": find_command,
+        "check": check_command,
+        "download-models": download_models_command,
     }
     try:
         return handlers[command](args, settings)
@@ -99,6 +111,18 @@ def caption_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def find_command(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_find(args.query, args.paths, args.top, settings))
+
+
+def check_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.ops import check
+
+    return check(settings)
+
+
+def download_models_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.ops import download_models
+
+    return download_models(settings)
 
 
 async def _caption(paths: list[str], prompt: str | None, settings: Settings) -> int:

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.cooldowns import MemberCooldown
+from bot.health import HEARTBEAT_FILE, Heartbeat
 from bot.index import ImageIndex, ImageRef
 from bot.indexer import Indexer
 from bot.media import MediaFetcher
@@ -59,6 +60,7 @@ class Glimpse(commands.Bot):
         self.fetcher = fetcher
         self.cooldown = MemberCooldown(settings.cooldown)
         self.indexer = Indexer(index, vision, workers, fetcher, self.resolve_image)
+        self.heartbeat = Heartbeat(self, workers, settings.data_dir / HEARTBEAT_FILE)
         self._caught_up = False
 
     async def setup_hook(self) -> None:
@@ -66,6 +68,7 @@ class Glimpse(commands.Bot):
             await self.load_extension(extension)
         self.tree.error(self.on_app_command_error)
         self.indexer.start()
+        self.heartbeat.start()
 
     async def on_ready(self) -> None:
         assert self.user is not None
@@ -145,5 +148,6 @@ class Glimpse(commands.Bot):
             await interaction.response.send_message(text, ephemeral=True)
 
     async def close(self) -> None:
+        await self.heartbeat.stop()
         await self.indexer.stop()
         await super().close()
