@@ -68,7 +68,8 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return len(self._queues[INTERACTIVE])
+        """Interactive requests still waiting (ones whose caller gave up do not count)."""
+        return sum(1 for job in self._queues[INTERACTIVE] if not job.future.done())
 
     async def submit(self, kind: str, key: Hashable, item: Any, priority: int = INTERACTIVE) -> Any:
         if priority == INTERACTIVE and self.waiting >= self.max_pending:
@@ -142,6 +143,8 @@ class Scheduler:
             return
         try:
             results = await self._runners[head.kind](head.key, [job.item for job in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{head.kind}: {len(results)} results for {len(batch)} items")
         except asyncio.CancelledError:
             for job in batch:
                 job.future.cancel()

@@ -70,7 +70,7 @@ def _is_flag_run(words: list[str]) -> bool:
         if not match:
             return False
         i += 1 if match.group(2) else 2
-    return i == len(words)
+    return i >= len(words)  # a trailing `top:` without its value is still a flag, and an error
 
 
 def _parse_flags(words: list[str]) -> tuple[int, Scope]:
@@ -97,7 +97,7 @@ def _parse_flags(words: list[str]) -> tuple[int, Scope]:
 
 
 def _top(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_TOP:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_TOP:
         raise FindSyntaxError(f"`top:` must be a number from 1 to {MAX_TOP}")
     return int(value)
 

@@ -31,8 +31,8 @@ def server_scope(
             continue
         if _can_read(thread.permissions_for(member)):
             allowed.add(thread.id)
-    if isinstance(origin, discord.Thread):
-        allowed.add(origin.id)  # the member is asking from inside it
+    if isinstance(origin, discord.Thread) and _can_read(origin.permissions_for(member)):
+        allowed.add(origin.id)  # asked from inside it: private threads count only then
     return allowed
 
 
