@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 
@@ -24,6 +25,8 @@ from bot.sources import ImageSource
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)
+
+MIN_BACKOFF_S, MAX_BACKOFF_S = 0.25, 30.0
 
 Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
 Key = tuple[int, int]
@@ -47,6 +50,7 @@ class Indexer:
         self.resolve = resolve
         self.batch_size = batch_size
         self._urls: dict[Key, ImageSource] = {}
+        self._held: dict[Key, ImageRef] = {}  # seen while the database refused new work
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -62,16 +66,35 @@ class Indexer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        with contextlib.suppress(sqlite3.Error):
+            await self._queue_held()
 
     async def submit(self, sources: Iterable[ImageSource]) -> int:
+        """Queues uploads in the database; if it is unavailable, holds them and keeps trying."""
         sources = list(sources)
         if not sources:
             return 0
         for source in sources:
             self._urls[source.ref.key] = source
-        added = await self.workers.run("db", self.index.add_pending, [s.ref for s in sources])
+        refs = [source.ref for source in sources]
+        try:
+            added = await self.workers.run("db", self.index.add_pending, refs)
+        except sqlite3.Error as exc:
+            log.warning(
+                "cannot queue %d image(s) of message %s yet (%s); will retry",
+                len(refs),
+                refs[0].message_id,
+                exc,
+            )
+            self._held.update((ref.key, ref) for ref in refs)
+            added = 0
         self._wake.set()
         return added
+
+    async def _queue_held(self) -> None:
+        if self._held:
+            await self.workers.run("db", self.index.add_pending, list(self._held.values()))
+            self._held.clear()
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
@@ -86,8 +109,19 @@ class Indexer:
         return True
 
     async def _run(self) -> None:
+        backoff = MIN_BACKOFF_S
         while True:
-            refs = await self.workers.run("db", self.index.pending, self.batch_size)
+            try:
+                await self._queue_held()
+                refs = await self.workers.run("db", self.index.pending, self.batch_size)
+            except sqlite3.Error as exc:
+                log.warning(
+                    "the index database is unavailable (%s); retrying in %.0f s", exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = MIN_BACKOFF_S
             if not refs:
                 self._wake.clear()
                 await self._wake.wait()
@@ -98,7 +132,8 @@ class Indexer:
                 raise
             except Exception:
                 log.exception("indexing a batch of %d images failed; will retry", len(refs))
-                await self.workers.run("db", self.index.record_failure, refs)
+                with contextlib.suppress(sqlite3.Error):
+                    await self.workers.run("db", self.index.record_failure, refs)
                 await asyncio.sleep(1)
             async with self._progress:
                 self._progress.notify_all()

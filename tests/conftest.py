@@ -50,8 +50,19 @@ def tiny_settings(**overrides: str) -> Settings:
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[VisionService]:
+    """The tiny models in the dtype `auto` chooses here, as the bot would run them."""
     workers = Workers()
     vision = VisionService(tiny_settings(DATA_DIR=str(tmp_path)), workers)
+    await vision.start()
+    yield vision
+    await vision.close()
+    workers.shutdown()
+
+
+@pytest.fixture
+async def service_fp32(tmp_path: Path) -> AsyncIterator[VisionService]:
+    workers = Workers()
+    vision = VisionService(tiny_settings(DATA_DIR=str(tmp_path), DTYPE="float32"), workers)
     await vision.start()
     yield vision
     await vision.close()

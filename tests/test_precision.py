@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +33,8 @@ async def close(vision: VisionService) -> None:
     vision.workers.shutdown()
 
 
-@pytest.fixture
-async def fp32() -> AsyncIterator[VisionService]:
-    vision = await make_service(DTYPE="float32")
-    yield vision
-    await close(vision)
-
-
-async def test_auto_dtype_gives_the_same_answers_as_float32(fp32: VisionService) -> None:
+async def test_auto_dtype_gives_the_same_answers_as_float32(service_fp32: VisionService) -> None:
+    fp32 = service_fp32
     fast = await make_service(DTYPE="auto")
     try:
         assert fast.dtype == resolve_dtype("auto", torch.device("cpu"))
@@ -60,7 +53,8 @@ async def test_auto_dtype_gives_the_same_answers_as_float32(fp32: VisionService)
         await close(fast)
 
 
-async def test_batched_captions_equal_one_at_a_time(fp32: VisionService) -> None:
+async def test_batched_captions_equal_one_at_a_time(service_fp32: VisionService) -> None:
+    fp32 = service_fp32
     images = [await fp32.load_image(data) for data, _, _ in fresh_samples(seed=8, count=16)]
     alone = [await fp32.caption(image) for image in images]
     assert fp32.scheduler.stats.mean == 1.0

@@ -51,7 +51,8 @@ async def test_long_text_is_truncated_to_the_model_limit(service: VisionService)
     assert vectors.shape[0] == 2 and np.isfinite(vectors).all()
 
 
-async def test_caption_parity_with_reference_code(service: VisionService) -> None:
+async def test_caption_parity_with_reference_code(service_fp32: VisionService) -> None:
+    service = service_fp32
     processor = BlipProcessor.from_pretrained(TINY_BLIP)
     model = BlipForConditionalGeneration.from_pretrained(TINY_BLIP).eval()
     for data, _fmt, _caption in fresh_samples(seed=5, count=12):
@@ -63,7 +64,8 @@ async def test_caption_parity_with_reference_code(service: VisionService) -> Non
         assert await service.caption(image) == expected
 
 
-async def test_ranking_parity_with_reference_code(service: VisionService) -> None:
+async def test_ranking_parity_with_reference_code(service_fp32: VisionService) -> None:
+    service = service_fp32
     processor = CLIPProcessor.from_pretrained(TINY_CLIP)
     model = CLIPModel.from_pretrained(TINY_CLIP).eval()
     rng = random.Random(11)

@@ -1,0 +1,285 @@
+"""Faults: failing model calls, Discord errors, lost attachments, disconnects, a sick database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import types
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+import torch
+from aiohttp import web
+
+from bot import downloads
+from bot.client import Glimpse
+from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
+from tests.fakediscord import FakeDiscord
+
+OOPS = "Something went wrong on my side"
+
+
+def png(name: str, colour: str = "green", shape: str = "circle", seed: int = 0) -> tuple:
+    return (name, shape_png(colour, shape, seed=seed), "image/png")
+
+
+async def caption(server: FakeDiscord, world: World, attachment: tuple, timeout: float = 10) -> str:
+    await server.post_message(world.general, world.bob, "!caption", attachments=[attachment])
+    return str((await server.wait_for_sent(channel_id=world.general, timeout=timeout))["content"])
+
+
+def fail_once(target: object, name: str, error: BaseException) -> list[BaseException]:
+    """Makes `target.name` raise `error` on its next call only; returns the raised errors."""
+    real: Callable[..., Any] = getattr(target, name)
+    raised: list[BaseException] = []
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        if not raised:
+            raised.append(error)
+            raise error
+        return real(*args, **kwargs)
+
+    setattr(target, name, once)
+    return raised
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture, kind: type[BaseException]) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.exc_info and isinstance(r.exc_info[1], kind)
+    ]
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """discord.py sleeps 1 + 2*tries seconds before retrying a 5xx: shorten that."""
+
+    class FastSleep(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(delay: float, result: Any = None) -> Any:
+            return await asyncio.sleep(min(delay, 0.01), result)
+
+    monkeypatch.setattr(discord.http, "asyncio", FastSleep("asyncio"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("the model broke"),
+    ],
+    ids=["cuda-oom", "runtime-error"],
+)
+async def test_a_failing_caption_model_gets_a_clear_reply_and_the_next_works(
+    server: FakeDiscord,
+    world: World,
+    glimpse: Glimpse,
+    caplog: pytest.LogCaptureFixture,
+    error: BaseException,
+) -> None:
+    raised = fail_once(await glimpse.vision.captioner(), "predict", error)
+    reply = await caption(server, world, png("a.png"))
+    assert raised == [error]
+    assert reply.startswith(OOPS) and "Traceback" not in reply, reply
+    assert len(errors_logged(caplog, type(error))) == 1  # logged once, with its traceback
+    assert await caption(server, world, png("b.png", "red", "square")) == "a red square"
+
+
+async def test_a_failing_embedding_is_logged_and_retried(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    raised = fail_once(await glimpse.vision.embedder(), "predict_images", RuntimeError("boom"))
+    await server.post_message(world.general, world.bob, "", attachments=[png("a.png")])
+    await indexed(glimpse, 1, timeout=15)
+    assert raised and errors_logged(caplog, RuntimeError)
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_discord_server_errors_and_rate_limits_on_send_are_retried(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    send = r"^/channels/\d+/messages$"
+    server.fail_next("POST", send, 500)
+    assert await caption(server, world, png("a.png")) == "a green circle"
+    server.fail_next("POST", send, 429, retry_after=0.02)
+    assert await caption(server, world, png("b.png", "blue", "square")) == "a blue square"
+    server.fail_next("POST", send, 502)
+    server.fail_next("POST", send, 504)
+    server.fail_next("POST", send, 429, retry_after=0.02)
+    assert await caption(server, world, png("c.png", "red", "triangle")) == "a red triangle"
+    assert [status for _, _, status in server.faults_served] == [500, 429, 502, 504, 429]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_a_reply_discord_refuses_for_good_is_logged_and_the_bot_goes_on(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """discord.py does not retry a 503; then the error reply fails too. Neither stops the bot."""
+    server.fail_next("POST", r"^/channels/\d+/messages$", 503, count=2)
+    await server.post_message(world.general, world.bob, "!caption", attachments=[png("a.png")])
+
+    async def both_refused() -> bool:
+        return len(server.faults_served) == 2
+
+    await eventually(both_refused)
+    assert [status for _, _, status in server.faults_served] == [503, 503]
+    assert errors_logged(caplog, discord.DiscordServerError)
+    assert await caption(server, world, png("b.png", "red", "circle")) == "a red circle"
+    assert [e["content"] for e in server.sent] == ["a red circle"]
+
+
+async def test_an_attachment_that_is_gone_gets_a_clear_reply(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    server.fail_next("GET", r"^/attachments/.*/gone\.png$", 404, count=100)
+    reply = await caption(server, world, png("gone.png"))
+    assert reply == "I couldn't get that image: the image is gone (deleted, or its link expired)."
+    assert await caption(server, world, png("here.png", "red", "circle")) == "a red circle"
+
+
+@pytest.fixture
+async def stalling_host() -> AsyncIterator[str]:
+    """Another CDN node that sends headers and then nothing."""
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "1000"})
+        await response.prepare(request)
+        await asyncio.sleep(60)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", stall)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def test_an_attachment_that_stalls_times_out_with_a_clear_reply(
+    server: FakeDiscord,
+    world: World,
+    glimpse: Glimpse,
+    stalling_host: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+    plain = server.attachment_url
+
+    def url(channel_id: int, attachment_id: int, filename: str) -> str:
+        if filename == "slow.png":
+            return f"{stalling_host}/attachments/{channel_id}/{attachment_id}/slow.png"
+        return plain(channel_id, attachment_id, filename)
+
+    monkeypatch.setattr(server, "attachment_url", url)
+    reply = await caption(server, world, png("slow.png"))
+    assert reply == "I couldn't get that image: fetching the image timed out."
+    assert await caption(server, world, png("fast.png", "yellow", "square")) == "a yellow square"
+
+
+async def test_uploads_during_a_gateway_disconnect_are_indexed_after_the_resume(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await server.disconnect(resumable=True)
+    posted = [
+        await server.post_message(
+            world.general, world.bob, "", attachments=[png(f"{i}.png", "yellow", "triangle", i)]
+        )
+        for i in range(3)
+    ]
+    await server.wait_until_ready(timeout=15)
+    assert server.resumes == 1 and server.identifies == 1
+    await indexed(glimpse, 3)
+    for message in posted:
+        key = int(message["id"]), int(message["attachments"][0]["id"])
+        assert await glimpse.workers.run("db", glimpse.index.contains, *key)
+    await server.post_message(world.general, world.alice, "!find a yellow triangle")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert any(reply["embeds"][0]["url"].endswith(f"/{m['id']}") for m in posted)
+
+
+async def short_busy_timeout(bot: Glimpse) -> None:
+    """SQLite waits 5 s for a lock before giving up; the test need not wait that long."""
+    await bot.workers.run("db", bot.index._conn.execute, "PRAGMA busy_timeout = 200")
+
+
+async def test_a_locked_database_is_reported_and_the_bot_keeps_answering(
+    server: FakeDiscord, world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    async with running(bot_settings(server, data)) as bot:
+        await short_busy_timeout(bot)
+        other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            await server.post_message(world.general, world.bob, "!forget")
+            reply = await server.wait_for_sent(channel_id=world.general)
+            assert reply["content"].startswith(OOPS), reply["content"]
+            assert errors_logged(caplog, sqlite3.OperationalError)
+            # Captions need no database: they go on while it is locked.
+            assert await caption(server, world, png("a.png", "red", "circle")) == "a red circle"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await server.post_message(world.general, world.carol, "", attachments=[png("b.png")])
+        await indexed(bot, 1)
+        await server.post_message(world.general, world.bob, "!forget")
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert reply["content"].startswith("Removed "), reply["content"]
+
+
+async def test_an_upload_while_the_database_is_locked_is_indexed_once_it_is_free(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    settings = bot_settings(server, data)
+    async with running(settings) as bot:
+        await short_busy_timeout(bot)
+        other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            locked = await server.post_message(
+                world.general, world.bob, "", attachments=[png("a.png")]
+            )
+            await asyncio.sleep(0.5)  # the bot gives up on the lock after 0.2 s
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await server.post_message(world.general, world.bob, "", attachments=[png("b.png", "red")])
+        await indexed(bot, 1)
+    async with running(settings) as bot:  # indexed before the stop, or queued for this start
+        key = int(locked["id"]), int(locked["attachments"][0]["id"])
+        await indexed(bot, 1)
+        await asyncio.sleep(0.5)
+        assert await bot.workers.run("db", bot.index.contains, *key)
+
+
+async def test_a_full_disk_is_reported_and_indexing_recovers(
+    server: FakeDiscord,
+    world: World,
+    glimpse: Glimpse,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    full = sqlite3.OperationalError("database or disk is full")
+    fail_once(glimpse.index, "add", full)
+    await server.post_message(world.general, world.carol, "", attachments=[png("a.png")])
+    await indexed(glimpse, 1, timeout=15)  # the batch is retried once there is room
+    assert errors_logged(caplog, sqlite3.OperationalError)
+
+    fail_once(glimpse.index, "forget_author", full)
+    await server.post_message(world.general, world.carol, "!forget")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"].startswith(OOPS), reply["content"]
+    assert len(errors_logged(caplog, sqlite3.OperationalError)) == 2
+    assert await caption(server, world, png("b.png", "blue", "circle")) == "a blue circle"
