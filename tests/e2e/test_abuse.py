@@ -1,0 +1,101 @@
+"""Mentions never ping, bots are ignored, and a DM's `!find` sees only that DM."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.client import Glimpse
+from tests.e2e.harness import World, indexed, shape_png, sync_commands
+from tests.fakediscord import FakeDiscord
+
+
+def hostile(world: World) -> str:
+    return f"@everyone @here <@&{world.mods}> <@{world.alice}> <@!{world.carol}>"
+
+
+def assert_never_pings(entry: dict[str, Any]) -> None:
+    allowed = entry["allowed_mentions"]
+    assert allowed is not None and allowed.get("parse") == [], allowed
+    assert not allowed.get("users") and not allowed.get("roles"), allowed
+    assert not allowed.get("replied_user"), allowed
+    assert entry["mentions"] == [], entry  # whom Discord would notify, given allowed_mentions
+
+
+async def test_replies_never_ping(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
+    text = hostile(world)
+    png = ("r.png", shape_png("red", "circle"), "image/png")
+    await server.post_message(world.general, world.bob, "", attachments=[png])
+    await indexed(glimpse, 1)
+    checked: list[dict[str, Any]] = []
+
+    async def reply_to(content: str, **kwargs: Any) -> dict[str, Any]:
+        await server.post_message(world.general, world.bob, content, **kwargs)
+        checked.append(await server.wait_for_sent(channel_id=world.general))
+        return checked[-1]
+
+    assert (await reply_to(f"!find {text} a red circle"))["embeds"]
+    await reply_to(f"!find {text} top: 99")  # an error reply
+    assert (await reply_to(f"!caption {text}", attachments=[png]))["content"]
+    named = (f"{text}.pdf", b"%PDF-1.4\n", "application/pdf")
+    listed = await reply_to("!caption", attachments=[png, named])
+    assert "@everyone" in listed["content"]  # the uploader's file name is echoed, and inert
+
+    await sync_commands(server)
+    for name, options in (("find", {"query": text}), ("caption", {"prompt": text})):
+        interaction = await server.slash_command(world.general, world.bob, name, options)
+        checked.append(await interaction.wait_for_response())
+    assert len(checked) == 6
+    for entry in checked:
+        assert_never_pings(entry)
+
+
+async def test_other_bots_and_its_own_messages_are_ignored(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    robot = server.add_user("robot", bot=True)
+    server.add_member(world.guild, robot)
+    png = ("b.png", shape_png("blue", "square"), "image/png")
+    await server.post_message(world.general, robot, "!caption", attachments=[png])
+    await server.post_message(world.general, server.bot_id, "!caption", attachments=[png])
+    await server.post_message(
+        world.general, robot, f"<@{server.bot_id}> caption", attachments=[png]
+    )
+    await server.post_message(world.general, world.carol, "!caption", attachments=[png])
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a blue square"
+    assert int(reply["author"]["id"]) == server.bot_id
+    await asyncio.sleep(0.5)  # time enough for a wrong reply to the bots' commands to arrive
+    assert len(server.sent) == 1
+
+
+async def test_caption_and_find_in_a_dm_see_only_that_dm(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    dm = server.dm_channel(world.carol)
+    await server.post_message(
+        world.general,
+        world.carol,
+        "",
+        attachments=[("g.png", shape_png("red", "circle"), "image/png")],
+    )
+    await server.post_message(
+        dm,
+        world.carol,
+        "!caption",
+        attachments=[("d.png", shape_png("blue", "square"), "image/png")],
+    )
+    assert (await server.wait_for_sent(channel_id=dm))["content"] == "a blue square"
+    await indexed(glimpse, 2)
+
+    await server.post_message(dm, world.carol, "!find a red circle top: 5")
+    reply = await server.wait_for_sent(channel_id=dm)
+    urls = [embed["url"] for embed in reply["embeds"]]
+    assert len(urls) == 1 and f"/{dm}/" in urls[0], urls  # the DM's blue square, nothing else
+    await server.post_message(dm, world.carol, "!find a red circle scope: server")
+    reply = await server.wait_for_sent(channel_id=dm)
+    assert all(f"/{world.general}/" not in e["url"] for e in reply.get("embeds", [])), reply
+
+    await server.post_message(world.general, world.carol, "!find a blue square top: 5")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert all(f"/{dm}/" not in e["url"] for e in reply["embeds"])  # and the other way round

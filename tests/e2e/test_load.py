@@ -1,0 +1,128 @@
+"""Load: 200 commands from 50 members during a burst of 500 uploads, with the default cooldown.
+
+Run with `-s` to see the figures (reply latency p50/p95, peak memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
+from tests.fakediscord import FakeDiscord
+from tests.shapes import CLASSES
+
+MEMBERS = 50
+COMMANDS_EACH = 4  # within the default cooldown of 5 commands a minute
+UPLOADS = 500
+COMMANDS_PER_S = 20  # all 200 at once can trip MAX_PENDING (64 queued): "I'm busy", by design
+UPLOADS_PER_S = 50
+P95_LIMIT_S = 10.0
+
+
+async def test_two_hundred_commands_during_five_hundred_uploads(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    members = [world.alice, world.bob, world.carol]
+    while len(members) < MEMBERS:
+        members.append(server.add_user(f"member{len(members)}"))
+        server.add_member(world.guild, members[-1])
+    channels = [world.general, world.other]
+    uploads = [
+        (channels[i % 2], members[i % MEMBERS], shape_png(*CLASSES[i % 12], seed=i))
+        for i in range(UPLOADS)
+    ]
+    commands = []  # (channel, member, content, attachment or None, expected caption or None)
+    for n in range(MEMBERS * COMMANDS_EACH):
+        member, round_ = members[n % MEMBERS], n // MEMBERS
+        colour, shape = CLASSES[n % 12]
+        if round_ % 2 == 0:
+            attachment = (f"c{n}.png", shape_png(colour, shape, seed=1000 + n), "image/png")
+            commands.append(
+                (channels[n % 2], member, "!caption", attachment, f"a {colour} {shape}")
+            )
+        else:
+            commands.append((channels[n % 2], member, f"!find a {colour} {shape}", None, None))
+
+    loop = asyncio.get_running_loop()
+    replied_at: dict[str, float] = {}
+    record = server._append_sent
+
+    def stamped(entry: dict[str, Any]) -> None:
+        replied_at[entry["id"]] = loop.time()
+        record(entry)
+
+    server._append_sent = stamped  # type: ignore[method-assign]
+
+    settings = bot_settings(server, tmp_path / "data", COOLDOWN="5/60")
+    async with running(settings) as bot:
+        rss_before = peak_rss_mb()
+        posted_uploads: list[dict] = []
+
+        async def post_uploads() -> None:
+            for channel, member, data in uploads:
+                attachment = (f"u{len(posted_uploads)}.png", data, "image/png")
+                message = await server.post_message(channel, member, "", attachments=[attachment])
+                posted_uploads.append(message)
+                await asyncio.sleep(1 / UPLOADS_PER_S)
+
+        burst = asyncio.create_task(post_uploads())
+        await indexed(bot, 12, timeout=30)  # something to find before the first `!find`
+        started = time.monotonic()
+        sent_at: dict[str, float] = {}
+        expected: dict[str, tuple[int, str | None]] = {}
+        for channel, member, content, attachment, caption in commands:
+            attachments = [attachment] if attachment else []
+            message = await server.post_message(channel, member, content, attachments=attachments)
+            sent_at[message["id"]] = loop.time()
+            expected[message["id"]] = (channel, caption)
+            await asyncio.sleep(1 / COMMANDS_PER_S)
+        await burst
+        replies = {}
+        for _ in commands:
+            reply = await server.wait_for_sent(lambda e: "message_reference" in e, timeout=60)
+            replies[reply["message_reference"]["message_id"]] = reply
+        elapsed = time.monotonic() - started
+
+        assert replies.keys() == expected.keys()
+        for command_id, (channel, caption) in expected.items():
+            reply = replies[command_id]
+            if caption is not None:
+                assert reply["content"] == caption
+            else:
+                assert reply["embeds"], reply["content"]
+                found = int(reply["embeds"][0]["url"].rsplit("/", 1)[1])
+                assert found in server.messages[channel]  # an image that exists, right there
+        await indexed(bot, UPLOADS + len(commands) // 2, timeout=120)
+        for message in posted_uploads:
+            key = int(message["id"]), int(message["attachments"][0]["id"])
+            assert await bot.workers.run("db", bot.index.contains, *key)
+        peak = peak_rss_mb()
+
+    latency = {c: replied_at[r["id"]] - sent_at[c] for c, r in replies.items()}
+    p50, p95 = percentiles(list(latency.values()))
+    print(
+        f"\nload: {len(commands)} commands from {MEMBERS} members + {UPLOADS} uploads in "
+        f"{elapsed:.1f} s; reply latency p50 {p50:.2f} s, p95 {p95:.2f} s, "
+        f"max {max(latency.values()):.2f} s; peak RSS {peak:.0f} MB ({peak - rss_before:+.0f} MB)"
+    )
+    for kind, wanted in (("caption", True), ("find", False)):
+        part = [t for c, t in latency.items() if (expected[c][1] is not None) == wanted]
+        low, high = percentiles(part)
+        print(f"  {kind:7} p50 {low:.2f} s, p95 {high:.2f} s")
+    assert p95 <= P95_LIMIT_S
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """p50 and p95 (nearest rank)."""
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
