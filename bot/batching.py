@@ -63,7 +63,8 @@ class Scheduler:
         self._ids = itertools.count()
 
     def register(self, kind: str, run: RunBatch) -> None:
-        """`run(key, items)` returns one result per item, in order."""
+        """`run(key, items)` returns one result per item, in order; an exception instance as a
+        result fails that item's caller only."""
         self._runners[kind] = run
 
     @property
@@ -157,5 +158,9 @@ class Scheduler:
         self.stats.batches += 1
         self.stats.items += len(batch)
         for job, result in zip(batch, results, strict=True):
-            if not job.future.done():
+            if job.future.done():
+                continue
+            if isinstance(result, BaseException):  # this item failed alone; the rest did not
+                job.future.set_exception(result)
+            else:
                 job.future.set_result(result)
