@@ -155,8 +155,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     blip, clip = models_dir(args.models)
     photos = [photo(640, 480, seed) for seed in range(CONCURRENT_CAPTIONS)]
     jpegs = [jpeg(photo(1280, 960, seed)) for seed in range(512 if device.type == "cuda" else 64)]
-    seed_captions = 3 if args.quick else CONCURRENT_CAPTIONS
-    seed_photos = 16 if args.quick else len(jpegs)
+    seed_captions = 6 if args.quick else CONCURRENT_CAPTIONS
+    seed_photos = 32 if args.quick else len(jpegs)
 
     seed = SeedPath(blip, clip, device, TOKENS)
     seed_caption_s = seed.time_per_caption(photos[:seed_captions])
