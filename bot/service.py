@@ -114,8 +114,8 @@ class VisionService:
     async def _load(self, what: str, loader: Callable[..., M], *args: Any) -> M:
         started = time.perf_counter()
         model = await self.workers.run("model", loader, *args)
-        # A model brings ~10^6 long-lived Python objects; left to the cyclic collector, each full
-        # pass stalls the event loop for ~200 ms. Frozen, they are never scanned again.
+        # A model brings many long-lived Python objects; left to the cyclic collector, a full
+        # pass stalled the event loop for ~200 ms (measured). Frozen, they are never scanned.
         gc.freeze()
         log.info(
             "%s model %s loaded on %s (%s) in %.1f s",
