@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the heavy imports wait until a command needs them
+    from PIL import Image
+
+    from bot.service import VisionService
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +113,11 @@ def run_bot(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def caption_command(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_caption(args.images, args.prompt, settings))
+    return _run_models(_caption(args.images, args.prompt, settings))
 
 
 def find_command(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_find(args.query, args.paths, args.top, settings))
+    return _run_models(_find(args.query, args.paths, args.top, settings))
 
 
 def check_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,68 +132,73 @@ def download_models_command(args: argparse.Namespace, settings: Settings) -> int
     return download_models(settings)
 
 
-async def _caption(paths: list[str], prompt: str | None, settings: Settings) -> int:
-    from bot.images import ImageError, load_image_file
+def _run_models(command: Coroutine[Any, Any, int]) -> int:
+    """Runs a one-shot model command; a checkpoint that cannot load is one line, status 1."""
     from bot.loading import ModelLoadError
+
+    try:
+        return asyncio.run(command)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+@contextlib.asynccontextmanager
+async def _vision(settings: Settings) -> AsyncIterator[VisionService]:
     from bot.service import VisionService
     from bot.workers import Workers
 
     workers = Workers()
     service = VisionService(settings, workers)
-    failed = False
     try:
-        for path in paths:
-            try:
-                image = await workers.run("prep", load_image_file, path, service.limits)
-            except ImageError as exc:
-                _report(path, exc)
-                failed = True
-                continue
-            print(f"{path}\t{await service.caption(image, prompt)}", flush=True)
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        yield service
     finally:
         await service.close()
         workers.shutdown()
+
+
+async def _open(service: VisionService, path: str) -> Image.Image | None:
+    """The image, or None after reporting `PATH: reason` on stderr."""
+    from bot.images import ImageError, load_image_file
+
+    try:
+        return await service.workers.run("prep", load_image_file, path, service.limits)
+    except ImageError as exc:
+        print(f"{path}: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
+async def _caption(paths: list[str], prompt: str | None, settings: Settings) -> int:
+    failed = False
+    async with _vision(settings) as service:
+        for path in paths:
+            image = await _open(service, path)
+            if image is None:
+                failed = True
+                continue
+            print(f"{path}\t{await service.caption(image, prompt)}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _find(query: str, paths: list[str], top: int | None, settings: Settings) -> int:
-    import numpy as np
-
-    from bot.images import ImageError, load_image_file
-    from bot.loading import ModelLoadError
-    from bot.service import VisionService
-    from bot.workers import Workers
-
-    workers = Workers()
-    service = VisionService(settings, workers)
     failed = False
     scored: list[tuple[float, str]] = []
-    try:
+    async with _vision(settings) as service:
         query_vector = (await service.embed_text([query]))[0]
         files = list(expand_paths(paths))
         for start in range(0, len(files), FIND_CHUNK):
             names, images = [], []
             for name in files[start : start + FIND_CHUNK]:
-                try:
-                    images.append(await workers.run("prep", load_image_file, name, service.limits))
-                    names.append(name)
-                except ImageError as exc:
-                    _report(name, exc)
+                image = await _open(service, name)
+                if image is None:
                     failed = True
+                else:
+                    names.append(name)
+                    images.append(image)
             vectors = await service.embed_images(images)
             scored.extend(zip((vectors @ query_vector).tolist(), names, strict=True))
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await service.close()
-        workers.shutdown()
-    order = np.argsort([-score for score, _ in scored], kind="stable")
-    for i in order[:top]:
-        score, name = scored[i]
+    scored.sort(key=lambda pair: -pair[0])  # stable: equal scores keep the order given
+    for score, name in scored[:top]:
         print(f"{score:.4f}\t{name}")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -203,7 +215,3 @@ def expand_paths(paths: list[str]) -> Iterator[str]:
         for found in sorted(p for p in folder.rglob("*") if p.is_file()):
             if found.suffix.lower() in IMAGE_EXTENSIONS:
                 yield os.path.join(raw, found.relative_to(folder))
-
-
-def _report(path: str, error: Exception) -> None:
-    print(f"{path}: {error}", file=sys.stderr, flush=True)
