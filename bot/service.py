@@ -138,9 +138,6 @@ class VisionService:
         result: str = await self.scheduler.submit("caption", prompt or None, inputs)
         return result
 
-    async def captions(self, images: Sequence[Image.Image], prompt: str | None = None) -> list[str]:
-        return list(await asyncio.gather(*(self.caption(image, prompt) for image in images)))
-
     async def embed_images(
         self, images: Sequence[Image.Image], *, background: bool = False
     ) -> np.ndarray:
