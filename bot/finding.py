@@ -14,6 +14,8 @@ from bot.permissions import server_scope
 from bot.sources import image_sources
 
 if TYPE_CHECKING:
+    from discord.abc import MessageableChannel
+
     from bot.client import Glimpse
 
 log = logging.getLogger(__name__)
@@ -32,14 +34,16 @@ class Reply:
 
 
 def search_scope(
-    request: FindRequest, channel: discord.abc.Messageable, asker: discord.abc.User
+    request: FindRequest, channel: MessageableChannel, asker: discord.abc.User
 ) -> set[int]:
     """This channel only, or every channel the asking member can read now."""
-    if request.scope == "server" and isinstance(asker, discord.Member):
-        origin = channel if isinstance(channel, discord.abc.GuildChannel | discord.Thread) else None
-        if origin is not None:
-            return server_scope(asker, origin)
-    return {channel.id}  # type: ignore[attr-defined]
+    if (
+        request.scope == "server"
+        and isinstance(asker, discord.Member)
+        and isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+    ):
+        return server_scope(asker, channel)
+    return {channel.id}
 
 
 async def find(

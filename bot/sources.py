@@ -7,6 +7,7 @@ the media proxy's URL (never the original site's), so the bot never fetches arbi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -70,7 +71,7 @@ def image_sources(
     return sources
 
 
-def _ref_factory(message: discord.Message):  # type: ignore[no-untyped-def]
+def _ref_factory(message: discord.Message) -> Callable[[int], ImageRef]:
     channel = message.channel
     parent_id = getattr(channel, "parent_id", None)
     guild_id = message.guild.id if message.guild else None

@@ -27,7 +27,7 @@ class Caption(commands.Cog):
     @commands.command(name="caption", usage="[prompt words]")
     async def caption_command(self, ctx: commands.Context[Any], *, prompt: str = "") -> None:
         """Caption the attached images, the replied-to message's, or the channel's latest."""
-        self.bot.cooldown.check(ctx.guild and ctx.guild.id, ctx.author.id)
+        self.bot.cooldown.check(ctx.guild.id if ctx.guild else None, ctx.author.id)
         fetcher = self.bot.fetcher
         sources = sources_in(ctx.message, fetcher, every_attachment=True)
         note = ""

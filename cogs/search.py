@@ -25,7 +25,7 @@ class Search(commands.Cog):
     async def find_command(self, ctx: commands.Context[Any], *, text: str = "") -> None:
         """Find the best-matching recent image in this channel (or the whole server)."""
         request = parse_find(text)
-        self.bot.cooldown.check(ctx.guild and ctx.guild.id, ctx.author.id)
+        self.bot.cooldown.check(ctx.guild.id if ctx.guild else None, ctx.author.id)
         scope = search_scope(request, ctx.channel, ctx.author)
         async with ctx.typing():
             reply = await find(self.bot, request, scope, ctx.channel.id, private=False)
@@ -49,9 +49,11 @@ class Search(commands.Cog):
         private = request.scope == "server"
         await interaction.response.defer(thinking=True, ephemeral=private)
         channel = interaction.channel
-        assert isinstance(channel, discord.abc.Messageable)
+        assert channel is not None and not isinstance(
+            channel, discord.ForumChannel | discord.CategoryChannel
+        )
         scope_ids = search_scope(request, channel, interaction.user)
-        reply = await find(self.bot, request, scope_ids, channel.id, private=private)  # type: ignore[attr-defined]
+        reply = await find(self.bot, request, scope_ids, channel.id, private=private)
         await interaction.followup.send(reply.content or "", embeds=reply.embeds, ephemeral=private)
 
     @commands.command(name="forget", usage="[@member]")
@@ -60,10 +62,8 @@ class Search(commands.Cog):
     ) -> None:
         """Remove your images (or, with Manage Messages, a member's) from this server's index."""
         target = member or ctx.author
-        if target.id != ctx.author.id:
-            perms = ctx.channel.permissions_for(ctx.author)  # type: ignore[union-attr, arg-type]
-            if not perms.manage_messages:
-                raise commands.MissingPermissions(["manage_messages"])
+        if target.id != ctx.author.id and not ctx.permissions.manage_messages:
+            raise commands.MissingPermissions(["manage_messages"])
         guild_id = ctx.guild.id if ctx.guild else None
         removed = await self.bot.workers.run(
             "db", self.bot.index.forget_author, guild_id, target.id
