@@ -23,6 +23,7 @@ from bot.captioner import Captioner, CaptionInputs
 from bot.config import Settings
 from bot.devices import configure_threads, dtype_name, resolve_device, resolve_dtype
 from bot.embedder import Embedder
+from bot.errors import UserError
 from bot.images import ImageLimits, load_image
 from bot.workers import Workers
 
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 M = TypeVar("M")
 P = TypeVar("P")
 R = TypeVar("R")
+
+
+class OutOfMemory(UserError):
+    def __init__(self) -> None:
+        super().__init__(
+            "I can't do that right now: the model ran out of memory. "
+            "Try again in a moment, or with fewer images."
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,17 @@ class VisionService:
         future.add_done_callback(_retrieve)  # a request refused as Busy leaves it unread
         return future
 
+    async def _predict(self, fn: Callable[[Any], R], inputs: Any) -> R:
+        """A model call on the model lane; running out of memory is the user's to hear about
+        (and to retry smaller), the cache is emptied, and the next batch proceeds."""
+        try:
+            return await self.workers.run("model", fn, inputs)
+        except torch.OutOfMemoryError:
+            log.warning("out of memory on %s; batch dropped", self.device, exc_info=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise OutOfMemory from None
+
     async def _caption_batch(
         self, _prompt: Hashable, items: list[asyncio.Future[CaptionInputs]]
     ) -> list[str | BaseException]:
@@ -179,9 +199,7 @@ class VisionService:
         captions: list[str] = []
         if good:
             merged = CaptionInputs.merge(good)
-            captions = captioner.postprocess(
-                await self.workers.run("model", captioner.predict, merged)
-            )
+            captions = captioner.postprocess(await self._predict(captioner.predict, merged))
         return _zip_failures(inputs, captions)
 
     async def _image_batch(
@@ -192,7 +210,7 @@ class VisionService:
         good = [part for part in pixels if not isinstance(part, BaseException)]
         rows: list[np.ndarray] = []
         if good:
-            features = await self.workers.run("model", embedder.predict_images, torch.cat(good))
+            features = await self._predict(embedder.predict_images, torch.cat(good))
             vectors = embedder.postprocess(features)
             rows = [vectors[i : i + 1] for i in range(len(good))]
         return _zip_failures(pixels, rows)
@@ -200,7 +218,7 @@ class VisionService:
     async def _text_batch(self, _key: Hashable, items: list[str]) -> list[np.ndarray]:
         embedder = await self.embedder()
         tokens = embedder.preprocess_texts(items)
-        features = await self.workers.run("model", embedder.predict_texts, tokens)
+        features = await self._predict(embedder.predict_texts, tokens)
         vectors = embedder.postprocess(features)
         return [vectors[i : i + 1] for i in range(len(items))]
 
