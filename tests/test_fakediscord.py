@@ -21,6 +21,7 @@ from PIL import Image
 
 from tests import netguard
 from tests.fakediscord import DEFAULT_EVERYONE_PERMISSIONS, VIEW_CHANNEL, FakeDiscord
+from tests.fakediscord.retries import shorten_discord_retries
 
 StartBot = Callable[[commands.Bot], Awaitable[commands.Bot]]
 
@@ -372,17 +373,7 @@ async def test_non_resumable_disconnect_reidentifies(
 async def test_server_errors_and_rate_limits_are_retried(
     server: FakeDiscord, world: World, start_bot: StartBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class FastSleep(types.ModuleType):
-        """discord.py sleeps 1 + 2*tries seconds before retrying a 5xx: shorten that."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(asyncio, name)
-
-        @staticmethod
-        async def sleep(delay: float, result: Any = None) -> Any:
-            return await asyncio.sleep(min(delay, 0.01), result)
-
-    monkeypatch.setattr(discord.http, "asyncio", FastSleep("asyncio"))
+    shorten_discord_retries(monkeypatch)
     bot = await start_bot(make_bot())
     channel = bot.get_channel(world.general)
     assert isinstance(channel, discord.TextChannel)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import types
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from bot import downloads
 from bot.client import Glimpse
 from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
+from tests.fakediscord.retries import shorten_discord_retries
 
 OOPS = "Something went wrong on my side"
 
@@ -58,17 +58,7 @@ def errors_logged(caplog: pytest.LogCaptureFixture, kind: type[BaseException]) -
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """discord.py sleeps 1 + 2*tries seconds before retrying a 5xx: shorten that."""
-
-    class FastSleep(types.ModuleType):
-        def __getattr__(self, name: str) -> Any:
-            return getattr(asyncio, name)
-
-        @staticmethod
-        async def sleep(delay: float, result: Any = None) -> Any:
-            return await asyncio.sleep(min(delay, 0.01), result)
-
-    monkeypatch.setattr(discord.http, "asyncio", FastSleep("asyncio"))
+    shorten_discord_retries(monkeypatch)
 
 
 @pytest.mark.parametrize(
