@@ -45,6 +45,11 @@ async def latest_image(
     return None
 
 
+def latest_note(message: discord.Message) -> str:
+    """Says which image was captioned when the user did not point at one."""
+    return f"\n-# captioned the latest image: {message.jump_url}"
+
+
 async def caption_sources(
     fetcher: MediaFetcher, sources: Sequence[ImageSource], prompt: str | None
 ) -> str:

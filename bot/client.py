@@ -106,16 +106,21 @@ class Glimpse(commands.Bot):
             return []
         return image_sources(message, self.fetcher.allowed_hosts)
 
+    async def message_of(self, ref: ImageRef) -> discord.Message | None:
+        """The message an index entry points at, fetched afresh (its image URLs expire); None
+        when the channel holds no messages. Raises discord.NotFound or discord.Forbidden."""
+        channel = self.get_channel(ref.channel_id) or await self.fetch_channel(ref.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return None
+        return await channel.fetch_message(ref.message_id)
+
     async def resolve_image(self, ref: ImageRef) -> ImageSource | None:
         """A fresh URL for a queued image (URLs are never stored), or None if it is gone."""
-        channel = self.get_channel(ref.channel_id)
         try:
-            if channel is None:
-                channel = await self.fetch_channel(ref.channel_id)
-            if not isinstance(channel, discord.abc.Messageable):
-                return None
-            message = await channel.fetch_message(ref.message_id)
+            message = await self.message_of(ref)
         except (discord.NotFound, discord.Forbidden):
+            return None
+        if message is None:
             return None
         for source in image_sources(message, self.fetcher.allowed_hosts):
             if source.ref.attachment_id == ref.attachment_id:
@@ -127,21 +132,12 @@ class Glimpse(commands.Bot):
     ) -> None:
         if isinstance(error, commands.CommandNotFound):
             return
-        text = user_message(error)
-        if text is None:
-            original = getattr(error, "original", error)
-            log.error("command %s failed", ctx.command, exc_info=original)
-            text = "Something went wrong on my side; the admins can find the details in the log."
-        await ctx.reply(text, mention_author=False)
+        await ctx.reply(_reply_for(error, ctx.command), mention_author=False)
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        text = user_message(error)
-        if text is None:
-            original = getattr(error, "original", error)
-            log.error("app command %s failed", interaction.command, exc_info=original)
-            text = "Something went wrong on my side; the admins can find the details in the log."
+        text = _reply_for(error, interaction.command)
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)
         else:
@@ -151,3 +147,12 @@ class Glimpse(commands.Bot):
         await self.heartbeat.stop()
         await self.indexer.stop()
         await super().close()
+
+
+def _reply_for(error: Exception, command: object) -> str:
+    """What the user reads; an error that is our bug is logged once, with its traceback."""
+    text = user_message(error)
+    if text is None:
+        log.error("command %s failed", command, exc_info=getattr(error, "original", error))
+        text = "Something went wrong on my side; the admins can find the details in the log."
+    return text

@@ -72,12 +72,8 @@ async def find(
 
 async def _fetch(bot: Glimpse, hit: Hit) -> discord.Message | None:
     """The original message (image URLs expire, so it is fetched afresh); drops vanished ones."""
-    channel = bot.get_channel(hit.ref.channel_id)
     try:
-        if channel is None:
-            channel = await bot.fetch_channel(hit.ref.channel_id)
-        if isinstance(channel, discord.abc.Messageable):
-            return await channel.fetch_message(hit.ref.message_id)
+        return await bot.message_of(hit.ref)
     except discord.NotFound:
         await bot.workers.run("db", bot.index.remove_messages, [hit.ref.message_id])
     except discord.Forbidden:

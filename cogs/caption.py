@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.captions import NoImage, caption_sources, latest_image, sources_in
+from bot.captions import NoImage, caption_sources, latest_image, latest_note, sources_in
 from bot.client import Glimpse
 from bot.sources import ImageSource
 
@@ -38,7 +38,7 @@ class Caption(commands.Cog):
             if found is None:
                 raise NoImage
             message, sources = found
-            note = f"\n-# captioned the latest image: {message.jump_url}"
+            note = latest_note(message)
         async with ctx.typing():
             text = await caption_sources(fetcher, sources, prompt.strip() or None)
         await ctx.reply(text + note, mention_author=False)
@@ -81,7 +81,7 @@ class Caption(commands.Cog):
             if found is None:
                 raise NoImage
             message, sources = found
-            note = f"\n-# captioned the latest image: {message.jump_url}"
+            note = latest_note(message)
         text = await caption_sources(fetcher, sources, prompt)
         await interaction.followup.send(text + note)
 
