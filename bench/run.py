@@ -33,8 +33,8 @@ from bench.photos import jpeg, photo  # noqa: E402
 from bench.random_models import save_random_blip, save_random_clip  # noqa: E402
 from bench.seed import SeedPath  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
-from bot.index import ImageIndex, ImageRef  # noqa: E402
-from bot.service import VisionService  # noqa: E402
+from bot.index.store import ImageIndex, ImageRef  # noqa: E402
+from bot.vision.service import VisionService  # noqa: E402
 from bot.workers import Workers  # noqa: E402
 
 TOKENS = 20

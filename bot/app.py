@@ -13,13 +13,13 @@ import aiohttp
 import discord
 import yarl
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
+from bot.chat.sources import media_hosts
 from bot.config import ConfigError, Settings
-from bot.index import ImageIndex
-from bot.loading import ModelLoadError
-from bot.media import MediaFetcher
-from bot.service import VisionService
-from bot.sources import media_hosts
+from bot.images.fetcher import MediaFetcher
+from bot.index.store import ImageIndex
+from bot.vision.checkpoints import ModelLoadError
+from bot.vision.service import VisionService
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)

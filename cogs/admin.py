@@ -6,7 +6,7 @@ from typing import Any
 
 from discord.ext import commands
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 
 
 class Admin(commands.Cog):

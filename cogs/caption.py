@@ -8,9 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.captions import NoImage, caption_sources, latest_image, latest_note, sources_in
-from bot.client import Glimpse
-from bot.sources import ImageSource
+from bot.chat.captions import NoImage, caption_sources, latest_image, latest_note, sources_in
+from bot.chat.client import Glimpse
+from bot.chat.sources import ImageSource
 
 
 class Caption(commands.Cog):
@@ -100,7 +100,7 @@ class Caption(commands.Cog):
 def _attachment_source(
     interaction: discord.Interaction, attachment: discord.Attachment
 ) -> ImageSource:
-    from bot.index import ImageRef
+    from bot.index.store import ImageRef
 
     ref = ImageRef(
         guild_id=interaction.guild_id,

@@ -8,9 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import Glimpse
-from bot.find_query import make_request, parse_find
-from bot.finding import find, search_scope
+from bot.chat.client import Glimpse
+from bot.chat.find_syntax import make_request, parse_find
+from bot.chat.search import find, search_scope
 
 BACKFILL_PROGRESS_EVERY = 100
 

@@ -17,7 +17,7 @@ import transformers
 from PIL import Image
 
 from bot.config import Settings, parse_settings
-from bot.service import VisionService
+from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests import netguard
 from tests.shapes import random_sample

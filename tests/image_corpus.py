@@ -1,6 +1,6 @@
 """A corpus of good and hostile image files for the loader's tests, built here, never downloaded.
 
-Every item carries the outcome `bot.images.load_image` must give it with
+Every item carries the outcome `bot.images.decode.load_image` must give it with
 ``ImageLimits(max_bytes=<the max_bytes the corpus was built for>)``: ``"ok"`` or an ImageError
 code. Bombs are written chunk by chunk, so building the corpus never allocates their pixels.
 """

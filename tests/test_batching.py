@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.batching import BACKGROUND, INTERACTIVE, Busy, Scheduler
 from bot.errors import UserError
+from bot.vision.scheduler import BACKGROUND, INTERACTIVE, Busy, Scheduler
 
 WAIT_S = 0.01
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bot.config import ConfigError, Cooldown, Settings, load_settings, parse_settings
-from bot.devices import resolve_device, resolve_dtype
+from bot.vision.devices import resolve_device, resolve_dtype
 
 
 def test_defaults() -> None:

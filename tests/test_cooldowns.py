@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import bot.cooldowns
+import bot.chat.cooldowns
+from bot.chat.cooldowns import MemberCooldown
 from bot.config import Cooldown
-from bot.cooldowns import MemberCooldown
 from bot.errors import SlowDown, UserError
 
 GUILD, OTHER_GUILD = 10, 11
@@ -132,7 +132,7 @@ def test_forgetting_idle_members_keeps_spent_budgets(
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Memory stays bounded by forgetting members whose budget is full, and only those."""
-    monkeypatch.setattr(bot.cooldowns, "MAX_TRACKED", 5)
+    monkeypatch.setattr(bot.chat.cooldowns, "MAX_TRACKED", 5)
     cooldown = MemberCooldown(Cooldown(rate=1, per=60))
     for user in range(200, 204):
         cooldown.check(GUILD, user)

@@ -1,4 +1,4 @@
-"""Fetch safety: `bot.downloads.download` and `bot.sources` against a local HTTP server."""
+"""Fetch safety: `bot.images.download` and `bot.chat.sources` against a local HTTP server."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import discord
 import pytest
 from aiohttp import web
 
-from bot import downloads
-from bot.downloads import DownloadError, download
-from bot.images import ImageError
-from bot.sources import DISCORD_MEDIA_HOSTS, image_sources, media_hosts
+from bot.chat.sources import DISCORD_MEDIA_HOSTS, image_sources, media_hosts
+from bot.images import download as downloads
+from bot.images.decode import ImageError
+from bot.images.download import DownloadError, download
 
 LIMIT = 100_000
 BLOB = b"\x89PNG" + bytes(1000)

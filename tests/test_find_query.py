@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.find_query import FindRequest, FindSyntaxError, make_request, parse_find
+from bot.chat.find_syntax import FindRequest, FindSyntaxError, make_request, parse_find
 
 PARSED = [
     # (what the user types after `!find`, query, top, scope)

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from bot import images
-from bot.images import (
+from bot.images import decode as images
+from bot.images.decode import (
     ALLOWED_FORMATS,
     DRAFT_SIZE,
     IMAGE_EXTENSIONS,
@@ -57,7 +57,7 @@ FUZZ_LIMITS = ImageLimits(max_bytes=MAX_BYTES, max_pixels=1_000_000)
 @pytest.fixture(autouse=True)
 def _bomb_warning_is_error() -> None:
     # pytest runs every test inside its own catch_warnings, which drops the filters that
-    # bot.images installed at import; put them back for the test, as production has them.
+    # bot.images.decode installed at import; put them back for the test, as production has them.
     images.install_warning_filters()
 
 
@@ -284,7 +284,7 @@ def test_global_pillow_settings_are_untouched() -> None:
 
 
 def test_nothing_logged_at_warning_for_user_input(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="bot.images")
+    caplog.set_level("DEBUG", logger="bot.images.decode")
     for item in CORPUS:
         outcome(item.data)
     assert [r for r in caplog.records if r.levelno >= 30] == []
@@ -300,7 +300,7 @@ def test_bomb_warning_filter_is_installed_at_import() -> None:
     code = (
         "import warnings\n"
         "from PIL import Image\n"
-        "import bot.images\n"
+        "import bot.images.decode\n"
         "assert any(a == 'error' and c is Image.DecompressionBombWarning\n"
         "           for a, _, c, _, _ in warnings.filters)\n"
     )

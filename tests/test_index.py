@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from bot.index import SCHEMA_VERSION, Hit, ImageIndex, ImageRef
+from bot.index.store import SCHEMA_VERSION, Hit, ImageIndex, ImageRef
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 8
@@ -389,7 +389,7 @@ CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     import numpy as np
-    from bot.index import ImageIndex, ImageRef
+    from bot.index.store import ImageIndex, ImageRef
 
     idx = ImageIndex(Path(sys.argv[1]), "m", per_channel=10**6)
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import cli
-from bot.ops import check, download_models, human_size, reference_image, weight_patterns
+from bot.cli.check import check, download_models, human_size, reference_image, weight_patterns
 from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]

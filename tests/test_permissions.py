@@ -17,7 +17,7 @@ from discord.state import ConnectionState
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.permissions import server_scope
+from bot.chat.permissions import server_scope
 
 # Permission bits, from Discord's documentation.
 ADMINISTRATOR = 1 << 3

@@ -11,8 +11,8 @@ from PIL import Image
 from transformers import BlipImageProcessor, BlipProcessor, CLIPImageProcessor, CLIPProcessor
 
 from bench.photos import photo
-from bot.images import load_image
-from bot.pixels import PixelPipeline
+from bot.images.decode import load_image
+from bot.vision.pixels import PixelPipeline
 from tests.conftest import TINY_BLIP, TINY_CLIP
 from tests.shapes import CLASSES, draw_shape
 

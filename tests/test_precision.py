@@ -15,8 +15,8 @@ from transformers import CLIPModel, CLIPProcessor
 
 from bench.photos import photo
 from bot.config import parse_settings
-from bot.devices import resolve_dtype
-from bot.service import VisionService, default_batch_max
+from bot.vision.devices import resolve_dtype
+from bot.vision.service import VisionService, default_batch_max
 from bot.workers import Workers
 from tests.conftest import fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape

@@ -14,8 +14,8 @@ import torch
 from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel, CLIPProcessor
 
 from bot.config import parse_settings
-from bot.loading import ModelLoadError
-from bot.service import VisionService
+from bot.vision.checkpoints import ModelLoadError
+from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape

@@ -15,7 +15,7 @@ import discord
 import pytest
 
 from bot.app import create_bot
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 from bot.config import Settings
 from tests.conftest import tiny_settings
 from tests.fakediscord import FakeDiscord

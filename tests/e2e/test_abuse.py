@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 from tests.e2e.harness import World, indexed, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 from tests.e2e.harness import World, mentions_disabled, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from aiohttp import web
 
-from bot import downloads
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
+from bot.images import download as downloads
 from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.retries import shorten_discord_retries

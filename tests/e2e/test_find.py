@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
     bot_settings,

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import psutil
 import pytest
 
-from bot.sources import IMAGE_EXTENSIONS
+from bot.chat.sources import IMAGE_EXTENSIONS
 from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
 from tests.image_corpus import CorpusItem, build_corpus
@@ -203,7 +203,7 @@ async def test_uploads_refused_with_a_log_line_and_the_rest_indexed(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.indexer")
+    caplog.set_level(logging.INFO, logger="bot.index.background")
     settings = bot_settings(server, tmp_path / "data", MAX_IMAGE_BYTES=str(MAX_BYTES))
     async with running(settings) as bot:
         posted = {}
@@ -224,7 +224,7 @@ async def test_uploads_refused_with_a_log_line_and_the_rest_indexed(
             logged = [
                 r.getMessage()
                 for r in caplog.records
-                if r.name == "bot.indexer"
+                if r.name == "bot.index.background"
                 and r.getMessage().startswith(f"not indexing image {attachment_id} of message")
             ]
             looks_like_image = (item.content_type or "").startswith("image/") or (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 from tests.conftest import TINY_CLIP
 from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
 from tests.fakediscord import FakeDiscord

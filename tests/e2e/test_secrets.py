@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.client import Glimpse
+from bot.chat.client import Glimpse
 from tests.conftest import TINY_BLIP, TINY_CLIP
 from tests.e2e.harness import World, bot_settings, running, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord

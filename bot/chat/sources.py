@@ -14,8 +14,8 @@ from pathlib import PurePosixPath
 import discord
 from yarl import URL
 
-from bot.images import IMAGE_EXTENSIONS
-from bot.index import ImageRef
+from bot.images.decode import IMAGE_EXTENSIONS
+from bot.index.store import ImageRef
 
 log = logging.getLogger(__name__)
 

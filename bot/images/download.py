@@ -7,7 +7,7 @@ import logging
 import aiohttp
 from yarl import URL
 
-from bot.images import too_large
+from bot.images.decode import too_large
 
 log = logging.getLogger(__name__)
 

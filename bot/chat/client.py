@@ -9,15 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat.cooldowns import MemberCooldown
+from bot.chat.replies import user_message
+from bot.chat.sources import ImageSource, image_sources
 from bot.config import Settings
-from bot.cooldowns import MemberCooldown
 from bot.health import HEARTBEAT_FILE, Heartbeat
-from bot.index import ImageIndex, ImageRef
-from bot.indexer import Indexer
-from bot.media import MediaFetcher
-from bot.replies import user_message
-from bot.service import VisionService
-from bot.sources import ImageSource, image_sources
+from bot.images.fetcher import MediaFetcher
+from bot.index.background import Indexer
+from bot.index.store import ImageIndex, ImageRef
+from bot.vision.service import VisionService
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 import numpy as np
 from PIL import Image
 
-from bot.downloads import DownloadError
-from bot.images import ImageError
-from bot.index import ImageIndex, ImageRef
-from bot.media import Fetched, MediaFetcher
-from bot.service import VisionService
-from bot.sources import ImageSource
+from bot.chat.sources import ImageSource
+from bot.images.decode import ImageError
+from bot.images.download import DownloadError
+from bot.images.fetcher import Fetched, MediaFetcher
+from bot.index.store import ImageIndex, ImageRef
+from bot.vision.service import VisionService
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from transformers import BatchFeature, CLIPModel, CLIPProcessor
 
-from bot.loading import from_pretrained
-from bot.pixels import PixelPipeline
+from bot.vision.checkpoints import from_pretrained
+from bot.vision.pixels import PixelPipeline
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from bot.config import ConfigError, Settings, load_settings
 if TYPE_CHECKING:  # the heavy imports wait until a command needs them
     from PIL import Image
 
-    from bot.service import VisionService
+    from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +121,20 @@ def find_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def check_command(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.ops import check
+    from bot.cli.check import check
 
     return check(settings)
 
 
 def download_models_command(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.ops import download_models
+    from bot.cli.check import download_models
 
     return download_models(settings)
 
 
 def _run_models(command: Coroutine[Any, Any, int]) -> int:
     """Runs a one-shot model command; a checkpoint that cannot load is one line, status 1."""
-    from bot.loading import ModelLoadError
+    from bot.vision.checkpoints import ModelLoadError
 
     try:
         return asyncio.run(command)
@@ -145,7 +145,7 @@ def _run_models(command: Coroutine[Any, Any, int]) -> int:
 
 @contextlib.asynccontextmanager
 async def _vision(settings: Settings) -> AsyncIterator[VisionService]:
-    from bot.service import VisionService
+    from bot.vision.service import VisionService
     from bot.workers import Workers
 
     workers = Workers()
@@ -159,7 +159,7 @@ async def _vision(settings: Settings) -> AsyncIterator[VisionService]:
 
 async def _open(service: VisionService, path: str) -> Image.Image | None:
     """The image, or None after reporting `PATH: reason` on stderr."""
-    from bot.images import ImageError, load_image_file
+    from bot.images.decode import ImageError, load_image_file
 
     try:
         return await service.workers.run("prep", load_image_file, path, service.limits)
@@ -205,7 +205,7 @@ async def _find(query: str, paths: list[str], top: int | None, settings: Setting
 
 def expand_paths(paths: list[str]) -> Iterator[str]:
     """Files as given; folders walked recursively for files with image extensions."""
-    from bot.images import IMAGE_EXTENSIONS
+    from bot.images.decode import IMAGE_EXTENSIONS
 
     for raw in paths:
         folder = Path(raw)

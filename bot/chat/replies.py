@@ -5,10 +5,10 @@ from __future__ import annotations
 from discord import app_commands
 from discord.ext import commands
 
-from bot.downloads import DownloadError
+from bot.chat.find_syntax import FindSyntaxError
 from bot.errors import SlowDown, UserError
-from bot.find_query import FindSyntaxError
-from bot.images import ImageError
+from bot.images.decode import ImageError
+from bot.images.download import DownloadError
 
 _READABLE = (UserError, ImageError, DownloadError, FindSyntaxError)
 

@@ -12,8 +12,8 @@ from torch import nn
 from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 from transformers.models.blip.modeling_blip import BlipAttention
 
-from bot.loading import from_pretrained
-from bot.pixels import PixelPipeline
+from bot.vision.checkpoints import from_pretrained
+from bot.vision.pixels import PixelPipeline
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import aiohttp
 from PIL import Image
 
-from bot.downloads import download
-from bot.images import too_large
-from bot.service import VisionService
-from bot.sources import ImageSource
+from bot.chat.sources import ImageSource
+from bot.images.decode import too_large
+from bot.images.download import download
+from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
 

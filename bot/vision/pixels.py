@@ -5,7 +5,7 @@ float64; for a 384x384 BLIP input that is ~30 ms a picture on a small CPU, as mu
 CLIP forward pass. This does the same steps (resize with the processor's filter, optional
 centre crop, rescale, normalise) with one PIL resize and one float32 numpy pass. The result
 is the reference tensor up to float32 rounding (tests/test_pixels.py); the JPEG draft decoding in
-`bot.images` is what moves pixels, within a mean absolute difference of 0.02.
+`bot.images.decode` is what moves pixels, within a mean absolute difference of 0.02.
 """
 
 from __future__ import annotations

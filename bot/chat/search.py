@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.find_query import FindRequest
-from bot.index import Hit
-from bot.permissions import server_scope
-from bot.sources import image_sources
+from bot.chat.find_syntax import FindRequest
+from bot.chat.permissions import server_scope
+from bot.chat.sources import image_sources
+from bot.index.store import Hit
 
 if TYPE_CHECKING:
     from discord.abc import MessageableChannel
 
-    from bot.client import Glimpse
+    from bot.chat.client import Glimpse
 
 log = logging.getLogger(__name__)
 

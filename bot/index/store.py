@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bot.vectors import Hit, ImageRef, Key, VectorStore
+from bot.index.vectors import Hit, ImageRef, Key, VectorStore
 
 __all__ = ["SCHEMA_VERSION", "Hit", "ImageIndex", "ImageRef"]
 

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bot.batching import BACKGROUND, INTERACTIVE, Scheduler
-from bot.captioner import Captioner, CaptionInputs
 from bot.config import Settings
-from bot.devices import configure_threads, dtype_name, resolve_device, resolve_dtype
-from bot.embedder import Embedder
 from bot.errors import UserError
-from bot.images import ImageLimits, load_image
+from bot.images.decode import ImageLimits, load_image
+from bot.vision.blip import Captioner, CaptionInputs
+from bot.vision.clip import Embedder
+from bot.vision.devices import configure_threads, dtype_name, resolve_device, resolve_dtype
+from bot.vision.scheduler import BACKGROUND, INTERACTIVE, Scheduler
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class VisionService:
         return model
 
     async def load_image(self, data: bytes) -> Image.Image:
-        """Bytes to a safe RGB image, or `bot.images.ImageError` with a readable reason."""
+        """Bytes to a safe RGB image, or `bot.images.decode.ImageError` with a readable reason."""
         return await self.workers.run("prep", load_image, data, self.limits)
 
     async def caption(self, image: Image.Image, prompt: str | None = None) -> str:

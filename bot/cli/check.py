@@ -89,8 +89,8 @@ def _check_data_dir(data_dir: Path, report: Report) -> None:
 
 
 async def _check_models(settings: Settings, report: Report) -> None:
-    from bot.loading import ModelLoadError
-    from bot.service import VisionService
+    from bot.vision.checkpoints import ModelLoadError
+    from bot.vision.service import VisionService
     from bot.workers import Workers
 
     workers = Workers()
@@ -148,9 +148,9 @@ def download_models(settings: Settings, out: Callable[[str], None] = print) -> i
     import torch
     from huggingface_hub import constants
 
-    from bot.captioner import Captioner
-    from bot.embedder import Embedder
-    from bot.loading import ModelLoadError, looks_like_path
+    from bot.vision.blip import Captioner
+    from bot.vision.checkpoints import ModelLoadError, looks_like_path
+    from bot.vision.clip import Embedder
 
     report = Report(out)
     out(f"model cache: {constants.HF_HUB_CACHE} (set HF_HOME to move it)")
@@ -194,7 +194,7 @@ def download_models(settings: Settings, out: Callable[[str], None] = print) -> i
 def _snapshot(model_id: str, setting: str) -> str:
     from huggingface_hub import list_repo_files, snapshot_download
 
-    from bot.loading import ModelLoadError
+    from bot.vision.checkpoints import ModelLoadError
 
     try:
         patterns = weight_patterns(list_repo_files(model_id))

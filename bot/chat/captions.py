@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.downloads import DownloadError
+from bot.chat.sources import ImageSource, image_sources
 from bot.errors import UserError
-from bot.images import ImageError
-from bot.media import MediaFetcher
-from bot.sources import ImageSource, image_sources
+from bot.images.decode import ImageError
+from bot.images.download import DownloadError
+from bot.images.fetcher import MediaFetcher
 
 log = logging.getLogger(__name__)
 

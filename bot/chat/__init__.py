@@ -1,0 +1,1 @@
+"""The Discord-facing domain: the client, captioning and search flows, permissions, cooldowns."""

@@ -1,0 +1,1 @@
+"""The image index: SQLite storage, the in-memory vectors, and background indexing."""

@@ -1,0 +1,1 @@
+"""The vision service: the caption and search models, and the batching that feeds them."""
