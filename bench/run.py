@@ -33,7 +33,10 @@ from bench.photos import jpeg, photo  # noqa: E402
 from bench.random_models import save_random_blip, save_random_clip  # noqa: E402
 from bench.seed import SeedPath  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
-from bot.index.store import ImageIndex, ImageRef  # noqa: E402
+from bot.images.decode import ImageLimits  # noqa: E402
+from bot.images.loader import ImageLoader  # noqa: E402
+from bot.index.refs import ImageRef  # noqa: E402
+from bot.index.store import IndexStore  # noqa: E402
 from bot.vision.service import VisionService  # noqa: E402
 from bot.workers import Workers  # noqa: E402
 
@@ -94,8 +97,11 @@ async def measure_captions(vision: VisionService, images: list) -> tuple[float, 
 async def measure_index(vision: VisionService, jpegs: list[bytes]) -> float:
     """Seconds per photo: JPEG bytes in, embedding out, as the indexer runs it."""
 
+    loader = ImageLoader(vision.workers, ImageLimits())
+
     async def one(data: bytes) -> np.ndarray:
-        return await vision.embed_images([await vision.load_image(data)], background=True)
+        decoded = await loader.decode(data)
+        return await vision.embed_images([decoded.image], background=True)
 
     await one(jpegs[0])
     started = time.perf_counter()
@@ -103,8 +109,8 @@ async def measure_index(vision: VisionService, jpegs: list[bytes]) -> float:
     return (time.perf_counter() - started) / len(jpegs)
 
 
-def fill_index(path: Path, model_id: str, count: int, dim: int) -> ImageIndex:
-    index = ImageIndex(path, model_id, per_channel=count)
+def fill_index(path: Path, model_id: str, count: int, dim: int) -> IndexStore:
+    index = IndexStore(path, model_id, per_channel=count)
     rng = np.random.default_rng(count)
     for start in range(0, count, 25_000):
         n = min(25_000, count - start)
@@ -118,7 +124,7 @@ def fill_index(path: Path, model_id: str, count: int, dim: int) -> ImageIndex:
     return index
 
 
-async def measure_find(vision: VisionService, index: ImageIndex, queries: int) -> float:
+async def measure_find(vision: VisionService, index: IndexStore, queries: int) -> float:
     """p95 ms of a server-wide `!find`: text embedding, then search through the project's index."""
     channels = set(range(1000, 1000 + CHANNELS))
     timings = []

@@ -1,4 +1,5 @@
-"""`python -m bot run`: makes every resource, hands them to the client, and tears them down."""
+"""The composition root: `python -m bot run` makes every resource, wires them together, hands
+them to the Discord client, and tears them down in reverse."""
 
 from __future__ import annotations
 
@@ -15,16 +16,15 @@ import yarl
 
 from bot.chat.client import Glimpse
 from bot.chat.sources import media_hosts
-from bot.config import ConfigError, Settings
+from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
-from bot.index.store import ImageIndex
+from bot.images.loader import ImageLoader, limits_from
+from bot.index.image_index import ImageIndex
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.service import VisionService
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)
-
-SHUTDOWN_GRACE_S = 8.0
 
 
 def point_at(api_url: str, gateway_url: str | None) -> None:
@@ -32,6 +32,9 @@ def point_at(api_url: str, gateway_url: str | None) -> None:
     discord.http.Route.BASE = api_url
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    if api_url != DEFAULT_API_URL or gateway_url:
+        gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+        log.info("Discord API at %s, gateway at %s", discord.http.Route.BASE, gateway)
 
 
 @contextlib.asynccontextmanager
@@ -41,27 +44,23 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = Workers()
     vision = VisionService(settings, workers)
-    index = await workers.run(
-        "db",
-        ImageIndex,
+    index = await ImageIndex.open(
         settings.data_dir / "index.sqlite3",
         settings.search_model,
+        workers,
         per_channel=settings.index_per_channel,
         retention_days=settings.retention_days,
     )
     try:
-        requeued = await workers.run("db", index.requeue_stale)
-        if requeued:
-            log.info("SEARCH_MODEL changed: %d image(s) queued to be embedded again", requeued)
-        await workers.run("db", index.prune)
         await vision.start()
         async with aiohttp.ClientSession() as session:
-            fetcher = MediaFetcher(session, vision, media_hosts(settings.discord_api_url))
-            async with Glimpse(settings, vision, index, workers, fetcher, **client_options) as bot:
+            loader = ImageLoader(workers, limits_from(settings))
+            fetcher = MediaFetcher(session, loader, media_hosts(settings.discord_api_url))
+            async with Glimpse(settings, vision, index, fetcher, **client_options) as bot:
                 yield bot
     finally:
         await vision.close()
-        await workers.run("db", index.close)
+        await index.close()
         workers.shutdown(wait=False)
 
 

@@ -15,14 +15,12 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from discord import Client
-
-    from bot.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +32,20 @@ LANE_TIMEOUT_S = 60.0
 MAX_AGE_S = 60.0
 
 
-def _noop() -> None:
-    """Runs on the model lane: answers as soon as the lane is free, loads nothing."""
-
-
 class Heartbeat:
     """Writes the current time to `path` every `interval` seconds while `alive()` holds."""
 
     def __init__(
         self,
         client: Client,
-        workers: Workers,
+        model_lane_free: Callable[[], Awaitable[None]],
         path: Path,
         *,
         interval: float = INTERVAL_S,
         lane_timeout: float = LANE_TIMEOUT_S,
     ) -> None:
         self.client = client
-        self.workers = workers
+        self.model_lane_free = model_lane_free
         self.path = path
         self.interval = interval
         self.lane_timeout = lane_timeout
@@ -85,7 +79,7 @@ class Heartbeat:
         if ws is None or not ws.open or not math.isfinite(client.latency):
             return False
         try:
-            await asyncio.wait_for(self.workers.run("model", _noop), self.lane_timeout)
+            await asyncio.wait_for(self.model_lane_free(), self.lane_timeout)
         except (TimeoutError, RuntimeError):  # stuck, or the worker threads are shut down
             return False
         return True
@@ -118,11 +112,6 @@ def heartbeat_age(path: Path, now: float | None = None) -> float | None:
     except FileNotFoundError:
         return None
     return max(0.0, (time.time() if now is None else now) - modified)
-
-
-def is_healthy(path: Path, max_age: float = MAX_AGE_S, now: float | None = None) -> bool:
-    age = heartbeat_age(path, now)
-    return age is not None and age <= max_age
 
 
 def main(argv: Sequence[str] | None = None) -> int:

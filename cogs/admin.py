@@ -6,6 +6,7 @@ from typing import Any
 
 from discord.ext import commands
 
+from bot import wording
 from bot.chat.client import Glimpse
 
 
@@ -20,12 +21,12 @@ class Admin(commands.Cog):
         if where == "here" and ctx.guild is not None:
             self.bot.tree.copy_global_to(guild=ctx.guild)
             synced = await self.bot.tree.sync(guild=ctx.guild)
-            scope = "this server"
+            everywhere = False
         else:
             synced = await self.bot.tree.sync()
-            scope = "every server"
-        names = ", ".join(sorted(c.name for c in synced))
-        await ctx.reply(f"Synced {len(synced)} commands to {scope}: {names}.", mention_author=False)
+            everywhere = True
+        text = wording.synced(len(synced), everywhere, sorted(c.name for c in synced))
+        await ctx.reply(text, mention_author=False)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,4 +1,4 @@
-"""`!caption`, `/caption` and the "Caption image" context menu."""
+"""`!caption` and `/caption` (one hybrid command), and the "Caption image" context menu."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.captions import NoImage, caption_sources, latest_image, latest_note, sources_in
+from bot import wording
+from bot.chat.captions import NoImage
 from bot.chat.client import Glimpse
-from bot.chat.sources import ImageSource
+from bot.chat.cooldowns import spends_budget
+from bot.chat.hybrid import hybrid_command
+from bot.chat.sources import attachment_source
+from bot.images.fetcher import ImageSource
 
 
 class Caption(commands.Cog):
@@ -24,28 +28,44 @@ class Caption(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    @commands.command(name="caption", usage="[prompt words]")
-    async def caption_command(self, ctx: commands.Context[Any], *, prompt: str = "") -> None:
+    @spends_budget
+    @hybrid_command(name="caption", usage="[prompt words]", description="Caption an image")
+    @app_commands.describe(
+        image="the image to caption (default: the latest image in this channel)",
+        prompt="words the caption should start with",
+    )
+    async def caption_command(
+        self,
+        ctx: commands.Context[Any],
+        image: discord.Attachment | None = None,
+        *,
+        prompt: str = "",
+    ) -> None:
         """Caption the attached images, the replied-to message's, or the channel's latest."""
-        self.bot.cooldown.check(ctx.guild.id if ctx.guild else None, ctx.author.id)
-        fetcher = self.bot.fetcher
-        sources = sources_in(ctx.message, fetcher, every_attachment=True)
+        await ctx.defer()
+        captions = self.bot.captions
+        if ctx.interaction is None:
+            # Every file of the message, so that a wrong kind of file hears why it was refused.
+            sources = captions.sources_in(ctx.message, every_attachment=True)
+            sources = sources or await self._replied_sources(ctx.message)
+        else:
+            sources = [attachment_source(ctx.interaction, image)] if image else []
         note = ""
-        if not sources and ctx.message.reference is not None:
-            sources = await self._replied_sources(ctx.message)
         if not sources:
-            found = await latest_image(ctx.channel, fetcher, before=ctx.message)
+            before = ctx.message if ctx.interaction is None else None
+            found = await captions.latest_image(ctx.channel, before)
             if found is None:
                 raise NoImage
             message, sources = found
-            note = latest_note(message)
+            note = wording.latest_image_note(message.jump_url)
         async with ctx.typing():
-            text = await caption_sources(fetcher, sources, prompt.strip() or None)
+            text = await captions.caption(sources, prompt.strip() or None)
         await ctx.reply(text + note, mention_author=False)
 
     async def _replied_sources(self, message: discord.Message) -> list[ImageSource]:
         reference = message.reference
-        assert reference is not None
+        if reference is None:
+            return []
         target = reference.resolved
         if not isinstance(target, discord.Message) and reference.message_id:
             try:
@@ -54,63 +74,18 @@ class Caption(commands.Cog):
                 return []
         if not isinstance(target, discord.Message):
             return []
-        return sources_in(target, self.bot.fetcher)
+        return self.bot.captions.sources_in(target)
 
-    @app_commands.command(name="caption", description="Caption an image")
-    @app_commands.describe(
-        image="the image to caption (default: the latest image in this channel)",
-        prompt="words the caption should start with",
-    )
-    async def caption_slash(
-        self,
-        interaction: discord.Interaction,
-        image: discord.Attachment | None = None,
-        prompt: str | None = None,
-    ) -> None:
-        self.bot.cooldown.check(interaction.guild_id, interaction.user.id)
-        await interaction.response.defer(thinking=True)
-        fetcher = self.bot.fetcher
-        note = ""
-        if image is not None:
-            sources = [_attachment_source(interaction, image)]
-        else:
-            channel = interaction.channel
-            found = None
-            if isinstance(channel, discord.abc.Messageable):
-                found = await latest_image(channel, fetcher, before=None)
-            if found is None:
-                raise NoImage
-            message, sources = found
-            note = latest_note(message)
-        text = await caption_sources(fetcher, sources, prompt)
-        await interaction.followup.send(text + note)
-
+    @spends_budget
     async def caption_menu(
         self, interaction: discord.Interaction, message: discord.Message
     ) -> None:
-        self.bot.cooldown.check(interaction.guild_id, interaction.user.id)
-        sources = sources_in(message, self.bot.fetcher)
+        sources = self.bot.captions.sources_in(message)
         if not sources:
             raise NoImage
         await interaction.response.defer(thinking=True)
-        text = await caption_sources(self.bot.fetcher, sources, None)
-        await interaction.followup.send(f"{text}\n-# {message.jump_url}")
-
-
-def _attachment_source(
-    interaction: discord.Interaction, attachment: discord.Attachment
-) -> ImageSource:
-    from bot.index.store import ImageRef
-
-    ref = ImageRef(
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id or 0,
-        message_id=interaction.id,
-        attachment_id=attachment.id,
-        author_id=interaction.user.id,
-        created_at=interaction.created_at.timestamp(),
-    )
-    return ImageSource(ref, attachment.url, attachment.filename, attachment.size)
+        text = await self.bot.captions.caption(sources, None)
+        await interaction.followup.send(text + wording.menu_source_note(message.jump_url))
 
 
 async def setup(bot: commands.Bot) -> None:

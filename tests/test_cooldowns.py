@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bot.chat.cooldowns
-from bot.chat.cooldowns import MemberCooldown
+from bot.chat.cooldowns import MemberCooldown, SlowDown
 from bot.config import Cooldown
-from bot.errors import SlowDown, UserError
+from bot.errors import UserError
 
 GUILD, OTHER_GUILD = 10, 11
 ALICE, BOB = 100, 101

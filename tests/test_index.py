@@ -1,4 +1,4 @@
-"""Tests for the image index (bot/index.py) and its in-memory search (bot/vectors.py)."""
+"""The index's thread-side store (bot/index/store.py) and its vectors (bot/index/vectors.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from bot.index.store import SCHEMA_VERSION, Hit, ImageIndex, ImageRef
+from bot.index.refs import Hit, ImageRef
+from bot.index.schema import SCHEMA_VERSION
+from bot.index.store import IndexStore
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 8
@@ -62,14 +64,33 @@ def keys(hits: Iterable[Hit]) -> list[tuple[int, int]]:
     return [(h.ref.message_id, h.ref.attachment_id) for h in hits]
 
 
+def contains(store: IndexStore, message_id: int, attachment_id: int) -> bool:
+    """Indexed and searchable: in the in-memory vectors of the current model."""
+    return (message_id, attachment_id) in store._vectors
+
+
+def stale_refs(store: IndexStore) -> list[ImageRef]:
+    """Rows embedded by another model, read straight from the file."""
+    conn = sqlite3.connect(store.path)
+    try:
+        rows = conn.execute(
+            "SELECT guild_id, channel_id, message_id, attachment_id, author_id, created_at, "
+            "parent_id FROM images WHERE model_id != ? ORDER BY message_id, attachment_id",
+            (store.model_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [ImageRef(*row) for row in rows]
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "index.sqlite3"
 
 
 @pytest.fixture
-def index(db: Path) -> Iterable[ImageIndex]:
-    idx = ImageIndex(db, "clip-a")
+def index(db: Path) -> Iterable[IndexStore]:
+    idx = IndexStore(db, "clip-a")
     yield idx
     idx.close()
 
@@ -77,7 +98,7 @@ def index(db: Path) -> Iterable[ImageIndex]:
 # -- schema and lifecycle -----------------------------------------------------------------
 
 
-def test_schema_pragmas_and_version(index: ImageIndex, db: Path) -> None:
+def test_schema_pragmas_and_version(index: IndexStore, db: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -91,16 +112,16 @@ def test_schema_pragmas_and_version(index: ImageIndex, db: Path) -> None:
 
 
 def test_newer_schema_is_refused(db: Path) -> None:
-    ImageIndex(db, "clip-a").close()
+    IndexStore(db, "clip-a").close()
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
-        ImageIndex(db, "clip-a")
+        IndexStore(db, "clip-a")
 
 
 def test_close_is_idempotent_and_checkpoints(db: Path) -> None:
-    idx = ImageIndex(db, "clip-a")
+    idx = IndexStore(db, "clip-a")
     idx.add([item(ref(1))])
     idx.close()
     idx.close()
@@ -108,14 +129,14 @@ def test_close_is_idempotent_and_checkpoints(db: Path) -> None:
     assert not wal.exists() or wal.stat().st_size == 0
     with pytest.raises(sqlite3.ProgrammingError):
         idx.add_pending([ref(2)])
-    with ImageIndex(db, "clip-a") as again:
-        assert again.contains(1, 1)
+    with IndexStore(db, "clip-a") as again:
+        assert contains(again, 1, 1)
 
 
 # -- pending ------------------------------------------------------------------------------
 
 
-def test_add_pending_is_idempotent_and_oldest_first(index: ImageIndex) -> None:
+def test_add_pending_is_idempotent_and_oldest_first(index: IndexStore) -> None:
     assert index.add_pending([ref(5), ref(3), ref(3, 2, channel=11)]) == 3
     assert index.add_pending([ref(3), ref(4)]) == 1
     assert [(r.message_id, r.attachment_id) for r in index.pending()] == [
@@ -132,13 +153,13 @@ def test_add_pending_is_idempotent_and_oldest_first(index: ImageIndex) -> None:
     assert index.pending_count([99]) == 0
 
 
-def test_add_pending_skips_indexed(index: ImageIndex) -> None:
+def test_add_pending_skips_indexed(index: IndexStore) -> None:
     index.add([item(ref(1))])
     assert index.add_pending([ref(1), ref(2)]) == 1
     assert index.pending() == [ref(2)]
 
 
-def test_drop_pending_and_record_failure(index: ImageIndex) -> None:
+def test_drop_pending_and_record_failure(index: IndexStore) -> None:
     index.add_pending([ref(1), ref(2), ref(3)])
     index.drop_pending([ref(2), ref(99)])
     assert index.pending() == [ref(1), ref(3)]
@@ -148,20 +169,20 @@ def test_drop_pending_and_record_failure(index: ImageIndex) -> None:
 
 
 def test_pending_survives_restart(db: Path) -> None:
-    with ImageIndex(db, "clip-a") as idx:
+    with IndexStore(db, "clip-a") as idx:
         idx.add_pending([ref(1, guild=None, channel=7), ref(2, parent=10, channel=12)])
-    with ImageIndex(db, "clip-a") as idx:
+    with IndexStore(db, "clip-a") as idx:
         assert idx.pending() == [ref(1, guild=None, channel=7), ref(2, parent=10, channel=12)]
 
 
 # -- storing ------------------------------------------------------------------------------
 
 
-def test_add_takes_refs_off_pending_and_upserts(index: ImageIndex) -> None:
+def test_add_takes_refs_off_pending_and_upserts(index: IndexStore) -> None:
     index.add_pending([ref(1), ref(2)])
     assert index.add([item(ref(1)), item(ref(1), seed=7)]) == 1  # same ref twice: last wins
     assert index.pending() == [ref(2)]
-    assert index.contains(1, 1) and not index.contains(2, 1)
+    assert contains(index, 1, 1) and not contains(index, 2, 1)
     (hit,) = index.search(unit(7), [10])
     assert hit.ref == ref(1) and hit.score == pytest.approx(1.0, abs=1e-6)
     index.add([item(ref(1), seed=8)])  # upsert: replaces, does not duplicate
@@ -170,18 +191,18 @@ def test_add_takes_refs_off_pending_and_upserts(index: ImageIndex) -> None:
     assert hit.score == pytest.approx(1.0, abs=1e-6)
 
 
-def test_add_validates_before_writing(index: ImageIndex) -> None:
+def test_add_validates_before_writing(index: IndexStore) -> None:
     index.add([item(ref(1))])
     with pytest.raises(ValueError, match="dim"):
         index.add([item(ref(2)), (ref(3), "h", np.ones(DIM + 1, np.float32))])
     with pytest.raises(ValueError, match="finite"):
         index.add([(ref(4), "h", np.full(DIM, np.nan, np.float32))])
-    assert index.count() == 1 and not index.contains(2, 1)
+    assert index.count() == 1 and not contains(index, 2, 1)
     with pytest.raises(ValueError, match="dim"):
         index.search(np.ones(DIM + 1), [10])
 
 
-def test_same_content_in_two_messages_is_two_rows_one_embedding(index: ImageIndex) -> None:
+def test_same_content_in_two_messages_is_two_rows_one_embedding(index: IndexStore) -> None:
     vec = unit(42)
     assert index.embedding_for_hash("abc") is None
     index.add([(ref(1), "abc", vec)])
@@ -203,7 +224,7 @@ def test_same_content_in_two_messages_is_two_rows_one_embedding(index: ImageInde
 
 
 def test_per_channel_bound_keeps_the_newest(db: Path) -> None:
-    with ImageIndex(db, "clip-a", per_channel=3) as idx:
+    with IndexStore(db, "clip-a", per_channel=3) as idx:
         idx.add([item(ref(m)) for m in (5, 1, 4)])
         idx.add([item(ref(m)) for m in (2, 6)] + [item(ref(50, channel=11))])
         assert sorted(keys(idx.search(unit(0), [10], top=10))) == [(4, 1), (5, 1), (6, 1)]
@@ -219,7 +240,7 @@ def test_per_channel_bound_keeps_the_newest(db: Path) -> None:
 
 def test_prune_applies_bound_everywhere_and_retention(db: Path) -> None:
     now = [10 * 86400.0]
-    with ImageIndex(db, "clip-a", retention_days=2, clock=lambda: now[0]) as idx:
+    with IndexStore(db, "clip-a", retention_days=2, clock=lambda: now[0]) as idx:
         day = 86400.0
         idx.add([item(ref(1, created=7 * day)), item(ref(2, created=9 * day))])
         assert idx.count() == 1  # 1 was already past retention: written, then expired
@@ -230,15 +251,15 @@ def test_prune_applies_bound_everywhere_and_retention(db: Path) -> None:
         now[0] = 20 * day
         assert idx.add([item(ref(5, created=10 * day))]) == 1  # written, then expired
         assert idx.count() == 0
-    with ImageIndex(db, "clip-a", per_channel=1) as idx:
+    with IndexStore(db, "clip-a", per_channel=1) as idx:
         assert idx.prune() == 0
 
 
 def test_prune_bound_after_lowering_per_channel(db: Path) -> None:
-    with ImageIndex(db, "clip-a") as idx:
+    with IndexStore(db, "clip-a") as idx:
         idx.add([item(ref(m)) for m in range(1, 11)])
         idx.add_pending([ref(0)])
-    with ImageIndex(db, "clip-a", per_channel=4) as idx:
+    with IndexStore(db, "clip-a", per_channel=4) as idx:
         assert idx.prune() == 7  # 6 indexed rows and the older pending one
         assert sorted(keys(idx.search(unit(0), [10], top=10))) == [(m, 1) for m in range(7, 11)]
 
@@ -246,7 +267,7 @@ def test_prune_bound_after_lowering_per_channel(db: Path) -> None:
 # -- removal ------------------------------------------------------------------------------
 
 
-def test_remove_messages_and_edited_attachments(index: ImageIndex) -> None:
+def test_remove_messages_and_edited_attachments(index: IndexStore) -> None:
     index.add([item(ref(1, a)) for a in (1, 2, 3)] + [item(ref(2))])
     index.add_pending([ref(1, 4), ref(3)])
     assert index.keep_only_attachments(1, {2}) == 3  # 1/1, 1/3 indexed and 1/4 pending
@@ -257,7 +278,7 @@ def test_remove_messages_and_edited_attachments(index: ImageIndex) -> None:
     assert index.count() == 0 and index.pending_count() == 0
 
 
-def test_remove_channel_includes_its_threads(index: ImageIndex) -> None:
+def test_remove_channel_includes_its_threads(index: IndexStore) -> None:
     index.add([item(ref(1)), item(ref(2, channel=12, parent=10)), item(ref(3, channel=11))])
     index.add_pending([ref(4, channel=12, parent=10)])
     assert index.remove_channel(10) == 3
@@ -265,7 +286,7 @@ def test_remove_channel_includes_its_threads(index: ImageIndex) -> None:
     assert keys(index.search(unit(0), [10, 11, 12], top=5)) == [(3, 1)]
 
 
-def test_remove_guild_and_forget_author(index: ImageIndex) -> None:
+def test_remove_guild_and_forget_author(index: IndexStore) -> None:
     index.add(
         [
             item(ref(1, guild=1, author=7)),
@@ -286,7 +307,7 @@ def test_remove_guild_and_forget_author(index: ImageIndex) -> None:
 # -- queries ------------------------------------------------------------------------------
 
 
-def test_search_ranks_restricts_and_bounds(index: ImageIndex) -> None:
+def test_search_ranks_restricts_and_bounds(index: IndexStore) -> None:
     q = unit(1000)
     refs = [ref(m, channel=10 + m % 3) for m in range(1, 31)]
     index.add([item(r) for r in refs])
@@ -305,18 +326,18 @@ def test_search_ranks_restricts_and_bounds(index: ImageIndex) -> None:
     assert index.count() == 30 and index.count([12]) == 10 and index.count([]) == 0
 
 
-def test_search_on_an_empty_index(index: ImageIndex) -> None:
+def test_search_on_an_empty_index(index: IndexStore) -> None:
     assert index.search(unit(1), [10], top=3) == []
     assert index.count() == 0
 
 
-def test_ties_prefer_newer_messages(index: ImageIndex) -> None:
+def test_ties_prefer_newer_messages(index: IndexStore) -> None:
     vec = unit(5)
     index.add([(ref(m), "same", vec) for m in (3, 9, 6)])
     assert keys(index.search(vec, [10], top=2)) == [(9, 1), (6, 1)]
 
 
-def test_last_message_id_and_channels(index: ImageIndex) -> None:
+def test_last_message_id_and_channels(index: IndexStore) -> None:
     assert index.last_message_id(10) is None
     assert index.channels() == []
     index.add([item(ref(5)), item(ref(3, channel=30, guild=None))])
@@ -327,13 +348,13 @@ def test_last_message_id_and_channels(index: ImageIndex) -> None:
 
 
 def test_rows_of_a_bad_size_are_requeued_on_load(db: Path) -> None:
-    with ImageIndex(db, "clip-a") as idx:
+    with IndexStore(db, "clip-a") as idx:
         idx.add([item(ref(1)), item(ref(2))])
     conn = sqlite3.connect(db)
     conn.execute("UPDATE images SET embedding = x'00' WHERE message_id = 2")
     conn.commit()
     conn.close()
-    with ImageIndex(db, "clip-a") as idx:
+    with IndexStore(db, "clip-a") as idx:
         assert idx.count() == 1 and idx.pending() == [ref(2)]
 
 
@@ -341,39 +362,39 @@ def test_rows_of_a_bad_size_are_requeued_on_load(db: Path) -> None:
 
 
 def test_model_change_never_mixes_embedding_spaces(db: Path) -> None:
-    with ImageIndex(db, "clip-a") as idx:
+    with IndexStore(db, "clip-a") as idx:
         idx.add([item(ref(m)) for m in (1, 2, 3)])
-    with ImageIndex(db, "clip-b") as idx:
+    with IndexStore(db, "clip-b") as idx:
         assert idx.model_id == "clip-b"
         assert idx.count() == 0
         assert idx.search(unit(11), [10], top=5) == []
-        assert not idx.contains(1, 1)
+        assert not contains(idx, 1, 1)
         assert idx.embedding_for_hash("hash11") is None
-        assert idx.stale_model_refs() == [ref(1), ref(2), ref(3)]
+        assert stale_refs(idx) == [ref(1), ref(2), ref(3)]
         assert idx.add_pending([ref(1)]) == 1  # moved to pending, no longer stale
-        assert idx.stale_model_refs() == [ref(2), ref(3)]
+        assert stale_refs(idx) == [ref(2), ref(3)]
         assert idx.requeue_stale() == 2
-        assert idx.stale_model_refs() == [] and idx.pending_count() == 3
+        assert stale_refs(idx) == [] and idx.pending_count() == 3
         new = unit(77, dim=4)  # another model, another dimension
         idx.add([(ref(2), "hash21", new)])
         assert keys(idx.search(new, [10], top=5)) == [(2, 1)]
-    with ImageIndex(db, "clip-a") as idx:  # back to the old model: only its rows, none left
+    with IndexStore(db, "clip-a") as idx:  # back to the old model: only its rows, none left
         assert idx.count() == 0
-        assert idx.stale_model_refs() == [ref(2)]
+        assert stale_refs(idx) == [ref(2)]
 
 
 def test_reopen_gives_the_same_results(db: Path) -> None:
     rng = np.random.default_rng(3)
     refs = [ref(m, channel=10 + m % 4, guild=None if m % 4 == 3 else 1) for m in range(1, 301)]
     queries = [unit(s) for s in range(5)]
-    with ImageIndex(db, "clip-a", per_channel=60) as idx:
+    with IndexStore(db, "clip-a", per_channel=60) as idx:
         vecs = rng.standard_normal((len(refs), DIM)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         idx.add(zip(refs, (f"h{i}" for i in range(len(refs))), vecs, strict=True))
         idx.remove_messages(range(250, 260))
         before = [idx.search(q, [10, 11, 13], top=7) for q in queries]
         count = idx.count()
-    with ImageIndex(db, "clip-a", per_channel=60) as idx:
+    with IndexStore(db, "clip-a", per_channel=60) as idx:
         assert idx.count() == count == 230
         after = [idx.search(q, [10, 11, 13], top=7) for q in queries]
     # Rows sit at other positions after a reload, so float32 sums may differ in the last bit.
@@ -389,9 +410,10 @@ CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     import numpy as np
-    from bot.index.store import ImageIndex, ImageRef
+    from bot.index.refs import ImageRef
+    from bot.index.store import IndexStore
 
-    idx = ImageIndex(Path(sys.argv[1]), "m", per_channel=10**6)
+    idx = IndexStore(Path(sys.argv[1]), "m", per_channel=10**6)
     rng = np.random.default_rng(0)
     batch = 0
     while True:
@@ -444,7 +466,7 @@ def test_sigkill_midway_leaves_a_consistent_file(tmp_path: Path, delay: float) -
             assert in_index == 200
     assert queued <= set(range(top_batch + 1))
 
-    with ImageIndex(db, "m", per_channel=10**6) as idx:
+    with IndexStore(db, "m", per_channel=10**6) as idx:
         assert idx.count() == len(indexed)
         assert idx.pending_count() == len(pending)
         q = unit(9, dim=64)
@@ -486,8 +508,8 @@ class IndexMachine(RuleBasedStateMachine):
         self.pend: dict[Key, ImageRef] = {}
         self.index = self.open()
 
-    def open(self) -> ImageIndex:
-        return ImageIndex(
+    def open(self) -> IndexStore:
+        return IndexStore(
             self.dir / "index.sqlite3",
             "m",
             per_channel=PER_CHANNEL,
@@ -607,7 +629,7 @@ class IndexMachine(RuleBasedStateMachine):
         assert idx.pending_count() == len(self.pend)
         for m in range(1, 41):
             for a in (1, 2):
-                assert idx.contains(m, a) == ((m, a) in self.indexed)
+                assert contains(idx, m, a) == ((m, a) in self.indexed)
         for h in HASHES:
             found = idx.embedding_for_hash(h)
             if any(hh == h for _, hh in self.indexed.values()):
@@ -665,7 +687,7 @@ def test_search_speed_over_100k_embeddings(tmp_path: Path) -> None:
     n, dim, channels, batches = 100_000, 512, 200, 4
     rng = np.random.default_rng(0)
     insert_s = 0.0
-    with ImageIndex(tmp_path / "index.sqlite3", "clip") as idx:
+    with IndexStore(tmp_path / "index.sqlite3", "clip") as idx:
         per_batch = n // batches
         for b in range(batches):
             vecs = rng.standard_normal((per_batch, dim), dtype=np.float32)
@@ -700,9 +722,9 @@ def test_search_speed_over_100k_embeddings(tmp_path: Path) -> None:
         idx.search(queries[0], list(range(1000, 1200)), top=10)
         extra = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        matrix_mb = idx._vectors.nbytes / 2**20
+        matrix_mb = idx._vectors._mat.nbytes / 2**20
     t0 = time.perf_counter()
-    with ImageIndex(tmp_path / "index.sqlite3", "clip") as idx:
+    with IndexStore(tmp_path / "index.sqlite3", "clip") as idx:
         load_s = time.perf_counter() - t0
         assert idx.count() == n
     print(

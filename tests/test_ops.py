@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
-from bot.cli.check import check, download_models, human_size, reference_image, weight_patterns
+from bot.cli.check import check, reference_image
+from bot.cli.download import download_models, human_size, weight_patterns
+from bot.cli.main import main as cli_main
 from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_download_models_on_the_command_line(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CAPTION_MODEL", str(TINY_BLIP))
     monkeypatch.setenv("SEARCH_MODEL", str(tmp_path / "gone"))
-    assert cli.main(["download-models"]) == 1
+    assert cli_main(["download-models"]) == 1
     out = capsys.readouterr().out
     assert f"OK    CAPTION_MODEL: {TINY_BLIP}: " in out
     assert "FAIL  SEARCH_MODEL: the folder " in out and "gone" in out

@@ -15,6 +15,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from bench.photos import photo
 from bot.config import parse_settings
+from bot.images.decode import load_image
 from bot.vision.devices import resolve_dtype
 from bot.vision.service import VisionService, default_batch_max
 from bot.workers import Workers
@@ -39,7 +40,7 @@ async def test_auto_dtype_gives_the_same_answers_as_float32(service_fp32: Vision
     try:
         assert fast.dtype == resolve_dtype("auto", torch.device("cpu"))
         for data, _fmt, _caption in fresh_samples(seed=31337, count=48):
-            image = await fast.load_image(data)
+            image = load_image(data)
             assert await fast.caption(image) == await fp32.caption(image)
         rng = random.Random(12)
         images = [draw_shape(rng, c, s, rng.randint(64, 400)) for c, s in CLASSES]
@@ -55,7 +56,7 @@ async def test_auto_dtype_gives_the_same_answers_as_float32(service_fp32: Vision
 
 async def test_batched_captions_equal_one_at_a_time(service_fp32: VisionService) -> None:
     fp32 = service_fp32
-    images = [await fp32.load_image(data) for data, _, _ in fresh_samples(seed=8, count=16)]
+    images = [load_image(data) for data, _, _ in fresh_samples(seed=8, count=16)]
     alone = [await fp32.caption(image) for image in images]
     assert fp32.scheduler.stats.mean == 1.0
     before = fp32.scheduler.stats.batches
@@ -112,7 +113,7 @@ async def test_fast_image_embeddings_match_the_reference_path(
         parse_settings({"SEARCH_MODEL": str(clip), "PRELOAD_MODELS": "false"}), Workers()
     )
     try:
-        images = [await vision.load_image(data) for data in jpegs]
+        images = [load_image(data) for data in jpegs]
         fast = await vision.embed_images(images, background=True)
     finally:
         await close(vision)

@@ -14,6 +14,7 @@ import torch
 from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel, CLIPProcessor
 
 from bot.config import parse_settings
+from bot.images.decode import load_image
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.service import VisionService
 from bot.workers import Workers
@@ -25,7 +26,7 @@ async def test_captions_fresh_images_exactly(service: VisionService) -> None:
     samples = fresh_samples(seed=20261126, count=48)
     correct = 0
     for data, _fmt, expected in samples:
-        image = await service.load_image(data)
+        image = load_image(data)
         correct += await service.caption(image) == expected
     assert correct >= 47, f"{correct}/48 exact captions"
 
@@ -56,7 +57,7 @@ async def test_caption_parity_with_reference_code(service_fp32: VisionService) -
     processor = BlipProcessor.from_pretrained(TINY_BLIP)
     model = BlipForConditionalGeneration.from_pretrained(TINY_BLIP).eval()
     for data, _fmt, _caption in fresh_samples(seed=5, count=12):
-        image = await service.load_image(data)
+        image = load_image(data)
         with torch.inference_mode():
             inputs = processor(images=image, return_tensors="pt")
             out = model.generate(**inputs, max_new_tokens=service.settings.caption_max_tokens)

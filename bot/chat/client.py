@@ -1,7 +1,8 @@
-"""The Discord client: given its resources by `bot.app.main`; loads the cogs, reports errors."""
+"""The Discord client: given its resources by `bot.app`, it loads the cogs and reports errors."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,30 +10,29 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat import history
+from bot.chat.captions import Captions
 from bot.chat.cooldowns import MemberCooldown
-from bot.chat.replies import user_message
-from bot.chat.sources import ImageSource, image_sources
+from bot.chat.replies import reply_for
+from bot.chat.search import Finder
+from bot.chat.sources import indexable_sources, source_for
 from bot.config import Settings
 from bot.health import HEARTBEAT_FILE, Heartbeat
-from bot.images.fetcher import MediaFetcher
+from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.background import Indexer
-from bot.index.store import ImageIndex, ImageRef
+from bot.index.image_index import ImageIndex
+from bot.index.refs import ImageRef
 from bot.vision.service import VisionService
-from bot.workers import Workers
 
 log = logging.getLogger(__name__)
 
-# Loaded in this order; the first failure stops the start.
-EXTENSIONS = ("cogs.caption", "cogs.search", "cogs.admin")
+# Loaded in this order, through discord.py's extension loader; the first failure stops the start.
+EXTENSIONS = ("cogs.caption", "cogs.search", "cogs.indexing", "cogs.admin")
 
 
 def intents() -> discord.Intents:
-    wanted = discord.Intents.none()
-    wanted.guilds = True
-    wanted.guild_messages = True
-    wanted.dm_messages = True
-    wanted.message_content = True  # privileged: enable it in the developer portal
-    return wanted
+    # message_content is privileged: enable it in the developer portal.
+    return discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
 
 
 class Glimpse(commands.Bot):
@@ -41,7 +41,6 @@ class Glimpse(commands.Bot):
         settings: Settings,
         vision: VisionService,
         index: ImageIndex,
-        workers: Workers,
         fetcher: MediaFetcher,
         **options: Any,
     ) -> None:
@@ -56,12 +55,20 @@ class Glimpse(commands.Bot):
         self.settings = settings
         self.vision = vision
         self.index = index
-        self.workers = workers
         self.fetcher = fetcher
         self.cooldown = MemberCooldown(settings.cooldown)
-        self.indexer = Indexer(index, vision, workers, fetcher, self.resolve_image)
-        self.heartbeat = Heartbeat(self, workers, settings.data_dir / HEARTBEAT_FILE)
-        self._caught_up = False
+        self.indexer = Indexer(index, vision, fetcher, self.resolve_image)
+        self.captions = Captions(vision, fetcher)
+        self.finder = Finder(
+            index,
+            self.indexer,
+            vision,
+            self.message_of,
+            fetcher.allowed_hosts,
+            settings.weak_match_below,
+        )
+        self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
+        self._catch_up: asyncio.Task[int] | None = None
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -73,46 +80,20 @@ class Glimpse(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id, len(self.guilds))
-        if not self._caught_up:  # on_ready fires again after every reconnect
-            self._caught_up = True
-            self.loop.create_task(self.catch_up(), name="glimpse-catch-up")
+        if self._catch_up is None:  # on_ready fires again after every reconnect
+            self._catch_up = asyncio.create_task(
+                history.catch_up(
+                    self, self.index, self.indexer, self.indexable, self.settings.index_per_channel
+                ),
+                name="glimpse-catch-up",
+            )
 
-    async def catch_up(self) -> None:
-        """Queues images posted while the bot was down, in every channel already indexed."""
-        channels = await self.workers.run("db", self.index.channels)
-        queued = 0
-        for _guild_id, channel_id in channels:
-            channel = self.get_channel(channel_id)
-            if not isinstance(channel, discord.abc.Messageable):
-                continue
-            last = await self.workers.run("db", self.index.last_message_id, channel_id)
-            after = discord.Object(last) if last else None
-            try:
-                async for message in channel.history(
-                    limit=self.settings.index_per_channel, after=after, oldest_first=True
-                ):
-                    queued += await self.indexer.submit(self.indexable_sources(message))
-            except discord.HTTPException as exc:
-                log.info("cannot catch up on channel %s: %s", channel_id, exc)
-        if queued:
-            log.info("queued %d image(s) posted while the bot was offline", queued)
-
-    def indexable_sources(self, message: discord.Message) -> list[ImageSource]:
-        """What the index takes from a message: not the bot's own, not other bots', webhooks yes."""
-        if message.author.bot and message.webhook_id is None:
-            return []
-        channel_ids = {message.channel.id, getattr(message.channel, "parent_id", None)}
-        if channel_ids & self.settings.ignore_channels:
-            return []
-        return image_sources(message, self.fetcher.allowed_hosts)
+    def indexable(self, message: discord.Message) -> list[ImageSource]:
+        """The images of a message that the index takes (see `indexable_sources`)."""
+        return indexable_sources(message, self.settings.ignore_channels, self.fetcher.allowed_hosts)
 
     async def message_of(self, ref: ImageRef) -> discord.Message | None:
-        """The message an index entry points at, fetched afresh (its image URLs expire); None
-        when the channel holds no messages. Raises discord.NotFound or discord.Forbidden."""
-        channel = self.get_channel(ref.channel_id) or await self.fetch_channel(ref.channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            return None
-        return await channel.fetch_message(ref.message_id)
+        return await history.message_of(self, ref)
 
     async def resolve_image(self, ref: ImageRef) -> ImageSource | None:
         """A fresh URL for a queued image (URLs are never stored), or None if it is gone."""
@@ -122,37 +103,29 @@ class Glimpse(commands.Bot):
             return None
         if message is None:
             return None
-        for source in image_sources(message, self.fetcher.allowed_hosts):
-            if source.ref.attachment_id == ref.attachment_id:
-                return source
-        return None
+        return source_for(message, ref.attachment_id, self.fetcher.allowed_hosts)
 
     async def on_command_error(
         self, ctx: commands.Context[Any], error: commands.CommandError
     ) -> None:
         if isinstance(error, commands.CommandNotFound):
             return
-        await ctx.reply(_reply_for(error, ctx.command), mention_author=False)
+        # A slash command's error is shown to the asker only, as discord.py's own errors are.
+        private = ctx.interaction is not None
+        await ctx.reply(reply_for(error, ctx.command), mention_author=False, ephemeral=private)
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        text = _reply_for(error, interaction.command)
+        text = reply_for(error, interaction.command)
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)
         else:
             await interaction.response.send_message(text, ephemeral=True)
 
     async def close(self) -> None:
+        if self._catch_up is not None:
+            self._catch_up.cancel()
         await self.heartbeat.stop()
         await self.indexer.stop()
         await super().close()
-
-
-def _reply_for(error: Exception, command: object) -> str:
-    """What the user reads; an error that is our bug is logged once, with its traceback."""
-    text = user_message(error)
-    if text is None:
-        log.error("command %s failed", command, exc_info=getattr(error, "original", error))
-        text = "Something went wrong on my side; the admins can find the details in the log."
-    return text

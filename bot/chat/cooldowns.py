@@ -1,13 +1,30 @@
-"""COOLDOWN: a per-member budget shared by `caption` and `find`, slash commands included."""
+"""COOLDOWN: one budget per member, shared by every command that runs a model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot import wording
 from bot.config import Cooldown
-from bot.errors import SlowDown
+from bot.errors import UserError
 
 MAX_TRACKED = 10_000
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+class SlowDown(UserError, commands.CommandError, app_commands.AppCommandError):
+    """Raised from a text command's hook or an app command's check; discord.py passes on only
+    its own error types to the error handlers, hence both bases."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(wording.slow_down(retry_after))
+        self.retry_after = retry_after
 
 
 class MemberCooldown:
@@ -33,3 +50,28 @@ class MemberCooldown:
         idle = [key for key, bucket in self._buckets.items() if bucket.get_tokens() == bucket.rate]
         for key in idle:
             del self._buckets[key]
+
+
+def spends_budget(command: T) -> T:
+    """The one place COOLDOWN is enforced: on a hybrid command (both its forms, after its
+    arguments are read, so a typo costs nothing) or on a context menu's callback."""
+    if isinstance(command, commands.Command):
+        command.before_invoke(_spend_for_context)
+        return command  # type: ignore[return-value]
+    return app_commands.check(_spend_for_interaction)(command)
+
+
+async def _spend_for_context(_cog: object, ctx: commands.Context[Any]) -> None:
+    _budget(ctx.bot).check(ctx.guild.id if ctx.guild else None, ctx.author.id)
+
+
+def _spend_for_interaction(interaction: discord.Interaction) -> bool:
+    _budget(interaction.client).check(interaction.guild_id, interaction.user.id)
+    return True
+
+
+def _budget(client: object) -> MemberCooldown:
+    budget = getattr(client, "cooldown", None)
+    if not isinstance(budget, MemberCooldown):
+        raise TypeError("the client has no MemberCooldown named 'cooldown'")
+    return budget

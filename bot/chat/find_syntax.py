@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from discord.ext import commands
+
+from bot import wording
 
 Scope = Literal["channel", "server"]
 MAX_TOP = 10
@@ -16,8 +20,9 @@ _QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "'": 
 _FLAG = re.compile(r"^(top|scope):(.*)$", re.IGNORECASE)
 
 
-class FindSyntaxError(ValueError):
-    """The message says what to type instead."""
+class FindSyntaxError(commands.BadArgument, ValueError):
+    """The message says what to type instead; a BadArgument, so discord.py reports it as the
+    command's error whether it comes from parsing the text or from the command itself."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ def parse_find(text: str) -> FindRequest:
     if text[:1] in _QUOTES:
         closing = text.find(_QUOTES[text[0]], 1)
         if closing == -1:
-            raise FindSyntaxError("the query's closing quote is missing")
+            raise FindSyntaxError(wording.QUOTE_NOT_CLOSED)
         query, flags = text[1:closing], text[closing + 1 :].split()
         options = _parse_flags(flags)
     else:
@@ -40,7 +45,7 @@ def parse_find(text: str) -> FindRequest:
         start = _flags_start(words)
         query, options = " ".join(words[:start]), _parse_flags(words[start:])
     if not query.strip():
-        raise FindSyntaxError('say what to look for, e.g. `find "a photo of parrots"`')
+        raise FindSyntaxError(wording.QUERY_MISSING)
     top, scope = options
     return FindRequest(query, top, scope)
 
@@ -51,7 +56,7 @@ def make_request(query: str, top: int = 1, scope: str = "channel") -> FindReques
     if len(query) >= 2 and query[0] in _QUOTES and query[-1] == _QUOTES[query[0]]:
         query = query[1:-1]
     if not query.strip():
-        raise FindSyntaxError("say what to look for")
+        raise FindSyntaxError(wording.QUERY_MISSING_SLASH)
     return FindRequest(query, _top(str(top)), _scope(scope))
 
 
@@ -79,18 +84,15 @@ def _parse_flags(words: list[str]) -> tuple[int, Scope]:
     while i < len(words):
         match = _FLAG.match(words[i])
         if not match:
-            raise FindSyntaxError(
-                f"I don't understand {words[i]!r}: after the query, use `top: 3` or "
-                "`scope: server` (put the query in quotes if it contains such words)"
-            )
+            raise FindSyntaxError(wording.unknown_find_word(words[i]))
         name, value = match.group(1).lower(), match.group(2)
         if not value:
             i += 1
             if i == len(words):
-                raise FindSyntaxError(f"`{name}:` needs a value")
+                raise FindSyntaxError(wording.flag_needs_value(name))
             value = words[i]
         if name in options:
-            raise FindSyntaxError(f"`{name}:` is given twice")
+            raise FindSyntaxError(wording.flag_given_twice(name))
         options[name] = value
         i += 1
     return _top(options.get("top", "1")), _scope(options.get("scope", "channel"))
@@ -98,7 +100,7 @@ def _parse_flags(words: list[str]) -> tuple[int, Scope]:
 
 def _top(value: str) -> int:
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_TOP:
-        raise FindSyntaxError(f"`top:` must be a number from 1 to {MAX_TOP}")
+        raise FindSyntaxError(wording.top_range(MAX_TOP))
     return int(value)
 
 
@@ -108,4 +110,40 @@ def _scope(value: str) -> Scope:
         return "channel"
     if scope == "server":
         return "server"
-    raise FindSyntaxError("`scope:` must be `channel` or `server`")
+    raise FindSyntaxError(wording.SCOPE_CHOICES)
+
+
+class FindOptions(commands.FlagConverter, delimiter=":", prefix=""):
+    """`/find query top scope` as slash options; the text form reads the same options with
+    `parse_find`, since discord.py's flag parsing ignores quotes and word boundaries."""
+
+    query: str = commands.flag(description="what to look for, e.g. a photo of parrots")
+    top: commands.Range[int, 1, MAX_TOP] = commands.flag(
+        default=1, description=f"how many results (1-{MAX_TOP})"
+    )
+    scope: Scope = commands.flag(
+        default="channel",
+        description="this channel, or every channel you can read (answered privately)",
+    )
+
+    @classmethod
+    async def convert(cls, ctx: commands.Context[Any], argument: str) -> FindOptions:
+        """The text form: `!find "a photo of parrots" top: 3`."""
+        return cls.parsed(parse_find(argument))
+
+    @classmethod
+    def parsed(cls, request: FindRequest) -> FindOptions:
+        options = cls.__new__(cls)
+        options.query, options.top, options.scope = request.query, request.top, request.scope
+        vars(options)["_request"] = request  # not a flag: FlagConverter owns the annotations
+        return options
+
+    def request(self) -> FindRequest:
+        """The text form's parsed request, or the slash options checked like it."""
+        parsed: FindRequest | None = getattr(self, "_request", None)
+        return parsed or make_request(self.query, self.top, self.scope)
+
+
+def no_query(ctx: commands.Context[Any]) -> FindOptions:
+    """`!find` with nothing after it: the same answer as an empty query."""
+    return FindOptions.parsed(parse_find(""))

@@ -1,42 +1,53 @@
-"""The one place that words an error for a Discord user (None: our bug, log it)."""
+"""Which words a Discord user reads for an error (the words themselves are in `bot.wording`)."""
 
 from __future__ import annotations
+
+import logging
 
 from discord import app_commands
 from discord.ext import commands
 
+from bot import wording
 from bot.chat.find_syntax import FindSyntaxError
-from bot.errors import SlowDown, UserError
+from bot.errors import UserError
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError
 
-_READABLE = (UserError, ImageError, DownloadError, FindSyntaxError)
+log = logging.getLogger(__name__)
+
+
+def reply_for(error: Exception, command: object) -> str:
+    """What the user reads; an error that is our bug is logged once, with its traceback."""
+    text = user_message(error)
+    if text is None:
+        log.error("command %s failed", command, exc_info=getattr(error, "original", error))
+        text = wording.OUR_BUG
+    return text
 
 
 def user_message(error: BaseException) -> str | None:
     """The reply for an error the user should see, or None for our own bugs."""
     error = _unwrap(error)
     if isinstance(error, ImageError):
-        return f"I can't use that image: {error.reason}."
+        return wording.image_refused(error.reason)
     if isinstance(error, DownloadError):
-        return f"I couldn't get that image: {error}."
+        return wording.image_not_fetched(error)
     if isinstance(error, FindSyntaxError):
-        return f"I couldn't read that search: {error}."
-    if isinstance(error, _READABLE):
+        return wording.search_unreadable(error)
+    if isinstance(error, UserError):
         return str(error)
     if isinstance(error, (commands.CommandOnCooldown, app_commands.CommandOnCooldown)):
-        return str(SlowDown(error.retry_after))
+        return wording.slow_down(error.retry_after)
     if isinstance(error, (commands.MissingPermissions, app_commands.MissingPermissions)):
-        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
-        return f"You need the {needed} permission for that."
+        return wording.permission_needed(error.missing_permissions)
     if isinstance(error, commands.NotOwner):
-        return "Only the bot's owners can do that."
+        return wording.OWNERS_ONLY
     if isinstance(error, commands.NoPrivateMessage):
-        return "That works only in a server, not in DMs."
+        return wording.SERVERS_ONLY
     if isinstance(error, commands.UserInputError):
         return str(error)
     if isinstance(error, (commands.CheckFailure, app_commands.CheckFailure)):
-        return "You can't use that command here."
+        return wording.NOT_HERE
     return None
 
 

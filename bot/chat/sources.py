@@ -6,31 +6,19 @@ the media proxy's URL (never the original site's), so the bot never fetches arbi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import discord
 from yarl import URL
 
 from bot.images.decode import IMAGE_EXTENSIONS
-from bot.index.store import ImageRef
-
-log = logging.getLogger(__name__)
+from bot.images.fetcher import ImageSource
+from bot.index.refs import ImageRef
 
 DISCORD_MEDIA_HOSTS = frozenset(
     {"cdn.discordapp.com", "media.discordapp.net", "images-ext-1.discordapp.net"}
 )
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    ref: ImageRef
-    url: str
-    filename: str
-    size: int | None  # known before download for attachments, unknown for embeds
-    from_embed: bool = False
 
 
 def media_hosts(api_url: str) -> frozenset[str]:
@@ -71,6 +59,27 @@ def image_sources(
     return sources
 
 
+def indexable_sources(
+    message: discord.Message, ignore_channels: frozenset[int], allowed_hosts: frozenset[str]
+) -> list[ImageSource]:
+    """What the index takes from a message: not the bot's own, not other bots', webhooks yes."""
+    if message.author.bot and message.webhook_id is None:
+        return []
+    if {message.channel.id, getattr(message.channel, "parent_id", None)} & ignore_channels:
+        return []
+    return image_sources(message, allowed_hosts)
+
+
+def source_for(
+    message: discord.Message, attachment_id: int, allowed_hosts: frozenset[str]
+) -> ImageSource | None:
+    """The message's image with this (attachment or embed) id, at its current URL."""
+    for source in image_sources(message, allowed_hosts):
+        if source.ref.attachment_id == attachment_id:
+            return source
+    return None
+
+
 def _ref_factory(message: discord.Message) -> Callable[[int], ImageRef]:
     channel = message.channel
     parent_id = getattr(channel, "parent_id", None)
@@ -88,3 +97,18 @@ def _ref_factory(message: discord.Message) -> Callable[[int], ImageRef]:
         )
 
     return make
+
+
+def attachment_source(
+    interaction: discord.Interaction, attachment: discord.Attachment
+) -> ImageSource:
+    """A slash command's image option: an upload that belongs to no message."""
+    ref = ImageRef(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id or 0,
+        message_id=interaction.id,
+        attachment_id=attachment.id,
+        author_id=interaction.user.id,
+        created_at=interaction.created_at.timestamp(),
+    )
+    return ImageSource(ref, attachment.url, attachment.filename, attachment.size)

@@ -1,4 +1,8 @@
-"""Safe image loading: hostile bytes in, a small plain RGB picture or an ImageError out."""
+"""Safe image decoding: hostile bytes in, a plain RGB picture or an ImageError out.
+
+Only JPEGs are decoded at reduced size (libjpeg's draft mode); other formats decode in full,
+within MAX_IMAGE_PIXELS.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError, features
+
+from bot import wording
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +60,19 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, *_PARSE_ERRORS
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 # Leading bytes of files people commonly send by mistake, so the reply can say what it was.
-_NOT_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive or Office document"),
-    (b"\x7fELF", "a Linux program"),
-    (b"MZ", "a Windows program"),
-    *((magic, "a macOS program") for magic in (b"\xfe\xed\xfa", b"\xce\xfa\xed", b"\xcf\xfa\xed")),
-    (b"\xca\xfe\xba\xbe", "a macOS or Java program"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"Rar!", "a RAR archive"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"\x1a\x45\xdf\xa3", "a video"),
-    (b"ID3", "an audio file"),
-    (b"OggS", "an audio or video file"),
+_NOT_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (  # (leading bytes, key in FILE_KINDS)
+    (b"%PDF", "pdf"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x7fELF", "linux"),
+    (b"MZ", "windows"),
+    *((magic, "macos") for magic in (b"\xfe\xed\xfa", b"\xce\xfa\xed", b"\xcf\xfa\xed")),
+    (b"\xca\xfe\xba\xbe", "macos_java"),
+    (b"\x1f\x8b", "gzip"),
+    (b"Rar!", "rar"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"\x1a\x45\xdf\xa3", "video"),
+    (b"ID3", "audio"),
+    (b"OggS", "ogg"),
 )
 _ALLOWED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
 _HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs")
@@ -98,7 +104,7 @@ def load_image(
 ) -> Image.Image:
     """Decode untrusted bytes into a loaded RGB image, or raise ImageError."""
     if not data:
-        raise ImageError("empty", "the file is empty")
+        raise ImageError("empty", wording.EMPTY_FILE)
     if len(data) > limits.max_bytes:
         raise too_large(len(data), limits.max_bytes)
     _refuse_known_non_image(data)
@@ -113,12 +119,12 @@ def load_image(
         raise  # already worded for the user (it is a ValueError, so keep it out of the next)
     except _BOMB_ERRORS as exc:
         log.debug("decompression bomb refused: %s", exc)
-        raise ImageError("bomb", "the image is too large to open safely") from None
+        raise ImageError("bomb", wording.IMAGE_BOMB) from None
     except _DECODE_ERRORS as exc:
         log.debug("image failed to decode: %r", exc)
         if _looks_truncated(data, exc):
-            raise ImageError("truncated", "the image is cut off; try uploading it again") from None
-        raise ImageError("corrupt", "the image is damaged and cannot be read") from None
+            raise ImageError("truncated", wording.IMAGE_TRUNCATED) from None
+        raise ImageError("corrupt", wording.IMAGE_CORRUPT) from None
 
 
 def load_image_file(
@@ -136,36 +142,34 @@ def load_image_file(
             # Read one byte past the limit: st_size can lie (pipes, /dev/zero, a growing file).
             data = fh.read(limits.max_bytes + 1)
     except OSError as exc:
-        raise ImageError("unreadable", f"cannot read the file: {exc.strerror or exc}") from None
+        raise ImageError("unreadable", wording.unreadable_file(exc.strerror or str(exc))) from None
     return load_image(data, limits, draft_size=draft_size)
 
 
 def too_large(size: int | None, max_bytes: int) -> ImageError:
     """The refusal for a file over MAX_IMAGE_BYTES; `size` None when only "more" is known."""
-    limit = f"{max_bytes / _MB:.1f} MB"
+    limit = wording.megabytes(max_bytes / _MB)
     if size is None:
-        return ImageError("too_large", f"the file is larger than the {limit} limit")
-    got = f"{size / _MB:.1f} MB"
+        return ImageError("too_large", wording.file_larger_than(limit))
+    got = wording.megabytes(size / _MB)
     if got == limit:  # "1.0 MB; the limit is 1.0 MB" would read as a bug
-        got, limit = f"{size:,} bytes", f"{max_bytes:,} bytes"
-    return ImageError("too_large", f"the file is {got}; the limit is {limit}")
+        got, limit = wording.byte_count(size), wording.byte_count(max_bytes)
+    return ImageError("too_large", wording.file_too_large(got, limit))
 
 
 def _refuse_known_non_image(data: bytes) -> None:
     for magic, what in _NOT_IMAGE_MAGIC:
         if data.startswith(magic):
-            raise ImageError("not_image", f"this is not an image (looks like {what})")
+            raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS[what]))
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if not head.startswith(b"<"):  # markup only; an image's metadata may mention <svg
         return
     if b"<svg" in head:
-        raise ImageError(
-            "not_image", f"SVG drawings cannot be read here; please send a {_ALLOWED_TEXT} image"
-        )
+        raise ImageError("not_image", wording.svg_refused(_ALLOWED_TEXT))
     if b"<html" in head or head.startswith(b"<!doctype html"):
-        raise ImageError("not_image", "this is not an image (looks like a web page)")
+        raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS["html"]))
     if head.startswith(b"<?xml"):
-        raise ImageError("not_image", "this is not an image (looks like an XML document)")
+        raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS["xml"]))
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:
@@ -174,16 +178,13 @@ def _open(data: bytes) -> ImageFile.ImageFile:
     except UnidentifiedImageError:
         pass
     if data.startswith(_ALLOWED_MAGIC):
-        raise ImageError("corrupt", "the image is damaged and cannot be read")
+        raise ImageError("corrupt", wording.IMAGE_CORRUPT)
     other = _identify_other_format(data)
     if other is not None:
-        raise ImageError(
-            "unsupported_format",
-            f"{other} images are not supported; please send a {_ALLOWED_TEXT} image",
-        )
+        raise ImageError("unsupported_format", wording.format_refused(other, _ALLOWED_TEXT))
     if _is_text(data):
-        raise ImageError("not_image", "this is not an image (looks like a text file)")
-    raise ImageError("not_image", "this is not an image, or not a kind we can read")
+        raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS["text"]))
+    raise ImageError("not_image", wording.NOT_AN_IMAGE)
 
 
 def _identify_other_format(data: bytes) -> str | None:
@@ -214,24 +215,20 @@ def _check_header(img: Image.Image, limits: ImageLimits) -> None:
     """Refuse on the declared size alone, before a single pixel is decoded."""
     width, height = img.size
     if width <= 0 or height <= 0:
-        raise ImageError("corrupt", "the image is damaged and cannot be read (it has no size)")
+        raise ImageError("corrupt", wording.IMAGE_NO_SIZE)
     pixels = width * height
     bomb_limit = Image.MAX_IMAGE_PIXELS
     if bomb_limit is not None and pixels > bomb_limit:
         # Pillow's own check already fires during open; this covers a caller that changed it.
-        raise ImageError("bomb", "the image is too large to open safely")
+        raise ImageError("bomb", wording.IMAGE_BOMB)
     if pixels > limits.max_pixels:
         raise ImageError(
-            "too_many_pixels",
-            f"the image is {width} × {height} pixels ({pixels / 1e6:.1f} megapixels); "
-            f"the limit is {limits.max_pixels / 1e6:.1f} megapixels",
+            "too_many_pixels", wording.too_many_pixels(width, height, pixels, limits.max_pixels)
         )
     ratio = max(width, height) / min(width, height)
     if ratio > limits.max_aspect_ratio:
         raise ImageError(
-            "aspect_ratio",
-            f"the image is {width} × {height} pixels, too long and thin "
-            f"({ratio:.0f}:1); the limit is {limits.max_aspect_ratio:g}:1",
+            "aspect_ratio", wording.too_thin(width, height, ratio, limits.max_aspect_ratio)
         )
 
 
@@ -276,6 +273,4 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     try:
         return img.convert("RGB")
     except ValueError:
-        raise ImageError(
-            "unsupported_format", f"this image's colour format ({mode}) is not supported"
-        ) from None
+        raise ImageError("unsupported_format", wording.colour_mode_refused(mode)) from None

@@ -7,6 +7,7 @@ import logging
 import aiohttp
 from yarl import URL
 
+from bot import wording
 from bot.images.decode import too_large
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,15 @@ async def download(
     """
     target = URL(url)
     if target.scheme not in ("http", "https"):
-        raise DownloadError("that image link is not a web address")
+        raise DownloadError(wording.LINK_NOT_WEB)
     if allowed_hosts is not None and target.host not in allowed_hosts:
-        raise DownloadError("that image is not hosted by Discord, so it was not fetched")
+        raise DownloadError(wording.HOST_NOT_DISCORD)
     try:
         async with session.get(target, allow_redirects=False, timeout=DOWNLOAD_TIMEOUT) as resp:
             if resp.status in (403, 404, 410):
-                raise DownloadError("the image is gone (deleted, or its link expired)")
+                raise DownloadError(wording.IMAGE_GONE)
             if resp.status != 200:
-                raise DownloadError(f"Discord did not send the image (HTTP {resp.status})")
+                raise DownloadError(wording.fetch_refused(resp.status))
             declared = resp.content_length
             if declared is not None and declared > max_bytes:
                 raise too_large(declared, max_bytes)
@@ -52,7 +53,7 @@ async def download(
                     raise too_large(None, max_bytes)
             return bytes(data)
     except TimeoutError:
-        raise DownloadError("fetching the image timed out") from None
+        raise DownloadError(wording.FETCH_TIMED_OUT) from None
     except aiohttp.ClientError as exc:
         log.info("download of %s failed: %s", target.with_query(None), exc)
-        raise DownloadError("the image could not be fetched from Discord") from None
+        raise DownloadError(wording.FETCH_FAILED) from None

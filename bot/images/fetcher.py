@@ -1,4 +1,4 @@
-"""Fetching a Discord image and decoding it safely, for captions and for the index.
+"""Fetching a Discord image once for everyone who asks: captions and the index alike.
 
 An upload that is captioned is usually indexed at the same moment; both ask here, and the
 download and decode happen once (a short-lived cache of in-flight and recent results).
@@ -7,56 +7,45 @@ download and decode happen once (a short-lived cache of in-flight and recent res
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import aiohttp
-from PIL import Image
 
-from bot.chat.sources import ImageSource
 from bot.images.decode import too_large
 from bot.images.download import download
-from bot.vision.service import VisionService
-
-log = logging.getLogger(__name__)
+from bot.images.loader import Decoded, ImageLoader
+from bot.index.refs import ImageRef, Key
 
 CACHE_ENTRIES = 32
 CACHE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
-class Fetched:
-    digest: str  # sha256 of the bytes, to embed identical images once
-    image: Image.Image
+class ImageSource:
+    """An image Discord told us about, and where Discord says it can be fetched."""
+
+    ref: ImageRef
+    url: str
+    filename: str
+    size: int | None  # known before download for attachments, unknown for embeds
+    from_embed: bool = False
 
 
 class MediaFetcher:
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        vision: VisionService,
-        allowed_hosts: frozenset[str],
+        self, session: aiohttp.ClientSession, loader: ImageLoader, allowed_hosts: frozenset[str]
     ) -> None:
         self.session = session
-        self.vision = vision
+        self.loader = loader
         self.allowed_hosts = allowed_hosts
-        self._recent: OrderedDict[tuple[int, int], tuple[float, asyncio.Task[Fetched]]] = (
-            OrderedDict()
-        )
+        self._recent: OrderedDict[Key, tuple[float, asyncio.Task[Decoded]]] = OrderedDict()
 
-    async def fetch_bytes(self, source: ImageSource) -> bytes:
-        """Raises ImageError (refused) or DownloadError (could not fetch)."""
-        limit = self.vision.limits.max_bytes
-        if source.size is not None and source.size > limit:
-            raise too_large(source.size, limit)
-        hosts = self.allowed_hosts if source.from_embed else None
-        return await download(self.session, source.url, limit, allowed_hosts=hosts)
+    async def fetch(self, source: ImageSource) -> Decoded:
+        """Downloaded and decoded once per upload, however many callers ask at once.
 
-    async def fetch(self, source: ImageSource) -> Fetched:
-        """Downloaded and decoded once per upload, however many callers ask at once."""
+        Raises ImageError (refused) or DownloadError (could not fetch)."""
         key, now = source.ref.key, time.monotonic()
         self._expire(now)
         entry = self._recent.get(key)
@@ -72,13 +61,13 @@ class MediaFetcher:
                 del self._recent[key]  # a failure is not remembered: the next try fetches again
             raise
 
-    async def fetch_image(self, source: ImageSource) -> Image.Image:
-        return (await self.fetch(source)).image
-
-    async def _fetch(self, source: ImageSource) -> Fetched:
-        data = await self.fetch_bytes(source)
-        digest = hashlib.sha256(data).hexdigest()
-        return Fetched(digest, await self.vision.load_image(data))
+    async def _fetch(self, source: ImageSource) -> Decoded:
+        limit = self.loader.limits.max_bytes
+        if source.size is not None and source.size > limit:
+            raise too_large(source.size, limit)
+        hosts = self.allowed_hosts if source.from_embed else None
+        data = await download(self.session, source.url, limit, allowed_hosts=hosts)
+        return await self.loader.decode(data)
 
     def _expire(self, now: float) -> None:
         while self._recent:

@@ -16,20 +16,19 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 import numpy as np
 from PIL import Image
 
-from bot.chat.sources import ImageSource
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError
-from bot.images.fetcher import Fetched, MediaFetcher
-from bot.index.store import ImageIndex, ImageRef
+from bot.images.fetcher import ImageSource, MediaFetcher
+from bot.images.loader import Decoded
+from bot.index.image_index import ImageIndex
+from bot.index.refs import ImageRef, Key
 from bot.vision.service import VisionService
-from bot.workers import Workers
 
 log = logging.getLogger(__name__)
 
 MIN_BACKOFF_S, MAX_BACKOFF_S = 0.25, 30.0
 
 Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
-Key = tuple[int, int]
 
 
 class Indexer:
@@ -37,7 +36,6 @@ class Indexer:
         self,
         index: ImageIndex,
         vision: VisionService,
-        workers: Workers,
         fetcher: MediaFetcher,
         resolve: Resolver,
         *,
@@ -45,7 +43,6 @@ class Indexer:
     ) -> None:
         self.index = index
         self.vision = vision
-        self.workers = workers
         self.fetcher = fetcher
         self.resolve = resolve
         self.batch_size = batch_size
@@ -78,7 +75,7 @@ class Indexer:
             self._urls[source.ref.key] = source
         refs = [source.ref for source in sources]
         try:
-            added = await self.workers.run("db", self.index.add_pending, refs)
+            added = await self.index.add_pending(refs)
         except sqlite3.Error as exc:
             log.warning(
                 "cannot queue %d image(s) of message %s yet (%s); will retry",
@@ -93,13 +90,13 @@ class Indexer:
 
     async def _queue_held(self) -> None:
         if self._held:
-            await self.workers.run("db", self.index.add_pending, list(self._held.values()))
+            await self.index.add_pending(self._held.values())
             self._held.clear()
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
         deadline = time.monotonic() + limit_s
-        while await self.workers.run("db", self.index.pending_count, channel_ids):
+        while await self.index.pending_count(channel_ids):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -113,7 +110,7 @@ class Indexer:
         while True:
             try:
                 await self._queue_held()
-                refs = await self.workers.run("db", self.index.pending, self.batch_size)
+                refs = await self.index.pending(self.batch_size)
             except sqlite3.Error as exc:
                 log.warning(
                     "the index database is unavailable (%s); retrying in %.0f s", exc, backoff
@@ -133,7 +130,7 @@ class Indexer:
             except Exception:
                 log.exception("indexing a batch of %d images failed; will retry", len(refs))
                 with contextlib.suppress(sqlite3.Error):
-                    await self.workers.run("db", self.index.record_failure, refs)
+                    await self.index.record_failure(refs)
                 await asyncio.sleep(1)
             async with self._progress:
                 self._progress.notify_all()
@@ -159,7 +156,7 @@ class Indexer:
                 gone.append(ref)
             elif fetched.digest in to_embed:
                 to_embed[fetched.digest].append(ref)
-            elif (known := await self._known(fetched.digest)) is not None:
+            elif (known := await self.index.embedding_for_hash(fetched.digest)) is not None:
                 ready.append((ref, fetched.digest, known))
             else:
                 to_embed[fetched.digest] = [ref]
@@ -168,31 +165,15 @@ class Indexer:
             vectors = await self.vision.embed_images(list(images.values()), background=True)
             for (digest, twins), vector in zip(to_embed.items(), vectors, strict=True):
                 ready.extend((ref, digest, vector) for ref in twins)
-        await self.workers.run("db", self._store, ready, gone, retry)
+        dropped = await self.index.settle(ready, gone, retry)
+        if dropped:
+            log.warning("gave up on %d image(s) after repeated download failures", dropped)
         for ref in refs:
             self._urls.pop(ref.key, None)
         if retry:
             await asyncio.sleep(1.0)  # a failing CDN or network gets a moment before the retry
 
-    async def _known(self, digest: str) -> np.ndarray | None:
-        return await self.workers.run("db", self.index.embedding_for_hash, digest)
-
-    def _store(
-        self,
-        ready: list[tuple[ImageRef, str, np.ndarray]],
-        gone: list[ImageRef],
-        retry: list[ImageRef],
-    ) -> None:
-        if ready:
-            self.index.add(ready)
-        if gone:
-            self.index.drop_pending(gone)
-        if retry:
-            dropped = self.index.record_failure(retry)
-            if dropped:
-                log.warning("gave up on %d image(s) after repeated download failures", dropped)
-
-    async def _fetch(self, ref: ImageRef) -> Fetched | None:
+    async def _fetch(self, ref: ImageRef) -> Decoded | None:
         source = self._urls.get(ref.key) or await self.resolve(ref)
         if source is None:
             return None

@@ -11,16 +11,12 @@ table lookup per row (the same result as ``np.isin`` on the channel ids, several
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-log = logging.getLogger(__name__)
-
-Key = tuple[int, int]  # (message_id, attachment_id)
+from bot.index.refs import Hit, ImageRef, Key
 
 _GROWTH = 1.25
 _MIN_GROW = 1024
@@ -28,29 +24,6 @@ _GATHER_CHUNK = 2048  # rows copied at a time when scoring a subset (4 MiB at di
 _NONE = 0  # stands for a missing guild or parent id in the int64 arrays (snowflakes are > 0)
 _ID_COLUMNS = 6  # message, attachment, channel, guild, parent, author
 _MSG, _ATT = 0, 1
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """Identifies one image in Discord (IDs only: attachment URLs expire)."""
-
-    guild_id: int | None  # None in DMs
-    channel_id: int  # the channel, thread or DM channel
-    message_id: int
-    attachment_id: int  # for an embed image, a stable synthetic id chosen by the caller
-    author_id: int
-    created_at: float  # unix seconds
-    parent_id: int | None = None  # the thread's parent channel, if channel_id is a thread
-
-    @property
-    def key(self) -> Key:
-        return (self.message_id, self.attachment_id)
-
-
-@dataclass(frozen=True)
-class Hit:
-    ref: ImageRef
-    score: float  # cosine similarity
 
 
 class VectorStore:
@@ -71,14 +44,6 @@ class VectorStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._pos
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the matrix, spare capacity included."""
-        return int(self._mat.nbytes)
-
-    def keys(self) -> list[Key]:
-        return list(self._pos)
 
     def reserve(self, capacity: int) -> None:
         """Make room for ``capacity`` rows (never drops live rows)."""
@@ -178,10 +143,6 @@ class VectorStore:
             created_at=float(self._created[row]),
             parent_id=None if parent == _NONE else parent,
         )
-
-    def vector(self, key: Key) -> npt.NDArray[np.float32] | None:
-        pos = self._pos.get(key)
-        return None if pos is None else self._mat[pos].copy()
 
     def _rows_in(self, channel_ids: Collection[int]) -> npt.NDArray[np.intp]:
         codes = [self._codes[c] for c in set(channel_ids) if c in self._codes]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,8 +13,6 @@ from transformers.models.blip.modeling_blip import BlipAttention
 
 from bot.vision.checkpoints import from_pretrained
 from bot.vision.pixels import PixelPipeline
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,14 +104,20 @@ class Captioner:
         texts = self.processor.batch_decode(token_ids, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
 
-    def caption(self, images: Sequence[Image.Image], prompt: str | None = None) -> list[str]:
-        return self.postprocess(self.predict(self.preprocess(images, prompt)))
 
-
-class SdpaBlipAttention(BlipAttention):
+class SdpaBlipAttention(nn.Module):
     """BLIP's vision attention through torch's fused kernel; transformers writes it out by hand
     (softmax of an explicit score matrix), which made the vision encoder ~25% slower on a CPU.
-    The same weights and maths: the attention probabilities are simply not materialised."""
+    The same weights (shared with the module it replaces) and the same maths: the attention
+    probabilities are simply not materialised."""
+
+    def __init__(self, original: BlipAttention) -> None:
+        super().__init__()
+        self.qkv = original.qkv
+        self.projection = original.projection
+        self.num_heads = original.num_heads
+        self.head_dim = original.head_dim
+        self.scale = original.scale
 
     def forward(self, hidden_states: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, None]:
         batch, tokens, width = hidden_states.shape
@@ -125,6 +128,7 @@ class SdpaBlipAttention(BlipAttention):
 
 
 def use_sdpa_attention(model: nn.Module) -> None:
-    for module in model.modules():
-        if type(module) is BlipAttention:
-            module.__class__ = SdpaBlipAttention
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is BlipAttention:
+                parent.register_module(name, SdpaBlipAttention(child))

@@ -5,7 +5,6 @@ Every embedding comes out L2-normalised, so the dot product of two is their cosi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,8 +14,6 @@ from transformers import BatchFeature, CLIPModel, CLIPProcessor
 
 from bot.vision.checkpoints import from_pretrained
 from bot.vision.pixels import PixelPipeline
-
-log = logging.getLogger(__name__)
 
 
 class Embedder:
@@ -78,9 +75,3 @@ class Embedder:
         vectors = features.float()
         vectors = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return vectors.cpu().numpy().astype(np.float32, copy=False)
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.postprocess(self.predict_images(self.preprocess_images(images)))
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.postprocess(self.predict_texts(self.preprocess_texts(texts)))

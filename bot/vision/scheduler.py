@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import wording
 from bot.errors import UserError
-
-log = logging.getLogger(__name__)
 
 INTERACTIVE, BACKGROUND = 0, 1
 
 
 class Busy(UserError):
     def __init__(self) -> None:
-        super().__init__("I'm busy with other requests right now; try again in a moment.")
+        super().__init__(wording.BUSY)
 
 
 RunBatch = Callable[[Hashable, list[Any]], Awaitable[list[Any]]]

@@ -1,7 +1,9 @@
 """The vision service: BLIP captions and CLIP embeddings for async callers.
 
-The Discord cogs and the CLI both go through this class; neither touches a model. Every blocking
-step runs on the worker threads (`bot.workers`), never on the event loop.
+The Discord side and the CLI both go through this class; neither touches a model. Preprocessing
+runs on the prep threads, and everything that touches a model or a batch of tensors (merging a
+batch, tokenising, the forward pass, decoding tokens, moving results to the CPU) on the model
+thread. The event loop only queues requests and hands out the small result arrays.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bot import wording
 from bot.config import Settings
 from bot.errors import UserError
-from bot.images.decode import ImageLimits, load_image
 from bot.vision.blip import Captioner, CaptionInputs
 from bot.vision.clip import Embedder
 from bot.vision.devices import configure_threads, dtype_name, resolve_device, resolve_dtype
@@ -36,10 +38,7 @@ R = TypeVar("R")
 
 class OutOfMemory(UserError):
     def __init__(self) -> None:
-        super().__init__(
-            "I can't do that right now: the model ran out of memory. "
-            "Try again in a moment, or with fewer images."
-        )
+        super().__init__(wording.OUT_OF_MEMORY)
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,6 @@ class VisionService:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         configure_threads(self.device)
-        self.limits = ImageLimits(
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            max_aspect_ratio=settings.max_aspect_ratio,
-        )
         self.scheduler = Scheduler(
             max_batch=settings.batch_max or default_batch_max(self.device),
             wait_s=settings.batch_wait_ms / 1000,
@@ -136,9 +130,9 @@ class VisionService:
         )
         return model
 
-    async def load_image(self, data: bytes) -> Image.Image:
-        """Bytes to a safe RGB image, or `bot.images.decode.ImageError` with a readable reason."""
-        return await self.workers.run("prep", load_image, data, self.limits)
+    async def ping(self) -> None:
+        """Returns once the model thread is free to answer; loads nothing (for the heartbeat)."""
+        await self.workers.run("model", _noop)
 
     async def caption(self, image: Image.Image, prompt: str | None = None) -> str:
         """One caption; concurrent calls with the same prompt share a batch."""
@@ -179,11 +173,11 @@ class VisionService:
         future.add_done_callback(_retrieve)  # a request refused as Busy leaves it unread
         return future
 
-    async def _predict(self, fn: Callable[[Any], R], inputs: Any) -> R:
+    async def _predict(self, fn: Callable[[], R]) -> R:
         """A model call on the model lane; running out of memory is the user's to hear about
         (and to retry smaller), the cache is emptied, and the next batch proceeds."""
         try:
-            return await self.workers.run("model", fn, inputs)
+            return await self.workers.run("model", fn)
         except torch.OutOfMemoryError:
             log.warning("out of memory on %s; batch dropped", self.device, exc_info=True)
             if self.device.type == "cuda":
@@ -198,8 +192,11 @@ class VisionService:
         good = [part for part in inputs if not isinstance(part, BaseException)]
         captions: list[str] = []
         if good:
-            merged = CaptionInputs.merge(good)
-            captions = captioner.postprocess(await self._predict(captioner.predict, merged))
+
+            def run() -> list[str]:
+                return captioner.postprocess(captioner.predict(CaptionInputs.merge(good)))
+
+            captions = await self._predict(run)
         return _zip_failures(inputs, captions)
 
     async def _image_batch(
@@ -210,16 +207,21 @@ class VisionService:
         good = [part for part in pixels if not isinstance(part, BaseException)]
         rows: list[np.ndarray] = []
         if good:
-            features = await self._predict(embedder.predict_images, torch.cat(good))
-            vectors = embedder.postprocess(features)
+
+            def run() -> np.ndarray:
+                return embedder.postprocess(embedder.predict_images(torch.cat(good)))
+
+            vectors = await self._predict(run)
             rows = [vectors[i : i + 1] for i in range(len(good))]
         return _zip_failures(pixels, rows)
 
     async def _text_batch(self, _key: Hashable, items: list[str]) -> list[np.ndarray]:
         embedder = await self.embedder()
-        tokens = embedder.preprocess_texts(items)
-        features = await self._predict(embedder.predict_texts, tokens)
-        vectors = embedder.postprocess(features)
+
+        def run() -> np.ndarray:
+            return embedder.postprocess(embedder.predict_texts(embedder.preprocess_texts(items)))
+
+        vectors = await self._predict(run)
         return [vectors[i : i + 1] for i in range(len(items))]
 
     async def _unload_when_idle(self) -> None:
@@ -229,12 +231,16 @@ class VisionService:
             idle = time.monotonic() - self._last_used
             if idle >= limit and self.loaded and not self.scheduler.waiting:
                 async with self._load_lock:
-                    self._drop_models()
+                    await self._drop_models()
                 log.info("models unloaded after %.0f s idle; the next request loads them", idle)
 
-    def _drop_models(self) -> None:
+    async def _drop_models(self) -> None:
         self._captioner = None
         self._embedder = None
+        await self.workers.run("model", self._collect)
+
+    def _collect(self) -> None:
+        """A full collection after unloading takes long enough to stall the loop (measured)."""
         gc.unfreeze()  # frozen cycles are never collected; the next load freezes again
         gc.collect()
         if self.device.type == "cuda":
@@ -248,7 +254,11 @@ class VisionService:
             self._unloader = None
         await self.scheduler.close()
         async with self._load_lock:
-            self._drop_models()
+            await self._drop_models()
+
+
+def _noop() -> None:
+    """Runs on the model lane: answers as soon as the lane is free."""
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

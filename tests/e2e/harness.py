@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import random
+import sqlite3
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -121,13 +122,28 @@ async def indexed(bot: Glimpse, count: int, timeout: float = 20.0) -> None:
     """Waits until the index holds `count` images and nothing is pending."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        pending = await bot.workers.run("db", bot.index.pending_count)
-        total = await bot.workers.run("db", bot.index.count)
+        pending = await bot.index.pending_count()
+        total = await bot.index.count()
         if not pending and total >= count:
             return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"index holds {total}, {pending} pending; wanted {count}")
         await asyncio.sleep(0.05)
+
+
+async def is_indexed(bot: Glimpse, message_id: int, attachment_id: int) -> bool:
+    """Embedded by the current search model, read from the index's file with its own
+    connection (SQLite in WAL mode lets a reader look while the bot writes)."""
+    path = bot.settings.data_dir / "index.sqlite3"
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT 1 FROM images WHERE message_id = ? AND attachment_id = ? AND model_id = ?",
+            (message_id, attachment_id, bot.settings.search_model),
+        ).fetchone()
+    finally:
+        conn.close()
+    return row is not None
 
 
 def mentions_disabled(sent: dict[str, Any]) -> bool:

@@ -7,7 +7,15 @@ import signal
 import sqlite3
 from pathlib import Path
 
-from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    indexed,
+    is_indexed,
+    running,
+    shape_png,
+)
 from tests.e2e.test_process import start_process
 from tests.fakediscord import FakeDiscord
 from tests.shapes import CLASSES
@@ -84,8 +92,8 @@ async def test_sigkill_mid_indexing_leaves_a_consistent_index(
         await indexed(bot, uploads, timeout=60)
         for message in posted:
             key = int(message["id"]), int(message["attachments"][0]["id"])
-            assert await bot.workers.run("db", bot.index.contains, *key), key
-        assert await bot.workers.run("db", bot.index.count) == uploads
+            assert await is_indexed(bot, *key), key
+        assert await bot.index.count() == uploads
     assert rows(db, "SELECT COUNT(*), COUNT(DISTINCT message_id) FROM images") == [
         (uploads, uploads)
     ]

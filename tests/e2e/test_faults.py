@@ -17,7 +17,15 @@ from aiohttp import web
 
 from bot.chat.client import Glimpse
 from bot.images import download as downloads
-from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    indexed,
+    is_indexed,
+    running,
+    shape_png,
+)
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.retries import shorten_discord_retries
 
@@ -200,7 +208,7 @@ async def test_uploads_during_a_gateway_disconnect_are_indexed_after_the_resume(
     await indexed(glimpse, 3)
     for message in posted:
         key = int(message["id"]), int(message["attachments"][0]["id"])
-        assert await glimpse.workers.run("db", glimpse.index.contains, *key)
+        assert await is_indexed(glimpse, *key)
     await server.post_message(world.general, world.alice, "!find a yellow triangle")
     reply = await server.wait_for_sent(channel_id=world.general)
     assert any(reply["embeds"][0]["url"].endswith(f"/{m['id']}") for m in posted)
@@ -208,7 +216,7 @@ async def test_uploads_during_a_gateway_disconnect_are_indexed_after_the_resume(
 
 async def short_busy_timeout(bot: Glimpse) -> None:
     """SQLite waits 5 s for a lock before giving up; the test need not wait that long."""
-    await bot.workers.run("db", bot.index._conn.execute, "PRAGMA busy_timeout = 200")
+    await bot.index._workers.run("db", bot.index._store._conn.execute, "PRAGMA busy_timeout = 200")
 
 
 async def test_a_locked_database_is_reported_and_the_bot_keeps_answering(
@@ -259,7 +267,7 @@ async def test_an_upload_while_the_database_is_locked_is_indexed_once_it_is_free
         key = int(locked["id"]), int(locked["attachments"][0]["id"])
         await indexed(bot, 1)
         await asyncio.sleep(0.5)
-        assert await bot.workers.run("db", bot.index.contains, *key)
+        assert await is_indexed(bot, *key)
 
 
 async def test_a_full_disk_is_reported_and_indexing_recovers(
@@ -269,12 +277,12 @@ async def test_a_full_disk_is_reported_and_indexing_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     full = sqlite3.OperationalError("database or disk is full")
-    fail_once(glimpse.index, "add", full)
+    fail_once(glimpse.index._store, "add", full)
     await server.post_message(world.general, world.carol, "", attachments=[png("a.png")])
     await indexed(glimpse, 1, timeout=15)  # the batch is retried once there is room
     assert errors_logged(caplog, sqlite3.OperationalError)
 
-    fail_once(glimpse.index, "forget_author", full)
+    fail_once(glimpse.index._store, "forget_author", full)
     await server.post_message(world.general, world.carol, "!forget")
     reply = await server.wait_for_sent(channel_id=world.general)
     assert reply["content"].startswith(OOPS), reply["content"]

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from bot.chat.sources import IMAGE_EXTENSIONS
-from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
+from tests.e2e.harness import World, bot_settings, indexed, is_indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
 from tests.image_corpus import CorpusItem, build_corpus
 
@@ -219,7 +219,7 @@ async def test_uploads_refused_with_a_log_line_and_the_rest_indexed(
         await indexed(bot, len(ok), timeout=30)
         for item in corpus:
             message_id, attachment_id = posted[item.name]
-            in_index = await bot.workers.run("db", bot.index.contains, message_id, attachment_id)
+            in_index = await is_indexed(bot, message_id, attachment_id)
             assert in_index == (item.expected == "ok"), item.name
             logged = [
                 r.getMessage()
@@ -235,5 +235,5 @@ async def test_uploads_refused_with_a_log_line_and_the_rest_indexed(
             else:
                 assert len(logged) == 1, (item.name, logged)
                 assert EXPECTED[item.name][1].lower() in logged[0].lower(), logged[0]
-        assert await bot.workers.run("db", bot.index.count) == len(ok)
-        assert await bot.workers.run("db", bot.index.pending_count) == 0
+        assert await bot.index.count() == len(ok)
+        assert await bot.index.pending_count() == 0

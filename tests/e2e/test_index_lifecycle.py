@@ -16,7 +16,7 @@ def png_attachment(colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, 
 
 
 async def count(bot: Glimpse, channel: int | None = None) -> int:
-    return await bot.workers.run("db", bot.index.count, None if channel is None else [channel])
+    return await bot.index.count(None if channel is None else [channel])
 
 
 async def test_who_and_what_gets_indexed(server: FakeDiscord, world: World, tmp_path: Path) -> None:
@@ -70,7 +70,9 @@ async def test_who_and_what_gets_indexed(server: FakeDiscord, world: World, tmp_
             await count(bot, world.general) == 5
         )  # webhook, two attachments, proxied embed, !caption's own
         # two identical attachments: two rows, one embedding computation
-        rows = bot.index._conn.execute("SELECT COUNT(DISTINCT content_hash) FROM images").fetchone()
+        rows = bot.index._store._conn.execute(
+            "SELECT COUNT(DISTINCT content_hash) FROM images"
+        ).fetchone()
         assert rows == (4,)
 
 
@@ -152,5 +154,7 @@ async def test_a_new_search_model_never_mixes_vector_spaces(
     renamed.symlink_to(TINY_CLIP.resolve(), target_is_directory=True)
     async with running(bot_settings(server, data, SEARCH_MODEL=str(renamed))) as bot:
         await indexed(bot, 1)
-        model_ids = bot.index._conn.execute("SELECT DISTINCT model_id FROM images").fetchall()
+        model_ids = bot.index._store._conn.execute(
+            "SELECT DISTINCT model_id FROM images"
+        ).fetchall()
         assert model_ids == [(str(renamed),)]

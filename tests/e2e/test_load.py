@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
+from tests.e2e.harness import World, bot_settings, indexed, is_indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
 from tests.shapes import CLASSES
 
@@ -101,7 +101,7 @@ async def test_two_hundred_commands_during_five_hundred_uploads(
         await indexed(bot, UPLOADS + len(commands) // 2, timeout=120)
         for message in posted_uploads:
             key = int(message["id"]), int(message["attachments"][0]["id"])
-            assert await bot.workers.run("db", bot.index.contains, *key)
+            assert await is_indexed(bot, *key)
         peak = peak_rss_mb()
 
     latency = {c: replied_at[r["id"]] - sent_at[c] for c, r in replies.items()}

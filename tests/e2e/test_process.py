@@ -69,7 +69,7 @@ async def test_sigterm_stops_cleanly_and_keeps_pending_work(
 
     async with running(bot_settings(server, data)) as bot:
         await indexed(bot, 21)  # nothing lost: queued or caught up after the restart
-        assert await bot.workers.run("db", bot.index.count) == 21
+        assert await bot.index.count() == 21
 
 
 async def test_a_rejected_token_is_one_clear_line(

@@ -1,0 +1,67 @@
+"""Reading Discord's message history for the index: catching up after downtime, `!index`'s
+backfill, and fetching an indexed image's message afresh (its URLs expire)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+
+from bot.images.fetcher import ImageSource
+from bot.index.background import Indexer
+from bot.index.image_index import ImageIndex
+from bot.index.refs import ImageRef
+
+log = logging.getLogger(__name__)
+
+Sources = Callable[[discord.Message], list[ImageSource]]
+Progress = Callable[[int, int], Awaitable[None]]
+PROGRESS_EVERY = 100
+
+
+async def message_of(client: discord.Client, ref: ImageRef) -> discord.Message | None:
+    """The message an index entry points at; None when the channel holds no messages.
+    Raises discord.NotFound or discord.Forbidden."""
+    channel = client.get_channel(ref.channel_id) or await client.fetch_channel(ref.channel_id)
+    if not isinstance(channel, discord.abc.Messageable):
+        return None
+    return await channel.fetch_message(ref.message_id)
+
+
+async def catch_up(
+    client: discord.Client, index: ImageIndex, indexer: Indexer, sources: Sources, limit: int
+) -> int:
+    """Queues images posted while the bot was down, in every channel already indexed."""
+    queued = 0
+    for _guild_id, channel_id in await index.channels():
+        channel = client.get_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            continue
+        last = await index.last_message_id(channel_id)
+        after = discord.Object(last) if last else None
+        try:
+            async for message in channel.history(limit=limit, after=after, oldest_first=True):
+                queued += await indexer.submit(sources(message))
+        except discord.HTTPException as exc:
+            log.info("cannot catch up on channel %s: %s", channel_id, exc)
+    if queued:
+        log.info("queued %d image(s) posted while the bot was offline", queued)
+    return queued
+
+
+async def backfill(
+    channel: discord.abc.Messageable,
+    indexer: Indexer,
+    sources: Sources,
+    limit: int,
+    progress: Progress,
+) -> tuple[int, int]:
+    """Queues the channel's earlier images; returns (messages read, images queued)."""
+    seen = queued = 0
+    async for message in channel.history(limit=limit):
+        seen += 1
+        queued += await indexer.submit(sources(message))
+        if seen % PROGRESS_EVERY == 0:
+            await progress(seen, queued)
+    return seen, queued

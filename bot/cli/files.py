@@ -1,0 +1,107 @@
+"""`python -m bot caption` and `python -m bot find`: the models on image files, no Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bot.config import Settings
+from bot.images.decode import IMAGE_EXTENSIONS, ImageError
+from bot.images.loader import ImageLoader, limits_from
+from bot.vision.checkpoints import ModelLoadError
+from bot.vision.service import VisionService
+from bot.workers import Workers
+
+EXIT_OK, EXIT_FAILED = 0, 1
+FIND_CHUNK = 32
+
+
+def caption_files(paths: list[str], prompt: str | None, settings: Settings) -> int:
+    return _run(_caption(paths, prompt, settings))
+
+
+def find_files(query: str, paths: list[str], top: int | None, settings: Settings) -> int:
+    return _run(_find(query, paths, top, settings))
+
+
+def _run(command: Coroutine[Any, Any, int]) -> int:
+    """Runs a one-shot model command; a checkpoint that cannot load is one line, status 1."""
+    try:
+        return asyncio.run(command)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+@contextlib.asynccontextmanager
+async def _models(settings: Settings) -> AsyncIterator[tuple[VisionService, ImageLoader]]:
+    workers = Workers()
+    service = VisionService(settings, workers)
+    try:
+        yield service, ImageLoader(workers, limits_from(settings))
+    finally:
+        await service.close()
+        workers.shutdown()
+
+
+async def _open(loader: ImageLoader, path: str) -> Image.Image | None:
+    """The image, or None after reporting `PATH: reason` on stderr."""
+    try:
+        return await loader.open_file(path)
+    except ImageError as exc:
+        print(f"{path}: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
+async def _caption(paths: list[str], prompt: str | None, settings: Settings) -> int:
+    failed = False
+    async with _models(settings) as (service, loader):
+        for path in paths:
+            image = await _open(loader, path)
+            if image is None:
+                failed = True
+                continue
+            print(f"{path}\t{await service.caption(image, prompt)}", flush=True)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _find(query: str, paths: list[str], top: int | None, settings: Settings) -> int:
+    failed = False
+    scored: list[tuple[float, str]] = []
+    async with _models(settings) as (service, loader):
+        query_vector = (await service.embed_text([query]))[0]
+        files = list(expand_paths(paths))
+        for start in range(0, len(files), FIND_CHUNK):
+            names, images = [], []
+            for name in files[start : start + FIND_CHUNK]:
+                image = await _open(loader, name)
+                if image is None:
+                    failed = True
+                else:
+                    names.append(name)
+                    images.append(image)
+            vectors = await service.embed_images(images)
+            scored.extend(zip((vectors @ query_vector).tolist(), names, strict=True))
+    scored.sort(key=lambda pair: -pair[0])  # stable: equal scores keep the order given
+    for score, name in scored[:top]:
+        print(f"{score:.4f}\t{name}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def expand_paths(paths: list[str]) -> Iterator[str]:
+    """Files as given; folders walked recursively for files with image extensions."""
+    for raw in paths:
+        folder = Path(raw)
+        if not folder.is_dir():
+            yield raw
+            continue
+        for found in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if found.suffix.lower() in IMAGE_EXTENSIONS:
+                yield os.path.join(raw, found.relative_to(folder))

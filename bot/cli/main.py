@@ -1,0 +1,123 @@
+"""The command line's parser and dispatch: each subcommand's work lives beside this file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.config import ConfigError, Settings, load_settings
+
+EXIT_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Glimpse: a Discord bot that captions images and finds them by description.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the Discord bot (the default)")
+
+    caption = commands.add_parser("caption", help="caption image files with the caption model")
+    caption.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    caption.add_argument("--prompt", help="start each caption with this text")
+
+    find = commands.add_parser(
+        "find", help="rank image files and folders by how well they match a description"
+    )
+    find.add_argument("query", metavar="QUERY", help='what to look for, e.g. "a red square"')
+    find.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    find.add_argument("--top", type=_positive_int, metavar="N", help="print only the N best")
+
+    commands.add_parser(
+        "check",
+        help="validate the settings, load both models, caption and embed a test image "
+        "(does not connect to Discord)",
+    )
+    commands.add_parser(
+        "download-models",
+        help="fetch both configured checkpoints into the model cache (HF_HOME) ahead of time",
+    )
+    return parser
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    # The one-shot commands print results; routine INFO lines would only bury them.
+    quiet = command != "run" and settings.log_level != "DEBUG"
+    setup_logging("WARNING" if quiet else settings.log_level)
+    handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+        "run": run_bot,
+        "caption": caption_command,
+        "find": find_command,
+        "check": check_command,
+        "download-models": download_models_command,
+    }
+    try:
+        return handlers[command](args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    import transformers
+
+    # Weight-loading bars and notices such as "torchvision not found, using PIL" are noise
+    # in a bot's log; downloads keep the hub's own progress bars.
+    transformers.logging.disable_progress_bar()
+    if level != "DEBUG":
+        transformers.logging.set_verbosity_error()
+
+
+def run_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run
+
+    return run(settings)
+
+
+def caption_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.files import caption_files
+
+    return caption_files(args.images, args.prompt, settings)
+
+
+def find_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.files import find_files
+
+    return find_files(args.query, args.paths, args.top, settings)
+
+
+def check_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.check import check
+
+    return check(settings)
+
+
+def download_models_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.download import download_models
+
+    return download_models(settings)

@@ -1,0 +1,45 @@
+"""Decoding and hashing images on the worker threads, for the fetcher and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from PIL import Image
+
+from bot.config import Settings
+from bot.images.decode import ImageLimits, load_image, load_image_file
+from bot.workers import Workers
+
+
+@dataclass(frozen=True)
+class Decoded:
+    digest: str  # sha256 of the bytes, so that identical images are embedded once
+    image: Image.Image
+
+
+class ImageLoader:
+    """Bytes or files in, safe RGB images out; never on the event loop."""
+
+    def __init__(self, workers: Workers, limits: ImageLimits) -> None:
+        self.workers = workers
+        self.limits = limits
+
+    async def decode(self, data: bytes) -> Decoded:
+        """Raises `bot.images.decode.ImageError` with a reason a user can read."""
+        return await self.workers.run("prep", self._decode, data)
+
+    async def open_file(self, path: str | os.PathLike[str]) -> Image.Image:
+        return await self.workers.run("prep", load_image_file, path, self.limits)
+
+    def _decode(self, data: bytes) -> Decoded:
+        return Decoded(hashlib.sha256(data).hexdigest(), load_image(data, self.limits))
+
+
+def limits_from(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_aspect_ratio=settings.max_aspect_ratio,
+    )

@@ -1,0 +1,112 @@
+"""The image index as its callers see it: async methods, the SQL running on the db thread.
+
+Callers `await index.search(...)` and never learn about threads: every call goes to one
+single-thread lane, so SQLite sees a single writer and the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.index.refs import Hit, ImageRef
+from bot.index.store import Embedded, IndexStore
+from bot.workers import Workers
+
+log = logging.getLogger(__name__)
+
+
+class ImageIndex:
+    def __init__(self, store: IndexStore, workers: Workers) -> None:
+        self._store = store
+        self._workers = workers
+
+    @classmethod
+    async def open(
+        cls, path: Path, model_id: str, workers: Workers, *, per_channel: int, retention_days: float
+    ) -> ImageIndex:
+        """Opens (or creates) the database, re-queues another model's rows, applies the bounds."""
+        store = await workers.run(
+            "db", IndexStore, path, model_id, per_channel=per_channel, retention_days=retention_days
+        )
+        index = cls(store, workers)
+        requeued = await workers.run("db", store.requeue_stale)
+        if requeued:
+            log.info("SEARCH_MODEL changed: %d image(s) queued to be embedded again", requeued)
+        await workers.run("db", store.prune)
+        return index
+
+    async def close(self) -> None:
+        await self._workers.run("db", self._store.close)
+
+    # -- the queue of images to embed --------------------------------------------------------
+
+    async def add_pending(self, refs: Iterable[ImageRef]) -> int:
+        return await self._workers.run("db", self._store.add_pending, list(refs))
+
+    async def pending(self, limit: int) -> list[ImageRef]:
+        return await self._workers.run("db", self._store.pending, limit)
+
+    async def pending_count(self, channel_ids: Collection[int] | None = None) -> int:
+        return await self._workers.run("db", self._store.pending_count, channel_ids)
+
+    async def record_failure(self, refs: list[ImageRef]) -> int:
+        return await self._workers.run("db", self._store.record_failure, refs)
+
+    async def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
+        return await self._workers.run("db", self._store.embedding_for_hash, content_hash)
+
+    async def settle(
+        self, embedded: Sequence[Embedded], gone: list[ImageRef], failed: list[ImageRef]
+    ) -> int:
+        """One batch's outcome in one call: store what was embedded, drop what is gone, count
+        a failed attempt for the rest; returns how many failures were given up on."""
+        return await self._workers.run("db", self._settle, embedded, gone, failed)
+
+    def _settle(
+        self, embedded: Sequence[Embedded], gone: list[ImageRef], failed: list[ImageRef]
+    ) -> int:
+        if embedded:
+            self._store.add(embedded)
+        if gone:
+            self._store.drop_pending(gone)
+        return self._store.record_failure(failed) if failed else 0
+
+    # -- searching and counting -------------------------------------------------------------
+
+    async def search(
+        self, query: npt.ArrayLike, channel_ids: Collection[int], top: int
+    ) -> list[Hit]:
+        return await self._workers.run("db", self._store.search, query, channel_ids, top)
+
+    async def count(self, channel_ids: Collection[int] | None = None) -> int:
+        return await self._workers.run("db", self._store.count, channel_ids)
+
+    async def channels(self) -> list[tuple[int | None, int]]:
+        return await self._workers.run("db", self._store.channels)
+
+    async def last_message_id(self, channel_id: int) -> int | None:
+        return await self._workers.run("db", self._store.last_message_id, channel_id)
+
+    # -- removal ---------------------------------------------------------------------------
+
+    async def remove_messages(self, message_ids: Iterable[int]) -> int:
+        return await self._workers.run("db", self._store.remove_messages, list(message_ids))
+
+    async def keep_only_attachments(self, message_id: int, attachment_ids: list[int]) -> int:
+        return await self._workers.run(
+            "db", self._store.keep_only_attachments, message_id, attachment_ids
+        )
+
+    async def remove_channel(self, channel_id: int) -> int:
+        return await self._workers.run("db", self._store.remove_channel, channel_id)
+
+    async def remove_guild(self, guild_id: int) -> int:
+        return await self._workers.run("db", self._store.remove_guild, guild_id)
+
+    async def forget_author(self, guild_id: int | None, author_id: int) -> int:
+        return await self._workers.run("db", self._store.forget_author, guild_id, author_id)

@@ -1,0 +1,101 @@
+"""The index's read-only SQL: what is queued, what is known, and where.
+
+Each function takes the connection; the caller holds the store's lock around it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.index.refs import REF_COLUMNS, ImageRef, Key, ref_from_row
+from bot.index.vectors import VectorStore
+
+_LOAD_CHUNK = 4096
+
+
+def load_vectors(conn: sqlite3.Connection, model_id: str) -> tuple[VectorStore, list[Key]]:
+    """The model's rows in a matrix, and the keys of rows whose embedding has a bad size."""
+    dims = conn.execute(
+        "SELECT dim, COUNT(*) FROM images WHERE model_id = ? GROUP BY dim ORDER BY 2 DESC",
+        (model_id,),
+    ).fetchall()
+    if not dims:
+        return VectorStore(), []
+    dim, total = dims[0]
+    store = VectorStore(dim)
+    store.reserve(total)
+    bad: list[Key] = []
+    cursor = conn.execute(
+        f"SELECT {REF_COLUMNS}, dim, embedding FROM images WHERE model_id = ?", (model_id,)
+    )
+    while batch := cursor.fetchmany(_LOAD_CHUNK):
+        good = []
+        for row in batch:
+            if row[7] == dim and len(row[8]) == 4 * dim:
+                good.append(row)
+            else:
+                bad.append((row[2], row[3]))
+        vecs = np.frombuffer(b"".join(row[8] for row in good), np.float32).reshape(-1, dim)
+        store.add([ref_from_row(row[:7]) for row in good], vecs)
+    return store, bad
+
+
+def pending(
+    conn: sqlite3.Connection, limit: int, channel_ids: Collection[int] | None
+) -> list[ImageRef]:
+    where, params = _channel_filter(channel_ids)
+    rows = conn.execute(
+        f"SELECT {REF_COLUMNS} FROM pending {where} ORDER BY message_id, attachment_id LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [ref_from_row(row) for row in rows]
+
+
+def pending_count(conn: sqlite3.Connection, channel_ids: Collection[int] | None) -> int:
+    where, params = _channel_filter(channel_ids)
+    return int(conn.execute(f"SELECT COUNT(*) FROM pending {where}", params).fetchone()[0])
+
+
+def embedding_for_hash(
+    conn: sqlite3.Connection, content_hash: str, model_id: str
+) -> npt.NDArray[np.float32] | None:
+    row = conn.execute(
+        "SELECT dim, embedding FROM images WHERE content_hash = ? AND model_id = ? LIMIT 1",
+        (content_hash, model_id),
+    ).fetchone()
+    if row is None or len(row[1]) != 4 * row[0]:
+        return None
+    return np.frombuffer(row[1], np.float32).copy()
+
+
+def last_message_id(conn: sqlite3.Connection, channel_id: int) -> int | None:
+    (newest,) = conn.execute(
+        "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE channel_id = ? "
+        "UNION ALL SELECT MAX(message_id) FROM pending WHERE channel_id = ?)",
+        (channel_id, channel_id),
+    ).fetchone()
+    return None if newest is None else int(newest)
+
+
+def channels(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
+    rows = conn.execute(
+        "SELECT DISTINCT guild_id, channel_id FROM ("
+        "SELECT c.channel_id, (SELECT guild_id FROM images i WHERE "
+        "i.channel_id = c.channel_id LIMIT 1) AS guild_id "
+        "FROM (SELECT DISTINCT channel_id FROM images) c "
+        "UNION ALL SELECT channel_id, guild_id FROM pending) ORDER BY channel_id"
+    ).fetchall()
+    return [(guild, channel) for guild, channel in rows]
+
+
+def _channel_filter(channel_ids: Collection[int] | None) -> tuple[str, tuple[int, ...]]:
+    if channel_ids is None:
+        return "", ()
+    ids = tuple(set(channel_ids))
+    if not ids:
+        return "WHERE 0", ()
+    return f"WHERE channel_id IN ({', '.join('?' * len(ids))})", ids

@@ -1,0 +1,52 @@
+"""What the index stores about an image: Discord IDs only (attachment URLs expire)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Key = tuple[int, int]  # (message_id, attachment_id)
+
+# The columns of an ImageRef, in the order of its fields, as both tables name them.
+REF_COLUMNS = "guild_id, channel_id, message_id, attachment_id, author_id, created_at, parent_id"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Identifies one image in Discord."""
+
+    guild_id: int | None  # None in DMs
+    channel_id: int  # the channel, thread or DM channel
+    message_id: int
+    attachment_id: int  # for an embed image, a stable synthetic id chosen by the caller
+    author_id: int
+    created_at: float  # unix seconds
+    parent_id: int | None = None  # the thread's parent channel, if channel_id is a thread
+
+    @property
+    def key(self) -> Key:
+        return (self.message_id, self.attachment_id)
+
+
+@dataclass(frozen=True)
+class Hit:
+    ref: ImageRef
+    score: float  # cosine similarity
+
+
+def ref_from_row(row: Iterable[Any]) -> ImageRef:
+    guild, channel, message, attachment, author, created, parent = row
+    return ImageRef(guild, channel, message, attachment, author, created, parent)
+
+
+def ref_params(ref: ImageRef) -> tuple[int | float | None, ...]:
+    return (
+        ref.guild_id,
+        ref.channel_id,
+        ref.message_id,
+        ref.attachment_id,
+        ref.author_id,
+        float(ref.created_at),
+        ref.parent_id,
+    )

@@ -1,0 +1,239 @@
+"""Every sentence a user reads: replies, refusals, errors and notes, in one file.
+
+Kept together so that a reviewer or a translator reads them all in one place. Command help texts
+and slash-option descriptions stay beside their commands, where discord.py wants them.
+"""
+
+from __future__ import annotations
+
+import math
+
+# -- images that cannot be used (the CLI prints these too) --------------------------------------
+
+EMPTY_FILE = "the file is empty"
+IMAGE_BOMB = "the image is too large to open safely"
+IMAGE_TRUNCATED = "the image is cut off; try uploading it again"
+IMAGE_CORRUPT = "the image is damaged and cannot be read"
+IMAGE_NO_SIZE = "the image is damaged and cannot be read (it has no size)"
+NOT_AN_IMAGE = "this is not an image, or not a kind we can read"
+
+
+# What a file that is not an image looks like, by the kind its first bytes show.
+FILE_KINDS = {
+    "pdf": "a PDF document",
+    "zip": "a ZIP archive or Office document",
+    "linux": "a Linux program",
+    "windows": "a Windows program",
+    "macos": "a macOS program",
+    "macos_java": "a macOS or Java program",
+    "gzip": "a gzip archive",
+    "rar": "a RAR archive",
+    "7z": "a 7-Zip archive",
+    "video": "a video",
+    "audio": "an audio file",
+    "ogg": "an audio or video file",
+    "html": "a web page",
+    "xml": "an XML document",
+    "text": "a text file",
+}
+
+
+def unreadable_file(reason: str) -> str:
+    return f"cannot read the file: {reason}"
+
+
+def megabytes(size: float) -> str:
+    return f"{size:.1f} MB"
+
+
+def byte_count(size: int) -> str:
+    return f"{size:,} bytes"
+
+
+def file_too_large(size: str, limit: str) -> str:
+    return f"the file is {size}; the limit is {limit}"
+
+
+def file_larger_than(limit: str) -> str:
+    return f"the file is larger than the {limit} limit"
+
+
+def not_an_image(looks_like: str) -> str:
+    return f"this is not an image (looks like {looks_like})"
+
+
+def svg_refused(allowed: str) -> str:
+    return f"SVG drawings cannot be read here; please send a {allowed} image"
+
+
+def format_refused(name: str, allowed: str) -> str:
+    return f"{name} images are not supported; please send a {allowed} image"
+
+
+def colour_mode_refused(mode: str) -> str:
+    return f"this image's colour format ({mode}) is not supported"
+
+
+def too_many_pixels(width: int, height: int, pixels: int, limit: int) -> str:
+    return (
+        f"the image is {width} × {height} pixels ({pixels / 1e6:.1f} megapixels); "
+        f"the limit is {limit / 1e6:.1f} megapixels"
+    )
+
+
+def too_thin(width: int, height: int, ratio: float, limit: float) -> str:
+    return (
+        f"the image is {width} × {height} pixels, too long and thin "
+        f"({ratio:.0f}:1); the limit is {limit:g}:1"
+    )
+
+
+# -- images that could not be fetched ------------------------------------------------------------
+
+LINK_NOT_WEB = "that image link is not a web address"
+HOST_NOT_DISCORD = "that image is not hosted by Discord, so it was not fetched"
+IMAGE_GONE = "the image is gone (deleted, or its link expired)"
+FETCH_TIMED_OUT = "fetching the image timed out"
+FETCH_FAILED = "the image could not be fetched from Discord"
+
+
+def fetch_refused(status: int) -> str:
+    return f"Discord did not send the image (HTTP {status})"
+
+
+# -- the syntax of find ---------------------------------------------------------------------------
+
+QUOTE_NOT_CLOSED = "the query's closing quote is missing"
+QUERY_MISSING = 'say what to look for, e.g. `find "a photo of parrots"`'
+QUERY_MISSING_SLASH = "say what to look for"
+SCOPE_CHOICES = "`scope:` must be `channel` or `server`"
+
+
+def unknown_find_word(word: str) -> str:
+    return (
+        f"I don't understand {word!r}: after the query, use `top: 3` or "
+        "`scope: server` (put the query in quotes if it contains such words)"
+    )
+
+
+def flag_needs_value(name: str) -> str:
+    return f"`{name}:` needs a value"
+
+
+def flag_given_twice(name: str) -> str:
+    return f"`{name}:` is given twice"
+
+
+def top_range(most: int) -> str:
+    return f"`top:` must be a number from 1 to {most}"
+
+
+# -- replies to commands --------------------------------------------------------------------------
+
+
+def no_image(lookback: int) -> str:
+    return (
+        "I found no image to caption: attach one, reply to a message with one, "
+        f"or post one in the last {lookback} messages of this channel."
+    )
+
+
+def caption_refused(filename: str, reason: object) -> str:
+    return f"can't use {filename}: {reason}"
+
+
+def numbered(position: int, total: int, line: str) -> str:
+    return f"{position}. {line}" if total > 1 else line
+
+
+def images_skipped(skipped: int, most: int) -> str:
+    plural = "s" if skipped > 1 else ""
+    return f"({skipped} more image{plural} skipped: at most {most} at a time.)"
+
+
+def latest_image_note(jump_url: str) -> str:
+    return f"\n-# captioned the latest image: {jump_url}"
+
+
+def menu_source_note(jump_url: str) -> str:
+    return f"\n-# {jump_url}"
+
+
+EMPTY_INDEX = (
+    "I have no images indexed here yet. I index every image posted in channels I can read "
+    "from the moment I join; a moderator can run `index` to add this channel's history."
+)
+
+
+def result_title(rank: int, score: float, weak: bool) -> str:
+    return f"#{rank} · score {score:.2f}" + (" · weak match" if weak else "")
+
+
+def posted_by(mention: str, jump_url: str) -> str:
+    return f"Posted by {mention}: {jump_url}"
+
+
+def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
+    """`whose` is None for the asker's own images, else the member's display name."""
+    owner = "your" if whose is None else f"{whose}'s"
+    where = "this server's" if in_server else "this conversation's"
+    return f"Removed {removed} of {owner} image{_s(removed)} from {where} index."
+
+
+BACKFILL_STARTED = "Reading this channel's history…"
+
+
+def backfill_progress(seen: int, queued: int) -> str:
+    return f"Read {seen} messages, {queued} new images queued…"
+
+
+def backfill_read(seen: int, queued: int) -> str:
+    return f"Read {seen} messages; indexing {queued} new images…"
+
+
+def backfill_done(added: int, seen: int) -> str:
+    return f"Done: added {added} image{_s(added)} from {seen} messages."
+
+
+def synced(count: int, everywhere: bool, names: list[str]) -> str:
+    scope = "every server" if everywhere else "this server"
+    return f"Synced {count} commands to {scope}: {', '.join(names)}."
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def slow_down(retry_after: float) -> str:
+    return f"Slow down a little: try again in {max(1, math.ceil(retry_after))} s."
+
+
+BUSY = "I'm busy with other requests right now; try again in a moment."
+OUT_OF_MEMORY = (
+    "I can't do that right now: the model ran out of memory. "
+    "Try again in a moment, or with fewer images."
+)
+OUR_BUG = "Something went wrong on my side; the admins can find the details in the log."
+OWNERS_ONLY = "Only the bot's owners can do that."
+SERVERS_ONLY = "That works only in a server, not in DMs."
+NOT_HERE = "You can't use that command here."
+
+
+def image_refused(reason: str) -> str:
+    return f"I can't use that image: {reason}."
+
+
+def image_not_fetched(reason: object) -> str:
+    return f"I couldn't get that image: {reason}."
+
+
+def search_unreadable(reason: object) -> str:
+    return f"I couldn't read that search: {reason}."
+
+
+def permission_needed(permissions: list[str]) -> str:
+    needed = ", ".join(p.replace("_", " ").title() for p in permissions)
+    return f"You need the {needed} permission for that."
+
+
+def _s(count: int) -> str:
+    return "s" if count != 1 else ""

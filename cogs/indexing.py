@@ -1,0 +1,89 @@
+"""`!index` and `!forget`, and the listeners that keep the index current."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot import wording
+from bot.chat import history
+from bot.chat.client import Glimpse
+
+BACKFILL_WAIT_S = 30 * 60
+
+
+class Indexing(commands.Cog):
+    def __init__(self, bot: Glimpse) -> None:
+        self.bot = bot
+
+    @commands.command(name="forget", usage="[@member]")
+    async def forget_command(
+        self, ctx: commands.Context[Any], member: discord.Member | None = None
+    ) -> None:
+        """Remove your images (or, with Manage Messages, a member's) from this server's index."""
+        target = member or ctx.author
+        if target.id != ctx.author.id and not ctx.permissions.manage_messages:
+            raise commands.MissingPermissions(["manage_messages"])
+        guild_id = ctx.guild.id if ctx.guild else None
+        removed = await self.bot.index.forget_author(guild_id, target.id)
+        whose = None if target.id == ctx.author.id else target.display_name
+        text = wording.forgotten(removed, whose, in_server=ctx.guild is not None)
+        await ctx.reply(text, mention_author=False)
+
+    @commands.command(name="index")
+    @commands.guild_only()
+    @commands.has_permissions(manage_messages=True)
+    async def index_command(self, ctx: commands.Context[Any]) -> None:
+        """Add this channel's earlier images to the index (up to INDEX_PER_CHANNEL)."""
+        bot, channel = self.bot, ctx.channel
+        before = await bot.index.count([channel.id])
+        progress = await ctx.reply(wording.BACKFILL_STARTED, mention_author=False)
+
+        async def report(seen: int, queued: int) -> None:
+            await progress.edit(content=wording.backfill_progress(seen, queued))
+
+        limit = bot.settings.index_per_channel
+        seen, queued = await history.backfill(channel, bot.indexer, bot.indexable, limit, report)
+        await progress.edit(content=wording.backfill_read(seen, queued))
+        await bot.indexer.wait_until_done([channel.id], limit_s=BACKFILL_WAIT_S)
+        added = await bot.index.count([channel.id]) - before
+        await progress.edit(content=wording.backfill_done(added, seen))
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        await self.bot.indexer.submit(self.bot.indexable(message))
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self.bot.index.remove_messages([payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self.bot.index.remove_messages(payload.message_ids)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Removed images leave the index; images that appear later (unfurled links) join it."""
+        sources = self.bot.indexable(payload.message)
+        kept = [source.ref.attachment_id for source in sources]
+        await self.bot.index.keep_only_attachments(payload.message_id, kept)
+        await self.bot.indexer.submit(sources)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self.bot.index.remove_channel(channel.id)
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        await self.bot.index.remove_channel(payload.thread_id)
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.bot.index.remove_guild(guild.id)
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, Glimpse)
+    await bot.add_cog(Indexing(bot))
