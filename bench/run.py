@@ -120,6 +120,7 @@ def fill_index(path: Path, model_id: str, count: int, dim: int) -> IndexStore:
             ImageRef(1, 1000 + (start + i) % CHANNELS, 10_000 + start + i, 1, 7, time.time())
             for i in range(n)
         ]
+        index.add_pending(refs)
         index.add((ref, f"{ref.message_id:x}", vec) for ref, vec in zip(refs, vectors, strict=True))
     return index
 

@@ -180,6 +180,21 @@ def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
     return f"Removed {removed} of {owner} image{_s(removed)} from {where} index."
 
 
+def opted_out(removed: int, in_server: bool) -> str:
+    where = "this server" if in_server else "this conversation"
+    return (
+        f"Done: I removed {removed} of your image{_s(removed)} from {where}'s index and won't "
+        f"index your uploads in {where} until you say `optin`."
+    )
+
+
+def opted_in(was_out: bool, in_server: bool) -> str:
+    where = "this server" if in_server else "this conversation"
+    if not was_out:
+        return f"You were not opted out: I index your uploads in {where} already."
+    return f"Done: I'll index the images you post in {where} from now on (not earlier ones)."
+
+
 BACKFILL_STARTED = "Reading this channel's history…"
 
 

@@ -1,4 +1,4 @@
-"""`!index` and `!forget`, and the listeners that keep the index current."""
+"""`!index`, `!forget`, `!optout` and `!optin`, and the listeners that keep the index current."""
 
 from __future__ import annotations
 
@@ -31,6 +31,21 @@ class Indexing(commands.Cog):
         whose = None if target.id == ctx.author.id else target.display_name
         text = wording.forgotten(removed, whose, in_server=ctx.guild is not None)
         await ctx.reply(text, mention_author=False)
+
+    @commands.command(name="optout")
+    async def optout_command(self, ctx: commands.Context[Any]) -> None:
+        """Remove your images from this server's index and stop indexing your uploads here."""
+        guild_id = ctx.guild.id if ctx.guild else None
+        removed = await self.bot.index.opt_out(guild_id, ctx.author.id)
+        text = wording.opted_out(removed, in_server=ctx.guild is not None)
+        await ctx.reply(text, mention_author=False)
+
+    @commands.command(name="optin")
+    async def optin_command(self, ctx: commands.Context[Any]) -> None:
+        """Index your uploads in this server again, from now on (after `optout`)."""
+        guild_id = ctx.guild.id if ctx.guild else None
+        was_out = await self.bot.index.opt_in(guild_id, ctx.author.id)
+        await ctx.reply(wording.opted_in(was_out, ctx.guild is not None), mention_author=False)
 
     @commands.command(name="index")
     @commands.guild_only()

@@ -64,6 +64,13 @@ def keys(hits: Iterable[Hit]) -> list[tuple[int, int]]:
     return [(h.ref.message_id, h.ref.attachment_id) for h in hits]
 
 
+def queue_and_add(store: IndexStore, items: Iterable[tuple[ImageRef, str, np.ndarray]]) -> int:
+    """An upload's way in: queued when seen, stored once embedded."""
+    items = list(items)
+    store.add_pending([r for r, _, _ in items])
+    return store.add(items)
+
+
 def contains(store: IndexStore, message_id: int, attachment_id: int) -> bool:
     """Indexed and searchable: in the in-memory vectors of the current model."""
     return (message_id, attachment_id) in store._vectors
@@ -122,7 +129,7 @@ def test_newer_schema_is_refused(db: Path) -> None:
 
 def test_close_is_idempotent_and_checkpoints(db: Path) -> None:
     idx = IndexStore(db, "clip-a")
-    idx.add([item(ref(1))])
+    queue_and_add(idx, [item(ref(1))])
     idx.close()
     idx.close()
     wal = db.with_name(db.name + "-wal")
@@ -137,8 +144,8 @@ def test_close_is_idempotent_and_checkpoints(db: Path) -> None:
 
 
 def test_add_pending_is_idempotent_and_oldest_first(index: IndexStore) -> None:
-    assert index.add_pending([ref(5), ref(3), ref(3, 2, channel=11)]) == 3
-    assert index.add_pending([ref(3), ref(4)]) == 1
+    assert len(index.add_pending([ref(5), ref(3), ref(3, 2, channel=11)])) == 3
+    assert len(index.add_pending([ref(3), ref(4)])) == 1
     assert [(r.message_id, r.attachment_id) for r in index.pending()] == [
         (3, 1),
         (3, 2),
@@ -154,8 +161,8 @@ def test_add_pending_is_idempotent_and_oldest_first(index: IndexStore) -> None:
 
 
 def test_add_pending_skips_indexed(index: IndexStore) -> None:
-    index.add([item(ref(1))])
-    assert index.add_pending([ref(1), ref(2)]) == 1
+    queue_and_add(index, [item(ref(1))])
+    assert len(index.add_pending([ref(1), ref(2)])) == 1
     assert index.pending() == [ref(2)]
 
 
@@ -178,25 +185,38 @@ def test_pending_survives_restart(db: Path) -> None:
 # -- storing ------------------------------------------------------------------------------
 
 
-def test_add_takes_refs_off_pending_and_upserts(index: IndexStore) -> None:
+def test_add_takes_refs_off_pending_and_keeps_the_last_of_a_ref_given_twice(
+    index: IndexStore,
+) -> None:
     index.add_pending([ref(1), ref(2)])
     assert index.add([item(ref(1)), item(ref(1), seed=7)]) == 1  # same ref twice: last wins
     assert index.pending() == [ref(2)]
     assert contains(index, 1, 1) and not contains(index, 2, 1)
     (hit,) = index.search(unit(7), [10])
     assert hit.ref == ref(1) and hit.score == pytest.approx(1.0, abs=1e-6)
-    index.add([item(ref(1), seed=8)])  # upsert: replaces, does not duplicate
+    assert queue_and_add(index, [item(ref(1), seed=8)]) == 0  # indexed already: not queued again
     assert index.count() == 1
-    (hit,) = index.search(unit(8), [10])
-    assert hit.score == pytest.approx(1.0, abs=1e-6)
+
+
+def test_an_image_removed_while_it_was_embedded_stays_removed(index: IndexStore) -> None:
+    index.add_pending([ref(1), ref(2), ref(3, author=101), ref(4, 2)])
+    taken = index.pending()  # the indexer takes a batch, then embeds it for a while
+    index.remove_messages([1])  # deleted meanwhile
+    index.forget_author(1, 101)  # forgotten meanwhile
+    index.keep_only_attachments(4, [1])  # edited away meanwhile
+    assert index.add([item(r) for r in taken]) == 1
+    assert contains(index, 2, 1) and index.count() == 1 and index.pending_count() == 0
+    index.close()
+    with IndexStore(index.path, "clip-a") as again:  # and after a restart
+        assert again.count() == 1 and again.pending_count() == 0
 
 
 def test_add_validates_before_writing(index: IndexStore) -> None:
-    index.add([item(ref(1))])
+    queue_and_add(index, [item(ref(1))])
     with pytest.raises(ValueError, match="dim"):
-        index.add([item(ref(2)), (ref(3), "h", np.ones(DIM + 1, np.float32))])
+        queue_and_add(index, [item(ref(2)), (ref(3), "h", np.ones(DIM + 1, np.float32))])
     with pytest.raises(ValueError, match="finite"):
-        index.add([(ref(4), "h", np.full(DIM, np.nan, np.float32))])
+        queue_and_add(index, [(ref(4), "h", np.full(DIM, np.nan, np.float32))])
     assert index.count() == 1 and not contains(index, 2, 1)
     with pytest.raises(ValueError, match="dim"):
         index.search(np.ones(DIM + 1), [10])
@@ -205,10 +225,10 @@ def test_add_validates_before_writing(index: IndexStore) -> None:
 def test_same_content_in_two_messages_is_two_rows_one_embedding(index: IndexStore) -> None:
     vec = unit(42)
     assert index.embedding_for_hash("abc") is None
-    index.add([(ref(1), "abc", vec)])
+    queue_and_add(index, [(ref(1), "abc", vec)])
     cached = index.embedding_for_hash("abc")
     assert cached is not None and np.array_equal(cached, vec)
-    index.add([(ref(2, channel=11), "abc", cached)])
+    queue_and_add(index, [(ref(2, channel=11), "abc", cached)])
     assert index.count() == 2
     hits = index.search(vec, [10, 11], top=5)
     assert sorted(keys(hits)) == [(1, 1), (2, 1)]
@@ -225,15 +245,15 @@ def test_same_content_in_two_messages_is_two_rows_one_embedding(index: IndexStor
 
 def test_per_channel_bound_keeps_the_newest(db: Path) -> None:
     with IndexStore(db, "clip-a", per_channel=3) as idx:
-        idx.add([item(ref(m)) for m in (5, 1, 4)])
-        idx.add([item(ref(m)) for m in (2, 6)] + [item(ref(50, channel=11))])
+        queue_and_add(idx, [item(ref(m)) for m in (5, 1, 4)])
+        queue_and_add(idx, [item(ref(m)) for m in (2, 6)] + [item(ref(50, channel=11))])
         assert sorted(keys(idx.search(unit(0), [10], top=10))) == [(4, 1), (5, 1), (6, 1)]
         assert idx.count([11]) == 1
         # Older than everything a full channel keeps: not queued, and dropped if queued.
-        assert idx.add_pending([ref(3), ref(7)]) == 1
-        idx.add([item(ref(8)), item(ref(9))])  # keeps 6, 8, 9: 7 may still make it
+        assert len(idx.add_pending([ref(3), ref(7)])) == 1
+        queue_and_add(idx, [item(ref(8)), item(ref(9))])  # keeps 6, 8, 9: 7 may still make it
         assert idx.pending() == [ref(7)]
-        idx.add([item(ref(10))])  # keeps 8, 9, 10: 7 would be pruned at once, so it goes
+        queue_and_add(idx, [item(ref(10))])  # keeps 8, 9, 10: 7 would be pruned at once, so it goes
         assert idx.pending() == []
         assert sorted(keys(idx.search(unit(0), [10], top=10))) == [(8, 1), (9, 1), (10, 1)]
 
@@ -242,14 +262,15 @@ def test_prune_applies_bound_everywhere_and_retention(db: Path) -> None:
     now = [10 * 86400.0]
     with IndexStore(db, "clip-a", retention_days=2, clock=lambda: now[0]) as idx:
         day = 86400.0
-        idx.add([item(ref(1, created=7 * day)), item(ref(2, created=9 * day))])
-        assert idx.count() == 1  # 1 was already past retention: written, then expired
-        idx.add([item(ref(6, created=9.2 * day))])
-        assert idx.add_pending([ref(3, created=7 * day), ref(4, created=9.5 * day)]) == 1
+        queue_and_add(idx, [item(ref(1, created=7 * day)), item(ref(2, created=9 * day))])
+        assert idx.count() == 1  # 1 was already past retention: never queued
+        queue_and_add(idx, [item(ref(6, created=9.2 * day))])
+        assert len(idx.add_pending([ref(3, created=7 * day), ref(4, created=9.5 * day)])) == 1
         assert idx.prune(now=12 * day) == 3  # 2, 6 and pending 4 (all before day 10)
         assert idx.count() == 0 and idx.pending_count() == 0
-        now[0] = 20 * day
-        assert idx.add([item(ref(5, created=10 * day))]) == 1  # written, then expired
+        assert len(idx.add_pending([ref(5, created=10 * day)])) == 1
+        now[0] = 20 * day  # its embedding arrives after it aged out: written, then expired
+        assert idx.add([item(ref(5, created=10 * day))]) == 1
         assert idx.count() == 0
     with IndexStore(db, "clip-a", per_channel=1) as idx:
         assert idx.prune() == 0
@@ -257,7 +278,7 @@ def test_prune_applies_bound_everywhere_and_retention(db: Path) -> None:
 
 def test_prune_bound_after_lowering_per_channel(db: Path) -> None:
     with IndexStore(db, "clip-a") as idx:
-        idx.add([item(ref(m)) for m in range(1, 11)])
+        queue_and_add(idx, [item(ref(m)) for m in range(1, 11)])
         idx.add_pending([ref(0)])
     with IndexStore(db, "clip-a", per_channel=4) as idx:
         assert idx.prune() == 7  # 6 indexed rows and the older pending one
@@ -268,7 +289,7 @@ def test_prune_bound_after_lowering_per_channel(db: Path) -> None:
 
 
 def test_remove_messages_and_edited_attachments(index: IndexStore) -> None:
-    index.add([item(ref(1, a)) for a in (1, 2, 3)] + [item(ref(2))])
+    queue_and_add(index, [item(ref(1, a)) for a in (1, 2, 3)] + [item(ref(2))])
     index.add_pending([ref(1, 4), ref(3)])
     assert index.keep_only_attachments(1, {2}) == 3  # 1/1, 1/3 indexed and 1/4 pending
     assert sorted(keys(index.search(unit(0), [10], top=10))) == [(1, 2), (2, 1)]
@@ -279,7 +300,9 @@ def test_remove_messages_and_edited_attachments(index: IndexStore) -> None:
 
 
 def test_remove_channel_includes_its_threads(index: IndexStore) -> None:
-    index.add([item(ref(1)), item(ref(2, channel=12, parent=10)), item(ref(3, channel=11))])
+    queue_and_add(
+        index, [item(ref(1)), item(ref(2, channel=12, parent=10)), item(ref(3, channel=11))]
+    )
     index.add_pending([ref(4, channel=12, parent=10)])
     assert index.remove_channel(10) == 3
     assert index.count() == 1 and index.pending_count() == 0
@@ -287,13 +310,14 @@ def test_remove_channel_includes_its_threads(index: IndexStore) -> None:
 
 
 def test_remove_guild_and_forget_author(index: IndexStore) -> None:
-    index.add(
+    queue_and_add(
+        index,
         [
             item(ref(1, guild=1, author=7)),
             item(ref(2, guild=1, author=8)),
             item(ref(3, guild=2, channel=20, author=7)),
             item(ref(4, guild=None, channel=30, author=7)),
-        ]
+        ],
     )
     index.add_pending([ref(5, guild=1, author=7), ref(6, guild=None, channel=30, author=7)])
     assert index.forget_author(1, 7) == 2
@@ -310,7 +334,7 @@ def test_remove_guild_and_forget_author(index: IndexStore) -> None:
 def test_search_ranks_restricts_and_bounds(index: IndexStore) -> None:
     q = unit(1000)
     refs = [ref(m, channel=10 + m % 3) for m in range(1, 31)]
-    index.add([item(r) for r in refs])
+    queue_and_add(index, [item(r) for r in refs])
     hits = index.search(q, [10, 11], top=5)
     expected = sorted(
         (r for r in refs if r.channel_id in (10, 11)),
@@ -333,14 +357,14 @@ def test_search_on_an_empty_index(index: IndexStore) -> None:
 
 def test_ties_prefer_newer_messages(index: IndexStore) -> None:
     vec = unit(5)
-    index.add([(ref(m), "same", vec) for m in (3, 9, 6)])
+    queue_and_add(index, [(ref(m), "same", vec) for m in (3, 9, 6)])
     assert keys(index.search(vec, [10], top=2)) == [(9, 1), (6, 1)]
 
 
 def test_last_message_id_and_channels(index: IndexStore) -> None:
     assert index.last_message_id(10) is None
     assert index.channels() == []
-    index.add([item(ref(5)), item(ref(3, channel=30, guild=None))])
+    queue_and_add(index, [item(ref(5)), item(ref(3, channel=30, guild=None))])
     index.add_pending([ref(9), ref(2, channel=11)])
     assert index.last_message_id(10) == 9
     assert index.last_message_id(30) == 3
@@ -349,7 +373,7 @@ def test_last_message_id_and_channels(index: IndexStore) -> None:
 
 def test_rows_of_a_bad_size_are_requeued_on_load(db: Path) -> None:
     with IndexStore(db, "clip-a") as idx:
-        idx.add([item(ref(1)), item(ref(2))])
+        queue_and_add(idx, [item(ref(1)), item(ref(2))])
     conn = sqlite3.connect(db)
     conn.execute("UPDATE images SET embedding = x'00' WHERE message_id = 2")
     conn.commit()
@@ -363,7 +387,7 @@ def test_rows_of_a_bad_size_are_requeued_on_load(db: Path) -> None:
 
 def test_model_change_never_mixes_embedding_spaces(db: Path) -> None:
     with IndexStore(db, "clip-a") as idx:
-        idx.add([item(ref(m)) for m in (1, 2, 3)])
+        queue_and_add(idx, [item(ref(m)) for m in (1, 2, 3)])
     with IndexStore(db, "clip-b") as idx:
         assert idx.model_id == "clip-b"
         assert idx.count() == 0
@@ -371,12 +395,12 @@ def test_model_change_never_mixes_embedding_spaces(db: Path) -> None:
         assert not contains(idx, 1, 1)
         assert idx.embedding_for_hash("hash11") is None
         assert stale_refs(idx) == [ref(1), ref(2), ref(3)]
-        assert idx.add_pending([ref(1)]) == 1  # moved to pending, no longer stale
+        assert len(idx.add_pending([ref(1)])) == 1  # moved to pending, no longer stale
         assert stale_refs(idx) == [ref(2), ref(3)]
         assert idx.requeue_stale() == 2
         assert stale_refs(idx) == [] and idx.pending_count() == 3
         new = unit(77, dim=4)  # another model, another dimension
-        idx.add([(ref(2), "hash21", new)])
+        queue_and_add(idx, [(ref(2), "hash21", new)])
         assert keys(idx.search(new, [10], top=5)) == [(2, 1)]
     with IndexStore(db, "clip-a") as idx:  # back to the old model: only its rows, none left
         assert idx.count() == 0
@@ -390,7 +414,7 @@ def test_reopen_gives_the_same_results(db: Path) -> None:
     with IndexStore(db, "clip-a", per_channel=60) as idx:
         vecs = rng.standard_normal((len(refs), DIM)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        idx.add(zip(refs, (f"h{i}" for i in range(len(refs))), vecs, strict=True))
+        queue_and_add(idx, zip(refs, (f"h{i}" for i in range(len(refs))), vecs, strict=True))
         idx.remove_messages(range(250, 260))
         before = [idx.search(q, [10, 11, 13], top=7) for q in queries]
         count = idx.count()
@@ -506,6 +530,7 @@ class IndexMachine(RuleBasedStateMachine):
         self.now = 50_000.0
         self.indexed: dict[Key, tuple[ImageRef, str]] = {}
         self.pend: dict[Key, ImageRef] = {}
+        self.in_flight: list[Key] = []
         self.index = self.open()
 
     def open(self) -> IndexStore:
@@ -557,25 +582,37 @@ class IndexMachine(RuleBasedStateMachine):
                 continue
             self.pend[r.key] = r
             expected += 1
-        assert self.index.add_pending(refs) == expected
+        assert len(self.index.add_pending(refs)) == expected
 
     @rule(picks=st.lists(st.tuples(key_st, st.sampled_from(HASHES)), max_size=6))
     def add(self, picks: list[tuple[Key, str]]) -> None:
+        """Embeddings arrive; only images still queued are written (deleted stays deleted)."""
         items = [(universe_ref(*k), h, HASH_VECS[h]) for k, h in picks]
-        for r, h, _ in items:
-            self.indexed[r.key] = (r, h)
-            self.pend.pop(r.key, None)
-        for channel in {r.channel_id for r, _, _ in items}:
+        written = {r.key: (r, h) for r, h, _ in items if r.key in self.pend}
+        for key, entry in written.items():
+            self.indexed[key] = entry
+            del self.pend[key]
+        for channel in {r.channel_id for r, _ in written.values()}:
             self.prune_channel(channel)
-        if items:
+        if written:
             self.prune_retention(self.now)
-        assert self.index.add(items) == len({r.key for r, _, _ in items})
+        assert self.index.add(items) == len(written)
 
     @rule(picks=st.lists(key_st, max_size=4))
     def add_pending_then_embed(self, picks: list[Key]) -> None:
         self.add_pending(picks)
         queued = self.index.pending(limit=2)
         self.add([(r.key, HASHES[r.message_id % len(HASHES)]) for r in queued])
+
+    @rule(limit=st.integers(1, 3))
+    def start_embedding(self, limit: int) -> None:
+        """The indexer takes a batch; removals and restarts may happen before it finishes."""
+        self.in_flight = [r.key for r in self.index.pending(limit=limit)]
+
+    @rule()
+    def finish_embedding(self) -> None:
+        self.add([(k, HASHES[k[0] % len(HASHES)]) for k in self.in_flight])
+        self.in_flight = []
 
     @rule(messages=st.lists(st.integers(1, 40), max_size=3))
     def remove_messages(self, messages: list[int]) -> None:
@@ -698,7 +735,7 @@ def test_search_speed_over_100k_embeddings(tmp_path: Path) -> None:
             ]
             items = list(zip(refs, (f"{r.message_id:064x}" for r in refs), vecs, strict=True))
             t0 = time.perf_counter()
-            idx.add(items)
+            queue_and_add(idx, items)
             insert_s += time.perf_counter() - t0
         assert idx.count() == n
 
@@ -736,3 +773,28 @@ def test_search_speed_over_100k_embeddings(tmp_path: Path) -> None:
     assert subset_ms < 50
     assert extra < 0.1 * n * dim * 4
     assert matrix_mb < 1.3 * n * dim * 4 / 2**20
+
+
+# -- opting out ---------------------------------------------------------------------------
+
+
+def test_opt_out_removes_and_keeps_out_until_opt_in_across_restarts(db: Path) -> None:
+    with IndexStore(db, "clip-a") as idx:
+        queue_and_add(idx, [item(ref(1, author=7)), item(ref(2, author=8))])
+        idx.add_pending([ref(3, author=7), ref(4, author=7, guild=None, channel=30)])
+        assert idx.opt_out(1, 7) == 2  # indexed 1 and pending 3, in this server only
+        assert idx.count() == 1 and idx.pending() == [ref(4, author=7, guild=None, channel=30)]
+        assert idx.add_pending([ref(5, author=7)]) == []  # later uploads stay out
+    with IndexStore(db, "clip-a") as idx:  # the choice survives a restart
+        assert idx.add_pending([ref(6, author=7)]) == []
+        assert idx.add_pending([ref(6, author=7, guild=2, channel=20)]) != []  # other server
+        assert idx.opt_in(1, 7) is True and idx.opt_in(1, 7) is False
+        assert [r.message_id for r in idx.add_pending([ref(7, author=7)])] == [7]
+        assert idx.count() == 1  # opting in brings nothing back: only what comes after
+
+
+def test_opting_out_in_a_dm_covers_that_conversation(index: IndexStore) -> None:
+    dm = {"guild": None, "channel": 30, "author": 7}
+    queue_and_add(index, [item(ref(1, **dm)), item(ref(2, author=7))])
+    assert index.opt_out(None, 7) == 1
+    assert index.add_pending([ref(3, **dm)]) == [] and index.count() == 1

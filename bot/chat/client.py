@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -19,7 +20,7 @@ from bot.chat.sources import indexable_sources, source_for
 from bot.config import Settings
 from bot.health import HEARTBEAT_FILE, Heartbeat
 from bot.images.fetcher import ImageSource, MediaFetcher
-from bot.index.background import Indexer
+from bot.index.background import Indexer, Unavailable
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 from bot.vision.service import VisionService
@@ -89,18 +90,29 @@ class Glimpse(commands.Bot):
             )
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
-        """The images of a message that the index takes (see `indexable_sources`)."""
+        """The images of a message that the index takes (see `indexable_sources`); none from a
+        member who opted out there."""
+        guild_id = message.guild.id if message.guild else None
+        if self.index.is_opted_out(guild_id, message.author.id):
+            return []
         return indexable_sources(message, self.settings.ignore_channels, self.fetcher.allowed_hosts)
 
     async def message_of(self, ref: ImageRef) -> discord.Message | None:
         return await history.message_of(self, ref)
 
     async def resolve_image(self, ref: ImageRef) -> ImageSource | None:
-        """A fresh URL for a queued image (URLs are never stored), or None if it is gone."""
+        """A fresh URL for a queued image (URLs are never stored), or None if it is gone.
+        Raises Unavailable when Discord or the network fails for now."""
         try:
             message = await self.message_of(ref)
         except (discord.NotFound, discord.Forbidden):
             return None
+        except discord.HTTPException as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise Unavailable(f"Discord answered HTTP {exc.status}") from exc
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"Discord could not be reached: {exc!r}") from exc
         if message is None:
             return None
         return source_for(message, ref.attachment_id, self.fetcher.allowed_hosts)

@@ -17,7 +17,15 @@ CHUNK = 64 * 1024
 
 
 class DownloadError(Exception):
-    """The image could not be fetched; the message is for the user."""
+    """The image could not be fetched; the message is for the user.
+
+    `transient`: the network or Discord failed for now (timeouts, connection errors, 5xx,
+    429), so a later try may work; otherwise the image is gone or was refused.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 async def download(
@@ -42,7 +50,8 @@ async def download(
             if resp.status in (403, 404, 410):
                 raise DownloadError(wording.IMAGE_GONE)
             if resp.status != 200:
-                raise DownloadError(wording.fetch_refused(resp.status))
+                busy = resp.status == 429 or resp.status >= 500
+                raise DownloadError(wording.fetch_refused(resp.status), transient=busy)
             declared = resp.content_length
             if declared is not None and declared > max_bytes:
                 raise too_large(declared, max_bytes)
@@ -53,7 +62,7 @@ async def download(
                     raise too_large(None, max_bytes)
             return bytes(data)
     except TimeoutError:
-        raise DownloadError(wording.FETCH_TIMED_OUT) from None
+        raise DownloadError(wording.FETCH_TIMED_OUT, transient=True) from None
     except aiohttp.ClientError as exc:
         log.info("download of %s failed: %s", target.with_query(None), exc)
-        raise DownloadError(wording.FETCH_FAILED) from None
+        raise DownloadError(wording.FETCH_FAILED, transient=True) from None

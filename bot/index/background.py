@@ -1,7 +1,9 @@
 """Background indexing: uploads are queued in the database, then embedded as capacity allows.
 
 A queued upload survives restarts (only IDs are stored; the message is fetched again for a fresh
-URL). Identical images are embedded once, by content hash.
+URL). Identical images are embedded once, by content hash. An outage costs time, never work:
+when Discord or the network fails, the batch waits (1 s, doubling, at most RETRY_CAP_S) and is
+tried again; only a failure that is the image's own (refused, undecodable, gone) drops it.
 """
 
 from __future__ import annotations
@@ -21,14 +23,25 @@ from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import Decoded
 from bot.index.image_index import ImageIndex
+from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
 
-MIN_BACKOFF_S, MAX_BACKOFF_S = 0.25, 30.0
+# Waits after a failure that is not the image's own; read at each use, so a test can scale them.
+RETRY_START_S = 1.0
+RETRY_CAP_S = 300.0
 
 Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
+
+
+class Unavailable(Exception):
+    """Discord or the network failed for now; the work waits and is tried again."""
+
+
+class Gone(Exception):
+    """The image's message or attachment no longer exists (or can no longer be read)."""
 
 
 class Indexer:
@@ -46,10 +59,11 @@ class Indexer:
         self.fetcher = fetcher
         self.resolve = resolve
         self.batch_size = batch_size
-        self._urls: dict[Key, ImageSource] = {}
-        self._held: dict[Key, ImageRef] = {}  # seen while the database refused new work
+        self.progress = Progress()
+        self._urls: dict[Key, ImageSource] = {}  # URLs of queued uploads, while they are fresh
+        self._held: dict[Key, ImageSource] = {}  # seen while the database refused new work
         self._wake = asyncio.Event()
-        self._progress = asyncio.Condition()
+        self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -65,33 +79,40 @@ class Indexer:
             self._task = None
         with contextlib.suppress(sqlite3.Error):
             await self._queue_held()
+        with contextlib.suppress(sqlite3.Error):
+            self.progress.log_summary(await self.index.pending_count(), force=True)
 
     async def submit(self, sources: Iterable[ImageSource]) -> int:
         """Queues uploads in the database; if it is unavailable, holds them and keeps trying."""
-        sources = list(sources)
-        if not sources:
+        by_key = {source.ref.key: source for source in sources}
+        if not by_key:
             return 0
-        for source in sources:
-            self._urls[source.ref.key] = source
-        refs = [source.ref for source in sources]
         try:
-            added = await self.index.add_pending(refs)
+            added = await self.index.add_pending(s.ref for s in by_key.values())
         except sqlite3.Error as exc:
+            first = next(iter(by_key.values())).ref.message_id
             log.warning(
                 "cannot queue %d image(s) of message %s yet (%s); will retry",
-                len(refs),
-                refs[0].message_id,
+                len(by_key),
+                first,
                 exc,
             )
-            self._held.update((ref.key, ref) for ref in refs)
-            added = 0
+            self._held.update(by_key)
+            added = []
+        # Only what was queued is fetched later; a skipped source's URL is not kept.
+        self._urls.update((ref.key, by_key[ref.key]) for ref in added)
         self._wake.set()
-        return added
+        return len(added)
 
     async def _queue_held(self) -> None:
         if self._held:
-            await self.index.add_pending(self._held.values())
-            self._held.clear()
+            held, self._held = self._held, {}
+            try:
+                added = await self.index.add_pending(s.ref for s in held.values())
+            except BaseException:
+                self._held.update(held)
+                raise
+            self._urls.update((ref.key, held[ref.key]) for ref in added)
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
@@ -100,81 +121,110 @@ class Indexer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            async with self._progress:
+            async with self._done:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._progress.wait(), min(remaining, 0.5))
+                    await asyncio.wait_for(self._done.wait(), min(remaining, 0.5))
         return True
 
     async def _run(self) -> None:
-        backoff = MIN_BACKOFF_S
+        wait = RETRY_START_S
         while True:
-            try:
-                await self._queue_held()
-                refs = await self.index.pending(self.batch_size)
-            except sqlite3.Error as exc:
-                log.warning(
-                    "the index database is unavailable (%s); retrying in %.0f s", exc, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                continue
-            backoff = MIN_BACKOFF_S
+            if await self._step():
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RETRY_CAP_S)
+            else:
+                wait = RETRY_START_S
+
+    async def _step(self) -> bool:
+        """One batch; True when it must wait (an outage, or a database that refuses work)."""
+        refs: list[ImageRef] = []
+        try:
+            await self._queue_held()
+            refs = await self.index.pending(self.batch_size)
             if not refs:
+                self.progress.log_summary(0)
                 self._wake.clear()
                 await self._wake.wait()
-                continue
-            try:
-                await self._process(refs)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("indexing a batch of %d images failed; will retry", len(refs))
-                with contextlib.suppress(sqlite3.Error):
-                    await self.index.record_failure(refs)
-                await asyncio.sleep(1)
-            async with self._progress:
-                self._progress.notify_all()
+                return False
+            waiting = await self._process(refs)
+            self.progress.log_summary(await self.index.pending_count())
+        except sqlite3.Error as exc:
+            # The admin's to fix (a full disk, a lock held elsewhere); no image pays for it.
+            log.error("the index database refused work (%s); indexing waits and retries", exc)
+            waiting = True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("indexing a batch of %d images failed; will retry", len(refs))
+            with contextlib.suppress(sqlite3.Error):
+                dropped = await self.index.record_failure(refs)
+                self.progress.dropped_for("failed 3 times", dropped)
+            waiting = True
+        async with self._done:
+            self._done.notify_all()
+        return waiting
 
-    async def _process(self, refs: list[ImageRef]) -> None:
+    async def _process(self, refs: list[ImageRef]) -> bool:
+        """Indexes what it can of a batch; True when some of it must wait for an outage."""
+        fetched: dict[Key, Decoded] = {}
+        gone: list[ImageRef] = []
+        waiting: list[ImageRef] = []
+        for ref in refs:
+            try:
+                fetched[ref.key] = await self._fetch(ref)
+            except Unavailable as exc:
+                log.debug("image %s of message %s must wait: %s", *ref.key[::-1], exc)
+                waiting.append(ref)
+            except (ImageError, Gone) as exc:
+                reason = exc.code if isinstance(exc, ImageError) else "gone"
+                log.info("not indexing image %s of message %s: %s", *ref.key[::-1], exc)
+                self.progress.dropped_for(reason)
+                gone.append(ref)
+        ready = await self._embed([r for r in refs if r.key in fetched], fetched)
+        self.progress.indexed += await self.index.settle(ready, gone, [])
+        for ref in refs:
+            if ref not in waiting:
+                self._urls.pop(ref.key, None)
+        return bool(waiting)
+
+    async def _embed(
+        self, refs: list[ImageRef], fetched: dict[Key, Decoded]
+    ) -> list[tuple[ImageRef, str, np.ndarray]]:
+        """Each ref with its content hash and embedding; identical images are embedded once."""
         ready: list[tuple[ImageRef, str, np.ndarray]] = []
         to_embed: dict[str, list[ImageRef]] = {}
         images: dict[str, Image.Image] = {}
-        gone: list[ImageRef] = []
-        retry: list[ImageRef] = []
         for ref in refs:
-            try:
-                fetched = await self._fetch(ref)
-            except ImageError as exc:
-                log.info("not indexing image %s of message %s: %s", *ref.key[::-1], exc)
-                gone.append(ref)
-                continue
-            except DownloadError as exc:
-                log.info("could not fetch image %s of message %s: %s", *ref.key[::-1], exc)
-                retry.append(ref)
-                continue
-            if fetched is None:
-                gone.append(ref)
-            elif fetched.digest in to_embed:
-                to_embed[fetched.digest].append(ref)
-            elif (known := await self.index.embedding_for_hash(fetched.digest)) is not None:
-                ready.append((ref, fetched.digest, known))
+            digest = fetched[ref.key].digest
+            if digest in to_embed:
+                to_embed[digest].append(ref)
+            elif (known := await self.index.embedding_for_hash(digest)) is not None:
+                ready.append((ref, digest, known))
             else:
-                to_embed[fetched.digest] = [ref]
-                images[fetched.digest] = fetched.image
+                to_embed[digest] = [ref]
+                images[digest] = fetched[ref.key].image
         if to_embed:
             vectors = await self.vision.embed_images(list(images.values()), background=True)
             for (digest, twins), vector in zip(to_embed.items(), vectors, strict=True):
                 ready.extend((ref, digest, vector) for ref in twins)
-        dropped = await self.index.settle(ready, gone, retry)
-        if dropped:
-            log.warning("gave up on %d image(s) after repeated download failures", dropped)
-        for ref in refs:
-            self._urls.pop(ref.key, None)
-        if retry:
-            await asyncio.sleep(1.0)  # a failing CDN or network gets a moment before the retry
+        return ready
 
-    async def _fetch(self, ref: ImageRef) -> Decoded | None:
-        source = self._urls.get(ref.key) or await self.resolve(ref)
+    async def _fetch(self, ref: ImageRef) -> Decoded:
+        """Raises Unavailable (try later), Gone, or ImageError (refused)."""
+        source = self._urls.get(ref.key)
+        if source is not None:
+            try:
+                return await self._download(source)
+            except Gone:
+                self._urls.pop(ref.key, None)  # the URL may have expired: ask Discord again
+        source = await self.resolve(ref)
         if source is None:
-            return None
-        return await self.fetcher.fetch(source)
+            raise Gone("its message or attachment is gone")
+        self._urls[ref.key] = source
+        return await self._download(source)
+
+    async def _download(self, source: ImageSource) -> Decoded:
+        try:
+            return await self.fetcher.fetch(source)
+        except DownloadError as exc:
+            raise (Unavailable(str(exc)) if exc.transient else Gone(str(exc))) from None

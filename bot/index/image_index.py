@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bot.index.refs import Hit, ImageRef
+from bot.index.refs import Hit, ImageRef, member_of
 from bot.index.store import Embedded, IndexStore
 from bot.workers import Workers
 
@@ -45,7 +45,8 @@ class ImageIndex:
 
     # -- the queue of images to embed --------------------------------------------------------
 
-    async def add_pending(self, refs: Iterable[ImageRef]) -> int:
+    async def add_pending(self, refs: Iterable[ImageRef]) -> list[ImageRef]:
+        """Queues uploads to embed; returns those that were new."""
         return await self._workers.run("db", self._store.add_pending, list(refs))
 
     async def pending(self, limit: int) -> list[ImageRef]:
@@ -75,6 +76,18 @@ class ImageIndex:
         if gone:
             self._store.drop_pending(gone)
         return self._store.record_failure(failed) if failed else 0
+
+    # -- members who opted out ---------------------------------------------------------------
+
+    def is_opted_out(self, guild_id: int | None, author_id: int) -> bool:
+        """Read from memory: asked for every message, it must not wait for the database."""
+        return member_of(guild_id, author_id) in self._store.opted_out
+
+    async def opt_out(self, guild_id: int | None, author_id: int) -> int:
+        return await self._workers.run("db", self._store.opt_out, guild_id, author_id)
+
+    async def opt_in(self, guild_id: int | None, author_id: int) -> bool:
+        return await self._workers.run("db", self._store.opt_in, guild_id, author_id)
 
     # -- searching and counting -------------------------------------------------------------
 

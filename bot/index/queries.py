@@ -11,7 +11,7 @@ from collections.abc import Collection
 import numpy as np
 import numpy.typing as npt
 
-from bot.index.refs import REF_COLUMNS, ImageRef, Key, ref_from_row
+from bot.index.refs import REF_COLUMNS, ImageRef, Key, Member, ref_from_row
 from bot.index.vectors import VectorStore
 
 _LOAD_CHUNK = 4096
@@ -90,6 +90,10 @@ def channels(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
         "UNION ALL SELECT channel_id, guild_id FROM pending) ORDER BY channel_id"
     ).fetchall()
     return [(guild, channel) for guild, channel in rows]
+
+
+def opted_out(conn: sqlite3.Connection) -> frozenset[Member]:
+    return frozenset(conn.execute("SELECT guild_id, author_id FROM optouts").fetchall())
 
 
 def _channel_filter(channel_ids: Collection[int] | None) -> tuple[str, tuple[int, ...]]:

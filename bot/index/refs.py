@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[int, int]  # (message_id, attachment_id)
+Member = tuple[int, int]  # (guild_id, author_id); guild 0 for a member's DM with the bot
 
 # The columns of an ImageRef, in the order of its fields, as both tables name them.
 REF_COLUMNS = "guild_id, channel_id, message_id, attachment_id, author_id, created_at, parent_id"
@@ -50,3 +51,7 @@ def ref_params(ref: ImageRef) -> tuple[int | float | None, ...]:
         float(ref.created_at),
         ref.parent_id,
     )
+
+
+def member_of(guild_id: int | None, author_id: int) -> Member:
+    return (guild_id or 0, author_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -61,8 +61,16 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    # Members who said `!optout`, per server; guild 0 stands for their DM with the bot.
+    conn.execute(
+        "CREATE TABLE optouts (guild_id INTEGER NOT NULL, author_id INTEGER NOT NULL, "
+        "PRIMARY KEY (guild_id, author_id))"
+    )
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -10,18 +10,16 @@ mixed into a search.
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from bot.index import queries, removal, schema
-from bot.index.refs import REF_COLUMNS, Hit, ImageRef, Key, ref_params
+from bot.index import queries, removal
+from bot.index.database import Database
+from bot.index.refs import REF_COLUMNS, Hit, ImageRef, Key, Member, member_of, ref_params
 from bot.index.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -30,7 +28,7 @@ _THIS_KEY = "message_id = ? AND attachment_id = ?"
 Embedded = tuple[ImageRef, str, npt.ArrayLike]  # a ref, its content hash, its embedding
 
 
-class IndexStore:
+class IndexStore(Database):
     def __init__(
         self,
         path: Path,
@@ -44,58 +42,24 @@ class IndexStore:
             raise ValueError("per_channel must be at least 1")
         if retention_days < 0:
             raise ValueError("retention_days must be 0 (off) or positive")
-        self.path = Path(path)
+        super().__init__(Path(path))
         self.model_id = model_id
         self.per_channel = per_channel
         self.retention_days = retention_days
         self._clock = clock
-        self._lock = threading.RLock()
-        self._conn = schema.connect(self.path)
-        self._closed = False
         self._vectors = VectorStore()
+        self.opted_out: frozenset[Member] = frozenset()  # replaced whole, so any thread may read
         try:
             self._load()
         except BaseException:
             self.close()
             raise
 
-    def close(self) -> None:
-        """Checkpoint the WAL into the main file and close; safe to call twice."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                self._conn.close()
-
-    def __enter__(self) -> IndexStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed on success and rolled back on any exception."""
-        with self._lock:
-            if self._closed:
-                raise sqlite3.ProgrammingError("the image index is closed")
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
     def _load(self) -> None:
         """Fill the matrix with the current model's rows; re-queue rows of a bad size."""
         with self._lock:
             self._vectors, bad = queries.load_vectors(self._conn, self.model_id)
+            self.opted_out = queries.opted_out(self._conn)
         if bad:
             log.warning("image index: re-queueing %d rows with a bad embedding size", len(bad))
             with self._tx() as conn:
@@ -109,8 +73,8 @@ class IndexStore:
 
     # -- pending work ----------------------------------------------------------------------
 
-    def add_pending(self, refs: Iterable[ImageRef]) -> int:
-        """Queue uploads to embed; returns how many were new.
+    def add_pending(self, refs: Iterable[ImageRef]) -> list[ImageRef]:
+        """Queue uploads to embed; returns those that were new.
 
         Skips refs already pending or indexed for the current model, refs older than the
         retention window, and refs older than everything kept in a channel that is already full
@@ -118,12 +82,14 @@ class IndexStore:
         back to pending.
         """
         cutoff = removal.retention_cutoff(self._clock(), self.retention_days)
-        added = 0
+        added: list[ImageRef] = []
         with self._tx() as conn:
             floors: dict[int, Key | None] = {}
             for ref in refs:
                 key = ref.key
                 if key in self._vectors or (cutoff is not None and ref.created_at < cutoff):
+                    continue
+                if member_of(ref.guild_id, ref.author_id) in self.opted_out:
                     continue
                 if ref.channel_id not in floors:
                     floors[ref.channel_id] = removal.channel_floor(
@@ -137,7 +103,7 @@ class IndexStore:
                     ref_params(ref),
                 )
                 if cur.rowcount:
-                    added += 1
+                    added.append(ref)
                     # Indexed by another model (the current one is in memory): re-embed it.
                     conn.execute(f"DELETE FROM images WHERE {_THIS_KEY}", key)
         return added
@@ -187,10 +153,12 @@ class IndexStore:
             return queries.embedding_for_hash(self._conn, content_hash, self.model_id)
 
     def add(self, items: Iterable[Embedded]) -> int:
-        """Store embeddings (upsert by message and attachment) and take them off pending.
+        """Store the embeddings of images that are still queued, and take them off the queue.
 
-        One transaction; then prunes the touched channels to the newest ``per_channel`` rows and
-        applies retention. Returns how many rows were written (a ref given twice counts once).
+        An image removed while it was being embedded (deleted, edited away, forgotten, pruned)
+        is no longer pending, so its late embedding is dropped: deleted stays deleted. One
+        transaction; then prunes the touched channels to the newest ``per_channel`` rows and
+        applies retention. Returns how many were written (a ref given twice counts once).
         """
         batch = {ref.key: (ref, digest, _row(vector)) for ref, digest, vector in items}
         if not batch:
@@ -202,25 +170,29 @@ class IndexStore:
         matrix = np.stack([vec for _, _, vec in batch.values()])
         if not np.isfinite(matrix).all():
             raise ValueError("embeddings must be finite")
-        rows = [
-            (*ref_params(ref), digest, self.model_id, matrix.shape[1], vec.tobytes())
-            for (ref, digest, _), vec in zip(batch.values(), matrix, strict=True)
-        ]
         gone: list[Key] = []
         with self._tx() as conn:
+            dequeue = f"DELETE FROM pending WHERE {_THIS_KEY}"
+            wanted = [i for i, key in enumerate(batch) if conn.execute(dequeue, key).rowcount]
+            entries = list(batch.values())
+            width = matrix.shape[1]
             conn.executemany(
                 f"INSERT OR REPLACE INTO images ({REF_COLUMNS}, content_hash, model_id, dim, "
                 "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                [
+                    (*ref_params(ref), digest, self.model_id, width, matrix[i].tobytes())
+                    for i in wanted
+                    for ref, digest, _ in [entries[i]]
+                ],
             )
-            conn.executemany(f"DELETE FROM pending WHERE {_THIS_KEY}", list(batch))
-            for channel_id in {ref.channel_id for ref, _, _ in batch.values()}:
-                removal.prune_channel(conn, channel_id, self.per_channel, gone)
-            cutoff = removal.retention_cutoff(self._clock(), self.retention_days)
-            removal.prune_retention(conn, cutoff, gone)
-        self._vectors.add([ref for ref, _, _ in batch.values()], matrix)
+            if wanted:
+                for channel_id in {entries[i][0].channel_id for i in wanted}:
+                    removal.prune_channel(conn, channel_id, self.per_channel, gone)
+                cutoff = removal.retention_cutoff(self._clock(), self.retention_days)
+                removal.prune_retention(conn, cutoff, gone)
+        self._vectors.add([entries[i][0] for i in wanted], matrix[wanted])
         self._vectors.remove(gone)
-        return len(batch)
+        return len(wanted)
 
     # -- removal ---------------------------------------------------------------------------
 
@@ -253,6 +225,28 @@ class IndexStore:
     def forget_author(self, guild_id: int | None, author_id: int) -> int:
         """Remove an author's images in one guild (``None``: in DMs); indexed + pending."""
         return self._remove_where("guild_id IS ? AND author_id = ?", [(guild_id, author_id)])
+
+    def opt_out(self, guild_id: int | None, author_id: int) -> int:
+        """Stops indexing the member's uploads here and removes their images; returns how many."""
+        member = member_of(guild_id, author_id)
+        gone: list[Key] = []
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO optouts (guild_id, author_id) VALUES (?, ?)", member
+            )
+            where = "guild_id IS ? AND author_id = ?"
+            removed = removal.delete_where(conn, where, [(guild_id, author_id)], gone)
+        self.opted_out = self.opted_out | {member}
+        self._vectors.remove(gone)
+        return removed
+
+    def opt_in(self, guild_id: int | None, author_id: int) -> bool:
+        """Indexes the member's uploads here again from now on; False if they had not opted out."""
+        member = member_of(guild_id, author_id)
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM optouts WHERE guild_id = ? AND author_id = ?", member)
+        self.opted_out = self.opted_out - {member}
+        return bool(cur.rowcount)
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention and the per-channel bound everywhere; returns rows removed."""
