@@ -16,6 +16,7 @@ from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel,
 from bot.config import parse_settings
 from bot.images.decode import load_image
 from bot.vision.checkpoints import ModelLoadError
+from bot.vision.scheduler import Busy
 from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples, tiny_settings
@@ -136,3 +137,71 @@ async def test_unknown_hub_id_offline_names_the_setting() -> None:
     with pytest.raises(ModelLoadError, match=r"^SEARCH_MODEL: cannot load 'glimpse-test/no-such"):
         await vision.embedder()
     workers.shutdown()
+
+
+async def _blocked_model_lane(vision: VisionService) -> tuple[asyncio.Future[None], asyncio.Event]:
+    """Holds the model thread until the returned event is set (as a long batch would)."""
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def hold() -> None:
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=30)
+
+    held = asyncio.ensure_future(vision.workers.run("model", hold))
+    await asyncio.sleep(0.05)
+    return held, release
+
+
+async def test_a_request_refused_as_busy_is_never_preprocessed() -> None:
+    vision = VisionService(tiny_settings(MAX_PENDING="1", BATCH_WAIT_MS="0"), Workers())
+    captioner = await vision.captioner()
+    prepared: list[int] = []
+    real = captioner.preprocess
+
+    def counting(*args: object, **kwargs: object) -> object:
+        prepared.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    captioner.preprocess = counting  # type: ignore[method-assign]
+    image = draw_shape(random.Random(2), "red", "square", 64)
+    held, release = await _blocked_model_lane(vision)
+    try:
+        running = asyncio.ensure_future(vision.caption(image))  # its batch waits for the lane
+        await asyncio.sleep(0.1)
+        waiting = asyncio.ensure_future(vision.caption(image))  # queued: the one free place
+        await asyncio.sleep(0.1)
+        with pytest.raises(Busy):
+            await vision.caption(image)
+        await asyncio.sleep(0.3)  # preprocessing, had it started, would have run by now
+        assert len(prepared) == 2
+        release.set()
+        assert await running == await waiting == "a red square"
+    finally:
+        release.set()
+        await held
+        await vision.close()
+        vision.workers.shutdown()
+
+
+async def test_idle_models_are_not_unloaded_while_a_batch_runs() -> None:
+    vision = VisionService(tiny_settings(MODEL_IDLE_UNLOAD_S="0.2"), Workers())
+    await vision.start()
+    image = draw_shape(random.Random(3), "blue", "triangle", 64)
+    held, release = await _blocked_model_lane(vision)
+    try:
+        caption = asyncio.ensure_future(vision.caption(image))
+        for _ in range(12):  # well past the idle limit, while the batch waits for the lane
+            await asyncio.sleep(0.1)
+            assert vision.loaded
+        release.set()
+        assert await caption == "a blue triangle"
+        for _ in range(60):
+            if not vision.loaded:
+                break
+            await asyncio.sleep(0.05)
+        assert not vision.loaded  # and once nothing runs, they go
+    finally:
+        release.set()
+        await held
+        await vision.close()
+        vision.workers.shutdown()

@@ -59,6 +59,7 @@ class Scheduler:
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ids = itertools.count()
+        self._running = 0  # batches being run now
 
     def register(self, kind: str, run: RunBatch) -> None:
         """`run(key, items)` returns one result per item, in order; an exception instance as a
@@ -70,9 +71,19 @@ class Scheduler:
         """Interactive requests still waiting (ones whose caller gave up do not count)."""
         return sum(1 for job in self._queues[INTERACTIVE] if not job.future.done())
 
-    async def submit(self, kind: str, key: Hashable, item: Any, priority: int = INTERACTIVE) -> Any:
-        if priority == INTERACTIVE and self.waiting >= self.max_pending:
+    @property
+    def idle(self) -> bool:
+        """No batch running and none waiting, of any priority."""
+        live = (job for queue in self._queues for job in queue if not job.future.done())
+        return self._running == 0 and next(live, None) is None
+
+    def check_room(self, priority: int = INTERACTIVE, count: int = 1) -> None:
+        """Raises Busy now, before a caller spends anything preparing `count` requests."""
+        if priority == INTERACTIVE and self.waiting + count > self.max_pending:
             raise Busy
+
+    async def submit(self, kind: str, key: Hashable, item: Any, priority: int = INTERACTIVE) -> Any:
+        self.check_room(priority)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(
                 self._loop(), name=f"glimpse-batcher-{next(self._ids)}"
@@ -140,6 +151,7 @@ class Scheduler:
     async def _run(self, head: _Job, batch: list[_Job]) -> None:
         if not batch:
             return
+        self._running += 1
         try:
             results = await self._runners[head.kind](head.key, [job.item for job in batch])
             if len(results) != len(batch):
@@ -153,6 +165,8 @@ class Scheduler:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
+        finally:
+            self._running -= 1
         self.stats.batches += 1
         self.stats.items += len(batch)
         for job, result in zip(batch, results, strict=True):

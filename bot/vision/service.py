@@ -137,6 +137,7 @@ class VisionService:
     async def caption(self, image: Image.Image, prompt: str | None = None) -> str:
         """One caption; concurrent calls with the same prompt share a batch."""
         captioner = await self.captioner()
+        self.scheduler.check_room()  # refused now, before any preprocessing is spent on it
         inputs = self._prepare(captioner.preprocess, [image], prompt)
         result: str = await self.scheduler.submit("caption", prompt or None, inputs)
         return result
@@ -149,6 +150,7 @@ class VisionService:
         if not images:
             return np.zeros((0, embedder.dim), np.float32)
         priority = BACKGROUND if background else INTERACTIVE
+        self.scheduler.check_room(priority, len(images))
         rows = await asyncio.gather(
             *(
                 self.scheduler.submit(
@@ -229,10 +231,14 @@ class VisionService:
         while True:
             await asyncio.sleep(min(limit, 30.0) / 2)
             idle = time.monotonic() - self._last_used
-            if idle >= limit and self.loaded and not self.scheduler.waiting:
-                async with self._load_lock:
-                    await self._drop_models()
-                log.info("models unloaded after %.0f s idle; the next request loads them", idle)
+            if idle < limit or not self.loaded:
+                continue
+            async with self._load_lock:
+                # Checked under the lock: a batch that runs or waits still needs the models.
+                if not self.scheduler.idle:
+                    continue
+                await self._drop_models()
+            log.info("models unloaded after %.0f s idle; the next request loads them", idle)
 
     async def _drop_models(self) -> None:
         self._captioner = None
