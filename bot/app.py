@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -15,6 +18,7 @@ import discord
 import yarl
 
 from bot.chat.client import Glimpse
+from bot.chat.connection import DiscordUnreachable, connect
 from bot.chat.sources import media_hosts
 from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
@@ -41,16 +45,21 @@ def point_at(api_url: str, gateway_url: str | None) -> None:
 async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator[Glimpse]:
     """Every resource the bot needs, made here and torn down in reverse; yields it unstarted."""
     point_at(settings.discord_api_url, settings.discord_gateway_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = Workers()
     vision = VisionService(settings, workers)
-    index = await ImageIndex.open(
-        settings.data_dir / "index.sqlite3",
-        settings.search_model,
-        workers,
-        per_channel=settings.index_per_channel,
-        retention_days=settings.retention_days,
-    )
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        index = await ImageIndex.open(
+            settings.data_dir / "index.sqlite3",
+            settings.search_model,
+            workers,
+            per_channel=settings.index_per_channel,
+            retention_days=settings.retention_days,
+        )
+    except (OSError, sqlite3.Error) as exc:
+        workers.shutdown(wait=False)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError("DATA_DIR", f"cannot use {str(settings.data_dir)!r}: {reason}") from None
     try:
         await vision.start()
         async with aiohttp.ClientSession() as session:
@@ -64,44 +73,98 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
         workers.shutdown(wait=False)
 
 
-async def main(settings: Settings) -> None:
-    """Runs until the bot is closed or SIGTERM/SIGINT arrives; raises ConfigError/ModelLoadError."""
+class Stopper:
+    """SIGTERM and SIGINT from the first moment of `run`: until the bot is connected they cancel
+    the start wherever it is (loading models, logging in); once it is, they close it gracefully.
+    A model load cannot be interrupted and is waited for; a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.bot: Glimpse | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        # signal.signal rather than the loop's add_signal_handler: these handlers are in place
+        # before the loop starts and until it has finished tearing down. A signal the parent
+        # ignores (Ctrl-C for a shell's background job) stays ignored.
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        for sig, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(sig, self._on_signal)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def watch(self) -> None:
+        """Called first thing in the loop: the task a signal cancels."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()  # type: ignore[assignment]
+        if self.signal is not None:
+            self._stop()
+
+    @property
+    def exit_status(self) -> int:
+        return 130 if self.signal == signal.SIGINT else 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.signal is not None:
+            sys.stderr.flush()
+            os._exit(self.exit_status)  # skips waiting for the worker threads, as asked twice
+        self.signal = signum
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop)
+
+    def _stop(self) -> None:
+        log.info("shutting down")
+        if self.bot is not None and self.bot.is_ready():
+            if self._closing is None:  # kept, or the task could be collected before it ends
+                self._closing = asyncio.create_task(self.bot.close())
+        elif self._task is not None:
+            self._task.cancel()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def main(settings: Settings, stopper: Stopper) -> None:
+    """Runs until the bot is closed or stopped; raises ConfigError, ModelLoadError,
+    DiscordUnreachable, or discord.py's LoginFailure and PrivilegedIntentsRequired."""
+    stopper.watch()
     if settings.discord_token is None:
         raise ConfigError("DISCORD_TOKEN", "is required to run the bot (see .env.example)")
     async with create_bot(settings) as bot:
-        _close_on_signals(bot)
-        await bot.start(settings.discord_token.get())
-
-
-def _close_on_signals(bot: Glimpse) -> None:
-    loop = asyncio.get_running_loop()
-
-    closing: list[asyncio.Task[None]] = []
-
-    def close() -> None:
-        log.info("shutting down")
-        if not closing:
-            closing.append(loop.create_task(bot.close()))
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, close)
+        stopper.bot = bot
+        await connect(bot, settings.discord_token.get(), settings.discord_connect_timeout_s)
 
 
 def run(settings: Settings) -> int:
-    """The CLI's entry: one clear line for the errors an admin can fix."""
-    try:
-        asyncio.run(main(settings))
-    except (ConfigError, ModelLoadError) as exc:
-        log.error("%s", exc)
-        return 1
-    except discord.LoginFailure:
-        log.error("DISCORD_TOKEN: Discord rejected the token; copy it again from the portal")
-        return 1
-    except discord.PrivilegedIntentsRequired:
-        log.error(
-            "the Message Content intent is off: enable it under Bot > Privileged Gateway "
-            "Intents in the Discord developer portal"
-        )
-        return 1
-    return 0
+    """The CLI's entry: one line for each error an admin can fix; 0 after SIGTERM, 130 after
+    Ctrl-C, whenever it comes."""
+    stopper = Stopper()
+    with stopper.installed():
+        try:
+            asyncio.run(main(settings, stopper))
+        except asyncio.CancelledError:
+            if stopper.signal is None:
+                raise
+        except (ConfigError, ModelLoadError, DiscordUnreachable) as exc:
+            return fatal(str(exc))
+        except discord.LoginFailure:
+            return fatal("DISCORD_TOKEN: Discord rejected the token; copy it again from the portal")
+        except discord.PrivilegedIntentsRequired:
+            return fatal(
+                "the Message Content intent is off: enable it under Bot > Privileged Gateway "
+                "Intents in the Discord developer portal"
+            )
+    return stopper.exit_status
+
+
+def fatal(message: str) -> int:
+    """The last line before the bot stops; `error: ` like the rest of the command line."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 1

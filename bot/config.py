@@ -66,6 +66,7 @@ class Settings:
     log_level: str = "INFO"
     discord_api_url: str = DEFAULT_API_URL
     discord_gateway_url: str | None = None
+    discord_connect_timeout_s: float = 60.0
     index_per_channel: int = 1000
     retention_days: float = 0.0
     ignore_channels: frozenset[int] = field(default_factory=frozenset)
@@ -117,6 +118,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         log_level=get("LOG_LEVEL", _choice(LOG_LEVELS, upper=True), "INFO"),
         discord_api_url=get("DISCORD_API_URL", _url(("http", "https")), DEFAULT_API_URL),
         discord_gateway_url=get("DISCORD_GATEWAY_URL", _url(("ws", "wss")), None),
+        discord_connect_timeout_s=get("DISCORD_CONNECT_TIMEOUT_S", _float_range(1.0, 3600.0), 60.0),
         index_per_channel=get("INDEX_PER_CHANNEL", _int_range(1, 1_000_000), 1000),
         retention_days=get("RETENTION_DAYS", _float_range(0.0, 1e5), 0.0),
         ignore_channels=get("IGNORE_CHANNELS", _id_set, frozenset()),

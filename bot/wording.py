@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 
-# -- images that cannot be used (the CLI prints these too) --------------------------------------
+# -- images that cannot be used (the CLI prints these too, or the `_file` variant) ----------------
 
 EMPTY_FILE = "the file is empty"
 IMAGE_BOMB = "the image is too large to open safely"
 IMAGE_TRUNCATED = "the image is cut off; try uploading it again"
+FILE_TRUNCATED = "the image is cut off: the file is incomplete"
 IMAGE_CORRUPT = "the image is damaged and cannot be read"
 IMAGE_NO_SIZE = "the image is damaged and cannot be read (it has no size)"
 NOT_AN_IMAGE = "this is not an image, or not a kind we can read"
@@ -36,6 +37,9 @@ FILE_KINDS = {
     "xml": "an XML document",
     "text": "a text file",
 }
+
+
+NO_IMAGES_FOUND = "no images found"
 
 
 def unreadable_file(reason: str) -> str:
@@ -66,8 +70,16 @@ def svg_refused(allowed: str) -> str:
     return f"SVG drawings cannot be read here; please send a {allowed} image"
 
 
+def svg_file(allowed: str) -> str:
+    return f"SVG drawings cannot be read; convert it to a {allowed} image"
+
+
 def format_refused(name: str, allowed: str) -> str:
     return f"{name} images are not supported; please send a {allowed} image"
+
+
+def format_file(name: str, allowed: str) -> str:
+    return f"{name} images are not supported; convert it to a {allowed} image"
 
 
 def colour_mode_refused(mode: str) -> str:
@@ -78,6 +90,15 @@ def too_many_pixels(width: int, height: int, pixels: int, limit: int) -> str:
     return (
         f"the image is {width} × {height} pixels ({pixels / 1e6:.1f} megapixels); "
         f"the limit is {limit / 1e6:.1f} megapixels"
+    )
+
+
+def too_large_to_open(width: int | None, height: int | None, pixels: int, limit: int) -> str:
+    """Pillow refuses to open it at all; the dimensions when its header gave them."""
+    megapixels = f"{pixels / 1e6:.1f} megapixels"
+    size = f"{width} × {height} pixels ({megapixels})" if width and height else megapixels
+    return (
+        f"the image is {size}, too large to open safely; the limit is {limit / 1e6:.1f} megapixels"
     )
 
 
@@ -183,7 +204,7 @@ def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
 def opted_out(removed: int, in_server: bool) -> str:
     where = "this server" if in_server else "this conversation"
     return (
-        f"Done: I removed {removed} of your image{_s(removed)} from {where}'s index and won't "
+        f"Done: I removed {removed} image{_s(removed)} of yours from {where}'s index and won't "
         f"index your uploads in {where} until you say `optin`."
     )
 

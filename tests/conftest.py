@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny trained models, settings, the vision service, a network guard."""
+"""Shared fixtures: the tiny trained models, the cached full-size ones, settings, the vision
+service, a network guard."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bot.config import Settings, parse_settings
 from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests import netguard
+from tests.fixture_cache import cached_folder, source_key
 from tests.shapes import random_sample
 
 transformers.logging.disable_progress_bar()
@@ -88,9 +90,18 @@ def fresh_samples(seed: int, count: int) -> list[tuple[bytes, str, str]]:
 
 
 @pytest.fixture(scope="session")
-def full_size_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """blip-image-captioning-base and clip-vit-base-patch32 architectures, random weights."""
-    from bench.random_models import save_random_blip, save_random_clip
+def full_size_models() -> tuple[Path, Path]:
+    """blip-image-captioning-base and clip-vit-base-patch32 architectures, random weights.
 
-    root = tmp_path_factory.mktemp("full-size")
-    return save_random_blip(root / "blip"), save_random_clip(root / "clip")
+    1.5 GB, made once into the test cache (tests/fixture_cache.py) and remade when the code
+    that makes them or transformers changes.
+    """
+    from bench import random_models
+
+    def build(folder: Path) -> None:
+        random_models.save_random_blip(folder / "blip")
+        random_models.save_random_clip(folder / "clip")
+
+    key = source_key(Path(random_models.__file__), extra=transformers.__version__)
+    folder = cached_folder("full-size", key, build)
+    return folder / "blip", folder / "clip"

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples
 from tests.image_corpus import build_corpus
@@ -113,6 +114,11 @@ def test_bad_files_are_reported_and_the_rest_still_processed(tmp_path: Path) -> 
     errors = dict(line.split(": ", 1) for line in result.stderr.splitlines())
     assert set(errors) == {*names, "missing.png"}
     assert all(len(reason) > 5 for reason in errors.values())
+    # Outside Discord the words are about files: nothing to upload or send again.
+    assert not [r for r in errors.values() if "upload" in r or "send" in r], errors
+    for name, item in zip(names, corpus, strict=True):
+        if item.expected in ("bomb", "too_many_pixels", "too_large"):  # the size and the limit
+            assert re.search(r"the (image|file) is \d.*; the limit is \d", errors[name]), item
 
     result = run_cli("find", "a green triangle", *names, "good.png", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -145,10 +151,78 @@ def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
     ]
 
 
-def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    assert run_cli("caption", cwd=tmp_path).returncode == 2
-    assert run_cli("find", "query-only", cwd=tmp_path).returncode == 2
-    assert run_cli("find", "q", "x.png", "--top", "0", cwd=tmp_path).returncode == 2
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_that_is_not_there_is_one_clear_line(tmp_path: Path) -> None:
+    draw_shape(random.Random(1), "red", "circle", 64).save(tmp_path / "x.png")
+    result = run_cli("caption", "x.png", cwd=tmp_path, DEVICE="cuda")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: DEVICE: cuda was asked for, but no CUDA device is available"
+    ]
+
+
+def test_library_warnings_appear_once_in_the_programs_format(tmp_path: Path) -> None:
+    """huggingface_hub printed each warning twice (its own handler, then the root's)."""
+    code = (
+        "import logging\n"
+        "from bot.cli.main import setup_logging\n"
+        "setup_logging('WARNING')\n"
+        "logging.getLogger('huggingface_hub.utils._http').warning('retrying')\n"
+        "logging.getLogger('transformers.modeling_utils').error('broken')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = result.stderr.splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "WARNING huggingface_hub.utils._http: retrying",
+        "ERROR   transformers.modeling_utils: broken",
+    ], lines
+
+
+def test_usage_errors_exit_2_with_the_subcommands_usage(tmp_path: Path) -> None:
+    for args, usage in [
+        (["caption"], "usage: python -m bot caption "),
+        (["caption", "--bogus", "x.png"], "usage: python -m bot caption "),
+        (["find", "query-only"], "usage: python -m bot find "),
+        (["find", "q", "x.png", "--top", "0"], "usage: python -m bot find "),
+        (["find", "q", "x.png", "--tpo", "3"], "usage: python -m bot find "),
+        (["check", "--verbose"], "usage: python -m bot check "),
+        (["--bogus"], "usage: python -m bot [-h] COMMAND"),
+    ]:
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith(usage), (args, result.stderr)
     for args in (["--help"], ["caption", "--help"], ["find", "--help"]):
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_caption_walks_folders_and_both_commands_report_a_folder_without_images(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(11)
+    (tmp_path / "shapes" / "nested").mkdir(parents=True)
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no image here")
+    draw_shape(rng, "blue", "square", 120).save(tmp_path / "shapes" / "b.png")
+    draw_shape(rng, "red", "circle", 120).save(tmp_path / "shapes" / "nested" / "a.png")
+    draw_shape(rng, "green", "triangle", 120).save(tmp_path / "g.png")
+
+    result = run_cli("caption", "shapes", "empty", "g.png", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "shapes/b.png\ta blue square",
+        "shapes/nested/a.png\ta red circle",
+        "g.png\ta green triangle",
+    ]
+    assert result.stderr.splitlines() == ["empty: no images found"]
+
+    result = run_cli("find", "a red circle", "empty", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == ["empty: no images found"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ def test_defaults() -> None:
     assert settings.discord_token is None
     assert settings.cooldown == Cooldown(5, 60.0)
     assert settings.max_image_bytes == 26_214_400 and settings.max_image_pixels == 50_000_000
+    assert settings.discord_connect_timeout_s == 60.0
 
 
 def test_values_are_typed() -> None:
@@ -33,6 +35,7 @@ def test_values_are_typed() -> None:
             "IGNORE_CHANNELS": "1, 22,333",
             "COOLDOWN": "0",
             "DISCORD_API_URL": "http://127.0.0.1:9/api/v10/",
+            "DISCORD_CONNECT_TIMEOUT_S": "2.5",
         }
     )
     assert settings.command_prefix == "?" and settings.device == "cuda:1"
@@ -41,6 +44,7 @@ def test_values_are_typed() -> None:
     assert settings.ignore_channels == frozenset({1, 22, 333})
     assert settings.cooldown is None
     assert settings.discord_api_url == "http://127.0.0.1:9/api/v10"
+    assert settings.discord_connect_timeout_s == 2.5
 
 
 @pytest.mark.parametrize(
@@ -57,6 +61,8 @@ def test_values_are_typed() -> None:
         ("COMMAND_PREFIX", "hey bot"),
         ("DISCORD_API_URL", "discord.com"),
         ("DISCORD_GATEWAY_URL", "http://x"),
+        ("DISCORD_CONNECT_TIMEOUT_S", "0"),
+        ("DISCORD_CONNECT_TIMEOUT_S", "soon"),
         ("IGNORE_CHANNELS", "general"),
         ("COOLDOWN", "5 per minute"),
         ("WEAK_MATCH_BELOW", "2"),
@@ -94,3 +100,12 @@ def test_device_and_dtype_resolution() -> None:
         with pytest.raises(ConfigError, match=r"^DEVICE: "):
             resolve_device("cuda:0")
     assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
+
+
+def test_every_setting_is_listed_in_env_example_and_the_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for name in (field.name.upper() for field in dataclasses.fields(Settings)):
+        assert f"\n{name}=" in example, name
+        assert f"\n| `{name}` |" in readme, name

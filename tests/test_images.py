@@ -192,7 +192,40 @@ def test_draft_can_be_turned_off() -> None:
 
 
 def test_draft_leaves_small_jpeg_alone() -> None:
-    assert load_image(BY_NAME["jpeg"].data, draft_size=64).size == (160, 120)
+    # 160 x 120 is within twice the draft size on both sides: neither drafted nor shrunk.
+    assert load_image(BY_NAME["jpeg"].data, draft_size=80).size == (160, 120)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "fmt"),
+    [
+        ("RGB", (3000, 1200), "PNG"),
+        ("RGBA", (1200, 3000), "PNG"),
+        ("P", (2500, 2500), "GIF"),
+        ("L", (4000, 400), "PNG"),
+        ("I;16", (1600, 1600), "PNG"),
+        ("RGB", (2000, 2000), "WEBP"),
+    ],
+)
+def test_every_format_comes_out_no_larger_than_twice_the_draft_size(
+    mode: str, size: tuple[int, int], fmt: str
+) -> None:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, fmt)
+    img = load_image(buf.getvalue())
+    assert max(img.size) == 2 * DRAFT_SIZE and img.mode == "RGB"
+    ratio = size[0] / size[1]
+    assert img.width / img.height == pytest.approx(ratio, rel=0.05)
+
+
+def test_a_large_paletted_image_keeps_its_colours_when_shrunk() -> None:
+    src = Image.new("P", (3000, 3000))
+    src.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    src.paste(1, (1500, 0, 3000, 3000))  # right half blue, left half red
+    buf = io.BytesIO()
+    src.save(buf, "PNG")
+    img = load_image(buf.getvalue())
+    assert near(pixel(img, (10, 10)), (255, 0, 0)) and near(pixel(img, (700, 10)), (0, 0, 255))
 
 
 def test_cmyk_and_grey_jpeg_come_out_rgb() -> None:
@@ -263,6 +296,48 @@ def test_too_large_reason_is_readable() -> None:
     with pytest.raises(ImageError) as info:
         load_image(b"\xff" * 32_767_000)
     assert info.value.reason == "the file is 31.2 MB; the limit is 25.0 MB"
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        (
+            "bomb_png",
+            "the image is 30000 × 30000 pixels (900.0 megapixels), too large to open safely",
+        ),
+        (
+            "bomb_png_warning",
+            "the image is 12000 × 12000 pixels (144.0 megapixels), too large to open safely",
+        ),
+        (
+            "bomb_webp_vp8x",
+            "the image is 10000.0 megapixels, too large to open safely",
+        ),  # WebP checks in its header
+        ("huge_header_truncated", "the image is 9000 × 9000 pixels (81.0 megapixels)"),
+    ],
+)
+def test_every_size_refusal_names_the_size_and_the_limit(name: str, refusal: str) -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(BY_NAME[name].data, LIMITS)
+    assert info.value.reason == f"{refusal}; the limit is 50.0 megapixels"
+
+
+def test_words_for_a_file_differ_only_where_an_upload_is_meant() -> None:
+    """A Discord user can upload again; whoever holds a file cannot, and sends nothing."""
+    reasons = {}
+    for name in ("truncated_png", "svg", "heic", "empty"):
+        with pytest.raises(ImageError) as info:
+            load_image(BY_NAME[name].data, LIMITS)
+        reasons[name] = (info.value.reason, info.value.file_reason)
+    assert reasons["truncated_png"] == (
+        "the image is cut off; try uploading it again",
+        "the image is cut off: the file is incomplete",
+    )
+    assert reasons["svg"][1].startswith("SVG drawings cannot be read; convert it to a JPEG, ")
+    assert reasons["heic"][1].startswith("HEIC images are not supported; convert it to a JPEG, ")
+    assert reasons["empty"] == ("the file is empty", "the file is empty")
+    error = pickle.loads(pickle.dumps(ImageError("truncated", "upload again", "incomplete")))
+    assert (error.reason, error.file_reason) == ("upload again", "incomplete")
 
 
 def test_image_error_survives_pickling() -> None:

@@ -12,7 +12,7 @@ import tempfile
 import textwrap
 import time
 import tracemalloc
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -720,11 +720,18 @@ TestIndexMachine.settings = settings(
 # -- speed --------------------------------------------------------------------------------
 
 
-def test_search_speed_over_100k_embeddings(tmp_path: Path) -> None:
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A folder removed after the test, passed or failed: pytest keeps a failed test's tmp_path."""
+    with tempfile.TemporaryDirectory(prefix="glimpse-test-") as folder:
+        yield Path(folder)
+
+
+def test_search_speed_over_100k_embeddings(scratch: Path) -> None:
     n, dim, channels, batches = 100_000, 512, 200, 4
     rng = np.random.default_rng(0)
     insert_s = 0.0
-    with IndexStore(tmp_path / "index.sqlite3", "clip") as idx:
+    with IndexStore(scratch / "index.sqlite3", "clip") as idx:
         per_batch = n // batches
         for b in range(batches):
             vecs = rng.standard_normal((per_batch, dim), dtype=np.float32)
@@ -761,7 +768,7 @@ def test_search_speed_over_100k_embeddings(tmp_path: Path) -> None:
         tracemalloc.stop()
         matrix_mb = idx._vectors._mat.nbytes / 2**20
     t0 = time.perf_counter()
-    with IndexStore(tmp_path / "index.sqlite3", "clip") as idx:
+    with IndexStore(scratch / "index.sqlite3", "clip") as idx:
         load_s = time.perf_counter() - t0
         assert idx.count() == n
     print(

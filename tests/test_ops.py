@@ -75,9 +75,32 @@ def test_check_without_a_token_or_a_writable_data_dir(tmp_path: Path) -> None:
     assert check(settings, out=lines.append) == 1
     failures = [line for line in lines if line.startswith("FAIL")]
     assert failures[0].startswith("FAIL  DISCORD_TOKEN: is required")
-    assert failures[1].startswith("FAIL  DATA_DIR: cannot write to ")
+    assert failures[1] == (
+        f"FAIL  DATA_DIR: cannot write to '{tmp_path}/a-file/data': "
+        f"'{tmp_path}/a-file' is a file, not a folder"
+    )
     assert len(failures) == 2 and lines[-1] == "check failed: 2 problem(s)"
     assert any(line.startswith("OK    caption: 'a red circle'") for line in lines)
+
+
+def test_check_creates_no_folder(tmp_path: Path) -> None:
+    data = tmp_path / "new" / "data"
+    lines: list[str] = []
+    assert check(tiny_settings(DATA_DIR=str(data)), out=lines.append) == 1  # no token
+    assert f"OK    DATA_DIR: {data} does not exist yet; the bot will create it" in lines
+    assert not (tmp_path / "new").exists()
+
+
+def test_check_fails_a_checkpoint_of_the_wrong_kind_in_one_line(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "check", CAPTION_MODEL=str(TINY_CLIP), SEARCH_MODEL=str(TINY_BLIP))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert failures == [
+        f"FAIL  CAPTION_MODEL: '{TINY_CLIP}' is a CLIP checkpoint, not a BLIP one. "
+        "Fix: set CAPTION_MODEL to a BLIP checkpoint",
+        f"FAIL  SEARCH_MODEL: '{TINY_BLIP}' is a BLIP checkpoint, not a CLIP one. "
+        "Fix: set SEARCH_MODEL to a CLIP checkpoint",
+    ]
 
 
 def test_download_models_verifies_local_folders() -> None:

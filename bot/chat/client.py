@@ -45,6 +45,10 @@ class Glimpse(commands.Bot):
         fetcher: MediaFetcher,
         **options: Any,
     ) -> None:
+        # discord.py warns at every start that voice libraries are missing; the bot has no
+        # voice feature, so the warning only alarms the admin. These flags are its warn-once.
+        for flag in ("warn_nacl", "warn_dave"):
+            setattr(discord.VoiceClient, flag, False)
         super().__init__(
             command_prefix=commands.when_mentioned_or(settings.command_prefix),
             intents=intents(),

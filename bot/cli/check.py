@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -61,15 +62,31 @@ def check(settings: Settings, out: Callable[[str], None] = print) -> int:
 
 
 def _check_data_dir(data_dir: Path, report: Report) -> None:
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".check-"):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        report.fail(f"DATA_DIR: cannot write to {str(data_dir)!r}: {reason}")
-        return
-    report.ok("DATA_DIR", f"{data_dir.resolve()} is writable")
+    """Writable, or creatable by the bot at start; checked without creating anything."""
+    problem = _data_dir_problem(data_dir)
+    if problem:
+        report.fail(f"DATA_DIR: cannot write to {str(data_dir)!r}: {problem}")
+    elif data_dir.is_dir():
+        report.ok("DATA_DIR", f"{data_dir.resolve()} is writable")
+    else:
+        report.ok("DATA_DIR", f"{data_dir.resolve()} does not exist yet; the bot will create it")
+
+
+def _data_dir_problem(data_dir: Path) -> str | None:
+    if data_dir.is_dir():
+        try:
+            with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".check-"):
+                return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    existing = data_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{str(existing)!r} is not writable, so the folder cannot be created"
+    return None
 
 
 async def _check_models(settings: Settings, report: Report) -> None:

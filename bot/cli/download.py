@@ -69,10 +69,18 @@ def download_models(settings: Settings, out: Callable[[str], None] = print) -> i
 
 
 def _snapshot(model_id: str, setting: str) -> str:
-    from huggingface_hub import list_repo_files, snapshot_download
+    from huggingface_hub import constants, list_repo_files, snapshot_download
 
-    from bot.vision.checkpoints import ModelLoadError
+    from bot.vision.checkpoints import ModelLoadError, hub_unreachable
 
+    # One quick request first: the listing below retries with back-off for minutes when the
+    # hub is out of reach. (With HF_HUB_OFFLINE set, the listing itself says so at once.)
+    unreachable = None if constants.HF_HUB_OFFLINE else hub_unreachable(model_id, setting)
+    if unreachable:
+        raise ModelLoadError(
+            f"{setting}: cannot download {model_id!r}: {unreachable}. Fix: run this where there "
+            f"is internet and copy its cache (HF_HOME) here, or set {setting} to a local folder"
+        )
     try:
         patterns = weight_patterns(list_repo_files(model_id))
         return str(snapshot_download(model_id, allow_patterns=patterns))

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from bot.config import Settings
+from bot import wording
+from bot.config import ConfigError, Settings
 from bot.images.decode import IMAGE_EXTENSIONS, ImageError
 from bot.images.loader import ImageLoader, limits_from
 from bot.vision.checkpoints import ModelLoadError
@@ -24,18 +25,31 @@ FIND_CHUNK = 32
 
 
 def caption_files(paths: list[str], prompt: str | None, settings: Settings) -> int:
-    return _run(_caption(paths, prompt, settings))
+    files, failed = _image_files(paths)
+    status = _run(_caption(files, prompt, settings)) if files else EXIT_OK
+    return EXIT_FAILED if failed else status
 
 
 def find_files(query: str, paths: list[str], top: int | None, settings: Settings) -> int:
-    return _run(_find(query, paths, top, settings))
+    files, failed = _image_files(paths)
+    status = _run(_find(query, files, top, settings)) if files else EXIT_OK
+    return EXIT_FAILED if failed else status
+
+
+def _image_files(paths: list[str]) -> tuple[list[str], bool]:
+    """The files to read, and whether a folder held no image (each reported on stderr)."""
+    files, empty = expand_paths(paths)
+    for folder in empty:
+        print(f"{folder}: {wording.NO_IMAGES_FOUND}", file=sys.stderr, flush=True)
+    return files, bool(empty)
 
 
 def _run(command: Coroutine[Any, Any, int]) -> int:
-    """Runs a one-shot model command; a checkpoint that cannot load is one line, status 1."""
+    """Runs a one-shot model command; a checkpoint that cannot load, or a DEVICE that is not
+    there, is one line, status 1."""
     try:
         return asyncio.run(command)
-    except ModelLoadError as exc:
+    except (ModelLoadError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -56,7 +70,7 @@ async def _open(loader: ImageLoader, path: str) -> Image.Image | None:
     try:
         return await loader.open_file(path)
     except ImageError as exc:
-        print(f"{path}: {exc}", file=sys.stderr, flush=True)
+        print(f"{path}: {exc.file_reason}", file=sys.stderr, flush=True)
         return None
 
 
@@ -72,12 +86,11 @@ async def _caption(paths: list[str], prompt: str | None, settings: Settings) -> 
     return EXIT_FAILED if failed else EXIT_OK
 
 
-async def _find(query: str, paths: list[str], top: int | None, settings: Settings) -> int:
+async def _find(query: str, files: list[str], top: int | None, settings: Settings) -> int:
     failed = False
     scored: list[tuple[float, str]] = []
     async with _models(settings) as (service, loader):
         query_vector = (await service.embed_text([query]))[0]
-        files = list(expand_paths(paths))
         for start in range(0, len(files), FIND_CHUNK):
             names, images = [], []
             for name in files[start : start + FIND_CHUNK]:
@@ -95,13 +108,22 @@ async def _find(query: str, paths: list[str], top: int | None, settings: Setting
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def expand_paths(paths: list[str]) -> Iterator[str]:
-    """Files as given; folders walked recursively for files with image extensions."""
+def expand_paths(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Files as given, and folders walked recursively for files with image extensions; then
+    the folders in which none was found."""
+    files: list[str] = []
+    empty: list[str] = []
     for raw in paths:
         folder = Path(raw)
         if not folder.is_dir():
-            yield raw
+            files.append(raw)
             continue
-        for found in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if found.suffix.lower() in IMAGE_EXTENSIONS:
-                yield os.path.join(raw, found.relative_to(folder))
+        found = [
+            os.path.join(raw, path.relative_to(folder))
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+        ]
+        files.extend(found)
+        if not found:
+            empty.append(raw)
+    return files, empty

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from bot.config import ConfigError, Settings, load_settings
 
@@ -21,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the Discord bot (the default)")
 
     caption = commands.add_parser("caption", help="caption image files with the caption model")
-    caption.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    caption.add_argument("images", nargs="+", metavar="PATH", help="image files or folders")
     caption.add_argument("--prompt", help="start each caption with this text")
 
     find = commands.add_parser(
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "download-models",
         help="fetch both configured checkpoints into the model cache (HF_HOME) ahead of time",
     )
+    for subcommand in commands.choices.values():
+        subcommand.set_defaults(usage=subcommand)  # whose usage a usage error shows
     return parser
 
 
@@ -54,7 +58,29 @@ def _positive_int(raw: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Ctrl-C exits with 130 and SIGTERM with 0, quietly, at any moment; `run` stops the bot
+    gracefully on either once it is under way."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _exit_quietly)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_quietly(_signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(0)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would show the top-level usage; the subcommand's is the useful one
+        usage: argparse.ArgumentParser = getattr(args, "usage", parser)
+        usage.error(f"unrecognized arguments: {' '.join(unknown)}")
     command = args.command or "run"
     try:
         settings = load_settings()
@@ -71,10 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": check_command,
         "download-models": download_models_command,
     }
-    try:
-        return handlers[command](args, settings)
-    except KeyboardInterrupt:
-        return 130
+    return handlers[command](args, settings)
 
 
 def setup_logging(level: str) -> None:
@@ -91,6 +114,14 @@ def setup_logging(level: str) -> None:
     transformers.logging.disable_progress_bar()
     if level != "DEBUG":
         transformers.logging.set_verbosity_error()
+    # transformers and huggingface_hub each print to stderr through a handler of their own,
+    # and the hub's also reaches ours, so each of its warnings appeared twice. Through the one
+    # handler above, every line appears once, in the same format.
+    transformers.logging.disable_default_handler()
+    transformers.logging.enable_propagation()
+    hub_log = logging.getLogger("huggingface_hub")
+    for handler in list(hub_log.handlers):
+        hub_log.removeHandler(handler)
 
 
 def run_bot(args: argparse.Namespace, settings: Settings) -> int:

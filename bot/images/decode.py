@@ -6,6 +6,7 @@ within MAX_IMAGE_PIXELS.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -16,6 +17,9 @@ from io import BytesIO
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError, features
 
 from bot import wording
+from bot.images.bombs import bomb_refusal
+from bot.images.budget import PixelBudget
+from bot.images.shrink import shrink
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +92,30 @@ class ImageLimits:
 
 
 class ImageError(ValueError):
-    """An input that cannot be used; `reason` is a short sentence a Discord user can read."""
+    """An unusable input: `reason` in words for a Discord user, `file_reason` for a file's owner."""
 
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)  # both in args, so it survives pickling to a process pool
+    def __init__(self, code: str, reason: str, file_reason: str | None = None) -> None:
+        super().__init__(code, reason, file_reason)  # all in args: it survives pickling
         self.code = code
         self.reason = reason
+        self.file_reason = file_reason or reason
 
     def __str__(self) -> str:
         return self.reason
 
 
 def load_image(
-    data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size: int | None = DRAFT_SIZE
+    data: bytes,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    draft_size: int | None = DRAFT_SIZE,
+    budget: PixelBudget | None = None,
 ) -> Image.Image:
-    """Decode untrusted bytes into a loaded RGB image, or raise ImageError."""
+    """Decode untrusted bytes into a loaded RGB image, or raise ImageError.
+
+    With a `draft_size`, the image comes out no larger than twice that on its longer side,
+    whatever its format, so caches and batches hold only small images; `budget` makes huge
+    decodes take turns, since a PNG costs its full size while it decodes."""
     if not data:
         raise ImageError("empty", wording.EMPTY_FILE)
     if len(data) > limits.max_bytes:
@@ -113,17 +126,21 @@ def load_image(
             _check_header(img, limits)
             img.seek(0)  # first frame only; never walk the frames of an animation
             _draft(img, draft_size)
-            img.load()
-            return _to_rgb(_exif_transpose(img))
+            with budget.hold(img.width * img.height) if budget else contextlib.nullcontext():
+                img.load()
+                small = shrink(img, draft_size)
+            # 16-bit and float images resample only once made 8-bit; for the rest this is a no-op.
+            return shrink(_to_rgb(_exif_transpose(small)), draft_size)
     except ImageError:
         raise  # already worded for the user (it is a ValueError, so keep it out of the next)
     except _BOMB_ERRORS as exc:
         log.debug("decompression bomb refused: %s", exc)
-        raise ImageError("bomb", wording.IMAGE_BOMB) from None
+        refusal = bomb_refusal(data, exc, limits.max_pixels, ALLOWED_FORMATS)
+        raise ImageError("bomb", refusal) from None
     except _DECODE_ERRORS as exc:
         log.debug("image failed to decode: %r", exc)
         if _looks_truncated(data, exc):
-            raise ImageError("truncated", wording.IMAGE_TRUNCATED) from None
+            raise ImageError("truncated", wording.IMAGE_TRUNCATED, wording.FILE_TRUNCATED) from None
         raise ImageError("corrupt", wording.IMAGE_CORRUPT) from None
 
 
@@ -132,6 +149,7 @@ def load_image_file(
     limits: ImageLimits = ImageLimits(),
     *,
     draft_size: int | None = DRAFT_SIZE,
+    budget: PixelBudget | None = None,
 ) -> Image.Image:
     """Load an image from disk, refusing an oversized file before reading any of it."""
     try:
@@ -143,7 +161,7 @@ def load_image_file(
             data = fh.read(limits.max_bytes + 1)
     except OSError as exc:
         raise ImageError("unreadable", wording.unreadable_file(exc.strerror or str(exc))) from None
-    return load_image(data, limits, draft_size=draft_size)
+    return load_image(data, limits, draft_size=draft_size, budget=budget)
 
 
 def too_large(size: int | None, max_bytes: int) -> ImageError:
@@ -165,7 +183,9 @@ def _refuse_known_non_image(data: bytes) -> None:
     if not head.startswith(b"<"):  # markup only; an image's metadata may mention <svg
         return
     if b"<svg" in head:
-        raise ImageError("not_image", wording.svg_refused(_ALLOWED_TEXT))
+        raise ImageError(
+            "not_image", wording.svg_refused(_ALLOWED_TEXT), wording.svg_file(_ALLOWED_TEXT)
+        )
     if b"<html" in head or head.startswith(b"<!doctype html"):
         raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS["html"]))
     if head.startswith(b"<?xml"):
@@ -181,7 +201,11 @@ def _open(data: bytes) -> ImageFile.ImageFile:
         raise ImageError("corrupt", wording.IMAGE_CORRUPT)
     other = _identify_other_format(data)
     if other is not None:
-        raise ImageError("unsupported_format", wording.format_refused(other, _ALLOWED_TEXT))
+        raise ImageError(
+            "unsupported_format",
+            wording.format_refused(other, _ALLOWED_TEXT),
+            wording.format_file(other, _ALLOWED_TEXT),
+        )
     if _is_text(data):
         raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS["text"]))
     raise ImageError("not_image", wording.NOT_AN_IMAGE)

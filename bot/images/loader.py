@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from bot.config import Settings
+from bot.images.budget import PixelBudget
 from bot.images.decode import ImageLimits, load_image, load_image_file
 from bot.workers import Workers
 
@@ -25,16 +26,20 @@ class ImageLoader:
     def __init__(self, workers: Workers, limits: ImageLimits) -> None:
         self.workers = workers
         self.limits = limits
+        self.budget = PixelBudget()
 
     async def decode(self, data: bytes) -> Decoded:
         """Raises `bot.images.decode.ImageError` with a reason a user can read."""
         return await self.workers.run("prep", self._decode, data)
 
     async def open_file(self, path: str | os.PathLike[str]) -> Image.Image:
-        return await self.workers.run("prep", load_image_file, path, self.limits)
+        return await self.workers.run(
+            "prep", load_image_file, path, self.limits, budget=self.budget
+        )
 
     def _decode(self, data: bytes) -> Decoded:
-        return Decoded(hashlib.sha256(data).hexdigest(), load_image(data, self.limits))
+        image = load_image(data, self.limits, budget=self.budget)
+        return Decoded(hashlib.sha256(data).hexdigest(), image)
 
 
 def limits_from(settings: Settings) -> ImageLimits:

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 from transformers.models.blip.modeling_blip import BlipAttention
 
-from bot.vision.checkpoints import from_pretrained
+from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.pixels import PixelPipeline
 
 
@@ -63,8 +63,9 @@ class Captioner:
     def load(
         cls, model_id: str, device: torch.device, dtype: torch.dtype, max_tokens: int
     ) -> Captioner:
-        processor = from_pretrained(BlipProcessor, model_id, cls.setting)
-        model = from_pretrained(BlipForConditionalGeneration, model_id, cls.setting, dtype=dtype)
+        checkpoint = locate(model_id, cls.setting, "blip")
+        processor = from_pretrained(BlipProcessor, checkpoint)
+        model = from_pretrained(BlipForConditionalGeneration, checkpoint, dtype=dtype)
         use_sdpa_attention(model)
         model.to(device).eval()
         return cls(processor, model, device, dtype, max_tokens)

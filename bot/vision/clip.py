@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from transformers import BatchFeature, CLIPModel, CLIPProcessor
 
-from bot.vision.checkpoints import from_pretrained
+from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.pixels import PixelPipeline
 
 
@@ -38,10 +38,9 @@ class Embedder:
 
     @classmethod
     def load(cls, model_id: str, device: torch.device, dtype: torch.dtype) -> Embedder:
-        processor = from_pretrained(CLIPProcessor, model_id, cls.setting)
-        model = from_pretrained(
-            CLIPModel, model_id, cls.setting, dtype=dtype, attn_implementation="sdpa"
-        )
+        checkpoint = locate(model_id, cls.setting, "clip")
+        processor = from_pretrained(CLIPProcessor, checkpoint)
+        model = from_pretrained(CLIPModel, checkpoint, dtype=dtype, attn_implementation="sdpa")
         model.to(device).eval()
         return cls(processor, model, device, dtype)
 

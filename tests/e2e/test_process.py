@@ -66,6 +66,7 @@ async def test_sigterm_stops_cleanly_and_keeps_pending_work(
     assert process.returncode == 0, log
     assert elapsed < 10, f"took {elapsed:.1f} s to stop"
     assert "Traceback" not in log and server.token not in log
+    assert " WARNING " not in log  # no notice about voice, a feature the bot does not have
 
     async with running(bot_settings(server, data)) as bot:
         await indexed(bot, 21)  # nothing lost: queued or caught up after the restart
@@ -78,5 +79,9 @@ async def test_a_rejected_token_is_one_clear_line(
     process = await start_process(server, tmp_path / "data", tmp_path, token="not.the.token")
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
-    lines = [line for line in stderr.decode().splitlines() if "ERROR" in line]
-    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0], stderr.decode()
+    lines = stderr.decode().splitlines()
+    assert lines[-1] == (
+        "error: DISCORD_TOKEN: Discord rejected the token; copy it again from the portal"
+    )
+    assert not [line for line in lines[:-1] if "ERROR" in line or "error" in line], lines
+    assert "Traceback" not in stderr.decode()
