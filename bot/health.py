@@ -61,9 +61,13 @@ class Heartbeat:
     async def stop(self) -> None:
         """Stops beating and removes the file: a stopped bot is not a healthy one."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            task, self._task = self._task, None
+            # Cancelled until it ends: on Python 3.11, asyncio.wait_for (in `alive`) can swallow
+            # a cancel that lands as the inner call finishes (CPython gh-86296), and a single
+            # cancel then left close() waiting on this loop forever.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

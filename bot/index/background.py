@@ -74,9 +74,10 @@ class Indexer:
     async def stop(self) -> None:
         """Stops after the current step; queued work stays in the database for the next start."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            task, self._task = self._task, None
+            while not task.done():  # as in Heartbeat.stop: a cancel may be swallowed once
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         with contextlib.suppress(sqlite3.Error):
             await self._queue_held()
         with contextlib.suppress(sqlite3.Error):
