@@ -20,7 +20,7 @@ from discord.ext import commands
 from PIL import Image
 
 from tests import netguard
-from tests.fakediscord import DEFAULT_EVERYONE_PERMISSIONS, VIEW_CHANNEL, FakeDiscord
+from tests.fakediscord import INVITE_PERMISSIONS, MANAGE_THREADS, VIEW_CHANNEL, FakeDiscord
 from tests.fakediscord.retries import shorten_discord_retries
 
 StartBot = Callable[[commands.Bot], Awaitable[commands.Bot]]
@@ -178,7 +178,12 @@ async def test_attachment_download_and_reply(
     assert reply["kind"] == "message" and reply["type"] == 19
     assert reply["message_reference"]["message_id"] == msg["id"]
     assert reply["allowed_mentions"]["replied_user"] is False
-    assert any(path.startswith("/attachments/") for _, path in server.requests)
+    # Fetched from Discord's CDN by its real name (routed to the test server), not the API host.
+    assert att["url"].startswith(f"https://cdn.discordapp.com/attachments/{world.general}/")
+    assert att["proxy_url"].startswith("https://media.discordapp.net/attachments/")
+    assert [(host, status) for host, _, status in server.media_requests] == [
+        ("cdn.discordapp.com", 200)
+    ]
 
 
 async def test_history_fetch_and_typing(
@@ -454,6 +459,7 @@ async def test_netguard_blocks_remote_addresses(server: FakeDiscord) -> None:
 async def test_world_changes_reach_a_connected_bot(
     server: FakeDiscord, world: World, start_bot: StartBot
 ) -> None:
+    server.grant_bot(world.guild, MANAGE_THREADS)  # beyond the invite: sees private threads
     bot = await start_bot(make_bot())
     joined, removed = collect(bot, "on_guild_join"), collect(bot, "on_guild_remove")
     other = server.add_guild("Other")
@@ -461,7 +467,7 @@ async def test_world_changes_reach_a_connected_bot(
     managed = server.add_thread(world.general, "staff", private=True, member_ids=[world.alice])
     bot_role = server.bot_role_id(world.guild)
     assert bot_role is not None
-    server.set_role_permissions(world.guild, bot_role, DEFAULT_EVERYONE_PERMISSIONS)
+    server.set_role_permissions(world.guild, bot_role, INVITE_PERMISSIONS)
     secret = server.add_thread(world.general, "secret", private=True, member_ids=[world.alice])
     await server.post_message(thread, world.alice, "in thread")
     hook = server.add_user("Captain Hook", bot=True)

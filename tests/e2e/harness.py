@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import random
 import sqlite3
+import sys
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,12 +20,13 @@ import pytest
 from bot.app import create_bot
 from bot.chat.client import Glimpse
 from bot.config import Settings
-from tests.conftest import tiny_settings
+from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.payloads import MANAGE_MESSAGES, VIEW_CHANNEL
 from tests.shapes import draw_shape
 
 Post = Callable[..., Any]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class World(types.SimpleNamespace):
@@ -97,6 +100,30 @@ def bot_settings(server: FakeDiscord, data_dir: Path, **overrides: str) -> Setti
     }
     env.update(overrides)
     return tiny_settings(**env)
+
+
+async def bot_process(
+    server: FakeDiscord, data: Path, cwd: Path, *args: str, token: str | None = None, **env: str
+) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` as an admin runs it, in a child process whose Discord media host
+    names reach the test server (tests/fakediscord/child.py); stdout and stderr are piped."""
+    environ = {
+        **os.environ,
+        **server.child_environment(),
+        "PYTHONPATH": str(ROOT),
+        "DISCORD_TOKEN": token or server.token,
+        "DISCORD_API_URL": server.api_url,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "DATA_DIR": str(data),
+        "CAPTION_MODEL": str(TINY_BLIP),
+        "SEARCH_MODEL": str(TINY_CLIP),
+        "COOLDOWN": "0",
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakediscord.child", *args, cwd=cwd, env=environ,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.e2e.harness import (
     World,
+    bot_process,
     bot_settings,
     eventually,
     indexed,
@@ -16,7 +17,6 @@ from tests.e2e.harness import (
     running,
     shape_png,
 )
-from tests.e2e.test_process import start_process
 from tests.fakediscord import FakeDiscord
 from tests.shapes import CLASSES
 
@@ -44,7 +44,7 @@ async def test_sigkill_mid_indexing_leaves_a_consistent_index(
 ) -> None:
     data = tmp_path / "data"
     db = data / "index.sqlite3"
-    process = await start_process(server, data, tmp_path)
+    process = await bot_process(server, data, tmp_path)
     await server.wait_until_ready(timeout=60)
     posted: list[dict] = []
     killed = asyncio.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ import aiohttp
 import discord
 import pytest
 import torch
-from aiohttp import web
 
 from bot.chat.client import Glimpse
 from bot.images import download as downloads
@@ -152,42 +151,12 @@ async def test_an_attachment_that_is_gone_gets_a_clear_reply(
     assert await caption(server, world, png("here.png", "red", "circle")) == "a red circle"
 
 
-@pytest.fixture
-async def stalling_host() -> AsyncIterator[str]:
-    """Another CDN node that sends headers and then nothing."""
-
-    async def stall(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Length": "1000"})
-        await response.prepare(request)
-        await asyncio.sleep(60)
-        return response
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", stall)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    await runner.cleanup()
-
-
 async def test_an_attachment_that_stalls_times_out_with_a_clear_reply(
-    server: FakeDiscord,
-    world: World,
-    glimpse: Glimpse,
-    stalling_host: str,
-    monkeypatch: pytest.MonkeyPatch,
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT", aiohttp.ClientTimeout(total=0.5))
-    plain = server.attachment_url
-
-    def url(channel_id: int, attachment_id: int, filename: str) -> str:
-        if filename == "slow.png":
-            return f"{stalling_host}/attachments/{channel_id}/{attachment_id}/slow.png"
-        return plain(channel_id, attachment_id, filename)
-
-    monkeypatch.setattr(server, "attachment_url", url)
+    # A sick CDN node: it answers the headers, then nothing. (The URL stays Discord's own.)
+    server.stall_media(r"/slow\.png$")
     reply = await caption(server, world, png("slow.png"))
     assert reply == "I couldn't get that image: fetching the image timed out."
     assert await caption(server, world, png("fast.png", "yellow", "square")) == "a yellow square"

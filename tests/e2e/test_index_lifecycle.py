@@ -8,7 +8,16 @@ from pathlib import Path
 from bot.chat.client import Glimpse
 from tests.conftest import TINY_CLIP
 from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import EXTERNAL_PROXY_HOSTS, FakeDiscord
+
+
+def on_proxy(server: FakeDiscord, host: str) -> str:
+    """A link to an image that Discord previews through ``host`` (it picks the proxy by URL)."""
+    return next(
+        url
+        for url in (f"https://example.com/pictures/{i}.png" for i in range(100))
+        if server.external_proxy_host(url) == host
+    )
 
 
 def png_attachment(colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, str]:
@@ -38,37 +47,22 @@ async def test_who_and_what_gets_indexed(server: FakeDiscord, world: World, tmp_
         await server.post_message(
             world.general, world.alice, "", attachments=[png_attachment("green", "circle")] * 2
         )
-        hosted = server.store_attachment(
-            world.general, "e.png", shape_png("yellow", "square"), "image/png"
-        )
-        embed = {
-            "type": "image",
-            "url": "https://example.com/e.png",
-            "thumbnail": {"url": "https://example.com/e.png", "proxy_url": hosted["url"]},
-        }
-        await server.post_message(
-            world.general, world.bob, "https://example.com/e.png", embeds=[embed]
-        )
-        outside = {
-            "type": "image",
-            "url": "https://example.com/f.png",
-            "thumbnail": {
-                "url": "https://example.com/f.png",
-                "proxy_url": "https://example.com/f.png",
-            },
-        }
-        await server.post_message(
-            world.general, world.bob, "https://example.com/f.png", embeds=[outside]
-        )
+        # A member's link to an image: Discord unfurls it about a second later (MESSAGE_UPDATE)
+        # with a preview served by its external image proxy. (This test used to post embeds
+        # whose proxy_url pointed elsewhere; no sender can set an image's proxy_url, Discord
+        # fills it in: message.mdx, "Create Message", Limitations.)
+        link = on_proxy(server, EXTERNAL_PROXY_HOSTS[0])
+        server.host_on_web(link, shape_png("yellow", "square"))
+        await server.post_message(world.general, world.bob, f"look: {link}")
         await server.post_message(
             world.general, world.alice, "!caption", attachments=[png_attachment("red", "triangle")]
         )
         await server.wait_for_sent(channel_id=world.general)  # the bot's reply is never indexed
+        await server.previews_settled()
         await indexed(bot, 5)
         assert await count(bot, ignored) == 0
-        assert (
-            await count(bot, world.general) == 5
-        )  # webhook, two attachments, proxied embed, !caption's own
+        # webhook, two attachments, the link's preview, !caption's own
+        assert await count(bot, world.general) == 5
         # two identical attachments: two rows, one embedding computation
         rows = bot.index._store._conn.execute(
             "SELECT COUNT(DISTINCT content_hash) FROM images"

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import TINY_BLIP, TINY_CLIP
-from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
+from tests.e2e.harness import World, bot_process, bot_settings, indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def start_process(
     server: FakeDiscord, data: Path, cwd: Path, token: str | None = None
 ) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DISCORD_TOKEN": token or server.token,
-        "DISCORD_API_URL": server.api_url,
-        "DISCORD_GATEWAY_URL": server.gateway_url,
-        "DATA_DIR": str(data),
-        "CAPTION_MODEL": str(TINY_BLIP),
-        "SEARCH_MODEL": str(TINY_CLIP),
-        "COOLDOWN": "0",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await bot_process(server, data, cwd, token=token)
 
 
 async def test_sigterm_stops_cleanly_and_keeps_pending_work(

@@ -1,9 +1,11 @@
-"""A Discord-compatible fake server (REST + gateway) for end-to-end tests with real discord.py.
+"""A Discord-compatible test server (REST + gateway + media) for end-to-end tests with discord.py.
 
 See :class:`FakeDiscord` for the API and :class:`Interaction` for simulated app commands.
 """
 
-from .interactions import Interaction
+from .hostroutes import CDN_HOST, EXTERNAL_PROXY_HOSTS, MEDIA_HOSTS, MEDIA_PROXY_HOST
+from .interaction import Interaction
+from .media import URL_LIFETIME_S
 from .payloads import (
     ADMINISTRATOR,
     ALL_PERMISSIONS,
@@ -11,12 +13,15 @@ from .payloads import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
     EMBED_LINKS,
+    INVITE_PERMISSIONS,
     MANAGE_MESSAGES,
+    MANAGE_THREADS,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
     USE_APPLICATION_COMMANDS,
     VIEW_CHANNEL,
+    Upload,
 )
 from .server import FakeDiscord
 
@@ -24,15 +29,23 @@ __all__ = [
     "ADMINISTRATOR",
     "ALL_PERMISSIONS",
     "ATTACH_FILES",
+    "CDN_HOST",
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
     "EMBED_LINKS",
+    "EXTERNAL_PROXY_HOSTS",
+    "INVITE_PERMISSIONS",
     "MANAGE_MESSAGES",
+    "MANAGE_THREADS",
+    "MEDIA_HOSTS",
+    "MEDIA_PROXY_HOST",
     "READ_MESSAGE_HISTORY",
     "SEND_MESSAGES",
     "SEND_MESSAGES_IN_THREADS",
+    "URL_LIFETIME_S",
     "USE_APPLICATION_COMMANDS",
     "VIEW_CHANNEL",
     "FakeDiscord",
     "Interaction",
+    "Upload",
 ]

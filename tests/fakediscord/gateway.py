@@ -120,9 +120,17 @@ class GatewayMixin:
                 conn.wake.set()
 
     def _dispatch_message(self, event: str, msg: dict) -> None:
-        """MESSAGE_CREATE / MESSAGE_UPDATE with the right intent and visibility rules."""
+        """MESSAGE_CREATE / MESSAGE_UPDATE with the right intent and visibility rules.
+
+        An ephemeral message reaches the bot that sent it as a direct message would: with the
+        DIRECT_MESSAGES intent, without ``guild_id`` or ``member`` (gateway-events.mdx,
+        "Messages")."""
         channel_id = int(msg["channel_id"])
         guild = self.guild_of(channel_id)
+        if msg["flags"] & p.EPHEMERAL:
+            data = self.gateway_message(msg)
+            self._dispatch(event, data, intent=p.INTENT_DIRECT_MESSAGES, message=True)
+            return
         intent = p.INTENT_GUILD_MESSAGES if guild else p.INTENT_DIRECT_MESSAGES
         self._dispatch(
             event,
@@ -198,7 +206,7 @@ class GatewayMixin:
             await self._send_op(
                 conn,
                 10,
-                {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gateway"]},
+                {"heartbeat_interval": self.heartbeat_interval_ms},
             )
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
@@ -234,6 +242,7 @@ class GatewayMixin:
                     frame = conn.session.log[conn.cursor]
                     conn.cursor += 1
                     await conn.ws.send_str(frame)
+                    self._frame_sent(frame)
                 conn.progress.set()
         except asyncio.CancelledError:
             raise
@@ -242,8 +251,13 @@ class GatewayMixin:
             conn.progress.set()
 
     async def _send_op(self, conn: Connection, op: int, data: Any) -> None:
+        frame = json.dumps({"op": op, "d": data, "s": None, "t": None})
         with contextlib.suppress(Exception):
-            await conn.ws.send_str(json.dumps({"op": op, "d": data, "s": None, "t": None}))
+            await conn.ws.send_str(frame)
+            self._frame_sent(frame)
+
+    def _frame_sent(self, frame: str) -> None:  # overridden by the server to record traffic
+        pass
 
     async def _on_op(self, conn: Connection, frame: dict) -> None:
         op, d = frame.get("op"), frame.get("d")
@@ -275,14 +289,12 @@ class GatewayMixin:
         conn.session, conn.cursor = s, 0
         self.identifies += 1
         my_guilds = [g for g in self.guilds.values() if self.bot_id in g.members]
+        # gateway-events.mdx, "Ready Event Fields" (and nothing else).
         ready = {
-            "v": 10, "user": self.bot_user, "session_id": s.id, "session_type": "normal",
+            "v": 10, "user": self.current_user(), "session_id": s.id,
             "resume_gateway_url": self.resume_gateway_url,
             "guilds": [{"id": str(g.id), "unavailable": True} for g in my_guilds],
             "application": {"id": str(self.application_id), "flags": self.application_flags},
-            "private_channels": [], "relationships": [], "presences": [], "user_settings": {},
-            "guild_join_requests": [], "geo_ordered_rtc_regions": ["local"], "auth": {},
-            "_trace": ["fake-gateway"],
         }  # fmt: skip
         if s.shard is not None:
             ready["shard"] = s.shard
@@ -309,7 +321,7 @@ class GatewayMixin:
                 with contextlib.suppress(Exception):
                     await other.ws.close(code=4000, message=b"session resumed elsewhere")
         conn.session, conn.cursor = s, seq
-        s.append("RESUMED", {"_trace": ["fake-gateway"]})
+        s.append("RESUMED", {})
         self.resumes += 1
         conn.wake.set()
         await self._wait_written(conn, len(s.log))

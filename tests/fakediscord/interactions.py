@@ -1,102 +1,27 @@
-"""Simulated INTERACTION_CREATE (slash commands, message context menus), callbacks, followups."""
+"""Simulated INTERACTION_CREATE (slash commands, message context menus), callbacks, followups.
+
+Answers are messages as Discord makes them (message.mdx, "Message Interaction Metadata Object";
+"Context Menu Command messages"): type 20 (23 for a context menu), ``application_id``,
+``webhook_id`` equal to the application, ``interaction_metadata`` (``original_response_message_id``
+on followups, ``target_message_id`` for a message command), stored and dispatched unless
+ephemeral. The callback must come within 3 s; the token then lives 15 minutes on the server's
+clock, after which the webhook routes answer 401 with code 50027 (receiving-and-responding.mdx,
+"Interaction Callback"; opcodes-and-status-codes.mdx).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import secrets
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from . import payloads as p
-from .messages import validate_message_body
+from .interaction import Interaction
+from .limits import validate_message_body
 from .rest import API_PREFIX, read_body
-
-
-class Interaction:
-    """One simulated application-command interaction and what the bot answered.
-
-    ``payload``: the INTERACTION_CREATE data sent. ``callbacks``: bodies POSTed to
-    ``/interactions/{id}/{token}/callback`` (``{"type": 4|5|9|..., "data": ...}``);
-    ``response_type``: the callback type (4 message, 5 deferred, 9 modal, 8 autocomplete).
-    ``original``: the @original message (live dict; flags 128 while only deferred).
-    ``followups``: followup message payloads. ``entries``: this interaction's entries of
-    :attr:`FakeDiscord.sent` in order (kinds ``interaction_response``, ``followup``,
-    ``edit_original``, ``edit``). ``modal``: the modal's data if type 9 was answered.
-    """
-
-    def __init__(self, payload: dict, channel_id: int, user_id: int) -> None:
-        self.payload = payload
-        self.id = int(payload["id"])
-        self.token: str = payload["token"]
-        self.channel_id, self.user_id = channel_id, user_id
-        self.name: str = payload["data"]["name"]
-        self.command_type: int = payload["data"]["type"]
-        self.created = time.monotonic()
-        self.callbacks: list[dict] = []
-        self.response_type: int | None = None
-        self.original: dict | None = None
-        self.followups: list[dict] = []
-        self.entries: list[dict] = []
-        self.modal: dict | None = None
-        self._changed = asyncio.Event()
-
-    @property
-    def acknowledged(self) -> bool:
-        return bool(self.callbacks)
-
-    @property
-    def deferred(self) -> bool:
-        return self.response_type == 5
-
-    def _notify(self) -> None:
-        self._changed.set()
-
-    async def _wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    self._changed.clear()
-                    result = check()
-                    if result is not None:
-                        return result
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(
-                f"interaction {self.name!r}: no {what} within {timeout}s; "
-                f"callbacks={self.callbacks!r}"
-            ) from None
-
-    async def wait_for_callback(self, timeout: float = 10.0) -> dict:
-        """The first callback body (e.g. ``{"type": 5, "data": {...}}``)."""
-        return await self._wait(
-            lambda: self.callbacks[0] if self.callbacks else None, timeout, "callback"
-        )
-
-    async def wait_for_response(
-        self,
-        timeout: float = 10.0,
-        *,
-        predicate: Callable[[dict], bool] | None = None,
-    ) -> dict:
-        """The latest visible message of this interaction, once there is one.
-
-        Visible: the type-4 response, the @original once edited after a defer, a followup (the
-        first followup after a defer fills the deferred message), or an edit of those. Returns
-        the most recent such :attr:`FakeDiscord.sent` entry matching ``predicate`` (if given);
-        waits until one exists.
-        """
-
-        def check() -> dict | None:
-            for entry in reversed(self.entries):
-                if not entry["flags"] & p.LOADING and (predicate is None or predicate(entry)):
-                    return entry
-            return None
-
-        return await self._wait(check, timeout, "visible response")
 
 
 class InteractionsMixin:
@@ -151,7 +76,7 @@ class InteractionsMixin:
                 context=1,
                 authorizing_integration_owners={"0": str(user_id)},
             )
-        it = Interaction(payload, channel_id, user_id)
+        it = Interaction(payload, channel_id, user_id, self.clock.now())
         self.interactions[it.token] = it
         self._dispatch("INTERACTION_CREATE", payload)
         await self.flush()
@@ -268,7 +193,7 @@ class InteractionsMixin:
         data: dict[str, Any] = {
             "id": cmd["id"] if cmd else str(self.ids.next()), "name": name, "type": 3,
             "target_id": str(message_id),
-            "resolved": {"messages": {str(message_id): copy.deepcopy(target)}},
+            "resolved": {"messages": {str(message_id): copy.deepcopy(self.refresh_urls(target))}},
         }  # fmt: skip
         if cmd and cmd.get("guild_id"):
             data["guild_id"] = cmd["guild_id"]
@@ -277,7 +202,14 @@ class InteractionsMixin:
     # --- responses ------------------------------------------------------------------------------
 
     def _interaction_message(
-        self, it: Interaction, body: dict, files: dict, *, ephemeral: bool, loading: bool = False
+        self,
+        it: Interaction,
+        body: dict,
+        files: dict,
+        *,
+        ephemeral: bool,
+        loading: bool = False,
+        followup: bool = False,
     ) -> dict:
         user = self.users[it.user_id]
         meta: dict[str, Any] = {
@@ -286,24 +218,30 @@ class InteractionsMixin:
             "user": user,
             "authorizing_integration_owners": it.payload["authorizing_integration_owners"],
         }
+        if followup and it.original is not None:
+            meta["original_response_message_id"] = it.original["id"]
+        extra: dict[str, Any] = {}
         if it.command_type == 3:
-            meta["target_message_id"] = it.payload["data"]["target_id"]
+            target = int(it.payload["data"]["target_id"])
+            meta["target_message_id"] = str(target)
+            extra = self.reference_to(it.channel_id, target)
         msg = self._bot_message(
             it.channel_id,
             body,
             files,
             check_embeds=False,
             ephemeral=ephemeral,
-            msg_type=20 if it.command_type == 1 else 23,
+            msg_type=p.CHAT_INPUT_COMMAND if it.command_type == 1 else p.CONTEXT_MENU_COMMAND,
             webhook_id=self.application_id,
             application_id=str(self.application_id),
             interaction_metadata=meta,
             interaction={"id": str(it.id), "type": 2, "name": it.name, "user": user},
+            **extra,
         )
         msg["flags"] |= (p.EPHEMERAL if ephemeral else 0) | (p.LOADING if loading else 0)
         if not ephemeral:
             self.store_message(msg)
-            self._dispatch_message("MESSAGE_CREATE", msg)
+        self._dispatch_message("MESSAGE_CREATE", msg)
         return msg
 
     def _record_for(self, it: Interaction, msg: dict, kind: str, body: dict, files: dict) -> None:
@@ -320,7 +258,7 @@ class InteractionsMixin:
         body, files = await read_body(request)
         if it.acknowledged:
             raise p.ApiError(400, 40060, "Interaction has already been acknowledged.")
-        if time.monotonic() - it.created > self.interaction_ack_timeout:
+        if self.clock.now() - it.created > self.interaction_ack_timeout:
             raise p.unknown("interaction")
         kind, data = body.get("type"), body.get("data") or {}
         ephemeral = bool(int(data.get("flags") or 0) & p.EPHEMERAL)
@@ -356,12 +294,17 @@ class InteractionsMixin:
         }
         if msg is not None:
             info["response_message_id"] = msg["id"]
-        return p.json_response({"interaction": info, "resource": resource})
+        answer: dict[str, Any] = {"interaction": info}
+        if kind == 4:  # the spec's resource types: only a message created (4) applies here
+            answer["resource"] = resource
+        return p.json_response(answer)
 
     def _webhook_interaction(self, request: web.Request) -> Interaction:
         it = self.interactions.get(request.match_info["token"])
         if it is None or int(request.match_info["app"]) != self.application_id:
             raise p.unknown("Webhook")
+        if it.expired(self.clock.now()):
+            raise p.ApiError(401, 50027, "Invalid Webhook Token")
         return it
 
     def _webhook_message(self, it: Interaction, request: web.Request) -> dict:
@@ -388,11 +331,10 @@ class InteractionsMixin:
             original["flags"] &= ~p.LOADING
             original["edited_timestamp"] = None
             msg = original
-            if not msg["flags"] & p.EPHEMERAL:
-                self._dispatch_message("MESSAGE_UPDATE", msg)
+            self._dispatch_message("MESSAGE_UPDATE", msg)
         else:
             ephemeral = bool(int(body.get("flags") or 0) & p.EPHEMERAL)
-            msg = self._interaction_message(it, body, files, ephemeral=ephemeral)
+            msg = self._interaction_message(it, body, files, ephemeral=ephemeral, followup=True)
         it.followups.append(msg)
         self._record_for(it, msg, "followup", body, files)
         if request.query.get("wait", "").lower() in ("1", "true"):
@@ -409,8 +351,7 @@ class InteractionsMixin:
         body, files = await read_body(request)
         self._apply_edit(msg, body, files)
         msg["flags"] &= ~p.LOADING
-        if not msg["flags"] & p.EPHEMERAL:
-            self._dispatch_message("MESSAGE_UPDATE", msg)
+        self._dispatch_message("MESSAGE_UPDATE", msg)
         kind = "edit_original" if msg is it.original else "edit"
         self._record_for(it, msg, kind, body, files)
         return p.json_response(msg)

@@ -1,4 +1,12 @@
-"""Message building, storage and history; bodies the bot sends, validated like Discord."""
+"""Messages as Discord builds, stores and shows them (message.mdx, "Message Object").
+
+REST gives a message without ``guild_id``/``member``; MESSAGE_CREATE/UPDATE add them
+(gateway-events.mdx, "Message Create Extra Fields"), except for ephemeral messages, which reach
+the bot as direct messages. Embeds a bot or webhook sends are stored as Discord stores them
+(type ``rich``, images with ``proxy_url``/``width``/``height``); a member sees only the first of
+several embeds that share a ``url`` ("Embed Limits"), recorded as ``visible_embeds``. Forwards
+carry ``message_snapshots`` ("Message Snapshot Object").
+"""
 
 from __future__ import annotations
 
@@ -8,61 +16,30 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import payloads as p
+from .limits import validate_message_body
 
-_EMBED_LIMITS = {"title": 256, "description": 4096}
+#: What a forward's snapshot keeps of the message (message.mdx, "Message Snapshot Structure").
+SNAPSHOT_FIELDS = (
+    "type", "content", "embeds", "attachments", "timestamp", "edited_timestamp", "flags",
+    "mentions", "mention_roles", "stickers", "sticker_items", "components",
+)  # fmt: skip
+#: Flags a bot may set when creating a message (message.mdx, "Create Message"), plus EPHEMERAL
+#: for interaction responses.
+SETTABLE_FLAGS = p.SUPPRESS_EMBEDS | p.SUPPRESS_NOTIFICATIONS | p.EPHEMERAL
 
 
-def validate_message_body(body: dict, n_files: int, *, editing: bool = False) -> None:
-    """Raise ApiError for bodies real Discord rejects (empty, too long, too many embeds)."""
-    content = body.get("content") or ""
-    embeds = body.get("embeds") or []
-    if len(content) > 2000:
-        raise p.form_error("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
-    if len(embeds) > 10:
-        raise p.form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-    total = 0
-    for i, embed in enumerate(embeds):
-        for key, limit in _EMBED_LIMITS.items():
-            value = embed.get(key) or ""
-            total += len(value)
-            if len(value) > limit:
-                raise p.form_error(
-                    f"embeds.{i}.{key}",
-                    "BASE_TYPE_MAX_LENGTH",
-                    f"Must be {limit} or fewer in length.",
-                )
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
-            raise p.form_error(f"embeds.{i}.fields", "BASE_TYPE_MAX_LENGTH", "Too many fields.")
-        for j, field in enumerate(fields):
-            for key, limit in (("name", 256), ("value", 1024)):
-                value = str(field.get(key) or "")
-                total += len(value)
-                if not value or len(value) > limit:
-                    raise p.form_error(
-                        f"embeds.{i}.fields.{j}.{key}",
-                        "BASE_TYPE_BAD_LENGTH",
-                        f"Must be between 1 and {limit} in length.",
-                    )
-        total += len((embed.get("footer") or {}).get("text") or "")
-        total += len((embed.get("author") or {}).get("name") or "")
-    if total > 6000:
-        raise p.form_error(
-            "embeds", "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
-        )
-    if n_files > 10:
-        raise p.form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-    empty = not (
-        content
-        or embeds
-        or n_files
-        or body.get("sticker_ids")
-        or body.get("poll")
-        or body.get("components")
-        or body.get("attachments")
-    )
-    if empty and not editing:
-        raise p.ApiError(400, 50006, "Cannot send an empty message")
+def visible_embeds(embeds: Sequence[dict]) -> list[dict]:
+    """What a member sees: embeds are deduplicated by URL, only the first is shown."""
+    seen: set[str] = set()
+    shown = []
+    for embed in embeds:
+        url = embed.get("url")
+        if url is not None and url in seen:
+            continue
+        if url is not None:
+            seen.add(url)
+        shown.append(embed)
+    return shown
 
 
 class MessagesMixin:
@@ -83,42 +60,65 @@ class MessagesMixin:
         mention_ids: list[int] | None = None,
         **extra: Any,
     ) -> dict:
-        """A message payload as REST returns it (no ``member``); not stored."""
-        channel = self.channels[channel_id]
+        """A message payload as REST returns it; not stored."""
         msg_id = self.ids.next()
         if mention_ids is None:
             mention_ids = [int(u) for u in p.USER_MENTION.findall(content)]
         mentions = [self.users[u] for u in dict.fromkeys(mention_ids) if u in self.users]
         msg: dict[str, Any] = {
-            "id": str(msg_id), "channel_id": str(channel_id), "type": 0, "content": content,
-            "author": self.users[author_id], "attachments": list(attachments),
-            "embeds": list(embeds), "mentions": mentions,
+            "id": str(msg_id), "channel_id": str(channel_id), "type": p.DEFAULT_MESSAGE,
+            "content": content, "author": self.users[author_id],
+            "attachments": list(attachments), "embeds": list(embeds), "mentions": mentions,
             "mention_roles": p.ROLE_MENTION.findall(content),
             "mention_everyone": "@everyone" in content or "@here" in content,
             "pinned": False, "tts": False, "timestamp": p.snowflake_time_iso(msg_id),
             "edited_timestamp": None, "flags": flags, "components": [],
         }  # fmt: skip
-        if "guild_id" in channel:
-            msg["guild_id"] = channel["guild_id"]
         if webhook_id is not None:
             msg["webhook_id"] = str(webhook_id)
         if reply_to is not None:
-            ref = self.messages[channel_id].get(reply_to)
-            msg["message_reference"] = {
-                "type": 0,
-                "message_id": str(reply_to),
-                "channel_id": str(channel_id),
-            }
-            if "guild_id" in channel:
-                msg["message_reference"]["guild_id"] = channel["guild_id"]
-            msg["referenced_message"] = None
-            if ref is not None:
-                msg["referenced_message"] = {
-                    k: v for k, v in ref.items() if k != "referenced_message"
-                }
-        msg["type"] = msg_type if msg_type is not None else (19 if reply_to is not None else 0)
+            msg.update(self.reference_to(channel_id, reply_to))
+        msg["type"] = msg_type if msg_type is not None else (p.REPLY if reply_to is not None else 0)
         msg.update(extra)
         return msg
+
+    def reference_to(self, channel_id: int, message_id: int) -> dict[str, Any]:
+        """``message_reference`` (type 0) and ``referenced_message`` of a reply."""
+        channel = self.channels[channel_id]
+        ref: dict[str, Any] = {
+            "type": 0,
+            "message_id": str(message_id),
+            "channel_id": str(channel_id),
+        }
+        if "guild_id" in channel:
+            ref["guild_id"] = channel["guild_id"]
+        target = self.messages[channel_id].get(message_id)
+        basic = None
+        if target is not None:
+            skip = ("referenced_message", "message_snapshots", "interaction_metadata")
+            basic = {k: v for k, v in target.items() if k not in skip}
+        return {"message_reference": ref, "referenced_message": basic}
+
+    def forward_of(self, source_channel_id: int, source_id: int) -> dict[str, Any]:
+        """The fields that make a message a forward of another one (message.mdx, "Forwards")."""
+        source = self.messages[source_channel_id][source_id]
+        if source["type"] not in (
+            p.DEFAULT_MESSAGE,
+            p.REPLY,
+            p.CHAT_INPUT_COMMAND,
+            p.CONTEXT_MENU_COMMAND,
+        ):
+            raise ValueError("only basic messages can be forwarded")
+        snapshot = {k: copy.deepcopy(source[k]) for k in SNAPSHOT_FIELDS if k in source}
+        ref: dict[str, Any] = {
+            "type": 1,
+            "message_id": str(source_id),
+            "channel_id": str(source_channel_id),
+        }
+        guild_id = self.channels[source_channel_id].get("guild_id")
+        if guild_id:
+            ref["guild_id"] = guild_id
+        return {"message_reference": ref, "message_snapshots": [{"message": snapshot}]}
 
     def store_message(self, msg: dict) -> dict:
         channel_id = int(msg["channel_id"])
@@ -131,18 +131,22 @@ class MessagesMixin:
         return msg
 
     def gateway_message(self, msg: dict) -> dict:
-        """MESSAGE_CREATE/UPDATE form: adds ``member`` for guild messages by members."""
-        out = copy.copy(msg)
+        """MESSAGE_CREATE/UPDATE form: ``guild_id``, and ``member`` for members' messages; an
+        ephemeral message has neither (gateway-events.mdx, "Messages")."""
+        out = copy.copy(self.refresh_urls(msg))
         guild = self.guild_of(int(msg["channel_id"]))
+        if guild is None or msg["flags"] & p.EPHEMERAL:
+            return out
+        out["guild_id"] = str(guild.id)
         author = int(msg["author"]["id"])
-        if guild is not None and "webhook_id" not in msg and author in guild.members:
+        if "webhook_id" not in msg and author in guild.members:
             out["member"] = self.member_payload(guild.id, author, with_user=False)
         return out
 
     def content_visible_without_intent(self, msg: dict) -> bool:
         """DMs, the bot's own messages and messages mentioning the bot keep their content."""
         return (
-            "guild_id" not in msg
+            self.guild_of(int(msg["channel_id"])) is None
             or int(msg["author"]["id"]) == self.bot_id
             or any(int(u["id"]) == self.bot_id for u in msg.get("mentions", []))
         )
@@ -185,6 +189,7 @@ class MessagesMixin:
                     data,
                     mimetypes.guess_type(name)[0],
                     description=info.get("description"),
+                    spoiler=bool(info.get("is_spoiler")),
                     ephemeral=ephemeral,
                 )
             )
@@ -214,7 +219,8 @@ class MessagesMixin:
         **extra: Any,
     ) -> dict:
         """A new (unstored) message authored by the bot from a create-message body."""
-        embeds = body.get("embeds") or []
+        attachments = self._new_attachments(cid, body, files, ephemeral=ephemeral)
+        embeds = [self.fill_embed(e, attachments) for e in body.get("embeds") or []]
         if check_embeds and not self.permissions_for(cid, self.bot_id) & p.EMBED_LINKS:
             embeds = []
         reply_author = None
@@ -222,16 +228,15 @@ class MessagesMixin:
             reply_author = int(self.messages[cid][reply_to]["author"]["id"])
         content = body.get("content") or ""
         mentions = self._mention_ids(content, body.get("allowed_mentions"), reply_author)
-        flags = int(body.get("flags") or 0) & ((1 << 2) | (1 << 12) | p.EPHEMERAL)
         msg = self.build_message(
             cid,
             self.bot_id,
             content,
             embeds=embeds,
-            attachments=self._new_attachments(cid, body, files, ephemeral=ephemeral),
+            attachments=attachments,
             reply_to=reply_to,
             mention_ids=mentions,
-            flags=flags,
+            flags=int(body.get("flags") or 0) & SETTABLE_FLAGS,
             **extra,
         )
         for key in ("components", "nonce", "tts", "poll"):
@@ -255,6 +260,7 @@ class MessagesMixin:
             allowed_mentions=body.get("allowed_mentions"),
             files=[f for _, f in sorted(files.items())],
             ephemeral=ephemeral,
+            visible_embeds=visible_embeds(entry["embeds"]),
             **extra,
         )
         self._append_sent(entry)
@@ -265,12 +271,14 @@ class MessagesMixin:
         validate_message_body(body, len(files), editing=True)
         if "content" in body:
             msg["content"] = body["content"] or ""
-        if "embeds" in body:
-            msg["embeds"] = body["embeds"] or []
         if "attachments" in body or files:
-            keep = {str(a.get("id")) for a in body.get("attachments") or []}
-            kept = [a for a in msg["attachments"] if "attachments" not in body or a["id"] in keep]
+            meta = {str(a.get("id")): a for a in body.get("attachments") or []}
+            kept = [a for a in msg["attachments"] if "attachments" not in body or a["id"] in meta]
+            for att in kept:
+                self._edit_attachment(att, meta.get(att["id"], {}))
             msg["attachments"] = kept + self._new_attachments(cid, body, files)
+        if "embeds" in body:
+            msg["embeds"] = [self.fill_embed(e, msg["attachments"]) for e in body["embeds"] or []]
         for key in ("components", "flags"):
             if key in body and body[key] is not None:
                 msg[key] = body[key]
@@ -279,4 +287,17 @@ class MessagesMixin:
             msg["mentions"] = [self.users[u] for u in dict.fromkeys(ids) if u in self.users]
         if not (msg["content"] or msg["embeds"] or msg["attachments"] or msg.get("components")):
             raise p.ApiError(400, 50006, "Cannot send an empty message")
-        msg["edited_timestamp"] = p.now_iso()
+        msg["edited_timestamp"] = self.clock.iso()
+
+    @staticmethod
+    def _edit_attachment(att: dict, change: dict) -> None:
+        """An edit may change a kept attachment's alt text and spoiler flag (message.mdx,
+        "Attachment Request Structure")."""
+        if "description" in change:
+            if change["description"]:
+                att["description"] = change["description"]
+            else:
+                att.pop("description", None)
+        if "is_spoiler" in change:
+            spoiler = p.IS_SPOILER if change["is_spoiler"] else 0
+            att["flags"] = (att.get("flags", 0) & ~p.IS_SPOILER) | spoiler

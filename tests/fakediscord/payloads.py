@@ -12,7 +12,8 @@ import json
 import re
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -48,17 +49,19 @@ ALL_PERMISSIONS = 8866461766385663
 ALL_CHANNEL_PERMISSIONS = 8555290110197585
 VOICE_PERMISSIONS = 321607217185536
 
-#: What a fresh server gives @everyone.
-DEFAULT_EVERYONE_PERMISSIONS = (
-    CREATE_INSTANT_INVITE | ADD_REACTIONS | VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS
-    | ATTACH_FILES | READ_MESSAGE_HISTORY | USE_EXTERNAL_EMOJIS | CONNECT | SPEAK
-    | CHANGE_NICKNAME | USE_APPLICATION_COMMANDS | CREATE_PUBLIC_THREADS
-    | CREATE_PRIVATE_THREADS | SEND_MESSAGES_IN_THREADS
+#: The README's invite link (permissions=274878024704): View Channel, Send Messages, Send Messages
+#: in Threads, Embed Links, Attach Files, Read Message History.
+INVITE_PERMISSIONS = (
+    VIEW_CHANNEL | SEND_MESSAGES | SEND_MESSAGES_IN_THREADS | EMBED_LINKS | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
 )  # fmt: skip
-#: The bot's managed role ("admin-ish" but not ADMINISTRATOR, so overwrites still apply).
-DEFAULT_BOT_PERMISSIONS = (
-    DEFAULT_EVERYONE_PERMISSIONS | MANAGE_MESSAGES | MANAGE_THREADS | MENTION_EVERYONE
-)
+assert INVITE_PERMISSIONS == 274878024704
+#: The bot's managed role: exactly what the invite link grants.
+DEFAULT_BOT_PERMISSIONS = INVITE_PERMISSIONS
+#: @everyone of a test guild: members may read, post, attach and link in channels and threads,
+#: and nothing the invite does not grant, so that the bot's effective permissions (@everyone
+#: included) are exactly the invite's. Tests that need more grant it explicitly.
+DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS
 #: What a DM channel allows.
 DM_PERMISSIONS = (
     VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY
@@ -79,9 +82,16 @@ TEXT, DM, VOICE, CATEGORY, NEWS = 0, 1, 2, 4, 5
 PUBLIC_THREAD, PRIVATE_THREAD, FORUM = 11, 12, 15
 THREAD_TYPES = (10, PUBLIC_THREAD, PRIVATE_THREAD)
 
-# message flags
+# message flags (message.mdx, "Message Flags") and attachment flags ("Attachment Flags")
+SUPPRESS_EMBEDS = 1 << 2
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
+SUPPRESS_NOTIFICATIONS = 1 << 12
+HAS_SNAPSHOT = 1 << 14
+IS_SPOILER = 1 << 3
+
+# message types (message.mdx, "Message Types")
+DEFAULT_MESSAGE, REPLY, CHAT_INPUT_COMMAND, CONTEXT_MENU_COMMAND = 0, 19, 20, 23
 
 MAX_FILE_SIZE = 10 * 1024 * 1024
 
@@ -89,13 +99,14 @@ MAX_FILE_SIZE = 10 * 1024 * 1024
 class Snowflakes:
     """Generates Discord snowflakes that increase strictly with time (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
         self._last = 0
         self._lock = threading.Lock()
 
     def next(self) -> int:
         with self._lock:
-            value = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+            value = (int(self._now() * 1000) - DISCORD_EPOCH_MS) << 22
             self._last = max(value, self._last + 1)
             return self._last
 
@@ -104,10 +115,6 @@ def snowflake_time_iso(snowflake: int) -> str:
     """The ISO-8601 creation time encoded in a snowflake."""
     ms = (snowflake >> 22) + DISCORD_EPOCH_MS
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
 
 
 # --- HTTP helpers --------------------------------------------------------------------------
@@ -173,7 +180,7 @@ def user_payload(user_id: int, name: str, *, bot: bool = False) -> dict:
         "id": str(user_id), "username": name, "global_name": None if bot else name,
         "discriminator": "0", "avatar": None, "avatar_decoration_data": None,
         "banner": None, "accent_color": None, "public_flags": 0, "flags": 0, "bot": bot,
-        "system": False, "clan": None, "primary_guild": None, "collectibles": None,
+        "system": False, "primary_guild": None, "collectibles": None,
     }  # fmt: skip
 
 
@@ -265,7 +272,7 @@ def thread_payload(
         "id": str(thread_id), "type": PRIVATE_THREAD if private else PUBLIC_THREAD,
         "guild_id": parent["guild_id"], "parent_id": parent["id"], "owner_id": str(owner_id),
         "name": name, "last_message_id": None, "rate_limit_per_user": 0, "message_count": 0,
-        "member_count": member_count, "total_message_sent": 0, "flags": 0, "nsfw": False,
+        "member_count": member_count, "total_message_sent": 0, "flags": 0,
         "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
                             "archive_timestamp": created, "locked": False,
                             "invitable": True, "create_timestamp": created},
@@ -280,48 +287,6 @@ def dm_channel_payload(channel_id: int, recipient: dict) -> dict:
         "flags": 0,
         "recipients": [recipient],
     }
-
-
-def attachment_payload(
-    att_id: int,
-    filename: str,
-    data: bytes,
-    content_type: str | None,
-    url: str,
-    *,
-    description: str | None = None,
-    ephemeral: bool = False,
-) -> dict:
-    att: dict[str, Any] = {
-        "id": str(att_id),
-        "filename": filename,
-        "size": len(data),
-        "url": url,
-        "proxy_url": url,
-    }
-    if content_type:
-        att["content_type"] = content_type
-    if description:
-        att["description"] = description
-    if ephemeral:
-        att["ephemeral"] = True
-    dims = image_size(data) if content_type and content_type.startswith("image/") else None
-    if dims:
-        att["width"], att["height"] = dims
-    return att
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) if Pillow can read the header, else None."""
-    try:
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:
-        return None
 
 
 # --- permissions ------------------------------------------------------------------------------
@@ -370,8 +335,25 @@ ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
 
 def strip_content(message: dict) -> dict:
-    """What an app without the message content intent sees."""
+    """What an app without the message content intent sees (gateway.mdx, "Message Content
+    Intent"): content fields empty, in a forward's snapshot too."""
     out = dict(message)
     out.update(content="", embeds=[], attachments=[], components=[])
     out.pop("poll", None)
+    if out.get("message_snapshots"):
+        out["message_snapshots"] = [
+            {"message": dict(s["message"], content="", embeds=[], attachments=[], components=[])}
+            for s in out["message_snapshots"]
+        ]
     return out
+
+
+class Upload(NamedTuple):
+    """A file a member attaches: ``(filename, data, content_type)``, optionally with alt text
+    (``description``) and marked as a spoiler (attachment flag IS_SPOILER)."""
+
+    filename: str
+    data: bytes
+    content_type: str | None
+    description: str | None = None
+    spoiler: bool = False

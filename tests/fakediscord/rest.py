@@ -1,8 +1,10 @@
-"""The fake REST API (``/api/v10/...``) and the attachment server (``/attachments/...``).
+"""The REST API (``/api/v10/...``): routes, permission checks and injected failures.
 
 Permission checks follow Discord: 50001 Missing Access when the bot cannot view a channel,
-50013 Missing Permissions when it cannot send/attach/reply, 10003/10008/... for unknown objects.
-Message bodies are validated (empty message 50006, content over 2000, embed limits).
+50013 Missing Permissions when it cannot send/attach/reply, 10003/10008/... for unknown objects,
+50007 when a member accepts no direct messages. Message bodies are validated as Discord does
+(:mod:`tests.fakediscord.limits`). The middleware that authenticates, rate-limits and records
+requests is in :mod:`tests.fakediscord.server`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from . import payloads as p
-from .messages import validate_message_body
+from .limits import validate_message_body
 
 API_PREFIX = "/api/v10"
-_NO_AUTH = re.compile(r"^/(interactions/\d+/[^/]+/callback|webhooks/\d+/[^/]+)")
+NO_AUTH = re.compile(r"^/(interactions/\d+/[^/]+/callback|webhooks/\d+/[^/]+)")
 
 
 async def read_body(request: web.Request) -> tuple[dict, dict[int, tuple[str, bytes]]]:
@@ -78,39 +80,14 @@ class RestMixin:
         r.add_get(a + "/guilds/{gid}/roles", self._get_roles)
         r.add_get(a + "/guilds/{gid}/members", self._get_members)
         r.add_get(a + "/guilds/{gid}/members/{uid}", self._get_member)
-        r.add_get("/attachments/{cid}/{aid}/{filename}", self._get_attachment)
-
-    # --- middleware, auth, faults -------------------------------------------------------------
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        path = request.path
-        if path.startswith("/gateway"):
-            return await handler(request)
-        rel = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
-        self.requests.append((request.method, rel))
-        fault = self._take_fault(request.method, rel)
-        if fault is not None:
-            return fault
-        needs_auth = path.startswith(API_PREFIX) and not _NO_AUTH.match(rel)
-        if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
-            return p.json_response({"message": "401: Unauthorized", "code": 0}, 401)
-        try:
-            return await handler(request)
-        except p.ApiError as exc:
-            return exc.response()
-        except web.HTTPException:
-            raise
-        except Exception as exc:  # a bug in the fake: fail the call fast (a 5xx is retried)
-            self.server_errors.append(f"{request.method} {rel}: {exc!r}")
-            body = {"message": f"fake server error: {exc!r}", "code": 0}
-            return p.json_response(body, 400)
 
     async def _unknown_route(self, request: web.Request) -> web.Response:
         path = request.path
         rel = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
         self.unknown_requests.append((request.method, rel))
         return p.json_response({"message": "404: Not Found", "code": 0}, 404)
+
+    # --- injected failures ---------------------------------------------------------------------
 
     def fail_next(
         self,
@@ -125,9 +102,10 @@ class RestMixin:
 
         ``method`` is an HTTP method or ``"*"``; ``path_regex`` is searched (``re.search``) in
         the path relative to ``/api/v10`` (e.g. ``r"^/channels/\\d+/messages$"``; webhook and
-        interaction callback paths too, and ``/attachments/...``). A 429 carries Discord's
-        rate-limit headers, ``Via`` and the JSON body with ``retry_after``; other statuses a JSON
-        error body. Note discord.py sleeps ``1 + 2*tries`` s before retrying a 5xx.
+        interaction callback paths too), or in a media path (``/attachments/...`` on the CDN).
+        A 429 carries Discord's rate-limit headers, ``Via`` and the JSON body with
+        ``retry_after``; other statuses a JSON error body. Note discord.py sleeps ``1 + 2*tries``
+        s before retrying a 5xx.
         """
         self._faults.append([method.upper(), re.compile(path_regex), status, count, retry_after])
 
@@ -149,6 +127,7 @@ class RestMixin:
                         "message": "You are being rate limited.",
                         "retry_after": retry_after,
                         "global": False,
+                        "code": 0,
                     }
                     return p.json_response(body, 429, headers)
                 return p.json_response(
@@ -178,7 +157,9 @@ class RestMixin:
         return msg
 
     def _rest_view(self, msg: dict) -> dict:
-        """What GET returns: without the message content intent enabled, content is blank."""
+        """What GET returns: URLs that work; without the message content intent, content is
+        blank (except where gateway.mdx, "Message Content Intent", keeps it)."""
+        self.refresh_urls(msg)
         if self.enabled_intents & p.INTENT_MESSAGE_CONTENT:
             return msg
         return msg if self.content_visible_without_intent(msg) else p.strip_content(msg)
@@ -193,7 +174,7 @@ class RestMixin:
     # --- handlers ----------------------------------------------------------------------------
 
     async def _get_me(self, request: web.Request) -> web.Response:
-        return p.json_response(self.bot_user)
+        return p.json_response(self.current_user())
 
     async def _get_app(self, request: web.Request) -> web.Response:
         return p.json_response(self.application_info())
@@ -218,6 +199,8 @@ class RestMixin:
     async def _get_channel(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
         self._require(cid, 0)
+        if self.channels[cid]["type"] in p.THREAD_TYPES:
+            return p.json_response(self.thread_view(cid))
         return p.json_response(self.channels[cid])
 
     async def _post_typing(self, request: web.Request) -> web.Response:
@@ -240,21 +223,26 @@ class RestMixin:
 
     async def _get_message(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
-        if not self.permissions_for(cid, self.bot_id) & p.READ_MESSAGE_HISTORY:
-            raise p.missing_access()
+        self._require(cid, p.READ_MESSAGE_HISTORY)  # message.mdx, "Get Channel Message"
         return p.json_response(self._rest_view(self._stored(cid, request)))
 
     async def _post_message(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
         body, files = await read_body(request)
+        recipient = self.dm_recipient(cid)
+        if recipient is not None and recipient in self.closed_dms:
+            raise p.ApiError(403, 50007, "Cannot send messages to this user")
         thread = self.channels[cid]["type"] in p.THREAD_TYPES
         self._require(cid, p.SEND_MESSAGES_IN_THREADS if thread else p.SEND_MESSAGES)
         if files:
             self._require(cid, p.ATTACH_FILES)
         validate_message_body(body, len(files))
+        ref = body.get("message_reference") or {}
+        extra: dict[str, Any] = {}
         reply_to = None
-        ref = body.get("message_reference")
-        if ref and int(ref.get("type", 0)) == 0:
+        if ref and int(ref.get("type", 0)) == 1:
+            extra = self._forward_reference(ref)
+        elif ref:
             self._require(cid, p.READ_MESSAGE_HISTORY)
             mid = int(ref["message_id"])
             same_channel = int(ref.get("channel_id") or cid) == cid
@@ -264,16 +252,31 @@ class RestMixin:
                 raise p.form_error(
                     "message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
                 )
-        msg = self.store_message(self._bot_message(cid, body, files, reply_to=reply_to))
+        self._before_post(cid, self.bot_id)
+        msg = self._bot_message(cid, body, files, reply_to=reply_to, **extra)
+        if extra:
+            msg["flags"] |= p.HAS_SNAPSHOT
+        self.store_message(msg)
         self._record_sent(msg, "message", body, files)
         self._dispatch_message("MESSAGE_CREATE", msg)
         return p.json_response(msg)
+
+    def _forward_reference(self, ref: dict) -> dict[str, Any]:
+        source_channel = int(ref["channel_id"])
+        if source_channel not in self.channels:
+            raise p.unknown("Channel")
+        if not self.can_see(source_channel, self.bot_id):
+            raise p.missing_access()
+        if int(ref["message_id"]) not in self.messages[source_channel]:
+            raise p.unknown("Message")
+        return self.forward_of(source_channel, int(ref["message_id"]))
 
     async def _patch_message(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
         msg = self._stored(cid, request)
         if int(msg["author"]["id"]) != self.bot_id:
             raise p.ApiError(403, 50005, "Cannot edit a message authored by another user")
+        self._refuse_if_archived(cid)
         body, files = await read_body(request)
         self._apply_edit(msg, body, files)
         self._record_sent(msg, "edit", body, files)
@@ -308,9 +311,22 @@ class RestMixin:
     async def _get_guild(self, request: web.Request) -> web.Response:
         gid = self._bot_guild(request)
         data = self.guild_payload(gid, all_members=False)
-        for key in ("members", "channels", "threads", "voice_states", "presences"):
-            data.pop(key)
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "voice_states",
+            "presences",
+            "joined_at",
+            "large",
+            "unavailable",
+            "stage_instances",
+            "guild_scheduled_events",
+            "soundboard_sounds",
+        ):
+            data.pop(key, None)
         data["approximate_member_count"] = data.pop("member_count")
+        data["approximate_presence_count"] = 0
         return p.json_response(data)
 
     async def _get_guild_channels(self, request: web.Request) -> web.Response:
@@ -324,7 +340,11 @@ class RestMixin:
         return p.json_response(list(self.guilds[self._bot_guild(request)].roles.values()))
 
     async def _get_members(self, request: web.Request) -> web.Response:
+        """List Guild Members needs the GUILD_MEMBERS intent enabled (gateway.mdx, "HTTP
+        Restrictions")."""
         gid = self._bot_guild(request)
+        if not self.enabled_intents & p.INTENT_GUILD_MEMBERS:
+            raise p.missing_access()
         limit = int(request.query.get("limit", 1))
         after = int(request.query.get("after", 0))
         ids = sorted(u for u in self.guilds[gid].members if u > after)[:limit]
@@ -336,12 +356,3 @@ class RestMixin:
         if uid not in self.guilds[gid].members:
             raise p.unknown("Member")
         return p.json_response(self.member_payload(gid, uid))
-
-    async def _get_attachment(self, request: web.Request) -> web.Response:
-        blob = self.blobs.get(int(request.match_info["aid"]))
-        if blob is None:
-            return web.Response(status=404, text="Not Found")
-        data, content_type = blob
-        return web.Response(
-            body=data, headers={"Content-Type": content_type or "application/octet-stream"}
-        )

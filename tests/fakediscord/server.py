@@ -1,4 +1,4 @@
-"""FakeDiscord: a small Discord-compatible server (REST + gateway) on 127.0.0.1 for tests.
+"""FakeDiscord: a Discord-compatible server (REST + gateway + media) on 127.0.0.1 for tests.
 
 Point the real discord.py client at it::
 
@@ -10,33 +10,58 @@ Point the real discord.py client at it::
     ...
     await bot.close(); await server.stop()
 
+Media (attachments, the media proxy, external image proxies) is served over HTTPS at Discord's
+own host names, which ``start()`` routes to this server for the process
+(:mod:`tests.fakediscord.hostroutes`); a bot in a child process gets the same through
+``child_environment()``.
+
 World building (``add_user``, ``add_guild``, ``add_role``, ``add_member``, ``add_channel``,
-``add_thread``, ``dm_channel``, ``set_everyone_permissions``, ``set_role_permissions``) is
-synchronous; events (``post_message``, ``edit_message``, ``delete_message``, ``bulk_delete``,
-``delete_channel``, ``remove_bot_from_guild``, ``slash_command``, ``context_menu``) are async:
-they store the state, dispatch the gateway event to the connected bot (if any) and return once
-the frame is written to its socket. While no bot is connected they only store.
+``add_thread``, ``dm_channel``) and permission changes (``set_role_permissions``,
+``set_everyone_permissions``, ``grant_bot``, ``delete_role``, ``set_member_roles``,
+``set_overwrites``) are synchronous; events (``post_message``, ``forward_message``,
+``edit_message``, ``delete_message``, ``bulk_delete``, ``delete_channel``,
+``remove_bot_from_guild``, ``archive_thread``, ``advance``, ``slash_command``,
+``context_menu``) are async: they store the state, dispatch the gateway event to the connected
+bot (if any) and return once the frame is written to its socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from . import hostroutes
 from . import payloads as p
 from .commands import CommandsMixin
+from .events import EventsMixin
 from .gateway import GatewayMixin
+from .guildchanges import GuildChangesMixin
 from .interactions import InteractionsMixin
+from .media import MediaMixin
 from .messages import MessagesMixin
-from .rest import API_PREFIX, RestMixin
+from .ratelimits import RateLimits
+from .rest import API_PREFIX, NO_AUTH, RestMixin
+from .threads import ThreadsMixin
 from .world import World
 
 
-class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, MessagesMixin, World):
+class FakeDiscord(
+    GatewayMixin,
+    RestMixin,
+    CommandsMixin,
+    InteractionsMixin,
+    EventsMixin,
+    ThreadsMixin,
+    GuildChangesMixin,
+    MessagesMixin,
+    MediaMixin,
+    World,
+):
     """A fake Discord for end-to-end tests with the real discord.py client.
 
     Identity: ``token`` (``Authorization: Bot <token>``; other tokens get 401, a bad IDENTIFY
@@ -45,17 +70,21 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
 
     Observation: ``sent`` (every message the bot created/edited/sent as an interaction
     response or followup: the stored message payload plus ``kind``, ``allowed_mentions``,
-    ``files`` [(filename, bytes)], ``ephemeral``, and ``interaction_id`` for interaction
-    messages), ``requests`` [(method, path relative to /api/v10)], ``unknown_requests``,
-    ``typing`` [channel ids], ``reactions`` [(channel, message, emoji)], ``faults_served``,
-    ``server_errors`` (exceptions inside the fake; assert it stays empty), ``identifies`` /
-    ``resumes``, ``gateway_paths``, ``interactions``, ``commands``, ``messages``
-    ({channel: {id: payload}}), ``permissions_for(channel_id, user_id)`` (Discord's algorithm).
+    ``files`` [(filename, bytes)], ``ephemeral``, ``visible_embeds`` (what a member sees), and
+    ``interaction_id`` for interaction messages), ``requests`` [(method, path relative to
+    /api/v10)], ``media_requests`` [(host, path, status)], ``invalid_requests`` [(method, path,
+    status)] (401, 403, 429), ``unknown_requests``, ``typing`` [channel ids], ``reactions``,
+    ``faults_served``, ``server_errors`` (exceptions inside the fake; assert it stays empty),
+    ``identifies`` / ``resumes``, ``gateway_paths``, ``interactions``, ``commands``,
+    ``messages`` ({channel: {id: payload}}), ``permissions_for(channel_id, user_id)``,
+    ``traffic`` (with ``record_traffic = True``: every REST response and gateway frame sent).
 
-    Knobs: ``enabled_intents`` (privileged intents on in the "developer portal"; default all;
-    without MESSAGE_CONTENT, REST message reads are blanked too), ``heartbeat_interval_ms``,
-    ``interaction_ack_timeout`` (3 s), ``fail_next(...)``, ``disconnect(resumable=, code=)``,
-    ``send_reconnect()`` (op 7), ``flush()`` (wait until dispatched frames are written).
+    Knobs: ``ratelimits.enabled`` (Discord's limits, on by default), ``enabled_intents``
+    (privileged intents on in the "developer portal"; default all), ``heartbeat_interval_ms``,
+    ``interaction_ack_timeout`` (3 s), ``preview_delay`` (1 s), ``closed_dms`` (users who accept
+    no DMs), ``host_on_web(url, data)``, ``fail_next(...)``, ``stall_media(path_regex)``,
+    ``expire_media_urls()``, ``disconnect(resumable=, code=)``, ``send_reconnect()`` (op 7),
+    ``flush()`` (wait until dispatched frames are written), ``previews_settled()``.
     """
 
     def __init__(self) -> None:
@@ -64,6 +93,12 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
         self._init_rest()
         self._init_commands()
         self._init_interactions()
+        self._init_events()
+        self._init_threads()
+        self._init_media()
+        self.ratelimits = RateLimits()
+        self.record_traffic = False
+        self.traffic: list[dict[str, Any]] = []
         self.sent: list[dict] = []
         self._consumed: list[bool] = []
         self._sent_changed = asyncio.Event()
@@ -73,13 +108,15 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen on 127.0.0.1 at a random free port."""
+        """Listen on 127.0.0.1: the API and gateway on one port, media (HTTPS) on another."""
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway_handler)
         app.router.add_get("/gateway-resume", self._gateway_handler)
         self._add_rest_routes(app)
         self._add_command_routes(app)
         self._add_interaction_routes(app)
+        self._add_thread_routes(app)
+        self._add_media_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._unknown_route)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -87,10 +124,16 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{self.port}"
+        media = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=hostroutes.server_context())
+        await media.start()
+        self.media_port = media._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        hostroutes.route(self.media_port)
 
     async def stop(self) -> None:
         """Close gateway sockets and stop listening (close the bot first)."""
+        await self._cancel_previews()
         await self._close_all_gateways()
+        hostroutes.unroute(self.media_port)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -101,6 +144,11 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def child_environment(self) -> dict[str, str]:
+        """Environment for ``python -m tests.fakediscord.child`` so that a bot in a child process
+        reaches this server's media at Discord's host names too."""
+        return hostroutes.child_environment(self.media_port)
 
     @property
     def api_url(self) -> str:
@@ -113,6 +161,86 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
     @property
     def resume_gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway-resume"
+
+    @property
+    def invalid_requests(self) -> list[tuple[str, str, int]]:
+        return self.ratelimits.invalid_requests
+
+    # --- every request ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/gateway") and not request.secure:
+            return await handler(request)
+        if self.is_media_request(request):
+            fault = self._take_fault(request.method, path)
+            if fault is not None:
+                self.media_requests.append((request.host, path, fault.status))
+                return fault
+            return await handler(request)
+        if request.secure:  # the API is not served at the media hosts
+            return await self._unknown_route(request)
+        rel = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
+        self.requests.append((request.method, rel))
+        response = await self._answer(request, handler, rel)
+        self.ratelimits.record(request.method, rel, response.status, response.headers)  # type: ignore[arg-type]
+        if self.record_traffic:
+            self._record_response(request.method, rel, response)
+        return response
+
+    async def _answer(self, request: web.Request, handler: Any, rel: str) -> web.StreamResponse:
+        """An injected failure first (served instead of the request: not counted), then rate
+        limits (refused requests count too), authentication and the route; every answer
+        carries its bucket's headers."""
+        fault = self._take_fault(request.method, rel)
+        if fault is not None:
+            if fault.status != 429:  # (an injected 429 carries its own bucket's headers)
+                fault.headers.update(self.ratelimits.peek(request.method, rel))
+            return fault
+        headers, refusal = self.ratelimits.take(request.method, rel)
+        if refusal is not None:
+            return refusal
+        needs_auth = request.path.startswith(API_PREFIX) and not NO_AUTH.match(rel)
+        if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
+            response: web.StreamResponse = p.json_response(
+                {"message": "401: Unauthorized", "code": 0}, 401
+            )
+        else:
+            try:
+                response = await handler(request)
+            except p.ApiError as exc:
+                response = exc.response()
+            except web.HTTPException:
+                raise
+            except Exception as exc:  # a bug in the fake: fail the call fast (a 5xx is retried)
+                self.server_errors.append(f"{request.method} {rel}: {exc!r}")
+                body = {"message": f"fake server error: {exc!r}", "code": 0}
+                response = p.json_response(body, 400)
+        response.headers.update(headers)
+        return response
+
+    def _record_response(self, method: str, rel: str, response: web.StreamResponse) -> None:
+        raw = getattr(response, "body", None)
+        body = None
+        if isinstance(raw, bytes) and response.content_type == "application/json":
+            body = json.loads(raw)
+        self.traffic.append(
+            {
+                "kind": "rest",
+                "method": method,
+                "path": rel,
+                "status": response.status,
+                "headers": dict(response.headers),
+                "body": body,
+            }
+        )
+
+    def _frame_sent(self, frame: str) -> None:
+        if self.record_traffic:
+            self.traffic.append({"kind": "gateway", "frame": json.loads(frame)})
+
+    # --- the application ------------------------------------------------------------------------
 
     @property
     def application_flags(self) -> int:
@@ -130,138 +258,19 @@ class FakeDiscord(GatewayMixin, RestMixin, CommandsMixin, InteractionsMixin, Mes
         """GET /oauth2/applications/@me."""
         return {
             "id": str(self.application_id), "name": self.bot_user["username"], "icon": None,
-            "description": "", "summary": "", "type": None, "hook": True, "bot_public": True,
+            "description": "", "type": None, "bot_public": True,
             "bot_require_code_grant": False, "verify_key": "0" * 64, "team": None,
             "owner": self.users[self.owner_id], "bot": self.bot_user,
-            "flags": self.application_flags,
+            "flags": self.application_flags, "flags_new": str(self.application_flags),
+            "approximate_user_install_count": 0, "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"],
             "rpc_origins": [], "redirect_uris": [], "tags": [], "interactions_endpoint_url": None,
-            "role_connections_verification_url": None, "guild_id": None,
-            "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
+            "role_connections_verification_url": None,
+            "install_params": {"scopes": ["bot", "applications.commands"],
+                               "permissions": str(p.INVITE_PERMISSIONS)},
             "integration_types_config": {"0": {}}, "approximate_guild_count": len(self.guilds),
         }  # fmt: skip
-
-    # --- events ----------------------------------------------------------------------------------
-
-    async def post_message(
-        self,
-        channel_id: int,
-        author_id: int,
-        content: str = "",
-        *,
-        attachments: Sequence[tuple[str, bytes, str | None]] = (),
-        embeds: Sequence[dict] = (),
-        reply_to: int | None = None,
-        webhook: bool = False,
-    ) -> dict:
-        """A user (or, with ``webhook=True``, a webhook whose id is ``author_id``) posts a message.
-
-        ``attachments`` are (filename, bytes, content_type); each is served at its ``url``.
-        Returns the stored message payload (REST form).
-        """
-        guild = self.guild_of(channel_id)
-        if guild is not None and not webhook and author_id not in guild.members:
-            raise ValueError(f"user {author_id} is not a member of guild {guild.id}")
-        atts = [
-            self.store_attachment(channel_id, name, data, ctype)
-            for name, data, ctype in attachments
-        ]
-        msg = self.build_message(
-            channel_id,
-            author_id,
-            content,
-            attachments=atts,
-            embeds=list(embeds),
-            reply_to=reply_to,
-            webhook_id=author_id if webhook else None,
-        )
-        self.store_message(msg)
-        self._dispatch_message("MESSAGE_CREATE", msg)
-        await self.flush()
-        return msg
-
-    async def edit_message(
-        self,
-        channel_id: int,
-        message_id: int,
-        *,
-        content: str | None = None,
-        keep_attachment_ids: list[int] | None = None,
-    ) -> dict:
-        """Edit a stored message (MESSAGE_UPDATE); ``keep_attachment_ids`` drops the others."""
-        msg = self.messages[channel_id][message_id]
-        if content is not None:
-            msg["content"] = content
-            msg["mentions"] = [
-                self.users[int(u)] for u in p.USER_MENTION.findall(content) if int(u) in self.users
-            ]
-        if keep_attachment_ids is not None:
-            keep = {str(a) for a in keep_attachment_ids}
-            msg["attachments"] = [a for a in msg["attachments"] if a["id"] in keep]
-        msg["edited_timestamp"] = p.now_iso()
-        self._dispatch_message("MESSAGE_UPDATE", msg)
-        await self.flush()
-        return msg
-
-    async def delete_message(self, channel_id: int, message_id: int) -> None:
-        """Delete a stored message (MESSAGE_DELETE)."""
-        self.messages[channel_id].pop(message_id, None)
-        data = {"id": str(message_id), "channel_id": str(channel_id)}
-        guild = self.guild_of(channel_id)
-        if guild is not None:
-            data["guild_id"] = str(guild.id)
-        intent = p.INTENT_GUILD_MESSAGES if guild else p.INTENT_DIRECT_MESSAGES
-        self._dispatch(
-            "MESSAGE_DELETE",
-            data,
-            guild_id=guild.id if guild else None,
-            channel_id=channel_id,
-            intent=intent,
-        )
-        await self.flush()
-
-    async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
-        """Delete several messages at once (MESSAGE_DELETE_BULK)."""
-        for mid in message_ids:
-            self.messages[channel_id].pop(mid, None)
-        guild = self.guild_of(channel_id)
-        data = {"ids": [str(m) for m in message_ids], "channel_id": str(channel_id)}
-        if guild is not None:
-            data["guild_id"] = str(guild.id)
-        self._dispatch(
-            "MESSAGE_DELETE_BULK",
-            data,
-            guild_id=guild.id if guild else None,
-            channel_id=channel_id,
-            intent=p.INTENT_GUILD_MESSAGES,
-        )
-        await self.flush()
-
-    async def delete_channel(self, channel_id: int) -> None:
-        """Delete a channel or thread (CHANNEL_DELETE / THREAD_DELETE) with its messages."""
-        channel = self.channels[channel_id]
-        guild = self.guild_of(channel_id)
-        if channel["type"] in p.THREAD_TYPES:
-            data = {k: channel[k] for k in ("id", "guild_id", "parent_id", "type")}
-            self._dispatch("THREAD_DELETE", data, guild_id=guild.id, channel_id=channel_id)  # type: ignore[union-attr]
-        else:
-            self._dispatch("CHANNEL_DELETE", channel, guild_id=guild.id if guild else None)
-        children = [
-            c
-            for c, ch in self.channels.items()
-            if ch.get("parent_id") == str(channel_id) and ch["type"] in p.THREAD_TYPES
-        ]
-        for cid in [channel_id, *children]:
-            self.channels.pop(cid)
-            self.messages.pop(cid, None)
-            if guild is not None:
-                guild.channel_ids.remove(cid)
-        await self.flush()
-
-    async def remove_bot_from_guild(self, guild_id: int) -> None:
-        """Kick the bot from a guild (GUILD_DELETE)."""
-        self._dispatch("GUILD_DELETE", {"id": str(guild_id)}, guild_id=guild_id)
-        self.guilds[guild_id].members.pop(self.bot_id, None)
-        await self.flush()
 
     # --- observation ---------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The fake Discord's data model: users, guilds, roles, members, channels, threads, messages.
 
 World-building methods are synchronous. When a bot is connected they also dispatch the matching
-gateway event (GUILD_CREATE, CHANNEL_CREATE, GUILD_ROLE_CREATE/UPDATE, GUILD_MEMBER_ADD,
-THREAD_CREATE); ``_dispatch`` is provided by :class:`~tests.fakediscord.gateway.GatewayMixin`.
+gateway event (GUILD_CREATE, CHANNEL_CREATE, GUILD_ROLE_CREATE, GUILD_MEMBER_ADD, THREAD_CREATE);
+``_dispatch`` is provided by :class:`~tests.fakediscord.gateway.GatewayMixin`. Changes of
+permissions are in :mod:`tests.fakediscord.guildchanges`, threads' life in
+:mod:`tests.fakediscord.threads`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import payloads as p
+from .clock import Clock
 
 
 @dataclass
@@ -34,19 +37,19 @@ class World:
     base_url: str  # "http://127.0.0.1:PORT", set by start()
 
     def __init__(self) -> None:
-        self.ids = p.Snowflakes()
+        self.clock = Clock()
+        self.ids = p.Snowflakes(self.clock.now)
         self.users: dict[int, dict] = {}
         self.guilds: dict[int, GuildRecord] = {}
         self.channels: dict[int, dict] = {}  # channel/thread/DM payloads
-        self.thread_members: dict[int, set[int]] = {}
+        self.thread_members: dict[int, dict[int, str]] = {}  # thread -> user -> joined at
         self.messages: dict[int, dict[int, dict]] = {}  # channel id -> message id -> payload
-        self.blobs: dict[int, tuple[bytes, str | None]] = {}  # attachment id -> (data, type)
+        self.closed_dms: set[int] = set()  # users who accept no direct messages from the bot
         self._dm_by_user: dict[int, int] = {}
         self.base_url = "http://127.0.0.1:0"
         self.owner_id = self.add_user("owner")
         self.application_id = self.ids.next()
         self.bot_user = p.user_payload(self.application_id, "Glimpse", bot=True)
-        self.bot_user.update(verified=True, mfa_enabled=False, email=None, locale="en-US")
         self.users[self.application_id] = self.bot_user
         self.token = f"{self.application_id}.fake.{secrets.token_urlsafe(16)}"
 
@@ -56,6 +59,10 @@ class World:
     @property
     def bot_id(self) -> int:
         return self.application_id
+
+    def current_user(self) -> dict:
+        """The bot's own user as ``/users/@me`` and READY give it (the spec's UserPIIResponse)."""
+        return dict(self.bot_user, verified=True, mfa_enabled=False, email=None, locale="en-US")
 
     # --- world building -----------------------------------------------------------------------
 
@@ -96,7 +103,7 @@ class World:
             )
         guild.members[self.bot_id] = {
             "roles": [r for r in [guild.bot_role_id] if r],
-            "joined_at": p.now_iso(),
+            "joined_at": self.clock.iso(),
             "nick": None,
         }
         self._dispatch("GUILD_CREATE", {}, guild_create=guild_id)
@@ -112,27 +119,16 @@ class World:
         )
         return role_id
 
-    def set_role_permissions(self, guild_id: int, role_id: int, permissions: int) -> None:
-        """Change a role's permissions (GUILD_ROLE_UPDATE)."""
-        role = self.guilds[guild_id].roles[role_id]
-        role["permissions"] = str(permissions)
-        self._dispatch(
-            "GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": role}, guild_id=guild_id
-        )
-
-    def set_everyone_permissions(self, guild_id: int, permissions: int) -> None:
-        """Change @everyone's permissions (GUILD_ROLE_UPDATE)."""
-        self.set_role_permissions(guild_id, guild_id, permissions)
-
     def add_member(
         self,
         guild_id: int,
         user_id: int,
         roles: Sequence[int] = (),
     ) -> None:
-        """Add (or re-role) a guild member (GUILD_MEMBER_ADD, needs the members intent)."""
+        """Add a guild member (GUILD_MEMBER_ADD, needs the members intent); change the roles of
+        one with ``set_member_roles``."""
         guild = self.guilds[guild_id]
-        guild.members[user_id] = {"roles": list(roles), "joined_at": p.now_iso(), "nick": None}
+        guild.members[user_id] = {"roles": list(roles), "joined_at": self.clock.iso(), "nick": None}
         data = dict(self.member_payload(guild_id, user_id), guild_id=str(guild_id))
         self._dispatch("GUILD_MEMBER_ADD", data, guild_id=guild_id, intent=p.INTENT_GUILD_MEMBERS)
 
@@ -177,15 +173,16 @@ class World:
         member_ids: Sequence[int] = (),
         owner_id: int | None = None,
     ) -> int:
-        """Create a thread under a text channel; ``member_ids`` are the thread's members."""
+        """Create a thread under a text channel; ``member_ids`` are the thread's members (the
+        bot sees a private thread only as a member, or with Manage Threads)."""
         parent = self.channels[parent_id]
         guild = self.guilds[int(parent["guild_id"])]
         thread_id = self.ids.next()
-        members = set(member_ids)
         owner = (
             owner_id if owner_id is not None else (member_ids[0] if member_ids else self.owner_id)
         )
-        members.add(owner)
+        created = p.snowflake_time_iso(thread_id)
+        members = dict.fromkeys([owner, *member_ids], created)
         thread = p.thread_payload(
             thread_id, parent, name, owner, private=private, member_count=len(members)
         )
@@ -195,7 +192,7 @@ class World:
         guild.channel_ids.append(thread_id)
         self._dispatch(
             "THREAD_CREATE",
-            dict(thread, newly_created=True),
+            dict(self.thread_view(thread_id), newly_created=True),
             guild_id=guild.id,
             channel_id=thread_id,
         )
@@ -287,9 +284,11 @@ class World:
         g = self.guilds[guild_id]
         visible = [c for c in g.channel_ids if self.channels[c]["type"] not in p.THREAD_TYPES]
         threads = [
-            c
+            self.thread_view(c, gateway=True)
             for c in g.channel_ids
-            if self.channels[c]["type"] in p.THREAD_TYPES and self.can_see(c, self.bot_id)
+            if self.channels[c]["type"] in p.THREAD_TYPES
+            and not self.channels[c]["thread_metadata"]["archived"]
+            and self.can_see(c, self.bot_id)
         ]
         member_ids = list(g.members) if all_members else [self.bot_id]
         return {
@@ -303,27 +302,27 @@ class World:
             "system_channel_id": None, "system_channel_flags": 0, "rules_channel_id": None,
             "public_updates_channel_id": None, "safety_alerts_channel_id": None,
             "vanity_url_code": None, "max_members": 500000, "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50, "max_presences": None, "home_header": None,
+            "region": "deprecated", "widget_enabled": False, "widget_channel_id": None,
+            "nsfw": False, "incidents_data": None,
             "roles": list(g.roles.values()), "emojis": [], "stickers": [],
             "joined_at": g.members[self.bot_id]["joined_at"], "large": False,
             "unavailable": False, "member_count": len(g.members), "voice_states": [],
             "members": [self.member_payload(g.id, uid) for uid in member_ids],
             "channels": [self.channels[c] for c in visible],
-            "threads": [self.channels[c] for c in threads], "presences": [],
+            "threads": threads, "presences": [],
             "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
         }  # fmt: skip
 
-    def attachment_url(self, channel_id: int, att_id: int, filename: str) -> str:
-        sig = secrets.token_hex(8)
-        return (
-            f"{self.base_url}/attachments/{channel_id}/{att_id}/{filename}"
-            f"?ex=ffffffff&is=00000000&hm={sig}&"
-        )
-
-    def store_attachment(
-        self, channel_id: int, filename: str, data: bytes, content_type: str | None, **kw: Any
-    ) -> dict:
-        """Keep the bytes (served at the payload's ``url``); returns the attachment payload."""
-        att_id = self.ids.next()
-        self.blobs[att_id] = (data, content_type)
-        url = self.attachment_url(channel_id, att_id, filename)
-        return p.attachment_payload(att_id, filename, data, content_type, url, **kw)
+    def thread_view(self, thread_id: int, *, gateway: bool = False) -> dict:
+        """A thread as the bot is shown it: with its own thread member object when it is a member
+        (threads.mdx, "Syncing for the current user"; GUILD_CREATE leaves out the member's
+        ``id`` and ``user_id``, channel.mdx "Thread Member Structure")."""
+        thread = dict(self.channels[thread_id])
+        joined = self.thread_members.get(thread_id, {}).get(self.bot_id)
+        if joined is not None:
+            member: dict[str, Any] = {"join_timestamp": joined, "flags": 0}
+            if not gateway:
+                member.update(id=str(thread_id), user_id=str(self.bot_id))
+            thread["member"] = member
+        return thread

@@ -1,0 +1,1 @@
+"""Discord's OpenAPI description (vendored) and the validators built on it."""

@@ -1,0 +1,248 @@
+"""What members (and time) do: post, edit, forward, delete; link previews; the clock moving on.
+
+Each call stores the change, dispatches the gateway event to the connected bot (if any) and
+returns once the frame is written to its socket. A member's link to an image that
+``host_on_web`` knows gets its preview about a second later, by MESSAGE_UPDATE, as Discord
+unfurls links after the message is created (the preview's image is on Discord's external proxy,
+see :mod:`tests.fakediscord.media`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from . import payloads as p
+
+_LINK = re.compile(r"<?https?://[^\s<>]+>?")
+Attachment = p.Upload | tuple[Any, ...]
+
+
+class EventsMixin:
+    """Member actions of :class:`~tests.fakediscord.FakeDiscord` (uses World's state)."""
+
+    def _init_events(self) -> None:
+        self.preview_delay = 1.0
+        self._previews: set[asyncio.Task[None]] = set()
+
+    def _check_poster(self, channel_id: int, author_id: int, webhook: bool) -> None:
+        guild = self.guild_of(channel_id)
+        if guild is None or webhook:
+            return
+        if author_id not in guild.members:
+            raise ValueError(f"user {author_id} is not a member of guild {guild.id}")
+        thread = self.channels[channel_id]["type"] in p.THREAD_TYPES
+        needed = p.VIEW_CHANNEL | (p.SEND_MESSAGES_IN_THREADS if thread else p.SEND_MESSAGES)
+        if self.permissions_for(channel_id, author_id) & needed != needed:
+            raise ValueError(f"user {author_id} cannot post in channel {channel_id}")
+
+    async def post_message(
+        self,
+        channel_id: int,
+        author_id: int,
+        content: str = "",
+        *,
+        attachments: Sequence[Attachment] = (),
+        embeds: Sequence[dict] = (),
+        reply_to: int | None = None,
+        webhook: bool = False,
+    ) -> dict:
+        """A member (or, with ``webhook=True``, a webhook whose id is ``author_id``) posts.
+
+        ``attachments`` are :class:`~tests.fakediscord.payloads.Upload` or ``(filename, bytes,
+        content_type)`` tuples, each served at its ``url``. Only webhooks send ``embeds`` (as
+        Discord stores them: type ``rich``, images proxied); members post links, whose previews
+        arrive later. Posting in an archived thread unarchives it. Returns the stored payload.
+        """
+        self._check_poster(channel_id, author_id, webhook)
+        if embeds and not webhook:
+            raise ValueError("members cannot send embeds: post a link, its preview follows")
+        uploads = [p.Upload(*a) for a in attachments]
+        self._before_post(channel_id, author_id)
+        atts = [
+            self.store_attachment(
+                channel_id,
+                u.filename,
+                u.data,
+                u.content_type,
+                description=u.description,
+                spoiler=u.spoiler,
+            )
+            for u in uploads
+        ]
+        msg = self.build_message(
+            channel_id,
+            author_id,
+            content,
+            attachments=atts,
+            embeds=[self.fill_embed(e, atts) for e in embeds],
+            reply_to=reply_to,
+            webhook_id=author_id if webhook else None,
+        )
+        self.store_message(msg)
+        self._dispatch_message("MESSAGE_CREATE", msg)
+        self._unfurl_later(msg)
+        await self.flush()
+        return msg
+
+    async def forward_message(
+        self, channel_id: int, author_id: int, source_channel_id: int, source_message_id: int
+    ) -> dict:
+        """A member forwards a message (message.mdx, "Forwards"): ``message_reference`` of type
+        1, flag HAS_SNAPSHOT, and the source as it is now in ``message_snapshots``."""
+        self._check_poster(channel_id, author_id, False)
+        if not self.can_see(source_channel_id, author_id):
+            raise ValueError(f"user {author_id} cannot see channel {source_channel_id}")
+        forward = self.forward_of(source_channel_id, source_message_id)
+        self._before_post(channel_id, author_id)
+        msg = self.build_message(channel_id, author_id, flags=p.HAS_SNAPSHOT, **forward)
+        self.store_message(msg)
+        self._dispatch_message("MESSAGE_CREATE", msg)
+        await self.flush()
+        return msg
+
+    async def edit_message(
+        self,
+        channel_id: int,
+        message_id: int,
+        *,
+        content: str | None = None,
+        keep_attachment_ids: list[int] | None = None,
+        attachment_changes: dict[int, dict] | None = None,
+    ) -> dict:
+        """A member edits a message (MESSAGE_UPDATE): new ``content``; ``keep_attachment_ids``
+        drops the other attachments; ``attachment_changes`` maps an attachment id to
+        ``{"description": str | None, "is_spoiler": bool}``."""
+        self._refuse_if_archived(channel_id)
+        msg = self.messages[channel_id][message_id]
+        if content is not None:
+            msg["content"] = content
+            msg["mentions"] = [
+                self.users[int(u)] for u in p.USER_MENTION.findall(content) if int(u) in self.users
+            ]
+        if keep_attachment_ids is not None:
+            keep = {str(a) for a in keep_attachment_ids}
+            msg["attachments"] = [a for a in msg["attachments"] if a["id"] in keep]
+        for att in msg["attachments"]:
+            self._edit_attachment(att, (attachment_changes or {}).get(int(att["id"]), {}))
+        msg["edited_timestamp"] = self.clock.iso()
+        self._dispatch_message("MESSAGE_UPDATE", msg)
+        if content is not None:
+            self._unfurl_later(msg)
+        await self.flush()
+        return msg
+
+    async def delete_message(self, channel_id: int, message_id: int) -> None:
+        """Delete a stored message (MESSAGE_DELETE)."""
+        if self.messages[channel_id].pop(message_id, None) is not None:
+            self._count_removed(channel_id, 1)
+        data = {"id": str(message_id), "channel_id": str(channel_id)}
+        guild = self.guild_of(channel_id)
+        if guild is not None:
+            data["guild_id"] = str(guild.id)
+        intent = p.INTENT_GUILD_MESSAGES if guild else p.INTENT_DIRECT_MESSAGES
+        self._dispatch(
+            "MESSAGE_DELETE",
+            data,
+            guild_id=guild.id if guild else None,
+            channel_id=channel_id,
+            intent=intent,
+        )
+        await self.flush()
+
+    async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
+        """Delete several messages at once (MESSAGE_DELETE_BULK)."""
+        removed = [m for m in message_ids if self.messages[channel_id].pop(m, None) is not None]
+        self._count_removed(channel_id, len(removed))
+        guild = self.guild_of(channel_id)
+        data = {"ids": [str(m) for m in message_ids], "channel_id": str(channel_id)}
+        if guild is not None:
+            data["guild_id"] = str(guild.id)
+        self._dispatch(
+            "MESSAGE_DELETE_BULK",
+            data,
+            guild_id=guild.id if guild else None,
+            channel_id=channel_id,
+            intent=p.INTENT_GUILD_MESSAGES,
+        )
+        await self.flush()
+
+    def _count_removed(self, channel_id: int, count: int) -> None:
+        channel = self.channels[channel_id]
+        if channel["type"] in p.THREAD_TYPES:  # threads.mdx, "Thread Fields"
+            channel["message_count"] = max(channel["message_count"] - count, 0)
+
+    async def delete_channel(self, channel_id: int) -> None:
+        """Delete a channel or thread (CHANNEL_DELETE / THREAD_DELETE) with its messages."""
+        channel = self.channels[channel_id]
+        guild = self.guild_of(channel_id)
+        if channel["type"] in p.THREAD_TYPES:
+            data = {k: channel[k] for k in ("id", "guild_id", "parent_id", "type")}
+            self._dispatch("THREAD_DELETE", data, guild_id=guild.id, channel_id=channel_id)  # type: ignore[union-attr]
+        else:
+            self._dispatch("CHANNEL_DELETE", channel, guild_id=guild.id if guild else None)
+        children = [
+            c
+            for c, ch in self.channels.items()
+            if ch.get("parent_id") == str(channel_id) and ch["type"] in p.THREAD_TYPES
+        ]
+        for cid in [channel_id, *children]:
+            self.channels.pop(cid)
+            self.messages.pop(cid, None)
+            if guild is not None:
+                guild.channel_ids.remove(cid)
+        await self.flush()
+
+    async def remove_bot_from_guild(self, guild_id: int) -> None:
+        """Kick the bot from a guild (GUILD_DELETE without ``unavailable``)."""
+        self._dispatch("GUILD_DELETE", {"id": str(guild_id)}, guild_id=guild_id)
+        self.guilds[guild_id].members.pop(self.bot_id, None)
+        await self.flush()
+
+    async def advance(self, seconds: float) -> None:
+        """Move the server's clock on: interaction tokens and attachment URLs age, idle threads
+        archive (THREAD_UPDATE)."""
+        self.clock.advance(seconds)
+        self._archive_idle_threads()
+        await self.flush()
+
+    # --- link previews --------------------------------------------------------------------------
+
+    def _unfurl_later(self, msg: dict) -> None:
+        # A link in angle brackets is not unfurled.
+        links = [u for u in _LINK.findall(msg["content"]) if not u.startswith("<")]
+        images = [
+            u
+            for u in dict.fromkeys(links)
+            if (self.web.get(u, (b"", None))[1] or "").startswith("image/")
+        ]
+        if not images or msg["flags"] & p.SUPPRESS_EMBEDS:
+            return
+        task = asyncio.get_running_loop().create_task(self._unfurl(msg, images))
+        self._previews.add(task)
+        task.add_done_callback(self._previews.discard)
+
+    async def _unfurl(self, msg: dict, urls: list[str]) -> None:
+        await asyncio.sleep(self.preview_delay)
+        channel_id, message_id = int(msg["channel_id"]), int(msg["id"])
+        if self.messages.get(channel_id, {}).get(message_id) is not msg:
+            return  # deleted meanwhile
+        previews = [{"type": "image", "url": u, "thumbnail": self.embed_media(u)} for u in urls]
+        shown = {e.get("url") for e in msg["embeds"]}
+        msg["embeds"] = msg["embeds"] + [e for e in previews if e["url"] not in shown]
+        self._dispatch_message("MESSAGE_UPDATE", msg)
+        await self.flush()
+
+    async def previews_settled(self) -> None:
+        """Wait until every link preview due has arrived."""
+        while self._previews:
+            await asyncio.gather(*list(self._previews), return_exceptions=True)
+
+    async def _cancel_previews(self) -> None:
+        for task in list(self._previews):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*list(self._previews), return_exceptions=True)
