@@ -109,6 +109,10 @@ class RestMixin:
         """
         self._faults.append([method.upper(), re.compile(path_regex), status, count, retry_after])
 
+    def clear_faults(self) -> None:
+        """Stop answering with the faults still to come (the end of an outage)."""
+        self._faults.clear()
+
     def _take_fault(self, method: str, rel: str) -> web.Response | None:
         for fault in self._faults:
             f_method, regex, status, remaining, retry_after = fault
@@ -231,6 +235,8 @@ class RestMixin:
         body, files = await read_body(request)
         recipient = self.dm_recipient(cid)
         if recipient is not None and recipient in self.closed_dms:
+            # A member who blocks the bot or takes no DMs from server members
+            # (opcodes-and-status-codes.mdx, "JSON Error Codes": 50007).
             raise p.ApiError(403, 50007, "Cannot send messages to this user")
         thread = self.channels[cid]["type"] in p.THREAD_TYPES
         self._require(cid, p.SEND_MESSAGES_IN_THREADS if thread else p.SEND_MESSAGES)
