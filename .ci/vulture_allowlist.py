@@ -21,6 +21,7 @@ _.on_raw_message_edit
 _.on_guild_channel_delete
 _.on_raw_thread_delete
 _.on_guild_remove
+_.on_permissions_change  # registered under the names of four events
 
 # torch: nn.Module.__call__ calls `forward`.
 _.forward

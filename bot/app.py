@@ -19,7 +19,7 @@ import yarl
 
 from bot.chat.client import Glimpse
 from bot.chat.connection import DiscordUnreachable, connect
-from bot.chat.sources import media_hosts
+from bot.chat.sources import DISCORD_MEDIA_HOSTS
 from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
 from bot.images.loader import ImageLoader, limits_from
@@ -64,7 +64,7 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
         await vision.start()
         async with aiohttp.ClientSession() as session:
             loader = ImageLoader(workers, limits_from(settings))
-            fetcher = MediaFetcher(session, loader, media_hosts(settings.discord_api_url))
+            fetcher = MediaFetcher(session, loader, DISCORD_MEDIA_HOSTS)
             async with Glimpse(settings, vision, index, fetcher, **client_options) as bot:
                 yield bot
     finally:

@@ -186,8 +186,22 @@ EMPTY_INDEX = (
 )
 
 
-def result_title(rank: int, score: float, weak: bool) -> str:
-    return f"#{rank} · score {score:.2f}" + (" · weak match" if weak else "")
+NOTHING_SHOWABLE = (
+    "The images that match are gone, or in channels I can no longer read, so I have none to show."
+)
+
+
+def result_title(rank: int, score: float, weak: bool, spoiler: bool = False) -> str:
+    return (
+        f"#{rank} · score {score:.2f}"
+        + (" · weak match" if weak else "")
+        + (" · (spoiler)" if spoiler else "")
+    )
+
+
+def spoiler(text: str) -> str:
+    """Under Discord's spoiler cover (`||...||`); a `|` inside cannot end the cover early."""
+    return "||" + text.replace("|", "\\|") + "||"
 
 
 def posted_by(mention: str, jump_url: str) -> str:
@@ -273,3 +287,13 @@ def permission_needed(permissions: list[str]) -> str:
 
 def _s(count: int) -> str:
     return "s" if count != 1 else ""
+
+
+# -- answers delivered elsewhere: by direct message, or late in the channel -----------------------
+SENT_BY_DM = "Results from other channels you can read were sent to you in a direct message."
+NOT_SENT_BY_DM = (
+    "I couldn't send you a direct message; use /find with scope: server to see results from "
+    "other channels privately."
+)
+LATE_BY_DM = "-# An answer took too long to show here, so it went by direct message."
+LATE_NOT_BY_DM = "-# An answer took too long to show here, and couldn't be sent by direct message."

@@ -9,12 +9,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import wording
+from bot.chat import answers
 from bot.chat.captions import NoImage
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.hybrid import hybrid_command
 from bot.chat.sources import attachment_source
 from bot.images.fetcher import ImageSource
+
+# At most a message's length: on `/caption` the option's `max_length` (application-commands.mdx,
+# "Application Command Option Structure"), on `!caption` a check of the words given.
+PROMPT_MAX = 2000
 
 
 class Caption(commands.Cog):
@@ -39,7 +44,7 @@ class Caption(commands.Cog):
         ctx: commands.Context[Any],
         image: discord.Attachment | None = None,
         *,
-        prompt: str = "",
+        prompt: commands.Range[str, None, PROMPT_MAX] = "",
     ) -> None:
         """Caption the attached images, the replied-to message's, or the channel's latest."""
         await ctx.defer()
@@ -59,20 +64,24 @@ class Caption(commands.Cog):
             message, sources = found
             note = wording.latest_image_note(message.jump_url)
         async with ctx.typing():
-            text = await captions.caption(sources, prompt.strip() or None)
-        await ctx.reply(text + note, mention_author=False)
+            text = await captions.caption(sources, prompt.strip() or None, note)
+        await answers.reply(ctx, text)
 
     async def _replied_sources(self, message: discord.Message) -> list[ImageSource]:
         reference = message.reference
         if reference is None:
             return []
         target = reference.resolved
-        if not isinstance(target, discord.Message) and reference.message_id:
-            try:
-                target = await message.channel.fetch_message(reference.message_id)
-            except discord.NotFound:
-                return []
-        if not isinstance(target, discord.Message):
+        if isinstance(target, discord.Message):
+            found = self.bot.captions.sources_in(target)
+            if found or not target.flags.forwarded:
+                return found
+            # A forward sent along without its snapshot: the message itself has it.
+        if not reference.message_id:
+            return []
+        try:
+            target = await message.channel.fetch_message(reference.message_id)
+        except discord.NotFound:
             return []
         return self.bot.captions.sources_in(target)
 
@@ -84,8 +93,9 @@ class Caption(commands.Cog):
         if not sources:
             raise NoImage
         await interaction.response.defer(thinking=True)
-        text = await self.bot.captions.caption(sources, None)
-        await interaction.followup.send(text + wording.menu_source_note(message.jump_url))
+        note = wording.menu_source_note(message.jump_url)
+        text = await self.bot.captions.caption(sources, None, note)
+        await answers.respond(interaction, text, private=False)
 
 
 async def setup(bot: commands.Bot) -> None:

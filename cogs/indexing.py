@@ -98,6 +98,15 @@ class Indexing(commands.Cog):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         await self.bot.index.remove_guild(guild.id)
 
+    # What may give the bot back a channel it lost (gateway-events.mdx; GUILD_MEMBER_UPDATE
+    # arrives for the bot itself only, without the privileged members intent).
+    @commands.Cog.listener("on_guild_channel_update")
+    @commands.Cog.listener("on_guild_role_update")
+    @commands.Cog.listener("on_guild_role_delete")
+    @commands.Cog.listener("on_member_update")
+    async def on_permissions_change(self, *_: object) -> None:
+        self.bot.access.permissions_changed()
+
 
 async def setup(bot: commands.Bot) -> None:
     assert isinstance(bot, Glimpse)

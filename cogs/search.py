@@ -6,11 +6,11 @@ from typing import Any
 
 from discord.ext import commands
 
+from bot.chat import answers
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.find_syntax import FindOptions, no_query
 from bot.chat.hybrid import hybrid_command
-from bot.chat.search import search_scope
 
 # `!find` with nothing after it: the same answer as an empty query.
 NO_QUERY = commands.parameter(default=no_query)
@@ -34,15 +34,20 @@ class Search(commands.Cog):
     ) -> None:
         """Find the best-matching recent image in this channel (or the whole server)."""
         request = options.request()
+        finder = self.bot.finder
         # A slash command can answer privately, so images from other channels may be shown.
         private = ctx.interaction is not None and request.scope == "server"
+        # A public reply shows this channel's results only; the asker gets the rest by DM.
+        split = not private and request.scope == "server" and ctx.guild is not None
         await ctx.defer(ephemeral=private)
-        scope = search_scope(request, ctx.channel, ctx.author)
+        scope = await finder.scope(request, ctx.channel, ctx.author)
         async with ctx.typing():
-            reply = await self.bot.finder.find(request, scope, ctx.channel.id, private=private)
-        await ctx.reply(
-            reply.content or None, embeds=reply.embeds, mention_author=False, ephemeral=private
-        )
+            here = {ctx.channel.id} if split else scope
+            reply = await finder.find(request, here, ctx.channel.id, private=private)
+            if split:
+                everything = await finder.find(request, scope, ctx.channel.id, private=True)
+                reply = await answers.copy_by_dm(ctx.author, reply, everything)
+        await answers.reply(ctx, reply.content, reply.embeds, private=private)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import re
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -362,7 +363,9 @@ async def test_the_bot_has_exactly_the_invite_permissions(
     bot = await start_bot(make_bot())
     guild = bot.get_guild(world.guild)
     assert guild is not None and guild.me is not None
-    assert guild.me.guild_permissions.value == INVITE_PERMISSIONS == 274878024704
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (invite,) = set(re.findall(r"oauth2/authorize\?\S*permissions=(\d+)", readme))
+    assert guild.me.guild_permissions.value == INVITE_PERMISSIONS == int(invite)
     general = guild.get_channel(world.general)
     assert general is not None and general.permissions_for(guild.me).value == INVITE_PERMISSIONS
     server.closed_dms.add(world.bob)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import discord
 
 from bot import wording
+from bot.chat.fitting import CONTENT_MAX, fit_lines
 from bot.chat.sources import image_sources
 from bot.errors import UserError
 from bot.images.decode import ImageError
@@ -49,20 +50,18 @@ class Captions:
                 return message, found
         return None
 
-    async def caption(self, sources: Sequence[ImageSource], prompt: str | None) -> str:
-        """One line per image, numbered when there are several; a refused image says why."""
+    async def caption(
+        self, sources: Sequence[ImageSource], prompt: str | None, note: str = ""
+    ) -> str:
+        """One line per image, numbered when there are several; a refused image says why.
+        `note` ends the reply; the lines are shortened so that the whole fits in a message."""
         shown = list(sources[:MAX_IMAGES])
-        lines = await asyncio.gather(*(self._caption_one(s, prompt) for s in shown))
-        if len(shown) == 1 and isinstance(lines[0], BaseException):
-            raise lines[0]
-        text = "\n".join(
-            wording.numbered(i, len(shown), _line(result, source))
-            for i, (result, source) in enumerate(zip(lines, shown, strict=True), 1)
-        )
+        results = await asyncio.gather(*(self._caption_one(s, prompt) for s in shown))
+        if len(shown) == 1 and isinstance(results[0], BaseException):
+            raise results[0]
         skipped = len(sources) - len(shown)
-        if skipped:
-            text += "\n" + wording.images_skipped(skipped, MAX_IMAGES)
-        return text
+        ending = "\n" + wording.images_skipped(skipped, MAX_IMAGES) if skipped else ""
+        return _reply(list(zip(results, shown, strict=True)), ending + note)
 
     async def _caption_one(
         self, source: ImageSource, prompt: str | None
@@ -74,7 +73,29 @@ class Captions:
         return await self.vision.caption(fetched.image, prompt)
 
 
+def _reply(captioned: list[tuple[str | BaseException, ImageSource]], ending: str) -> str:
+    """The numbered lines and `ending`, within a message's length: the captions (never the
+    markup around them) are shortened fairly, each cut ending with "…"."""
+    texts = [_line(r, s) if isinstance(r, BaseException) else r for r, s in captioned]
+
+    def render(shortened: list[str]) -> str:
+        lines = [
+            text if isinstance(result, BaseException) else _line(text, source)
+            for text, (result, source) in zip(shortened, captioned, strict=True)
+        ]
+        numbered = (wording.numbered(i, len(lines), line) for i, line in enumerate(lines, 1))
+        return "\n".join(numbered) + ending
+
+    room = CONTENT_MAX - len(render([""] * len(texts)))
+    reply = render(fit_lines(texts, room))
+    while len(reply) > CONTENT_MAX and room > 0:  # markup that grew with the text (escapes)
+        room -= len(reply) - CONTENT_MAX
+        reply = render(fit_lines(texts, room))
+    return reply
+
+
 def _line(result: str | BaseException, source: ImageSource) -> str:
     if isinstance(result, BaseException):
         return wording.caption_refused(discord.utils.escape_markdown(source.filename), result)
-    return result
+    # A spoilered image's caption would give it away: it goes under the same cover.
+    return wording.spoiler(result) if source.spoiler else result

@@ -11,7 +11,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat import history
+from bot.chat import answers, history
+from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
 from bot.chat.cooldowns import MemberCooldown
 from bot.chat.replies import reply_for
@@ -64,11 +65,13 @@ class Glimpse(commands.Bot):
         self.cooldown = MemberCooldown(settings.cooldown)
         self.indexer = Indexer(index, vision, fetcher, self.resolve_image)
         self.captions = Captions(vision, fetcher)
+        self.access = ReadAccess(self, index)
         self.finder = Finder(
             index,
             self.indexer,
             vision,
             self.message_of,
+            self.access,
             fetcher.allowed_hosts,
             settings.weak_match_below,
         )
@@ -88,7 +91,7 @@ class Glimpse(commands.Bot):
         if self._catch_up is None:  # on_ready fires again after every reconnect
             self._catch_up = asyncio.create_task(
                 history.catch_up(
-                    self, self.index, self.indexer, self.indexable, self.settings.index_per_channel
+                    self, self.access, self.indexer, self.indexable, self.settings.index_per_channel
                 ),
                 name="glimpse-catch-up",
             )
@@ -99,7 +102,9 @@ class Glimpse(commands.Bot):
         guild_id = message.guild.id if message.guild else None
         if self.index.is_opted_out(guild_id, message.author.id):
             return []
-        return indexable_sources(message, self.settings.ignore_channels, self.fetcher.allowed_hosts)
+        own_id = self.user.id if self.user else None
+        ignored, hosts = self.settings.ignore_channels, self.fetcher.allowed_hosts
+        return indexable_sources(message, ignored, hosts, own_id)
 
     async def message_of(self, ref: ImageRef) -> discord.Message | None:
         return await history.message_of(self, ref)
@@ -107,9 +112,14 @@ class Glimpse(commands.Bot):
     async def resolve_image(self, ref: ImageRef) -> ImageSource | None:
         """A fresh URL for a queued image (URLs are never stored), or None if it is gone.
         Raises Unavailable when Discord or the network fails for now."""
+        if not self.access.can_read(ref.channel_id):
+            return None
         try:
             message = await self.message_of(ref)
-        except (discord.NotFound, discord.Forbidden):
+        except discord.NotFound:
+            return None
+        except discord.Forbidden:
+            self.access.refused(ref.channel_id)
             return None
         except discord.HTTPException as exc:
             if exc.status >= 500 or exc.status == 429:
@@ -128,16 +138,12 @@ class Glimpse(commands.Bot):
             return
         # A slash command's error is shown to the asker only, as discord.py's own errors are.
         private = ctx.interaction is not None
-        await ctx.reply(reply_for(error, ctx.command), mention_author=False, ephemeral=private)
+        await answers.reply(ctx, reply_for(error, ctx.command), private=private)
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        text = reply_for(error, interaction.command)
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
+        await answers.respond(interaction, reply_for(error, interaction.command), private=True)
 
     async def close(self) -> None:
         if self._catch_up is not None:

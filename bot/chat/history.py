@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
+from bot.chat.access import ReadAccess
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
-from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 
 log = logging.getLogger(__name__)
@@ -21,28 +21,35 @@ PROGRESS_EVERY = 100
 
 
 async def message_of(client: discord.Client, ref: ImageRef) -> discord.Message | None:
-    """The message an index entry points at; None when the channel holds no messages.
-    Raises discord.NotFound or discord.Forbidden."""
-    channel = client.get_channel(ref.channel_id) or await client.fetch_channel(ref.channel_id)
+    """The message an index entry points at, in one request; None when the channel holds no
+    messages. Raises discord.NotFound or discord.Forbidden."""
+    channel = client.get_channel(ref.channel_id)
+    if channel is None:  # an archived thread, say: no need to fetch the channel first
+        partial = client.get_partial_messageable(ref.channel_id, guild_id=ref.guild_id)
+        return await partial.fetch_message(ref.message_id)
     if not isinstance(channel, discord.abc.Messageable):
         return None
     return await channel.fetch_message(ref.message_id)
 
 
 async def catch_up(
-    client: discord.Client, index: ImageIndex, indexer: Indexer, sources: Sources, limit: int
+    client: discord.Client, access: ReadAccess, indexer: Indexer, sources: Sources, limit: int
 ) -> int:
-    """Queues images posted while the bot was down, in every channel already indexed."""
+    """Queues images posted while the bot was down, in every channel already indexed that it
+    can still read (a 403 is asked once, then remembered)."""
     queued = 0
+    index = indexer.index
     for _guild_id, channel_id in await index.channels():
         channel = client.get_channel(channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
+        if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             continue
         last = await index.last_message_id(channel_id)
         after = discord.Object(last) if last else None
         try:
             async for message in channel.history(limit=limit, after=after, oldest_first=True):
                 queued += await indexer.submit(sources(message))
+        except discord.Forbidden:
+            access.refused(channel_id)
         except discord.HTTPException as exc:
             log.info("cannot catch up on channel %s: %s", channel_id, exc)
     if queued:

@@ -2,16 +2,29 @@
 
 A channel counts when the member can view it and read its history right now, computed by
 discord.py from the member's roles and the channel's overwrites. Private threads are searched
-only from inside themselves; NSFW channels only when asked from an NSFW channel.
+only from inside themselves; NSFW channels only when asked from an NSFW channel. Archived
+threads, which discord.py no longer holds, count by the same rules as active ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import discord
 
 
+@dataclass(frozen=True)
+class ArchivedThread:
+    id: int
+    parent_id: int
+    private: bool
+
+
 def server_scope(
-    member: discord.Member, origin: discord.abc.GuildChannel | discord.Thread
+    member: discord.Member,
+    origin: discord.abc.GuildChannel | discord.Thread,
+    archived: Iterable[ArchivedThread] = (),
 ) -> set[int]:
     guild = member.guild
     origin_nsfw = _is_nsfw(origin)
@@ -21,7 +34,7 @@ def server_scope(
             continue
         if channel.is_nsfw() and not origin_nsfw:
             continue
-        if _can_read(channel.permissions_for(member)):
+        if can_read(channel.permissions_for(member)):
             readable.add(channel.id)
     # Forum posts are threads; the forum itself holds no messages.
     forums = {c.id for c in guild.channels if isinstance(c, discord.ForumChannel)}
@@ -29,14 +42,17 @@ def server_scope(
     for thread in guild.threads:
         if thread.is_private() or thread.parent_id not in readable:
             continue
-        if _can_read(thread.permissions_for(member)):
+        if can_read(thread.permissions_for(member)):
             allowed.add(thread.id)
-    if isinstance(origin, discord.Thread) and _can_read(origin.permissions_for(member)):
+    # Public threads are viewable by whoever views the parent (threads.mdx, "Public & Private
+    # Threads"); a private one is searched only from inside, where posting unarchives it.
+    allowed |= {t.id for t in archived if not t.private and t.parent_id in readable}
+    if isinstance(origin, discord.Thread) and can_read(origin.permissions_for(member)):
         allowed.add(origin.id)  # asked from inside it: private threads count only then
     return allowed
 
 
-def _can_read(permissions: discord.Permissions) -> bool:
+def can_read(permissions: discord.Permissions) -> bool:
     return permissions.view_channel and permissions.read_message_history
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import wording
+from bot.chat.access import ReadAccess
 from bot.chat.find_syntax import FindRequest
 from bot.chat.permissions import server_scope
 from bot.chat.sources import source_for
@@ -21,31 +21,20 @@ from bot.vision.service import VisionService
 if TYPE_CHECKING:
     from discord.abc import MessageableChannel
 
-log = logging.getLogger(__name__)
-
 PENDING_WAIT_S = 5.0
-SPARE_HITS = 3  # in case some of the best have been deleted since they were indexed
 
 Locate = Callable[[ImageRef], Awaitable[discord.Message | None]]
+
+
+def fetch_budget(top: int) -> int:
+    """Messages one search may fetch while passing over results that cannot be shown."""
+    return 3 * top + 10
 
 
 @dataclass(frozen=True)
 class Reply:
     content: str
     embeds: list[discord.Embed]
-
-
-def search_scope(
-    request: FindRequest, channel: MessageableChannel, asker: discord.abc.User
-) -> set[int]:
-    """This channel only, or every channel the asking member can read now."""
-    if (
-        request.scope == "server"
-        and isinstance(asker, discord.Member)
-        and isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-    ):
-        return server_scope(asker, channel)
-    return {channel.id}
 
 
 class Finder:
@@ -55,6 +44,7 @@ class Finder:
         indexer: Indexer,
         vision: VisionService,
         locate: Locate,
+        access: ReadAccess,
         allowed_hosts: frozenset[str],
         weak_below: float,
     ) -> None:
@@ -62,8 +52,23 @@ class Finder:
         self.indexer = indexer
         self.vision = vision
         self.locate = locate
+        self.access = access
         self.allowed_hosts = allowed_hosts
         self.weak_below = weak_below
+
+    async def scope(
+        self, request: FindRequest, channel: MessageableChannel, asker: discord.abc.User
+    ) -> set[int]:
+        """This channel only, or every channel the asking member can read now, archived
+        threads included."""
+        if (
+            request.scope == "server"
+            and isinstance(asker, discord.Member)
+            and isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        ):
+            archived = await self.access.archived_threads(asker.guild)
+            return server_scope(asker, channel, archived)
+        return {channel.id}
 
     async def find(
         self, request: FindRequest, scope: set[int], origin_id: int, *, private: bool
@@ -71,42 +76,67 @@ class Finder:
         """`private`: only the asker sees the reply, so images from other channels may be shown."""
         await self.indexer.wait_until_done(scope, PENDING_WAIT_S)
         query = (await self.vision.embed_text([request.query]))[0]
-        hits = await self.index.search(query, scope, request.top + SPARE_HITS)
-        embeds: list[discord.Embed] = []
+        readable = {channel_id for channel_id in scope if self.access.can_read(channel_id)}
+        budget = fetch_budget(request.top)
+        hits = await self.index.search(query, readable, 2 * budget)
+        shown: list[tuple[Hit, discord.Message]] = []
+        messages: dict[int, discord.Message | None] = {}
         for hit in hits:
-            message = await self._fetch(hit)
-            if message is None:
-                continue
-            show_all = private or hit.ref.channel_id == origin_id
-            embeds.append(self._embed(hit, message, show_all, len(embeds) + 1))
-            if len(embeds) == request.top:
+            if len(shown) == request.top:
                 break
-        if not embeds:
-            return Reply(wording.EMPTY_INDEX, [])
-        return Reply("", embeds)
+            if not self.access.can_read(hit.ref.channel_id):
+                continue  # found out during this search
+            if hit.ref.message_id not in messages:
+                if len(messages) == budget:
+                    break
+                messages[hit.ref.message_id] = await self._fetch(hit)
+            message = messages[hit.ref.message_id]
+            if message is not None:
+                shown.append((hit, message))
+        if not shown:
+            empty = await self.index.count(scope) == 0
+            return Reply(wording.EMPTY_INDEX if empty else wording.NOTHING_SHOWABLE, [])
+        return Reply("", self._embeds(shown, origin_id, private))
 
     async def _fetch(self, hit: Hit) -> discord.Message | None:
         """The original message (image URLs expire, so it is fetched afresh); drops vanished
         ones from the index."""
         try:
             return await self.locate(hit.ref)
-        except discord.NotFound:
-            await self.index.remove_messages([hit.ref.message_id])
+        except discord.NotFound as exc:
+            if not await self.access.gone(hit.ref.channel_id, exc):
+                await self.index.remove_messages([hit.ref.message_id])
         except discord.Forbidden:
-            log.info("no access to channel %s any more", hit.ref.channel_id)
+            self.access.refused(hit.ref.channel_id)
         return None
 
+    def _embeds(
+        self, shown: list[tuple[Hit, discord.Message]], origin_id: int, private: bool
+    ) -> list[discord.Embed]:
+        embeds: list[discord.Embed] = []
+        per_message: dict[int, int] = {}
+        for rank, (hit, message) in enumerate(shown, 1):
+            # Discord shows one of several embeds that share a `url` (message.mdx, "Embed
+            # Object"): a second image of the same message gets a link of its own.
+            nth = per_message[message.id] = per_message.get(message.id, 0) + 1
+            link = message.jump_url if nth == 1 else f"{message.jump_url}?image={nth}"
+            show_all = private or hit.ref.channel_id == origin_id
+            embeds.append(self._embed(hit, message, link, show_all, rank))
+        return embeds
+
     def _embed(
-        self, hit: Hit, message: discord.Message, show_all: bool, rank: int
+        self, hit: Hit, message: discord.Message, link: str, show_all: bool, rank: int
     ) -> discord.Embed:
-        title = wording.result_title(rank, hit.score, weak=hit.score < self.weak_below)
+        source = source_for(message, hit.ref.attachment_id, self.allowed_hosts)
+        spoiler = source is not None and source.spoiler
+        weak = hit.score < self.weak_below
+        title = wording.result_title(rank, hit.score, weak=weak, spoiler=spoiler)
         if not show_all:
             # In another channel's public reply: the link only; Discord checks access on click.
-            return discord.Embed(title=title, url=message.jump_url, description=message.jump_url)
+            return discord.Embed(title=title, url=link, description=message.jump_url)
         posted = wording.posted_by(message.author.mention, message.jump_url)
-        embed = discord.Embed(title=title, url=message.jump_url, description=posted)
+        embed = discord.Embed(title=title, url=link, description=posted)
         embed.set_author(name=message.author.display_name)
-        source = source_for(message, hit.ref.attachment_id, self.allowed_hosts)
-        if source is not None:
+        if source is not None and not spoiler:  # a spoiler is never shown uncovered
             embed.set_image(url=source.url)
         return embed

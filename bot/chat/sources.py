@@ -6,6 +6,7 @@ the media proxy's URL (never the original site's), so the bot never fetches arbi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
@@ -16,15 +17,22 @@ from bot.images.decode import IMAGE_EXTENSIONS
 from bot.images.fetcher import ImageSource
 from bot.index.refs import ImageRef
 
+#: Where Discord serves media (message.mdx, "Attachment Object" and "Embed Object"):
+#: attachments on the CDN, its proxy, and the proxies of other sites' images (link previews).
 DISCORD_MEDIA_HOSTS = frozenset(
-    {"cdn.discordapp.com", "media.discordapp.net", "images-ext-1.discordapp.net"}
+    {
+        "cdn.discordapp.com",
+        "media.discordapp.net",
+        "images-ext-1.discordapp.net",
+        "images-ext-2.discordapp.net",
+    }
 )
-
-
-def media_hosts(api_url: str) -> frozenset[str]:
-    """Discord's media hosts, plus the API's own host when an admin puts a proxy in front."""
-    host = URL(api_url).host
-    return DISCORD_MEDIA_HOSTS | ({host} if host else set())
+IS_SPOILER = 1 << 3  # message.mdx, "Attachment Flags"
+#: Replies to slash commands and context menus (message.mdx, "Message Types").
+COMMAND_REPLY_TYPES = frozenset(
+    {discord.MessageType.chat_input_command, discord.MessageType.context_menu_command}
+)
+_SPOILERED = re.compile(r"\|\|(.+?)\|\|", re.DOTALL)
 
 
 def is_image_attachment(attachment: discord.Attachment) -> bool:
@@ -34,35 +42,59 @@ def is_image_attachment(attachment: discord.Attachment) -> bool:
     return PurePosixPath(attachment.filename.lower()).suffix in IMAGE_EXTENSIONS
 
 
+def is_spoiler(attachment: discord.Attachment) -> bool:
+    """Flagged IS_SPOILER, or uploaded under the `SPOILER_` name that sets the flag."""
+    return attachment.filename.startswith("SPOILER_") or bool(attachment.flags.value & IS_SPOILER)
+
+
+def is_command_reply(message: discord.Message) -> bool:
+    """An application's answer to a command, whichever application (its own or another's)."""
+    return message.interaction_metadata is not None or message.type in COMMAND_REPLY_TYPES
+
+
 def image_sources(
     message: discord.Message, allowed_hosts: frozenset[str], *, every_attachment: bool = False
 ) -> list[ImageSource]:
-    """Attachments first, then image embeds through the media proxy, in message order.
+    """Attachments first, then image embeds through the media proxy, in message order; a
+    forward's images (its snapshot: message.mdx, "Message Snapshot Object") count as the
+    forwarding message's own.
 
     `every_attachment` keeps files that do not look like images, so that a user who attached
     one to a command hears what is wrong with it instead of being ignored.
     """
     ref = _ref_factory(message)
+    parts: list[discord.Message | discord.MessageSnapshot] = [message]
+    parts += message.message_snapshots
     sources = [
-        ImageSource(ref(a.id), a.url, a.filename, a.size)
-        for a in message.attachments
+        ImageSource(ref(a.id), a.url, a.filename, a.size, spoiler=is_spoiler(a))
+        for part in parts
+        for a in part.attachments
         if every_attachment or is_image_attachment(a)
     ]
-    for position, embed in enumerate(message.embeds):
+    # Embeds have no ID of their own; their position (own first, then the snapshot's) is
+    # stable, as a snapshot never changes (message.mdx, "Message Forwarding").
+    embeds = [(part, embed) for part in parts for embed in part.embeds]
+    for position, (part, embed) in enumerate(embeds):
         proxy = (embed.image.proxy_url if embed.image else None) or (
             embed.thumbnail.proxy_url if embed.type in ("image", "gifv") else None
         )
         if proxy and URL(proxy).host in allowed_hosts:
-            # Embeds have no ID of their own; their position is stable within the message.
             name = PurePosixPath(URL(proxy).path).name or "embed"
-            sources.append(ImageSource(ref(position), proxy, name, None, from_embed=True))
+            spoiler = embed.url is not None and embed.url in _spoilered_text(part.content)
+            sources.append(ImageSource(ref(position), proxy, name, None, True, spoiler))
     return sources
 
 
 def indexable_sources(
-    message: discord.Message, ignore_channels: frozenset[int], allowed_hosts: frozenset[str]
+    message: discord.Message,
+    ignore_channels: frozenset[int],
+    allowed_hosts: frozenset[str],
+    own_id: int | None,
 ) -> list[ImageSource]:
-    """What the index takes from a message: not the bot's own, not other bots', webhooks yes."""
+    """What the index takes from a message: never the bot's own or any command reply (they
+    show images that are indexed already), not other bots', webhook posts yes."""
+    if message.author.id == own_id or is_command_reply(message):
+        return []
     if message.author.bot and message.webhook_id is None:
         return []
     if {message.channel.id, getattr(message.channel, "parent_id", None)} & ignore_channels:
@@ -78,6 +110,11 @@ def source_for(
         if source.ref.attachment_id == attachment_id:
             return source
     return None
+
+
+def _spoilered_text(content: str) -> str:
+    """The parts of a message's text under spoiler covers: a link there previews covered."""
+    return " ".join(_SPOILERED.findall(content or ""))
 
 
 def _ref_factory(message: discord.Message) -> Callable[[int], ImageRef]:

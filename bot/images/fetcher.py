@@ -31,6 +31,7 @@ class ImageSource:
     filename: str
     size: int | None  # known before download for attachments, unknown for embeds
     from_embed: bool = False
+    spoiler: bool = False  # shown only behind Discord's spoiler cover
 
 
 class MediaFetcher:

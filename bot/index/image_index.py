@@ -102,6 +102,10 @@ class ImageIndex:
     async def channels(self) -> list[tuple[int | None, int]]:
         return await self._workers.run("db", self._store.channels)
 
+    async def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
+        """(thread_id, parent_id) of the threads of these channels that hold indexed images."""
+        return await self._workers.run("db", self._store.threads_under, list(parent_ids))
+
     async def last_message_id(self, channel_id: int) -> int | None:
         return await self._workers.run("db", self._store.last_message_id, channel_id)
 

@@ -92,6 +92,17 @@ def channels(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
     return [(guild, channel) for guild, channel in rows]
 
 
+def threads_under(conn: sqlite3.Connection, parent_ids: Collection[int]) -> list[tuple[int, int]]:
+    """(thread_id, parent_id) of the indexed threads of these channels."""
+    if not parent_ids:
+        return []
+    marks = ",".join("?" * len(parent_ids))
+    return conn.execute(
+        f"SELECT DISTINCT channel_id, parent_id FROM images WHERE parent_id IN ({marks})",
+        list(parent_ids),
+    ).fetchall()
+
+
 def opted_out(conn: sqlite3.Connection) -> frozenset[Member]:
     return frozenset(conn.execute("SELECT guild_id, author_id FROM optouts").fetchall())
 

@@ -275,6 +275,10 @@ class IndexStore(Database):
         with self._lock:
             return queries.last_message_id(self._conn, channel_id)
 
+    def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
+        with self._lock:
+            return queries.threads_under(self._conn, parent_ids)
+
     def channels(self) -> list[tuple[int | None, int]]:
         """(guild_id, channel_id) of every channel with indexed or pending images."""
         with self._lock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.chat.client import Glimpse
 from tests.e2e.harness import World, mentions_disabled, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord
@@ -181,3 +183,30 @@ async def test_fifty_concurrent_commands_from_ten_members(
     replies = [await server.wait_for_sent(timeout=60) for _ in range(50)]
     got = {r["message_reference"]["message_id"]: r["content"] for r in replies}
     assert got == expected
+
+
+async def test_the_context_menu_answers_in_the_channel_after_the_token_expired(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+    real = glimpse.captions.caption
+
+    async def slow(*args: object, **kwargs: object) -> str:
+        await release.wait()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(glimpse.captions, "caption", slow)
+    await sync_commands(server)
+    target = await server.post_message(
+        world.general,
+        world.carol,
+        "",
+        attachments=[("r.png", shape_png("blue", "circle"), "image/png")],
+    )
+    it = await server.context_menu(world.general, world.alice, "Caption image", int(target["id"]))
+    await it.wait_for_callback()
+    await server.advance(16 * 60)  # past the token's 15 minutes
+    release.set()
+    reply = await server.wait_for_sent(lambda e: e["kind"] == "message", timeout=30)
+    assert int(reply["channel_id"]) == world.general and mentions_disabled(reply)
+    assert reply["content"].splitlines()[0] == "a blue circle"

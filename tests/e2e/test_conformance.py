@@ -129,7 +129,7 @@ async def lost_access_and_gone_messages(server: FakeDiscord, world: World) -> No
                                          "allow": 0, "deny": VIEW_CHANNEL}])  # fmt: skip
     await reply_in(server, world.general, world.alice, "!find a red circle scope: server")
     server.set_overwrites(world.other, [])  # back: THREAD_LIST_SYNC for its threads
-    await reply_in(server, world.general, world.alice, "!find a red circle scope: server")
+    await reply_in(server, world.other, world.alice, "!find a red circle")
 
 
 async def members_and_moderators(server: FakeDiscord, world: World, thread: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot import wording
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
@@ -149,15 +150,17 @@ async def test_server_scope_respects_what_the_asker_can_see(
     reply = await ask(
         server, world, "!find a yellow triangle top: 5 scope: server", author=world.bob
     )
-    urls = [e["url"] for e in reply["embeds"]]
+    # In public, this channel's results only (none here); the rest by direct message.
+    assert not reply["embeds"] and reply["content"].endswith(wording.SENT_BY_DM)
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.bob))
+    urls = [e["url"] for e in dm["embeds"]]
     assert urls and urls[0].endswith(jump(world, world.other, public))
     assert len(urls) == 1  # neither the mods-only channel nor the private thread
-    assert all("image" not in e for e in reply["embeds"])  # another channel, in public: link only
+    assert all("image" in e for e in dm["embeds"])
 
-    reply = await ask(
-        server, world, "!find a yellow triangle top: 5 SCOPE: server", author=world.alice
-    )
-    urls = [e["url"] for e in reply["embeds"]]
+    await ask(server, world, "!find a yellow triangle top: 5 SCOPE: server", author=world.alice)
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice))
+    urls = [e["url"] for e in dm["embeds"]]
     assert any(u.endswith(jump(world, world.hidden, secret)) for u in urls)
     assert len(urls) == 2  # the private thread is searched only from inside it
 

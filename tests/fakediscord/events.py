@@ -104,6 +104,29 @@ class EventsMixin:
         await self.flush()
         return msg
 
+    async def other_app_reply(
+        self, channel_id: int, app_user_id: int, asker_id: int, attachments: Sequence[Attachment]
+    ) -> dict:
+        """Another application answers a member's slash command with images: a type 20 message
+        from its bot user, with ``webhook_id`` and ``application_id`` set to the application
+        (for a bot, the same snowflake as its user) and ``interaction_metadata``
+        (message.mdx, "Message Interaction Metadata Object")."""
+        atts = [self.store_attachment(channel_id, *a[:3]) for a in attachments]
+        interaction_id = self.ids.next()
+        meta = {
+            "id": str(interaction_id), "type": 2, "user": self.users[asker_id],
+            "authorizing_integration_owners": {"0": str(self.guild_of(channel_id).id)},
+        }  # fmt: skip
+        msg = self.build_message(
+            channel_id, app_user_id, attachments=atts, webhook_id=app_user_id,
+            msg_type=p.CHAT_INPUT_COMMAND, application_id=str(app_user_id),
+            interaction_metadata=meta,
+        )  # fmt: skip
+        self.store_message(msg)
+        self._dispatch_message("MESSAGE_CREATE", msg)
+        await self.flush()
+        return msg
+
     async def edit_message(
         self,
         channel_id: int,

@@ -49,16 +49,16 @@ ALL_PERMISSIONS = 8866461766385663
 ALL_CHANNEL_PERMISSIONS = 8555290110197585
 VOICE_PERMISSIONS = 321607217185536
 
-#: The README's invite link (permissions=274878024704): View Channel, Send Messages, Send Messages
-#: in Threads, Embed Links, Attach Files, Read Message History.
+#: The README's invite link (permissions=274877991936): View Channel, Send Messages, Send Messages
+#: in Threads, Embed Links, Read Message History (tests/test_fakediscord_fidelity.py reads it).
 INVITE_PERMISSIONS = (
-    VIEW_CHANNEL | SEND_MESSAGES | SEND_MESSAGES_IN_THREADS | EMBED_LINKS | ATTACH_FILES
-    | READ_MESSAGE_HISTORY
-)  # fmt: skip
-assert INVITE_PERMISSIONS == 274878024704
+    VIEW_CHANNEL | SEND_MESSAGES | SEND_MESSAGES_IN_THREADS | EMBED_LINKS | READ_MESSAGE_HISTORY
+)
+assert INVITE_PERMISSIONS == 274877991936
 #: The bot's managed role: exactly what the invite link grants.
 DEFAULT_BOT_PERMISSIONS = INVITE_PERMISSIONS
-#: @everyone of a test guild: members may read, post, attach and link in channels and threads,
+#: @everyone of a test guild: members may read, post and link in channels and threads (their
+#: uploads are not checked against Attach Files),
 #: and nothing the invite does not grant, so that the bot's effective permissions (@everyone
 #: included) are exactly the invite's. Tests that need more grant it explicitly.
 DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS

@@ -1,0 +1,105 @@
+"""Delivering a command's answer: as its reply, by direct message, or, when the interaction's
+token has expired, in the channel (a public answer) or by direct message (a private one)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot import wording
+from bot.chat.fitting import clip
+from bot.chat.search import Reply
+
+log = logging.getLogger(__name__)
+
+# A token lives 15 minutes (receiving-and-responding.mdx, "Interaction Callback"); after that
+# its webhook routes answer 401 with code 50027 or 404 with code 10015
+# (opcodes-and-status-codes.mdx, "JSON Error Codes").
+TOKEN_EXPIRED = {(401, 50027), (404, 10015)}
+
+Person = discord.User | discord.Member
+
+
+def token_expired(exc: discord.HTTPException) -> bool:
+    return (exc.status, exc.code) in TOKEN_EXPIRED
+
+
+async def reply(
+    ctx: commands.Context[Any],
+    content: str,
+    embeds: Sequence[discord.Embed] = (),
+    *,
+    private: bool = False,
+) -> None:
+    """The command's reply; `private` makes a slash command's reply ephemeral."""
+    content = clip(content)
+    try:
+        await ctx.reply(
+            content or None, embeds=list(embeds), mention_author=False, ephemeral=private
+        )
+    except discord.HTTPException as exc:
+        if ctx.interaction is None or not token_expired(exc):
+            raise
+        await _deliver_late(ctx.channel, ctx.author, content, embeds, private)
+
+
+async def respond(interaction: discord.Interaction, content: str, *, private: bool) -> None:
+    """The interaction's response, or its followup once it was deferred."""
+    content = clip(content)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(content, ephemeral=private)
+        else:
+            await interaction.response.send_message(content, ephemeral=private)
+    except discord.HTTPException as exc:
+        if not token_expired(exc):
+            raise
+        await _deliver_late(interaction.channel, interaction.user, content, (), private)
+
+
+async def direct_message(user: Person, content: str, embeds: Sequence[discord.Embed] = ()) -> bool:
+    """False when the user takes no direct messages from the bot (403, code 50007)."""
+    try:
+        await user.send(clip(content) or None, embeds=list(embeds))
+    except discord.Forbidden:
+        log.info("user %s takes no direct messages", user.id)
+        return False
+    return True
+
+
+async def copy_by_dm(user: Person, public: Reply, everything: Reply) -> Reply:
+    """`everything` sent to the user by direct message, and `public` with a note saying whether
+    it arrived; the note never depends on what `everything` holds."""
+    sent = await direct_message(user, everything.content, everything.embeds)
+    note = wording.SENT_BY_DM if sent else wording.NOT_SENT_BY_DM
+    return Reply("\n".join(filter(None, (public.content, note))), public.embeds)
+
+
+async def _deliver_late(
+    channel: object, user: Person, content: str, embeds: Sequence[discord.Embed], private: bool
+) -> None:
+    """A public answer in the channel, mentioning no one; a private one by direct message,
+    with only a fixed note in the channel."""
+    log.info("interaction token expired; answering %s", "by DM" if private else "in the channel")
+    in_dm = isinstance(channel, discord.DMChannel) or (
+        isinstance(channel, discord.PartialMessageable)
+        and channel.type is discord.ChannelType.private
+    )
+    if private:
+        sent = await direct_message(user, content, embeds)
+        if in_dm:
+            return
+        content, embeds = (wording.LATE_BY_DM if sent else wording.LATE_NOT_BY_DM), ()
+    if not isinstance(channel, discord.abc.Messageable):
+        log.warning("no channel to answer in after the interaction expired")
+        return
+    try:
+        await channel.send(
+            content or None, embeds=list(embeds), allowed_mentions=discord.AllowedMentions.none()
+        )
+    except (discord.Forbidden, discord.NotFound) as exc:
+        log.warning("could not answer in channel %s after the token expired: %s", channel, exc)
