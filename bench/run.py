@@ -1,18 +1,28 @@
 """Benchmark: the vision service against the seed's reference path, side by side, as ratios.
 
     python bench/run.py                  # CPU
-    python bench/run.py --quick          # under 3 minutes on a 2-core CPU
+    python bench/run.py --quick          # fewer seed-path repetitions
+    python bench/run.py --dtype float32  # the service without reduced precision
     python bench/run.py --device cuda    # a GPU
 
 Full-size BLIP (blip-image-captioning-base) and CLIP (clip-vit-base-patch32) architectures with
 random weights: the cost is the architecture's and the generated length's, not the weights', and
-nothing is downloaded. Prints a table and, as its last line, one JSON object.
+nothing is downloaded. Both sides run with the same torch thread count and generate exactly
+TOKENS tokens per caption. Prints a table and, as its last line, one JSON object.
+
+Captions are measured three ways (bench/captions.py): 16 concurrent requests, 8 requests one
+at a time, and 16 requests arriving 100 ms apart. The seed's path serves one caption at a time
+in every case, so its time per caption is measured once, on one-at-a-time requests; with
+`--quick` its staggered run is computed from those durations instead of run again. Indexing
+goes through the bot's own background indexer (bench/indexing.py). `batch_mean` is the mean
+number of captions per decode step in the concurrent and staggered runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import resource
@@ -21,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,15 +39,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from bench import captions  # noqa: E402
+from bench.indexing import index_seconds  # noqa: E402
 from bench.photos import jpeg, photo  # noqa: E402
 from bench.random_models import save_random_blip, save_random_clip  # noqa: E402
 from bench.seed import SeedPath  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
-from bot.images.decode import ImageLimits  # noqa: E402
-from bot.images.loader import ImageLoader  # noqa: E402
 from bot.index.refs import ImageRef  # noqa: E402
 from bot.index.store import IndexStore  # noqa: E402
+from bot.vision.devices import configure_threads, dtype_name  # noqa: E402
 from bot.vision.service import VisionService  # noqa: E402
 from bot.workers import Workers  # noqa: E402
 
@@ -73,42 +86,6 @@ async def pin_caption_length(vision: VisionService) -> None:
     captioner.model.text_decoder.generation_config.min_new_tokens = TOKENS
 
 
-async def measure_captions(vision: VisionService, images: list) -> tuple[float, list[float]]:
-    """Seconds per caption with CONCURRENT_CAPTIONS in flight, and the event loop's delays."""
-    await vision.caption(images[0])  # warm-up
-    delays: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.01)
-            delays.append(max(0.0, time.perf_counter() - before - 0.01))
-
-    tick = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    await asyncio.gather(*(vision.caption(image) for image in images))
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await tick
-    return elapsed / len(images), delays
-
-
-async def measure_index(vision: VisionService, jpegs: list[bytes]) -> float:
-    """Seconds per photo: JPEG bytes in, embedding out, as the indexer runs it."""
-
-    loader = ImageLoader(vision.workers, ImageLimits())
-
-    async def one(data: bytes) -> np.ndarray:
-        decoded = await loader.decode(data)
-        return await vision.embed_images([decoded.image], background=True)
-
-    await one(jpegs[0])
-    started = time.perf_counter()
-    await asyncio.gather(*(one(data) for data in jpegs))
-    return (time.perf_counter() - started) / len(jpegs)
-
-
 def fill_index(path: Path, model_id: str, count: int, dim: int) -> IndexStore:
     index = IndexStore(path, model_id, per_channel=count)
     rng = np.random.default_rng(count)
@@ -137,15 +114,16 @@ async def measure_find(vision: VisionService, index: IndexStore, queries: int) -
     return float(np.percentile(timings[1:], 95))
 
 
-def peak_rss_mb(blip: Path, clip: Path, device: str) -> float:
+def peak_rss_mb(blip: Path, clip: Path, device: str, dtype: str) -> float:
     """The service alone, in a fresh process: both models in the chosen dtype, 100k embeddings."""
-    probe = [sys.executable, __file__, "--rss-probe", str(blip), str(clip), "--device", device]
+    probe = [sys.executable, __file__, "--rss-probe", str(blip), str(clip)]
+    probe += ["--device", device, "--dtype", dtype]
     result = subprocess.run(probe, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
 
-async def rss_probe(blip: Path, clip: Path, device: str) -> None:
-    vision = service_for(blip, clip, device)
+async def rss_probe(blip: Path, clip: Path, device: str, dtype: str) -> None:
+    vision = service_for(blip, clip, device, DTYPE=dtype)
     await vision.start()
     with tempfile.TemporaryDirectory() as tmp:
         index = fill_index(Path(tmp) / "index.sqlite3", str(clip), 100_000, 512)
@@ -154,63 +132,130 @@ async def rss_probe(blip: Path, clip: Path, device: str) -> None:
         await vision.embed_images([image])
         index.search((await vision.embed_text(["a photo"]))[0], set(range(1000, 1200)), top=10)
         index.close()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(own_peak_rss_mb())
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS since it started. Not `ru_maxrss`: Linux carries that over
+    `exec` from the process that spawned this one (here, the whole benchmark's)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     device = torch.device(args.device)
+    configure_threads(device)  # the service's thread count, for the seed's path too
     blip, clip = models_dir(args.models)
     photos = [photo(640, 480, seed) for seed in range(CONCURRENT_CAPTIONS)]
     jpegs = [jpeg(photo(1280, 960, seed)) for seed in range(512 if device.type == "cuda" else 64)]
-    seed_captions = 6 if args.quick else CONCURRENT_CAPTIONS
-    seed_photos = 32 if args.quick else len(jpegs)
-
-    seed = SeedPath(blip, clip, device, TOKENS)
-    seed_caption_s = seed.time_per_caption(photos[:seed_captions])
-    seed_index_s = seed.time_per_embedding(jpegs[:seed_photos])
-    seed.close()
-
-    vision = service_for(blip, clip, args.device)
-    await vision.start()
-    await pin_caption_length(vision)
-    caption_s, delays = await measure_captions(vision, photos)
-    index_s = await measure_index(vision, jpegs)
-    batch_mean = vision.scheduler.stats.mean
+    seed = measure_seed(SeedPath(blip, clip, device, TOKENS), photos, jpegs, args.quick)
+    vision = service_for(blip, clip, args.device, DTYPE=args.dtype)
+    service = await measure_service(vision, photos, jpegs)
     with tempfile.TemporaryDirectory() as tmp:
         finds = {}
         for count in (10_000, 100_000):
             index = fill_index(Path(tmp) / f"{count}.sqlite3", str(clip), count, 512)
             finds[count] = await measure_find(vision, index, 30 if args.quick else 100)
             index.close()
-    dtype = str(vision.dtype).removeprefix("torch.")
+    dtype = service_dtype(vision)
     await vision.close()
     vision.workers.shutdown()
-    rss = peak_rss_mb(blip, clip, args.device)
+    rss = peak_rss_mb(blip, clip, args.device, args.dtype)
+    return report(seed, service, finds, rss, dtype, device)
 
-    delays_ms = [d * 1000 for d in delays]
+
+def measure_seed(
+    seed: SeedPath, photos: list[Image.Image], jpegs: list[bytes], quick: bool
+) -> dict[str, float]:
+    seed.caption(photos[0])  # warm-up
+    durations = seed.caption_durations(photos[: captions.LONE_REQUESTS if quick else None])
+    staggered_photos = photos[: captions.STAGGERED_REQUESTS]
+    if quick:
+        staggered = captions.seed_staggered_from(durations, len(staggered_photos))
+    else:
+        staggered = captions.seed_staggered(seed.caption, staggered_photos)
+    index_s = seed.time_per_embedding(jpegs[: 32 if quick else None])
+    seed.close()
+    caption_s = sum(durations) / len(durations)
+    return {"caption_s": caption_s, "staggered_s": staggered, "index_s": index_s}
+
+
+async def measure_service(
+    vision: VisionService, photos: list[Image.Image], jpegs: list[bytes]
+) -> dict[str, Any]:
+    await vision.start()
+    await pin_caption_length(vision)
+    await vision.caption(photos[0])  # warm-up
+    steps = vision.scheduler.stats["caption"]
+    before = steps.batches, steps.items
+    caption_s, delays = await captions.concurrent(vision, photos)
+    staggered = await captions.staggered(vision, photos[: captions.STAGGERED_REQUESTS])
+    batch_mean = (steps.items - before[1]) / max(1, steps.batches - before[0])
+    lone_s = await captions.lone(vision, photos[: captions.LONE_REQUESTS])
+    await vision.embed_images([photo(640, 480, 99)], background=True)  # warm-up
+    with tempfile.TemporaryDirectory() as tmp:
+        index_s = await index_seconds(vision, jpegs, Path(tmp))
+    return {
+        "caption_s": caption_s,
+        "delays_ms": [d * 1000 for d in delays],
+        "staggered": staggered,
+        "batch_mean": batch_mean,
+        "lone_s": lone_s,
+        "index_s": index_s,
+    }
+
+
+def service_dtype(vision: VisionService) -> str:
+    """The service's dtype, and the text decoder's weights where they differ."""
+    name = dtype_name(vision.dtype)
+    return f"{name}+int8-decoder" if vision.int8_decoder else name
+
+
+def report(
+    seed: dict[str, float],
+    service: dict[str, Any],
+    finds: dict[int, float],
+    rss: float,
+    dtype: str,
+    device: torch.device,
+) -> dict[str, object]:
+    staggered: captions.Staggered = service["staggered"]
     rows = [
-        ("caption, 16 concurrent (s/image)", seed_caption_s, caption_s),
-        ("index, 1280x960 JPEG (s/image)", seed_index_s, index_s),
+        ("caption, 16 concurrent (s/image)", seed["caption_s"], service["caption_s"]),
+        ("caption, one at a time (s/image)", seed["caption_s"], service["lone_s"]),
+        ("caption, 16 arriving 100 ms apart (s)", seed["staggered_s"], staggered.makespan_s),
+        ("index, 1280x960 JPEG (s/image)", seed["index_s"], service["index_s"]),
     ]
     threads = torch.get_num_threads()
     print(f"device {device_name(device)}, service dtype {dtype}, torch threads {threads}")
-    print(f"{'':36} {'seed':>10} {'service':>10} {'speedup':>8}")
+    print(f"{'':38} {'seed':>10} {'service':>10} {'speedup':>8}")
     for name, before, after in rows:
-        print(f"{name:36} {before:10.3f} {after:10.3f} {before / after:7.1f}x")
+        print(f"{name:38} {before:10.3f} {after:10.3f} {before / after:7.1f}x")
+    delays_ms = service["delays_ms"]
     lag_p99, lag_max = float(np.percentile(delays_ms, 99)), max(delays_ms)
+    print(f"staggered captions: p95 latency {staggered.p95_s:.2f} s")
     print(f"find p95: {finds[10_000]:.1f} ms over 10k, {finds[100_000]:.1f} ms over 100k")
     print(f"event loop delay: p99 {lag_p99:.1f} ms, max {lag_max:.1f} ms")
-    print(f"service peak RSS {rss:.0f} MB; mean batch {batch_mean:.1f}")
+    print(f"service peak RSS {rss:.0f} MB; captions per decode step {service['batch_mean']:.1f}")
     return {
-        "caption_speedup": round(seed_caption_s / caption_s, 2),
-        "index_speedup": round(seed_index_s / index_s, 2),
+        "caption_speedup": round(seed["caption_s"] / service["caption_s"], 2),
+        "index_speedup": round(seed["index_s"] / service["index_s"], 2),
         "find_p95_ms_10k": round(finds[10_000], 2),
         "find_p95_ms_100k": round(finds[100_000], 2),
         "loop_lag_p99_ms": round(lag_p99, 2),
         "loop_lag_max_ms": round(lag_max, 2),
         "service_peak_rss_mb": round(rss, 1),
-        "batch_mean": round(batch_mean, 2),
+        "batch_mean": round(service["batch_mean"], 2),
         "device": device_name(device),
+        "caption_lone_speedup": round(seed["caption_s"] / service["lone_s"], 2),
+        "caption_lone_s": round(service["lone_s"], 3),
+        "caption_staggered_speedup": round(seed["staggered_s"] / staggered.makespan_s, 2),
+        "caption_staggered_p95_s": round(staggered.p95_s, 3),
+        "dtype": dtype,
+        "threads": threads,
     }
 
 
@@ -223,6 +268,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="fewer seed-path repetitions")
     parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="the service's DTYPE (the seed's path is always float32)",
+    )
+    parser.add_argument(
         "--models",
         type=Path,
         default=Path.home() / ".cache" / "glimpse-bench",
@@ -234,7 +285,7 @@ def main() -> None:
     transformers.logging.disable_progress_bar()
     random.seed(0)
     if args.rss_probe:
-        asyncio.run(rss_probe(*args.rss_probe, args.device))
+        asyncio.run(rss_probe(*args.rss_probe, args.device, args.dtype))
         return
     figures = asyncio.run(run(args))
     print(json.dumps(figures))

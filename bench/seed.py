@@ -37,12 +37,14 @@ class SeedPath:
             inputs = self.clip_processor(images=image, return_tensors="pt").to(self.device)
             return self.clip.get_image_features(**inputs).pooler_output.cpu()
 
-    def time_per_caption(self, images: list[Image.Image]) -> float:
-        self.caption(images[0])  # warm-up
-        started = time.perf_counter()
+    def caption_durations(self, images: list[Image.Image]) -> list[float]:
+        """Seconds for each caption, one after another (warm up first)."""
+        durations = []
         for image in images:
+            started = time.perf_counter()
             self.caption(image)
-        return (time.perf_counter() - started) / len(images)
+            durations.append(time.perf_counter() - started)
+        return durations
 
     def time_per_embedding(self, jpegs: list[bytes]) -> float:
         self.embed_jpeg(jpegs[0])

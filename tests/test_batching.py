@@ -80,7 +80,7 @@ async def test_concurrent_requests_of_one_kind_and_key_run_as_one_batch(
     results = await asyncio.gather(*(scheduler.submit("caption", "p", i) for i in range(4)))
     assert runner.batches == [("p", [0, 1, 2, 3])]
     assert results == [f"caption/p:{i}" for i in range(4)]
-    assert scheduler.stats.mean == 4
+    assert scheduler.stats["caption"].mean == 4
 
 
 async def test_batches_hold_at_most_max_batch(scheduler: Scheduler, runner: Runner) -> None:
@@ -88,7 +88,7 @@ async def test_batches_hold_at_most_max_batch(scheduler: Scheduler, runner: Runn
     assert runner.sizes == [4, 4, 2]
     assert sorted(item for _, items in runner.batches for item in items) == list(range(10))
     assert results == [f"caption/p:{i}" for i in range(10)]
-    assert scheduler.stats.mean == pytest.approx(10 / 3)
+    assert scheduler.stats["caption"].mean == pytest.approx(10 / 3)
 
 
 async def test_a_lone_request_runs_after_the_short_wait(
@@ -323,3 +323,137 @@ async def test_a_runner_breaking_its_contract_fails_its_waiters_and_the_lane_goe
         task.cancel()
     assert queued in done and queued.result() == "after"
     assert all(task in done and task.exception() is not None for task in broken)
+
+
+class Countdown:
+    """A stepper whose item is the number of steps it needs; answers `"done:{item}"`."""
+
+    def __init__(self) -> None:
+        self.left: dict[int, int] = {}
+        self.items: dict[int, Any] = {}
+        self.steps: list[list[Any]] = []  # the items in flight at each step
+        self.fail_next = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.stepped = asyncio.Condition()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.left)
+
+    async def join(self, items: list[tuple[int, Any]]) -> list[tuple[int, BaseException]]:
+        failed: list[tuple[int, BaseException]] = []
+        for ticket, item in items:
+            if item == "bad":
+                failed.append((ticket, ValueError("bad item")))
+            else:
+                self.left[ticket], self.items[ticket] = item, item
+        return failed
+
+    async def step(self) -> list[tuple[int, Any]]:
+        await self.gate.wait()
+        await asyncio.sleep(0.002)  # a step takes a while on the model lane
+        self.steps.append(sorted(self.items[t] for t in self.left))
+        async with self.stepped:
+            self.stepped.notify_all()
+        if self.fail_next:
+            self.fail_next = False
+            self.left.clear()
+            raise RuntimeError("the step failed")
+        ended = []
+        for ticket in list(self.left):
+            self.left[ticket] -= 1
+            if self.left[ticket] == 0:
+                del self.left[ticket]
+                ended.append((ticket, f"done:{self.items[ticket]}"))
+        return ended
+
+    def leave(self, tickets: Any) -> None:
+        for ticket in list(tickets):
+            self.left.pop(ticket, None)
+
+
+@pytest.fixture
+def countdown(scheduler: Scheduler) -> Countdown:
+    stepper = Countdown()
+    scheduler.register_stepper("caption", stepper)
+    return stepper
+
+
+async def steps_pass(stepper: Countdown, count: int) -> None:
+    target = len(stepper.steps) + count
+    async with stepper.stepped:
+        await stepper.stepped.wait_for(lambda: len(stepper.steps) >= target)
+
+
+async def test_a_request_joins_the_running_steps_and_leaves_when_it_ends(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    long = asyncio.create_task(scheduler.submit("caption", None, 10))
+    await steps_pass(countdown, 3)
+    short = asyncio.create_task(scheduler.submit("caption", "another prompt", 2))
+    assert await short == "done:2"
+    assert not long.done(), "the newcomer waited for the whole batch"
+    assert await long == "done:10"
+    assert [10, 2] in [sorted(s, reverse=True) for s in countdown.steps]
+    assert countdown.steps[-1] == [10]  # the short one left the batch the step it ended
+    assert len(countdown.steps) == 10
+    assert scheduler.stats["caption"].mean == pytest.approx(12 / 10)
+
+
+async def test_no_more_than_max_batch_in_flight(scheduler: Scheduler, countdown: Countdown) -> None:
+    results = await asyncio.gather(*(scheduler.submit("caption", None, 3) for _ in range(6)))
+    assert results == ["done:3"] * 6
+    assert max(len(s) for s in countdown.steps) == 4  # max_batch
+    assert len(countdown.steps) == 3 + 3  # the last two joined as the first four ended
+
+
+async def test_a_failed_join_fails_that_request_only(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    good = asyncio.create_task(scheduler.submit("caption", None, 2))
+    with pytest.raises(ValueError, match="bad item"):
+        await scheduler.submit("caption", None, "bad")
+    assert await good == "done:2"
+
+
+async def test_a_failed_step_fails_everything_in_flight_and_the_next_request_works(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    countdown.gate.clear()
+    doomed = [asyncio.create_task(scheduler.submit("caption", None, 5)) for _ in range(2)]
+    await settle()
+    countdown.fail_next = True
+    countdown.gate.set()
+    outcomes = await asyncio.gather(*doomed, return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes), outcomes
+    assert await scheduler.submit("caption", None, 1) == "done:1"
+
+
+async def test_a_caller_who_gives_up_leaves_at_the_next_step(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    stays = asyncio.create_task(scheduler.submit("caption", None, 6))
+    quits = asyncio.create_task(scheduler.submit("caption", None, 100))
+    await steps_pass(countdown, 2)
+    quits.cancel()
+    assert await stays == "done:6"
+    assert countdown.steps[-1] == [6] and len(countdown.steps) == 6
+    assert scheduler.idle
+
+
+async def test_interactive_batches_run_between_steps_and_indexing_waits(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    text = Runner("text")
+    scheduler.register("text", text)
+    decoding = asyncio.create_task(scheduler.submit("caption", None, 30))
+    await steps_pass(countdown, 2)
+    assert not scheduler.idle
+    indexing = asyncio.create_task(scheduler.submit("text", "i", "old", priority=BACKGROUND))
+    await steps_pass(countdown, 2)
+    assert await scheduler.submit("text", "q", "parrots") == "text/q:parrots"
+    assert not decoding.done(), "the query waited for the caption to finish"
+    assert not indexing.done(), "indexing ran while a caption was decoding"
+    assert await decoding == "done:30"
+    assert await indexing == "text/i:old"

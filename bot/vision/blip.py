@@ -1,4 +1,9 @@
-"""BLIP captioning in four steps: load, preprocess, predict, postprocess."""
+"""BLIP captioning in four steps: load, preprocess, predict, postprocess.
+
+Predicting is split for iteration-level batching: `join` encodes newcomers' images together
+and adds their sequences to a running batch (bot/vision/running.py), whose steps decode them
+with BLIP's own weights (bot/vision/decoder.py).
+"""
 
 from __future__ import annotations
 
@@ -12,30 +17,18 @@ from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcess
 from transformers.models.blip.modeling_blip import BlipAttention
 
 from bot.vision.checkpoints import from_pretrained, locate
+from bot.vision.decoder import TextDecoder
+from bot.vision.graphed import FixedSteps, fixed_length
 from bot.vision.pixels import PixelPipeline
+from bot.vision.running import Decoding, RunningBatch
 
 
 @dataclass
 class CaptionInputs:
-    pixel_values: torch.Tensor
-    input_ids: torch.Tensor | None
-    attention_mask: torch.Tensor | None
+    """One request: its pixels, and the prompt tokens fed before the caption (bos first)."""
 
-    @staticmethod
-    def merge(parts: Sequence[CaptionInputs]) -> CaptionInputs:
-        """One batch from requests with the same prompt (BLIP cannot mix prompt lengths)."""
-        if len(parts) == 1:
-            return parts[0]
-
-        def cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
-            present = [t for t in tensors if t is not None]
-            return torch.cat(present) if present else None
-
-        return CaptionInputs(
-            torch.cat([p.pixel_values for p in parts]),
-            cat([p.input_ids for p in parts]),
-            cat([p.attention_mask for p in parts]),
-        )
+    pixel_values: torch.Tensor  # [1, channels, height, width]
+    prompt: list[int]
 
 
 class Captioner:
@@ -50,6 +43,8 @@ class Captioner:
         device: torch.device,
         dtype: torch.dtype,
         max_tokens: int,
+        *,
+        int8_decoder: bool = False,
     ) -> None:
         self.processor = processor
         self.model = model
@@ -58,50 +53,74 @@ class Captioner:
         self.max_tokens = max_tokens
         self.max_positions = int(model.config.text_config.max_position_embeddings)
         self.pixels = PixelPipeline.from_processor(processor.image_processor)
+        text = model.config.text_config
+        self.start_token = int(text.bos_token_id)
+        self.stop_token = int(text.sep_token_id)
+        self.decoder = TextDecoder(model.text_decoder, int8=int8_decoder)
+        vision = model.config.vision_config
+        self.image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
+        self._fixed: FixedSteps | None = None
 
     @classmethod
     def load(
-        cls, model_id: str, device: torch.device, dtype: torch.dtype, max_tokens: int
+        cls,
+        model_id: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_tokens: int,
+        *,
+        int8_decoder: bool = False,
     ) -> Captioner:
         checkpoint = locate(model_id, cls.setting, "blip")
         processor = from_pretrained(BlipProcessor, checkpoint)
         model = from_pretrained(BlipForConditionalGeneration, checkpoint, dtype=dtype)
         use_sdpa_attention(model)
         model.to(device).eval()
-        return cls(processor, model, device, dtype, max_tokens)
+        return cls(processor, model, device, dtype, max_tokens, int8_decoder=int8_decoder)
 
-    def preprocess(self, images: Sequence[Image.Image], prompt: str | None = None) -> CaptionInputs:
-        """Pixel tensors for a batch; a prompt is shared by the whole batch (BLIP needs that)."""
-        pixel_values = self.pixels(images).to(self.device, self.dtype)
+    def preprocess(self, image: Image.Image, prompt: str | None = None) -> CaptionInputs:
+        pixel_values = self.pixels([image]).to(self.device, self.dtype)
+        return CaptionInputs(pixel_values, self.prompt_tokens(prompt))
+
+    def prompt_tokens(self, prompt: str | None) -> list[int]:
+        """What BLIP's `generate()` feeds: the tokenised prompt with its first token replaced
+        by bos and its last (the separator) dropped; bos alone without a prompt."""
         if not prompt:
-            return CaptionInputs(pixel_values, None, None)
+            return [self.start_token]
         text: BatchFeature = self.processor.tokenizer(
-            [prompt] * len(images),
-            return_tensors="pt",
-            truncation=True,
-            max_length=max(2, self.max_positions // 2),
+            prompt, truncation=True, max_length=max(2, self.max_positions // 2)
         )
-        return CaptionInputs(
-            pixel_values,
-            text["input_ids"].to(self.device),
-            text["attention_mask"].to(self.device),
-        )
+        ids = [int(i) for i in text["input_ids"][:-1]]
+        return [self.start_token, *ids[1:]]
 
-    def predict(self, inputs: CaptionInputs) -> torch.Tensor:
-        prompt_length = 0 if inputs.input_ids is None else inputs.input_ids.shape[1] - 1
-        # A small checkpoint may have fewer positions than the configured caption length.
-        new_tokens = max(1, min(self.max_tokens, self.max_positions - prompt_length))
-        with torch.inference_mode():
-            return self.model.generate(
-                pixel_values=inputs.pixel_values,
-                input_ids=inputs.input_ids,
-                attention_mask=inputs.attention_mask,
-                max_new_tokens=new_tokens,
-                do_sample=False,
-                num_beams=1,
-            )
+    def running_batch(self, capacity: int) -> RunningBatch:
+        """An empty batch for up to `capacity` captions. On a GPU its steps have fixed shapes
+        over one cache kept for the model's lifetime, replayed as CUDA graphs."""
+        if self.device.type != "cuda":
+            return RunningBatch(self.decoder, self.stop_token)
+        fixed = self._fixed
+        if fixed is None or fixed.slots.capacity < capacity:
+            length = fixed_length(self.max_positions, self.max_tokens)
+            fixed = self._fixed = FixedSteps(self.decoder, capacity, length, self.image_tokens)
+        return RunningBatch(self.decoder, self.stop_token, fixed)
 
-    def postprocess(self, token_ids: torch.Tensor) -> list[str]:
+    @torch.inference_mode()
+    def join(self, batch: RunningBatch, requests: Sequence[tuple[int, CaptionInputs]]) -> None:
+        """Encodes the requests' images as one batch and adds their sequences to `batch`."""
+        pixels = torch.cat([inputs.pixel_values for _, inputs in requests])
+        image_embeds = self.model.vision_model(pixel_values=pixels)[0]
+        least = int(self.model.text_decoder.generation_config.min_new_tokens or 0)
+        sequences = [
+            # A small checkpoint may have fewer positions than the configured caption length.
+            Decoding(ticket, list(inputs.prompt), self._limit(inputs.prompt), least)
+            for ticket, inputs in requests
+        ]
+        batch.join(sequences, image_embeds)
+
+    def _limit(self, prompt: list[int]) -> int:
+        return max(1, min(self.max_tokens, self.max_positions - len(prompt)))
+
+    def postprocess(self, token_ids: Sequence[list[int]]) -> list[str]:
         texts = self.processor.batch_decode(token_ids, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
 

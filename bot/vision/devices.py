@@ -35,6 +35,13 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     return _DTYPES[setting]
 
 
+def int8_decoder(setting: str, device: torch.device) -> bool:
+    """Weight-only int8 for BLIP's text decoder: under `auto`, on a CPU that runs float32
+    (no native bfloat16), where it measured 2-3x faster per decode step (README, Performance).
+    Elsewhere unmeasured, so off; `DTYPE=float32` means float32 throughout."""
+    return setting == "auto" and device.type == "cpu" and cpu_auto_dtype() == torch.float32
+
+
 def cpu_auto_dtype() -> torch.dtype:
     """bfloat16 where the CPU computes it natively (measured 1.6-2x faster than float32 with
     the same answers: README, Performance); elsewhere it is emulated and slower, so float32."""

@@ -9,6 +9,7 @@ thread. The event loop only queues requests and hands out the small result array
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -23,9 +24,16 @@ from PIL import Image
 from bot import wording
 from bot.config import Settings
 from bot.errors import UserError
-from bot.vision.blip import Captioner, CaptionInputs
+from bot.vision.blip import Captioner
+from bot.vision.captions import CaptionStream
 from bot.vision.clip import Embedder
-from bot.vision.devices import configure_threads, dtype_name, resolve_device, resolve_dtype
+from bot.vision.devices import (
+    configure_threads,
+    dtype_name,
+    int8_decoder,
+    resolve_device,
+    resolve_dtype,
+)
 from bot.vision.scheduler import BACKGROUND, INTERACTIVE, Scheduler
 from bot.workers import Workers
 
@@ -55,13 +63,15 @@ class VisionService:
         self.workers = workers
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.int8_decoder = int8_decoder(settings.dtype, self.device)
         configure_threads(self.device)
         self.scheduler = Scheduler(
             max_batch=settings.batch_max or default_batch_max(self.device),
             wait_s=settings.batch_wait_ms / 1000,
             max_pending=settings.max_pending,
         )
-        self.scheduler.register("caption", self._caption_batch)
+        captions = CaptionStream(self.captioner, self._predict, self.scheduler.max_batch)
+        self.scheduler.register_stepper("caption", captions)
         self.scheduler.register("image", self._image_batch)
         self.scheduler.register("text", self._text_batch)
         self._captioner: Captioner | None = None
@@ -97,7 +107,7 @@ class VisionService:
             if self._captioner is None:
                 self._captioner = await self._load(
                     "caption",
-                    Captioner.load,
+                    functools.partial(Captioner.load, int8_decoder=self.int8_decoder),
                     self.settings.caption_model,
                     self.device,
                     self.dtype,
@@ -135,11 +145,12 @@ class VisionService:
         await self.workers.run("model", _noop)
 
     async def caption(self, image: Image.Image, prompt: str | None = None) -> str:
-        """One caption; concurrent calls with the same prompt share a batch."""
+        """One caption; it joins the captions being decoded at their next step, whatever
+        their prompts."""
         captioner = await self.captioner()
         self.scheduler.check_room()  # refused now, before any preprocessing is spent on it
-        inputs = self._prepare(captioner.preprocess, [image], prompt)
-        result: str = await self.scheduler.submit("caption", prompt or None, inputs)
+        inputs = self._prepare(captioner.preprocess, image, prompt)
+        result: str = await self.scheduler.submit("caption", None, inputs)
         return result
 
     async def embed_images(
@@ -185,21 +196,6 @@ class VisionService:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise OutOfMemory from None
-
-    async def _caption_batch(
-        self, _prompt: Hashable, items: list[asyncio.Future[CaptionInputs]]
-    ) -> list[str | BaseException]:
-        captioner = await self.captioner()
-        inputs = await asyncio.gather(*items, return_exceptions=True)
-        good = [part for part in inputs if not isinstance(part, BaseException)]
-        captions: list[str] = []
-        if good:
-
-            def run() -> list[str]:
-                return captioner.postprocess(captioner.predict(CaptionInputs.merge(good)))
-
-            captions = await self._predict(run)
-        return _zip_failures(inputs, captions)
 
     async def _image_batch(
         self, _key: Hashable, items: list[asyncio.Future[torch.Tensor]]

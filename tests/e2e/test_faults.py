@@ -89,7 +89,7 @@ async def test_a_failing_caption_model_gets_a_clear_reply_and_the_next_works(
     expected_reply: str,
     level: int,
 ) -> None:
-    raised = fail_once(await glimpse.vision.captioner(), "predict", error)
+    raised = fail_once(await glimpse.vision.captioner(), "join", error)
     reply = await caption(server, world, png("a.png"))
     assert raised == [error]
     assert reply.startswith(expected_reply) and "Traceback" not in reply, reply

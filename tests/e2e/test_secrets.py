@@ -103,15 +103,15 @@ async def exercise(server: FakeDiscord, world: World, bot: Glimpse) -> None:
         ("!caption", [png]),  # the model fails on this one
     ]
     captioner = await bot.vision.captioner()
-    real = captioner.predict
+    real = captioner.join
     failing = len(commands) - 1
 
-    def predict(inputs):  # type: ignore[no-untyped-def]
+    def join(batch, requests):  # type: ignore[no-untyped-def]
         if len(server.sent) == failing:
             raise RuntimeError("the model broke")
-        return real(inputs)
+        return real(batch, requests)
 
-    captioner.predict = predict  # type: ignore[method-assign]
+    captioner.join = join  # type: ignore[method-assign]
     await server.post_message(world.general, world.bob, "!nosuchcommand")
     for content, attachments in commands:
         await server.post_message(world.general, world.bob, content, attachments=attachments)

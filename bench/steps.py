@@ -1,0 +1,124 @@
+"""What one caption decode step costs: BLIP's `generate()` against the service's decode loop.
+
+    python bench/steps.py                       # batches of 1, 8 and 16, the auto dtype
+    python bench/steps.py --dtype float32 --int8 off
+
+Full-size blip-image-captioning-base architecture, random weights (bench/random_models.py),
+one photo's image embedding repeated. Each side decodes the same number of tokens per round;
+`generate()` is timed step by step through a streamer, the decode loop step by step. Rounds
+alternate between the two, so a noisy machine slows both alike; the median step is printed,
+and the fastest round's median beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers.generation.streamers import BaseStreamer  # noqa: E402
+
+from bench.run import models_dir  # noqa: E402
+from bot.vision.blip import Captioner  # noqa: E402
+from bot.vision.decoder import TextDecoder  # noqa: E402
+from bot.vision.devices import configure_threads, resolve_dtype  # noqa: E402
+from bot.vision.running import Decoding, RunningBatch  # noqa: E402
+
+
+class StepClock(BaseStreamer):
+    """`generate()` hands each new token to its streamer: one timestamp per step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+    def steps_ms(self) -> list[float]:
+        # The first put is the prompt, the second follows the first (prefill) step.
+        return [(b - a) * 1000 for a, b in zip(self.times[1:], self.times[2:], strict=False)]
+
+
+def generate_steps(captioner: Captioner, embeds: torch.Tensor, tokens: int) -> list[float]:
+    text = captioner.model.config.text_config
+    clock = StepClock()
+    with torch.inference_mode():
+        captioner.model.text_decoder.generate(
+            input_ids=torch.full((embeds.shape[0], 1), int(text.bos_token_id)),
+            encoder_hidden_states=embeds,
+            eos_token_id=int(text.sep_token_id),
+            pad_token_id=int(text.pad_token_id),
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            streamer=clock,
+        )
+    return clock.steps_ms()
+
+
+def loop_steps(
+    captioner: Captioner, decoder: TextDecoder, embeds: torch.Tensor, tokens: int
+) -> list[float]:
+    batch = RunningBatch(decoder, captioner.stop_token)
+    start = [captioner.start_token]
+    sequences = [Decoding(i, list(start), tokens, tokens) for i in range(embeds.shape[0])]
+    with torch.inference_mode():
+        batch.join(sequences, embeds)
+    times = []
+    while len(batch):
+        started = time.perf_counter()
+        batch.step()
+        times.append((time.perf_counter() - started) * 1000)
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--int8", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--batches", default="1,8,16")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=12)
+    parser.add_argument("--threads", type=int, help="torch threads (default: the service's)")
+    parser.add_argument("--models", type=Path, default=Path.home() / ".cache" / "glimpse-bench")
+    args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
+    device = torch.device("cpu")
+    configure_threads(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = resolve_dtype(args.dtype, device)
+    blip, _ = models_dir(args.models)
+    captioner = Captioner.load(str(blip), device, dtype, args.tokens)
+    decoder = captioner.decoder
+    if args.int8 != "auto":
+        decoder = TextDecoder(captioner.model.text_decoder, int8=args.int8 == "on")
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        pixels = torch.randn(1, 3, 384, 384, dtype=dtype)
+        embeds = captioner.model.vision_model(pixel_values=pixels)[0]
+    print(f"dtype {dtype}, int8 {args.int8}, threads {torch.get_num_threads()}")
+    for size in [int(b) for b in args.batches.split(",")]:
+        batch_embeds = embeds.expand(size, -1, -1).contiguous()
+        timings: dict[str, list[list[float]]] = {"generate()": [], "decode loop": []}
+        for _ in range(args.rounds):
+            timings["generate()"].append(generate_steps(captioner, batch_embeds, args.tokens))
+            timings["decode loop"].append(loop_steps(captioner, decoder, batch_embeds, args.tokens))
+        for name, rounds in timings.items():
+            median = statistics.median(t for r in rounds for t in r)
+            best = min(statistics.median(r) for r in rounds)
+            print(f"batch {size:2} {name:12} {median:7.1f} ms/step (fastest round {best:.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Captions as iteration-level batching: the scheduler's `caption` kind, one decode step at a
+time (as serving systems for generative models do: Orca, vLLM, TGI).
+
+A request joins the running decode at the next step boundary instead of waiting for a batch to
+finish: newcomers' images are encoded together, their sequences take free cache slots, and a
+sequence leaves the batch, answered, the step it ends. Requests with different prompts share
+the batch. Every model call goes through `predict`, the service's gateway to the model lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from bot.vision.blip import Captioner, CaptionInputs
+from bot.vision.running import RunningBatch
+
+R = TypeVar("R")
+Predict = Callable[[Callable[[], R]], Awaitable[R]]
+
+
+class CaptionStream:
+    """A `bot.vision.scheduler.Stepper`: items are futures of `CaptionInputs`, results are
+    captions."""
+
+    def __init__(
+        self,
+        captioner: Callable[[], Awaitable[Captioner]],
+        predict: Predict[Any],
+        capacity: int,
+    ) -> None:
+        self._captioner = captioner
+        self._predict = predict
+        self._capacity = capacity  # the scheduler never has more in flight
+        self._batch: RunningBatch | None = None
+        self._owner: Captioner | None = None  # whose decoder the running batch uses
+        self._leaving: set[int] = set()
+
+    @property
+    def busy(self) -> bool:
+        batch = self._batch
+        return batch is not None and any(s.ticket not in self._leaving for s in batch.sequences)
+
+    async def join(
+        self, items: list[tuple[int, asyncio.Future[CaptionInputs]]]
+    ) -> list[tuple[int, BaseException]]:
+        captioner = await self._captioner()
+        inputs = await asyncio.gather(*(future for _, future in items), return_exceptions=True)
+        failed: list[tuple[int, BaseException]] = []
+        ready: list[tuple[int, CaptionInputs]] = []
+        for (ticket, _), part in zip(items, inputs, strict=True):
+            if isinstance(part, BaseException):
+                failed.append((ticket, part))
+            else:
+                ready.append((ticket, part))
+        if not ready:
+            return failed
+        batch = self._batch if self.busy and self._owner is captioner else None
+        batch = batch or captioner.running_batch(self._capacity)
+        try:
+            await self._predict(lambda: captioner.join(batch, ready))
+        except Exception as exc:  # these requests fail; the ones decoding already go on
+            return failed + [(ticket, exc) for ticket, _ in ready]
+        self._batch, self._owner = batch, captioner
+        return failed
+
+    async def step(self) -> list[tuple[int, str]]:
+        batch, owner, leaving = self._batch, self._owner, self._leaving
+        self._leaving = set()
+        if batch is None or owner is None:
+            return []
+        try:
+            return await self._predict(lambda: _step(owner, batch, leaving))
+        except BaseException:
+            self._batch = None  # its sequences fail with this; the next request starts afresh
+            raise
+
+    def leave(self, tickets: Iterable[int]) -> None:
+        self._leaving.update(tickets)
+        if not self.busy:
+            self._batch = None  # nothing left worth a step; its cache memory goes back
+
+
+def _step(captioner: Captioner, batch: RunningBatch, leaving: set[int]) -> list[tuple[int, str]]:
+    """Runs on the model lane: drops abandoned sequences, steps, decodes the ended ones."""
+    batch.remove(leaving)
+    ended = batch.step()
+    captions: Sequence[str] = captioner.postprocess([s.tokens for s in ended]) if ended else []
+    return [(s.ticket, text) for s, text in zip(ended, captions, strict=True)]

@@ -1,0 +1,188 @@
+"""BLIP's text decoder as one decode step over many sequences, each with its own cache slot.
+
+transformers' `generate()` runs a batch from its first token to its last. Here the model's own
+weights run one token per sequence per step, and every sequence owns a slot in `Slots` (its
+self-attention keys and values, and its image's cross-attention keys and values, computed once
+when it joins), so sequences join and leave between steps (bot/vision/running.py). The maths is
+the model's modules' (greedy captions equal `generate()`'s at float32: tests/test_decoding.py)
+in fewer Python operations per step: no cache objects, mask builders or output records, and
+each image's cross-attention keys and values written straight into its slot when it joins.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
+
+
+class Linear:
+    """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
+
+    Plain, it uses the model's own tensors: no copy. With `int8`, the weights are stored as
+    int8 with one scale per row (weight-only quantisation: a quarter of the bytes a float32
+    step reads, and a decode step is bound by reading its weights) and multiplied by torch's
+    int8 kernel in bfloat16; activations, the caches and attention keep the model's dtype."""
+
+    def __init__(self, *modules: nn.Linear, int8: bool = False) -> None:
+        self.parts = [(m.weight.detach(), m.bias.detach()) for m in modules]
+        self.scale: torch.Tensor | None = None
+        if int8:
+            quantised = [_int8_rows(weight) for weight, _ in self.parts]
+            self.weight = torch.cat([q for q, _ in quantised])
+            self.scale = torch.cat([scale for _, scale in quantised]).to(torch.bfloat16)
+            self.bias = torch.cat([bias for _, bias in self.parts])
+            self.parts = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale is not None:
+            product = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scale)
+            return product.to(x.dtype) + self.bias
+        if len(self.parts) == 1:
+            return F.linear(x, *self.parts[0])
+        return torch.cat([F.linear(x, weight, bias) for weight, bias in self.parts], dim=-1)
+
+
+class Norm:
+    def __init__(self, module: nn.LayerNorm) -> None:
+        self.weight = module.weight.detach()
+        self.bias = module.bias.detach()
+        self.eps = module.eps
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class Layer:
+    """One decoder layer's weights: self-attention, cross-attention, feed-forward."""
+
+    def __init__(self, layer: BlipTextLayer, int8: bool) -> None:
+        attention, cross = layer.attention, layer.crossattention
+        s, c = attention.self, cross.self
+        self.qkv = Linear(s.query, s.key, s.value, int8=int8)
+        self.attention_out = Linear(attention.output.dense, int8=int8)
+        self.attention_norm = Norm(attention.output.LayerNorm)
+        self.cross_query = Linear(c.query, int8=int8)
+        self.cross_out = Linear(cross.output.dense, int8=int8)
+        self.cross_norm = Norm(cross.output.LayerNorm)
+        self.up = Linear(layer.intermediate.dense, int8=int8)
+        self.down = Linear(layer.output.dense, int8=int8)
+        self.out_norm = Norm(layer.output.LayerNorm)
+
+
+class Slots:
+    """The caches of up to `capacity` sequences, slot i of every tensor for sequence i.
+
+    `self_kv` is [layers, 2, capacity, heads, length, head_dim], `cross_kv` the same with the
+    image's tokens in place of `length`. Active sequences are kept in slots 0..n-1, so a step
+    reads contiguous slices and never gathers.
+    """
+
+    def __init__(self, self_kv: torch.Tensor, cross_kv: torch.Tensor) -> None:
+        self.self_kv = self_kv
+        self.cross_kv = cross_kv
+
+    @property
+    def capacity(self) -> int:
+        return self.self_kv.shape[2]
+
+    @property
+    def length(self) -> int:
+        return self.self_kv.shape[4]
+
+    def resized(self, capacity: int, length: int) -> Slots:
+        """A copy with room for `capacity` sequences of `length` tokens each."""
+        grown = []
+        for cache, size in ((self.self_kv, length), (self.cross_kv, self.cross_kv.shape[4])):
+            shape = (*cache.shape[:2], capacity, cache.shape[3], size, cache.shape[5])
+            bigger = cache.new_zeros(shape)
+            keep_slots, keep_len = min(capacity, self.capacity), min(size, cache.shape[4])
+            bigger[:, :, :keep_slots, :, :keep_len] = cache[:, :, :keep_slots, :, :keep_len]
+            grown.append(bigger)
+        return Slots(*grown)
+
+    def move(self, source: int, target: int) -> None:
+        self.self_kv[:, :, target] = self.self_kv[:, :, source]
+        self.cross_kv[:, :, target] = self.cross_kv[:, :, source]
+
+
+class TextDecoder:
+    """The weights of a `BlipTextLMHeadModel`, laid out for one-token steps."""
+
+    def __init__(self, model: BlipTextLMHeadModel, *, int8: bool = False) -> None:
+        config = model.config
+        self.heads = int(config.num_attention_heads)
+        self.width = int(config.hidden_size)
+        self.head_dim = self.width // self.heads
+        embeddings = model.bert.embeddings
+        self.words = embeddings.word_embeddings.weight.detach()
+        self.places = embeddings.position_embeddings.weight.detach()
+        self.embedding_norm = Norm(embeddings.LayerNorm)
+        self.layers = [Layer(layer, int8) for layer in model.bert.encoder.layer]
+        crosses = [layer.crossattention.self for layer in model.bert.encoder.layer]
+        self.cross_projections = [(Linear(c.key), Linear(c.value)) for c in crosses]
+        head = model.cls.predictions
+        self.transform = Linear(head.transform.dense, int8=int8)
+        self.transform_norm = Norm(head.transform.LayerNorm)
+        self.vocabulary = Linear(head.decoder, int8=int8)
+        self.dtype = self.words.dtype
+        self.device = self.words.device
+
+    def empty_slots(self, capacity: int, length: int, image_tokens: int) -> Slots:
+        layers, heads, dim = len(self.layers), self.heads, self.head_dim
+        new = self.words.new_zeros
+        return Slots(
+            new((layers, 2, capacity, heads, length, dim)),
+            new((layers, 2, capacity, heads, image_tokens, dim)),
+        )
+
+    def write_cross(self, slots: Slots, first: int, image_embeds: torch.Tensor) -> None:
+        """Projects a batch of image embeddings to every layer's cross-attention keys and
+        values, into slots `first`, `first + 1`, ... (one layer at a time: little memory)."""
+        images, tokens, _ = image_embeds.shape
+        embeds = image_embeds.to(self.dtype)
+        place = slice(first, first + images)
+        for i, projections in enumerate(self.cross_projections):
+            for j, projection in enumerate(projections):
+                shaped = projection(embeds).view(images, tokens, self.heads, self.head_dim)
+                slots.cross_kv[i, j, place] = shaped.transpose(1, 2)
+
+    def step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, slots: Slots, length: int
+    ) -> torch.Tensor:
+        """Logits for the next token of sequences 0..n-1, each fed `tokens[i]` at
+        `positions[i]`; their keys and values are written into their slots on the way.
+        `length` bounds the positions attended to (the longest sequence's, plus one)."""
+        n, heads, dim = tokens.shape[0], self.heads, self.head_dim
+        hidden = F.embedding(tokens, self.words) + F.embedding(positions, self.places)
+        hidden = self.embedding_norm(hidden)
+        rows = torch.arange(n, device=tokens.device)
+        visible = torch.arange(length, device=tokens.device) <= positions[:, None]
+        visible = visible[:, None, None, :]
+        for i, layer in enumerate(self.layers):
+            qkv = layer.qkv(hidden).view(n, 3, heads, dim)
+            cache = slots.self_kv[i]
+            cache[:, rows, :, positions] = qkv[:, 1:]
+            context = F.scaled_dot_product_attention(
+                qkv[:, 0, :, None],
+                cache[0, :n, :, :length],
+                cache[1, :n, :, :length],
+                attn_mask=visible,
+            )
+            hidden = layer.attention_norm(layer.attention_out(context.view(n, -1)) + hidden)
+            query = layer.cross_query(hidden).view(n, heads, 1, dim)
+            context = F.scaled_dot_product_attention(
+                query, slots.cross_kv[i, 0, :n], slots.cross_kv[i, 1, :n]
+            )
+            hidden = layer.cross_norm(layer.cross_out(context.view(n, -1)) + hidden)
+            hidden = layer.out_norm(layer.down(F.gelu(layer.up(hidden))) + hidden)
+        hidden = self.transform_norm(F.gelu(self.transform(hidden)))
+        return self.vocabulary(hidden)
+
+
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one float32 scale per row (no full-size float temporaries but one)."""
+    peak = torch.maximum(weight.amax(dim=1), -weight.amin(dim=1)).float()
+    scale = peak.clamp_min(1e-12) / 127
+    return (weight.float() / scale[:, None]).round_().to(torch.int8), scale
