@@ -16,6 +16,7 @@ from transformers import CLIPModel, CLIPProcessor
 from bench.photos import photo
 from bot.config import parse_settings
 from bot.images.decode import load_image
+from bot.vision import decoder as decoder_module
 from bot.vision.blip import Captioner
 from bot.vision.decoder import TextDecoder
 from bot.vision.devices import int8_decoder, resolve_dtype
@@ -100,6 +101,32 @@ def test_int8_decoder_weights_only_where_measured_and_never_under_float32() -> N
     assert int8_decoder("auto", cpu) == (resolve_dtype("auto", cpu) == torch.float32)
 
 
+@pytest.fixture
+def int8_at_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8 weights on every step, not only the small ones, to test their answers."""
+    monkeypatch.setattr(decoder_module, "INT8_MOST_ROWS", 1 << 30)
+
+
+def test_big_steps_run_on_the_float32_weights() -> None:
+    """Above INT8_MOST_ROWS sequences a step runs on the float32 weights: the same logits."""
+    fp32 = Captioner.load(str(TINY_BLIP), torch.device("cpu"), torch.float32, 30)
+    int8 = TextDecoder(fp32.model.text_decoder, int8=True)
+    rows = decoder_module.INT8_MOST_ROWS
+    with torch.inference_mode():
+        pixels = torch.cat([fp32.preprocess(photo(64, 48, s)).pixel_values for s in range(3)])
+        embeds = fp32.model.vision_model(pixel_values=pixels)[0]
+        logits = []
+        for decoder in (fp32.decoder, int8):
+            slots = decoder.empty_slots(rows + 1, 1, embeds.shape[1])
+            decoder.write_cross(slots, 0, embeds[[i % 3 for i in range(rows + 1)]])
+            fed = torch.full((rows + 1,), fp32.start_token)
+            logits.append(decoder.step(fed, torch.zeros(rows + 1, dtype=torch.long), slots, 1))
+        small = int8.step(fed[:rows], torch.zeros(rows, dtype=torch.long), slots, 1)
+    assert torch.equal(logits[0], logits[1])
+    assert not torch.equal(small, logits[0][:rows])  # the int8 weights, below it
+
+
+@pytest.mark.usefixtures("int8_at_every_batch")
 def test_int8_decoder_weights_give_the_same_captions_as_float32() -> None:
     """Tiny BLIP: the int8 text decoder and the float32 one, sequences joining mid-decode."""
     fp32 = Captioner.load(str(TINY_BLIP), torch.device("cpu"), torch.float32, 30)
@@ -111,6 +138,7 @@ def test_int8_decoder_weights_give_the_same_captions_as_float32() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("int8_at_every_batch")
 def test_int8_decoder_agrees_with_float32_on_the_benchmark_images(
     full_size_models: tuple[Path, Path],
 ) -> None:

@@ -16,14 +16,21 @@ from torch import nn
 from torch.nn import functional as F
 from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
+# The most sequences a step runs on int8 weights: above it, the int8 kernel (its bfloat16
+# arithmetic emulated on a CPU without native bfloat16) measured slower than float32 (2-core
+# AMD EPYC, AVX2: per step 62 vs 70 ms at 1 sequence, 104 vs 127 at 2, even at 4, 183 vs 160
+# at 8; bench/steps.py), as the step turns from reading weights to computing.
+INT8_MOST_ROWS = 2
+
 
 class Linear:
     """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
 
-    Plain, it uses the model's own tensors: no copy. With `int8`, the weights are stored as
+    Plain, it uses the model's own tensors: no copy. With `int8`, the weights are also stored as
     int8 with one scale per row (weight-only quantisation: a quarter of the bytes a float32
-    step reads, and a decode step is bound by reading its weights) and multiplied by torch's
-    int8 kernel in bfloat16; activations, the caches and attention keep the model's dtype."""
+    step reads, and a small decode step is bound by reading its weights) and multiplied by
+    torch's int8 kernel in bfloat16 for steps of at most INT8_MOST_ROWS sequences; activations,
+    the caches and attention keep the model's dtype."""
 
     def __init__(self, *modules: nn.Linear, int8: bool = False) -> None:
         self.parts = [(m.weight.detach(), m.bias.detach()) for m in modules]
@@ -33,10 +40,9 @@ class Linear:
             self.weight = torch.cat([q for q, _ in quantised])
             self.scale = torch.cat([scale for _, scale in quantised]).to(torch.bfloat16)
             self.bias = torch.cat([bias for _, bias in self.parts])
-            self.parts = []
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale is not None:
+        if self.scale is not None and x.shape[0] <= INT8_MOST_ROWS:
             product = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scale)
             return product.to(x.dtype) + self.bias
         if len(self.parts) == 1:
