@@ -25,3 +25,7 @@ _.on_permissions_change  # registered under the names of four events
 
 # torch: nn.Module.__call__ calls `forward`.
 _.forward
+
+# The one-picture decode (an animation's caption frame) that the tests and the benchmarks use;
+# the bot itself decodes every frame it needs with `load_frames`.
+_.load_image

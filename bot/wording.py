@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+# The sentences of finding images (!find, its results, reposts) live in bot.wording_find.
+from bot.wording_find import *  # noqa: F403
+
 # -- images that cannot be used (the CLI prints these too, or the `_file` variant) ----------------
 
 EMPTY_FILE = "the file is empty"
@@ -122,33 +125,6 @@ def fetch_refused(status: int) -> str:
     return f"Discord did not send the image (HTTP {status})"
 
 
-# -- the syntax of find ---------------------------------------------------------------------------
-
-QUOTE_NOT_CLOSED = "the query's closing quote is missing"
-QUERY_MISSING = 'say what to look for, e.g. `find "a photo of parrots"`'
-QUERY_MISSING_SLASH = "say what to look for"
-SCOPE_CHOICES = "`scope:` must be `channel` or `server`"
-
-
-def unknown_find_word(word: str) -> str:
-    return (
-        f"I don't understand {word!r}: after the query, use `top: 3` or "
-        "`scope: server` (put the query in quotes if it contains such words)"
-    )
-
-
-def flag_needs_value(name: str) -> str:
-    return f"`{name}:` needs a value"
-
-
-def flag_given_twice(name: str) -> str:
-    return f"`{name}:` is given twice"
-
-
-def top_range(most: int) -> str:
-    return f"`top:` must be a number from 1 to {most}"
-
-
 # -- replies to commands --------------------------------------------------------------------------
 
 
@@ -180,32 +156,14 @@ def menu_source_note(jump_url: str) -> str:
     return f"\n-# {jump_url}"
 
 
-EMPTY_INDEX = (
-    "I have no images indexed here yet. I index every image posted in channels I can read "
-    "from the moment I join; a moderator can run `index` to add this channel's history."
-)
-
-
-NOTHING_SHOWABLE = (
-    "The images that match are gone, or in channels I can no longer read, so I have none to show."
-)
-
-
-def result_title(rank: int, score: float, weak: bool, spoiler: bool = False) -> str:
-    return (
-        f"#{rank} · score {score:.2f}"
-        + (" · weak match" if weak else "")
-        + (" · (spoiler)" if spoiler else "")
-    )
+def alt_text_line(alt_text: str) -> str:
+    """Under a caption: what the image's poster wrote for it, when it differs."""
+    return f"-# alt text: {alt_text}"
 
 
 def spoiler(text: str) -> str:
     """Under Discord's spoiler cover (`||...||`); a `|` inside cannot end the cover early."""
     return "||" + text.replace("|", "\\|") + "||"
-
-
-def posted_by(mention: str, jump_url: str) -> str:
-    return f"Posted by {mention}: {jump_url}"
 
 
 def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
@@ -289,11 +247,6 @@ def _s(count: int) -> str:
     return "s" if count != 1 else ""
 
 
-# -- answers delivered elsewhere: by direct message, or late in the channel -----------------------
-SENT_BY_DM = "Results from other channels you can read were sent to you in a direct message."
-NOT_SENT_BY_DM = (
-    "I couldn't send you a direct message; use /find with scope: server to see results from "
-    "other channels privately."
-)
+# -- answers delivered late in the channel, or by direct message ----------------------------------
 LATE_BY_DM = "-# An answer took too long to show here, so it went by direct message."
 LATE_NOT_BY_DM = "-# An answer took too long to show here, and couldn't be sent by direct message."

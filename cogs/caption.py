@@ -14,8 +14,7 @@ from bot.chat.captions import NoImage
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.hybrid import hybrid_command
-from bot.chat.sources import attachment_source
-from bot.images.fetcher import ImageSource
+from bot.chat.sources import attachment_source, replied_sources
 
 # At most a message's length: on `/caption` the option's `max_length` (application-commands.mdx,
 # "Application Command Option Structure"), on `!caption` a check of the words given.
@@ -52,7 +51,8 @@ class Caption(commands.Cog):
         if ctx.interaction is None:
             # Every file of the message, so that a wrong kind of file hears why it was refused.
             sources = captions.sources_in(ctx.message, every_attachment=True)
-            sources = sources or await self._replied_sources(ctx.message)
+            hosts = self.bot.fetcher.allowed_hosts
+            sources = sources or await replied_sources(ctx.message, hosts)
         else:
             sources = [attachment_source(ctx.interaction, image)] if image else []
         note = ""
@@ -66,24 +66,6 @@ class Caption(commands.Cog):
         async with ctx.typing():
             text = await captions.caption(sources, prompt.strip() or None, note)
         await answers.reply(ctx, text)
-
-    async def _replied_sources(self, message: discord.Message) -> list[ImageSource]:
-        reference = message.reference
-        if reference is None:
-            return []
-        target = reference.resolved
-        if isinstance(target, discord.Message):
-            found = self.bot.captions.sources_in(target)
-            if found or not target.flags.forwarded:
-                return found
-            # A forward sent along without its snapshot: the message itself has it.
-        if not reference.message_id:
-            return []
-        try:
-            target = await message.channel.fetch_message(reference.message_id)
-        except discord.NotFound:
-            return []
-        return self.bot.captions.sources_in(target)
 
     @spends_budget
     async def caption_menu(

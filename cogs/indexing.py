@@ -80,10 +80,14 @@ class Indexing(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        """Removed images leave the index; images that appear later (unfurled links) join it."""
+        """Removed images leave the index; images that appear later (unfurled links) join it;
+        alt text changed by the edit is kept."""
         sources = self.bot.indexable(payload.message)
         kept = [source.ref.attachment_id for source in sources]
         await self.bot.index.keep_only_attachments(payload.message_id, kept)
+        alt_texts = {s.ref.attachment_id: s.alt_text for s in sources if not s.from_embed}
+        if alt_texts:
+            await self.bot.index.set_alt_texts(payload.message_id, alt_texts)
         await self.bot.indexer.submit(sources)
 
     @commands.Cog.listener()

@@ -11,8 +11,10 @@ from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.find_syntax import FindOptions, no_query
 from bot.chat.hybrid import hybrid_command
+from bot.chat.sources import attachment_source, example_source
+from bot.images.fetcher import ImageSource
 
-# `!find` with nothing after it: the same answer as an empty query.
+# `!find` with nothing after it: images like an attached (or replied-to) one, or an error.
 NO_QUERY = commands.parameter(default=no_query)
 
 
@@ -23,8 +25,8 @@ class Search(commands.Cog):
     @spends_budget
     @hybrid_command(
         name="find",
-        usage='"a photo of parrots" [top: 1-10] [scope: channel|server]',
-        description="Find the best-matching recent image",
+        usage='"a photo of parrots" [top: 1-10] [scope: channel|server], or an image',
+        description="Find the best-matching recent image, by words or by an example image",
     )
     async def find_command(
         self,
@@ -32,7 +34,8 @@ class Search(commands.Cog):
         *,
         options: FindOptions = NO_QUERY,
     ) -> None:
-        """Find the best-matching recent image in this channel (or the whole server)."""
+        """Find the best-matching recent image in this channel (or the whole server); with no
+        words, images like the one attached or replied to."""
         request = options.request()
         finder = self.bot.finder
         # A slash command can answer privately, so images from other channels may be shown.
@@ -42,12 +45,24 @@ class Search(commands.Cog):
         await ctx.defer(ephemeral=private)
         scope = await finder.scope(request, ctx.channel, ctx.author)
         async with ctx.typing():
+            example = None if request.query else await self._example(ctx, options)
+            query = await finder.query(request, example)
             here = {ctx.channel.id} if split else scope
-            reply = await finder.find(request, here, ctx.channel.id, private=private)
+            reply = await finder.find(query, here, ctx.channel.id, private=private)
             if split:
-                everything = await finder.find(request, scope, ctx.channel.id, private=True)
+                everything = await finder.find(query, scope, ctx.channel.id, private=True)
                 reply = await answers.copy_by_dm(ctx.author, reply, everything)
         await answers.reply(ctx, reply.content, reply.embeds, private=private)
+
+    async def _example(
+        self, ctx: commands.Context[Any], options: FindOptions
+    ) -> ImageSource | None:
+        """The slash command's image option, or the text command's first image (its own, else
+        the replied-to message's)."""
+        if ctx.interaction is not None:
+            image = options.image
+            return attachment_source(ctx.interaction, image) if image is not None else None
+        return await example_source(ctx.message, self.bot.fetcher.allowed_hosts)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.animations import gif_with_a_blank_start
 from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples
 from tests.image_corpus import build_corpus
 from tests.shapes import CLASSES, caption_of, draw_shape
@@ -94,6 +95,23 @@ def test_find_top_and_files_as_given(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0].endswith("\t./red-square.jpg")
+
+
+def test_an_animation_is_captioned_past_its_blank_start_and_found_by_a_later_frame(
+    tmp_path: Path,
+) -> None:
+    data, first, later = gif_with_a_blank_start()
+    (tmp_path / "anim.gif").write_bytes(data)
+    rng = random.Random(6)
+    for colour, shape in CLASSES:
+        if caption_of(colour, shape) != later:
+            draw_shape(rng, colour, shape, 160).save(tmp_path / f"{colour}-{shape}.png")
+    result = run_cli("caption", "anim.gif", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"anim.gif\t{first}\n"
+    result = run_cli("find", later, ".", "--top", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip("\n").endswith("\t./anim.gif")
 
 
 def test_bad_files_are_reported_and_the_rest_still_processed(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def test_defaults() -> None:
     assert settings.discord_token is None
     assert settings.cooldown == Cooldown(5, 60.0)
     assert settings.max_image_bytes == 26_214_400 and settings.max_image_pixels == 50_000_000
-    assert settings.discord_connect_timeout_s == 60.0
+    assert settings.discord_connect_timeout_s == 60.0 and settings.repost_min_score == 0.95
 
 
 def test_values_are_typed() -> None:
@@ -36,6 +36,7 @@ def test_values_are_typed() -> None:
             "COOLDOWN": "0",
             "DISCORD_API_URL": "http://127.0.0.1:9/api/v10/",
             "DISCORD_CONNECT_TIMEOUT_S": "2.5",
+            "REPOST_MIN_SCORE": "0.9",
         }
     )
     assert settings.command_prefix == "?" and settings.device == "cuda:1"
@@ -44,7 +45,7 @@ def test_values_are_typed() -> None:
     assert settings.ignore_channels == frozenset({1, 22, 333})
     assert settings.cooldown is None
     assert settings.discord_api_url == "http://127.0.0.1:9/api/v10"
-    assert settings.discord_connect_timeout_s == 2.5
+    assert settings.discord_connect_timeout_s == 2.5 and settings.repost_min_score == 0.9
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,8 @@ def test_values_are_typed() -> None:
         ("IGNORE_CHANNELS", "general"),
         ("COOLDOWN", "5 per minute"),
         ("WEAK_MATCH_BELOW", "2"),
+        ("REPOST_MIN_SCORE", "0.2"),
+        ("REPOST_MIN_SCORE", "1.01"),
         ("BATCH_MAX", "0"),
     ],
 )

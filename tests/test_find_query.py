@@ -73,6 +73,21 @@ def test_rejects_with_a_message_saying_what_to_type(text: str, says: str) -> Non
     assert says in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "top", "scope"),
+    [("", 1, "channel"), ('" "', 1, "channel"), ("top: 3", 3, "channel"),
+     ("TOP: 2 scope: server", 2, "server")],
+)  # fmt: skip
+def test_no_query_is_allowed_where_an_image_may_stand_for_it(
+    text: str, top: int, scope: str
+) -> None:
+    assert parse_find(text, example=True) == FindRequest("", top, scope)  # type: ignore[arg-type]
+    assert parse_find("parrots", example=True) == FindRequest("parrots")
+    assert make_request("", 4, "server", example=True) == FindRequest("", 4, "server")
+    with pytest.raises(FindSyntaxError, match="from 1 to 10"):
+        parse_find("top: 0", example=True)
+
+
 @pytest.mark.parametrize("text", ["parrots top:", "parrots top: 3 scope:"])
 def test_a_flag_without_a_value_is_an_error(text: str) -> None:
     with pytest.raises(FindSyntaxError, match="needs a value"):

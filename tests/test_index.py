@@ -227,7 +227,7 @@ def test_same_content_in_two_messages_is_two_rows_one_embedding(index: IndexStor
     assert index.embedding_for_hash("abc") is None
     queue_and_add(index, [(ref(1), "abc", vec)])
     cached = index.embedding_for_hash("abc")
-    assert cached is not None and np.array_equal(cached, vec)
+    assert cached is not None and np.array_equal(cached, vec[None])  # (frames, dim)
     queue_and_add(index, [(ref(2, channel=11), "abc", cached)])
     assert index.count() == 2
     hits = index.search(vec, [10, 11], top=5)
@@ -766,7 +766,7 @@ def test_search_speed_over_100k_embeddings(scratch: Path) -> None:
         idx.search(queries[0], list(range(1000, 1200)), top=10)
         extra = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        matrix_mb = idx._vectors._mat.nbytes / 2**20
+        matrix_mb = idx._vectors.first._mat.nbytes / 2**20
     t0 = time.perf_counter()
     with IndexStore(scratch / "index.sqlite3", "clip") as idx:
         load_s = time.perf_counter() - t0

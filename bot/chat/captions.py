@@ -73,19 +73,35 @@ class Captions:
         return await self.vision.caption(fetched.image, prompt)
 
 
+Part = tuple[str, str | BaseException, ImageSource, bool]  # text, result, source, is alt text
+
+
 def _reply(captioned: list[tuple[str | BaseException, ImageSource]], ending: str) -> str:
-    """The numbered lines and `ending`, within a message's length: the captions (never the
-    markup around them) are shortened fairly, each cut ending with "…"."""
-    texts = [_line(r, s) if isinstance(r, BaseException) else r for r, s in captioned]
+    """The numbered lines and `ending`, within a message's length: the captions and alt texts
+    (never the markup around them) are shortened fairly, each cut ending with "…". An image's
+    alt text follows its caption when it says something else."""
+    parts: list[Part] = []
+    for result, source in captioned:
+        if isinstance(result, BaseException):
+            parts.append((_refusal(result, source), result, source, False))
+            continue
+        parts.append((result, result, source, False))
+        alt = _alt_text(source.alt_text, result)
+        if alt:
+            parts.append((alt, result, source, True))
 
     def render(shortened: list[str]) -> str:
-        lines = [
-            text if isinstance(result, BaseException) else _line(text, source)
-            for text, (result, source) in zip(shortened, captioned, strict=True)
-        ]
-        numbered = (wording.numbered(i, len(lines), line) for i, line in enumerate(lines, 1))
-        return "\n".join(numbered) + ending
+        lines, number = [], 0
+        for text, (_, result, source, is_alt) in zip(shortened, parts, strict=True):
+            if is_alt:
+                lines.append(wording.alt_text_line(_covered(text, source)))
+                continue
+            number += 1
+            line = text if isinstance(result, BaseException) else _covered(text, source)
+            lines.append(wording.numbered(number, len(captioned), line))
+        return "\n".join(lines) + ending
 
+    texts = [text for text, *_ in parts]
     room = CONTENT_MAX - len(render([""] * len(texts)))
     reply = render(fit_lines(texts, room))
     while len(reply) > CONTENT_MAX and room > 0:  # markup that grew with the text (escapes)
@@ -94,8 +110,21 @@ def _reply(captioned: list[tuple[str | BaseException, ImageSource]], ending: str
     return reply
 
 
-def _line(result: str | BaseException, source: ImageSource) -> str:
-    if isinstance(result, BaseException):
-        return wording.caption_refused(discord.utils.escape_markdown(source.filename), result)
+def _refusal(error: BaseException, source: ImageSource) -> str:
+    return wording.caption_refused(discord.utils.escape_markdown(source.filename), error)
+
+
+def _covered(text: str, source: ImageSource) -> str:
     # A spoilered image's caption would give it away: it goes under the same cover.
-    return wording.spoiler(result) if source.spoiler else result
+    return wording.spoiler(text) if source.spoiler else text
+
+
+def _alt_text(alt_text: str | None, caption: str) -> str:
+    """The alt text on one line, its markdown shown as typed; empty when it says what the
+    caption says (in any case, spacing or final punctuation)."""
+    alt = " ".join((alt_text or "").split())
+
+    def plain(text: str) -> str:
+        return " ".join(text.split()).casefold().rstrip(".!")
+
+    return "" if plain(alt) == plain(caption) else discord.utils.escape_markdown(alt)

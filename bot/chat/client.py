@@ -16,6 +16,7 @@ from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
 from bot.chat.cooldowns import MemberCooldown
 from bot.chat.replies import reply_for
+from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
 from bot.chat.sources import indexable_sources, source_for
 from bot.config import Settings
@@ -29,7 +30,7 @@ from bot.vision.service import VisionService
 log = logging.getLogger(__name__)
 
 # Loaded in this order, through discord.py's extension loader; the first failure stops the start.
-EXTENSIONS = ("cogs.caption", "cogs.search", "cogs.indexing", "cogs.admin")
+EXTENSIONS = ("cogs.caption", "cogs.search", "cogs.indexing", "cogs.reposts", "cogs.admin")
 
 
 def intents() -> discord.Intents:
@@ -70,10 +71,13 @@ class Glimpse(commands.Bot):
             index,
             self.indexer,
             vision,
+            fetcher,
             self.message_of,
             self.access,
-            fetcher.allowed_hosts,
             settings.weak_match_below,
+        )
+        self.reposts = Reposts(
+            self.indexer, self.access, self.message_of, self.indexable, settings.repost_min_score
         )
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
         self._catch_up: asyncio.Task[int] | None = None

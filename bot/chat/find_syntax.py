@@ -1,7 +1,9 @@
 """The syntax of `!find`: a query, then optional `top: N` and `scope: channel|server`.
 
 `top:` and `scope:` count only as whole words after the query; a query in quotes (straight or
-curly) is taken verbatim, so `!find "a stop: sign"` looks for exactly that.
+curly) is taken verbatim, so `!find "a stop: sign"` looks for exactly that. No query at all
+(flags alone count as none) is allowed when an image may stand for it: one attached to the
+command, or in the message it replies to.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import discord
 from discord.ext import commands
 
 from bot import wording
@@ -27,12 +30,13 @@ class FindSyntaxError(commands.BadArgument, ValueError):
 
 @dataclass(frozen=True)
 class FindRequest:
-    query: str
+    query: str  # empty: find images like an example image
     top: int = 1
     scope: Scope = "channel"
 
 
-def parse_find(text: str) -> FindRequest:
+def parse_find(text: str, example: bool = False) -> FindRequest:
+    """`example`: an image may stand for a missing query."""
     text = text.strip()
     if text[:1] in _QUOTES:
         closing = text.find(_QUOTES[text[0]], 1)
@@ -45,18 +49,25 @@ def parse_find(text: str) -> FindRequest:
         start = _flags_start(words)
         query, options = " ".join(words[:start]), _parse_flags(words[start:])
     if not query.strip():
-        raise FindSyntaxError(wording.QUERY_MISSING)
+        if not example:
+            raise FindSyntaxError(wording.QUERY_MISSING)
+        query = ""
     top, scope = options
     return FindRequest(query, top, scope)
 
 
-def make_request(query: str, top: int = 1, scope: str = "channel") -> FindRequest:
-    """The slash command's already separated options, checked the same way."""
+def make_request(
+    query: str, top: int = 1, scope: str = "channel", example: bool = False
+) -> FindRequest:
+    """The slash command's already separated options, checked the same way; `example`: an
+    image option was given."""
     query = query.strip()
     if len(query) >= 2 and query[0] in _QUOTES and query[-1] == _QUOTES[query[0]]:
         query = query[1:-1]
     if not query.strip():
-        raise FindSyntaxError(wording.QUERY_MISSING_SLASH)
+        if not example:
+            raise FindSyntaxError(wording.QUERY_MISSING_SLASH)
+        query = ""
     return FindRequest(query, _top(str(top)), _scope(scope))
 
 
@@ -114,10 +125,13 @@ def _scope(value: str) -> Scope:
 
 
 class FindOptions(commands.FlagConverter, delimiter=":", prefix=""):
-    """`/find query top scope` as slash options; the text form reads the same options with
-    `parse_find`, since discord.py's flag parsing ignores quotes and word boundaries."""
+    """`/find query image top scope` as slash options; the text form reads the same options
+    with `parse_find`, since discord.py's flag parsing ignores quotes and word boundaries."""
 
-    query: str = commands.flag(description="what to look for, e.g. a photo of parrots")
+    query: str = commands.flag(default="", description="what to look for, e.g. a photo of parrots")
+    image: discord.Attachment | None = commands.flag(
+        default=None, description="find images like this one (when there is no query)"
+    )
     top: commands.Range[int, 1, MAX_TOP] = commands.flag(
         default=1, description=f"how many results (1-{MAX_TOP})"
     )
@@ -129,21 +143,27 @@ class FindOptions(commands.FlagConverter, delimiter=":", prefix=""):
     @classmethod
     async def convert(cls, ctx: commands.Context[Any], argument: str) -> FindOptions:
         """The text form: `!find "a photo of parrots" top: 3`."""
-        return cls.parsed(parse_find(argument))
+        return cls.parsed(parse_find(argument, may_show_example(ctx.message)))
 
     @classmethod
     def parsed(cls, request: FindRequest) -> FindOptions:
         options = cls.__new__(cls)
         options.query, options.top, options.scope = request.query, request.top, request.scope
+        options.image = None  # the text form's image is the message's own, or a reply's
         vars(options)["_request"] = request  # not a flag: FlagConverter owns the annotations
         return options
 
     def request(self) -> FindRequest:
         """The text form's parsed request, or the slash options checked like it."""
         parsed: FindRequest | None = getattr(self, "_request", None)
-        return parsed or make_request(self.query, self.top, self.scope)
+        return parsed or make_request(self.query, self.top, self.scope, self.image is not None)
+
+
+def may_show_example(message: discord.Message) -> bool:
+    """An attachment, or a reply, may hold the image that stands for a missing query."""
+    return bool(message.attachments) or message.reference is not None
 
 
 def no_query(ctx: commands.Context[Any]) -> FindOptions:
-    """`!find` with nothing after it: the same answer as an empty query."""
-    return FindOptions.parsed(parse_find(""))
+    """`!find` with nothing after it: find images like an example, or say what to type."""
+    return FindOptions.parsed(parse_find("", may_show_example(ctx.message)))

@@ -1,4 +1,9 @@
-"""`find`: rank the indexed images the asker may see, and build the reply's embeds."""
+"""`find`: rank the indexed images the asker may see, and build the reply's embeds.
+
+A query is a text, or an example image (its frames' embeddings; the image itself and any file
+identical to it are never among the results); a text's results are fused with what the images'
+alt texts say (bot.index.ranking).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
+import numpy as np
 
 from bot import wording
 from bot.chat.access import ReadAccess
-from bot.chat.find_syntax import FindRequest
+from bot.chat.find_syntax import FindRequest, FindSyntaxError
 from bot.chat.permissions import server_scope
 from bot.chat.sources import source_for
+from bot.images.fetcher import ImageSource, MediaFetcher
+from bot.index.alt_text import Terms, query_terms
 from bot.index.background import Indexer
+from bot.index.embedding import embed_frames
 from bot.index.image_index import ImageIndex
+from bot.index.ranking import Excluded
 from bot.index.refs import Hit, ImageRef
 from bot.vision.service import VisionService
 
@@ -37,23 +47,34 @@ class Reply:
     embeds: list[discord.Embed]
 
 
+@dataclass(frozen=True)
+class Query:
+    """What a search ranks by: a text's embedding, or an example image's, one row per frame."""
+
+    vectors: np.ndarray
+    top: int
+    terms: Terms = ()  # a text's words, for alt text
+    excluded: Excluded | None = None  # an example image, never among its own results
+
+
 class Finder:
     def __init__(
         self,
         index: ImageIndex,
         indexer: Indexer,
         vision: VisionService,
+        fetcher: MediaFetcher,
         locate: Locate,
         access: ReadAccess,
-        allowed_hosts: frozenset[str],
         weak_below: float,
     ) -> None:
         self.index = index
         self.indexer = indexer
         self.vision = vision
+        self.fetcher = fetcher
         self.locate = locate
         self.access = access
-        self.allowed_hosts = allowed_hosts
+        self.allowed_hosts = fetcher.allowed_hosts
         self.weak_below = weak_below
 
     async def scope(
@@ -70,19 +91,32 @@ class Finder:
             return server_scope(asker, channel, archived)
         return {channel.id}
 
-    async def find(
-        self, request: FindRequest, scope: set[int], origin_id: int, *, private: bool
-    ) -> Reply:
+    async def query(self, request: FindRequest, example: ImageSource | None) -> Query:
+        """The request's text; without one, the example image (raises FindSyntaxError when
+        there is none, ImageError or DownloadError when it cannot be used)."""
+        if request.query:
+            vector = await self.vision.embed_text([request.query])
+            return Query(vector, request.top, query_terms(request.query))
+        if example is None:
+            raise FindSyntaxError(wording.QUERY_MISSING)
+        decoded = await self.fetcher.fetch(example)
+        vectors = await self.index.embedding_for_hash(decoded.digest)  # indexed already
+        if vectors is None:
+            (vectors,) = await embed_frames(self.vision, [decoded.frames])
+        return Query(vectors, request.top, excluded=Excluded(example.ref.key, decoded.digest))
+
+    async def find(self, query: Query, scope: set[int], origin_id: int, *, private: bool) -> Reply:
         """`private`: only the asker sees the reply, so images from other channels may be shown."""
         await self.indexer.wait_until_done(scope, PENDING_WAIT_S)
-        query = (await self.vision.embed_text([request.query]))[0]
         readable = {channel_id for channel_id in scope if self.access.can_read(channel_id)}
-        budget = fetch_budget(request.top)
-        hits = await self.index.search(query, readable, 2 * budget)
+        budget = fetch_budget(query.top)
+        hits = await self.index.search(
+            query.vectors, readable, 2 * budget, terms=query.terms, excluded=query.excluded
+        )
         shown: list[tuple[Hit, discord.Message]] = []
         messages: dict[int, discord.Message | None] = {}
         for hit in hits:
-            if len(shown) == request.top:
+            if len(shown) == query.top:
                 break
             if not self.access.can_read(hit.ref.channel_id):
                 continue  # found out during this search
@@ -94,9 +128,17 @@ class Finder:
             if message is not None:
                 shown.append((hit, message))
         if not shown:
-            empty = await self.index.count(scope) == 0
-            return Reply(wording.EMPTY_INDEX if empty else wording.NOTHING_SHOWABLE, [])
+            return Reply(await self._nothing(scope, readable, bool(hits), query), [])
         return Reply("", self._embeds(shown, origin_id, private))
+
+    async def _nothing(self, scope: set[int], readable: set[int], hits: bool, query: Query) -> str:
+        """Why there is nothing to show: nothing indexed, nothing but the example, or nothing
+        that can still be shown."""
+        if await self.index.count(scope) == 0:
+            return wording.EMPTY_INDEX
+        if not hits and query.excluded is not None and await self.index.count(readable):
+            return wording.NO_OTHER_IMAGES
+        return wording.NOTHING_SHOWABLE
 
     async def _fetch(self, hit: Hit) -> discord.Message | None:
         """The original message (image URLs expire, so it is fetched afresh); drops vanished
@@ -130,7 +172,7 @@ class Finder:
         source = source_for(message, hit.ref.attachment_id, self.allowed_hosts)
         spoiler = source is not None and source.spoiler
         weak = hit.score < self.weak_below
-        title = wording.result_title(rank, hit.score, weak=weak, spoiler=spoiler)
+        title = wording.result_title(rank, hit.score, weak=weak, spoiler=spoiler, alt=hit.alt)
         if not show_all:
             # In another channel's public reply: the link only; Discord checks access on click.
             return discord.Embed(title=title, url=link, description=message.jump_url)

@@ -66,7 +66,9 @@ def image_sources(
     parts: list[discord.Message | discord.MessageSnapshot] = [message]
     parts += message.message_snapshots
     sources = [
-        ImageSource(ref(a.id), a.url, a.filename, a.size, spoiler=is_spoiler(a))
+        ImageSource(
+            ref(a.id), a.url, a.filename, a.size, spoiler=is_spoiler(a), alt_text=a.description
+        )
         for part in parts
         for a in part.attachments
         if every_attachment or is_image_attachment(a)
@@ -148,4 +150,41 @@ def attachment_source(
         author_id=interaction.user.id,
         created_at=interaction.created_at.timestamp(),
     )
-    return ImageSource(ref, attachment.url, attachment.filename, attachment.size)
+    return ImageSource(
+        ref, attachment.url, attachment.filename, attachment.size, alt_text=attachment.description
+    )
+
+
+async def replied_sources(
+    message: discord.Message, allowed_hosts: frozenset[str]
+) -> list[ImageSource]:
+    """The images of the message that `message` replies to (none when it replies to none)."""
+    reference = message.reference
+    if reference is None:
+        return []
+    target = reference.resolved
+    if isinstance(target, discord.Message):
+        found = image_sources(target, allowed_hosts)
+        if found or not target.flags.forwarded:
+            return found
+        # A forward sent along without its snapshot: the message itself has it.
+    if not reference.message_id:
+        return []
+    try:
+        target = await message.channel.fetch_message(reference.message_id)
+    except discord.NotFound:
+        return []
+    return image_sources(target, allowed_hosts)
+
+
+async def example_source(
+    message: discord.Message, allowed_hosts: frozenset[str]
+) -> ImageSource | None:
+    """The image a command with no words means: the message's first, else the first of the
+    message it replies to. A file that is not an image still counts when nothing else does,
+    so that the user hears what is wrong with it."""
+    own = image_sources(message, allowed_hosts)
+    if not own:
+        own = image_sources(message, allowed_hosts, every_attachment=True)
+    found = own or await replied_sources(message, allowed_hosts)
+    return found[0] if found else None

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from bot import wording
 from bot.config import ConfigError, Settings
 from bot.images.decode import IMAGE_EXTENSIONS, ImageError
+from bot.images.frames import Frames
 from bot.images.loader import ImageLoader, limits_from
+from bot.index.embedding import embed_frames
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.service import VisionService
 from bot.workers import Workers
@@ -65,8 +65,8 @@ async def _models(settings: Settings) -> AsyncIterator[tuple[VisionService, Imag
         workers.shutdown()
 
 
-async def _open(loader: ImageLoader, path: str) -> Image.Image | None:
-    """The image, or None after reporting `PATH: reason` on stderr."""
+async def _open(loader: ImageLoader, path: str) -> Frames | None:
+    """The image (an animation's frames), or None after reporting `PATH: reason` on stderr."""
     try:
         return await loader.open_file(path)
     except ImageError as exc:
@@ -82,7 +82,8 @@ async def _caption(paths: list[str], prompt: str | None, settings: Settings) -> 
             if image is None:
                 failed = True
                 continue
-            print(f"{path}\t{await service.caption(image, prompt)}", flush=True)
+            # An animation is captioned from its first frame that is not blank.
+            print(f"{path}\t{await service.caption(image.caption, prompt)}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -99,9 +100,11 @@ async def _find(query: str, files: list[str], top: int | None, settings: Setting
                     failed = True
                 else:
                     names.append(name)
-                    images.append(image)
-            vectors = await service.embed_images(images)
-            scored.extend(zip((vectors @ query_vector).tolist(), names, strict=True))
+                    images.append(image.embedded)
+            # An animation scores its best frame's score.
+            vectors = await embed_frames(service, images)
+            best = [float((frames @ query_vector).max()) for frames in vectors]
+            scored.extend(zip(best, names, strict=True))
     scored.sort(key=lambda pair: -pair[0])  # stable: equal scores keep the order given
     for score, name in scored[:top]:
         print(f"{score:.4f}\t{name}")

@@ -9,16 +9,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 
-from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError, features
+from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError, features
 
 from bot import wording
 from bot.images.bombs import bomb_refusal
 from bot.images.budget import PixelBudget
+from bot.images.colours import exif_transpose, to_rgb
+from bot.images.errors import DECODE_ERRORS
+from bot.images.errors import ImageError as ImageError
+from bot.images.frames import Frames, is_animated, read_animation
 from bot.images.shrink import shrink
 
 log = logging.getLogger(__name__)
@@ -57,10 +61,6 @@ _PEOPLE_NAMES = [_KNOWN[fmt][0] for fmt in ALLOWED_FORMATS]
 _ALLOWED_TEXT = ", ".join(_PEOPLE_NAMES[:-1]) + " or " + _PEOPLE_NAMES[-1]
 _MB = 1024 * 1024
 
-# Pillow's decoders raise all of these on hostile input; each means "this file is unusable".
-# The AVIF plugin raises RuntimeError, even from open(), where Pillow does not catch it.
-_PARSE_ERRORS = (struct.error, EOFError, IndexError, KeyError)
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, *_PARSE_ERRORS)
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 # Leading bytes of files people commonly send by mistake, so the reply can say what it was.
@@ -91,19 +91,6 @@ class ImageLimits:
     max_aspect_ratio: float = 20.0
 
 
-class ImageError(ValueError):
-    """An unusable input: `reason` in words for a Discord user, `file_reason` for a file's owner."""
-
-    def __init__(self, code: str, reason: str, file_reason: str | None = None) -> None:
-        super().__init__(code, reason, file_reason)  # all in args: it survives pickling
-        self.code = code
-        self.reason = reason
-        self.file_reason = file_reason or reason
-
-    def __str__(self) -> str:
-        return self.reason
-
-
 def load_image(
     data: bytes,
     limits: ImageLimits = ImageLimits(),
@@ -111,11 +98,22 @@ def load_image(
     draft_size: int | None = DRAFT_SIZE,
     budget: PixelBudget | None = None,
 ) -> Image.Image:
-    """Decode untrusted bytes into a loaded RGB image, or raise ImageError.
+    """The picture to caption: for an animation, its first frame that is not blank."""
+    return load_frames(data, limits, draft_size=draft_size, budget=budget).caption
 
-    With a `draft_size`, the image comes out no larger than twice that on its longer side,
-    whatever its format, so caches and batches hold only small images; `budget` makes huge
-    decodes take turns, since a PNG costs its full size while it decodes."""
+
+def load_frames(
+    data: bytes,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    draft_size: int | None = DRAFT_SIZE,
+    budget: PixelBudget | None = None,
+) -> Frames:
+    """Decode untrusted bytes into loaded RGB pictures (bot.images.frames), or raise ImageError.
+
+    With a `draft_size`, each comes out no larger than twice that on its longer side, whatever
+    its format, so caches and batches hold only small images; `budget` makes huge decodes take
+    turns, since a PNG costs its full size while it decodes (an animation, one frame's)."""
     if not data:
         raise ImageError("empty", wording.EMPTY_FILE)
     if len(data) > limits.max_bytes:
@@ -124,24 +122,30 @@ def load_image(
     try:
         with _open(data) as img:
             _check_header(img, limits)
-            img.seek(0)  # first frame only; never walk the frames of an animation
             _draft(img, draft_size)
             with budget.hold(img.width * img.height) if budget else contextlib.nullcontext():
+                if is_animated(img):
+                    return read_animation(img, partial(_finish, draft_size=draft_size))
+                img.seek(0)  # a JPEG's extra pictures (MPO) are not frames of an animation
                 img.load()
                 small = shrink(img, draft_size)
-            # 16-bit and float images resample only once made 8-bit; for the rest this is a no-op.
-            return shrink(_to_rgb(_exif_transpose(small)), draft_size)
+            return Frames.still(_finish(small, draft_size))
     except ImageError:
         raise  # already worded for the user (it is a ValueError, so keep it out of the next)
     except _BOMB_ERRORS as exc:
         log.debug("decompression bomb refused: %s", exc)
         refusal = bomb_refusal(data, exc, limits.max_pixels, ALLOWED_FORMATS)
         raise ImageError("bomb", refusal) from None
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         log.debug("image failed to decode: %r", exc)
         if _looks_truncated(data, exc):
             raise ImageError("truncated", wording.IMAGE_TRUNCATED, wording.FILE_TRUNCATED) from None
         raise ImageError("corrupt", wording.IMAGE_CORRUPT) from None
+
+
+def _finish(img: Image.Image, draft_size: int | None) -> Image.Image:
+    """Upright, RGB and small; 16-bit and float images resample only once made 8-bit."""
+    return shrink(to_rgb(exif_transpose(shrink(img, draft_size))), draft_size)
 
 
 def load_image_file(
@@ -150,8 +154,15 @@ def load_image_file(
     *,
     draft_size: int | None = DRAFT_SIZE,
     budget: PixelBudget | None = None,
-) -> Image.Image:
-    """Load an image from disk, refusing an oversized file before reading any of it."""
+) -> Frames:
+    """Load an image from disk (as `load_frames`), refusing an oversized file before reading
+    any of it."""
+    data = _read_file(path, limits)
+    return load_frames(data, limits, draft_size=draft_size, budget=budget)
+
+
+def _read_file(path: str | os.PathLike[str], limits: ImageLimits) -> bytes:
+    """A file's bytes, refusing an oversized file before reading any of it."""
     try:
         size = os.stat(path).st_size
         if size > limits.max_bytes:
@@ -161,7 +172,7 @@ def load_image_file(
             data = fh.read(limits.max_bytes + 1)
     except OSError as exc:
         raise ImageError("unreadable", wording.unreadable_file(exc.strerror or str(exc))) from None
-    return load_image(data, limits, draft_size=draft_size, budget=budget)
+    return data
 
 
 def too_large(size: int | None, max_bytes: int) -> ImageError:
@@ -271,30 +282,3 @@ def _looks_truncated(data: bytes, exc: BaseException) -> bool:
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP" and len(data) >= 12:
         return len(data) < int.from_bytes(data[4:8], "little") + 8
     return False
-
-
-def _exif_transpose(img: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(img)
-    except Exception as exc:
-        # A phone's damaged EXIF block must not cost the user a perfectly good picture.
-        log.debug("ignoring unreadable EXIF: %r", exc)
-        return img
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode.startswith("I;16") or mode == "I":
-        # Pillow clips 16-bit values straight to 8 bits, which turns most images white.
-        img = img.convert("I").point(lambda v: v / 256).convert("L")
-        img.info.pop("transparency", None)  # a 16-bit key colour means nothing in 8 bits
-    elif mode == "F":
-        img = img.convert("L")
-    if "A" in img.getbands() or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    try:
-        return img.convert("RGB")
-    except ValueError:
-        raise ImageError("unsupported_format", wording.colour_mode_refused(mode)) from None

@@ -32,6 +32,7 @@ class ImageSource:
     size: int | None  # known before download for attachments, unknown for embeds
     from_embed: bool = False
     spoiler: bool = False  # shown only behind Discord's spoiler cover
+    alt_text: str | None = None  # what its poster wrote for it (the attachment's description)
 
 
 class MediaFetcher:

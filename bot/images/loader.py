@@ -10,14 +10,16 @@ from PIL import Image
 
 from bot.config import Settings
 from bot.images.budget import PixelBudget
-from bot.images.decode import ImageLimits, load_image, load_image_file
+from bot.images.decode import ImageLimits, load_frames, load_image_file
+from bot.images.frames import Frames
 from bot.workers import Workers
 
 
 @dataclass(frozen=True)
 class Decoded:
     digest: str  # sha256 of the bytes, so that identical images are embedded once
-    image: Image.Image
+    image: Image.Image  # the picture to caption (an animation's first frame that is not blank)
+    frames: tuple[Image.Image, ...]  # the pictures to embed: one, or up to 4 of an animation
 
 
 class ImageLoader:
@@ -32,14 +34,14 @@ class ImageLoader:
         """Raises `bot.images.decode.ImageError` with a reason a user can read."""
         return await self.workers.run("prep", self._decode, data)
 
-    async def open_file(self, path: str | os.PathLike[str]) -> Image.Image:
+    async def open_file(self, path: str | os.PathLike[str]) -> Frames:
         return await self.workers.run(
             "prep", load_image_file, path, self.limits, budget=self.budget
         )
 
     def _decode(self, data: bytes) -> Decoded:
-        image = load_image(data, self.limits, budget=self.budget)
-        return Decoded(hashlib.sha256(data).hexdigest(), image)
+        frames = load_frames(data, self.limits, budget=self.budget)
+        return Decoded(hashlib.sha256(data).hexdigest(), frames.caption, frames.embedded)
 
 
 def limits_from(settings: Settings) -> ImageLimits:

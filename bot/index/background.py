@@ -22,6 +22,7 @@ from bot.images.decode import ImageError
 from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import Decoded
+from bot.index.embedding import embed_frames
 from bot.index.image_index import ImageIndex
 from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
@@ -89,7 +90,7 @@ class Indexer:
         if not by_key:
             return 0
         try:
-            added = await self.index.add_pending(s.ref for s in by_key.values())
+            added = await self.index.add_pending(_refs(by_key), _alt_texts(by_key))
         except sqlite3.Error as exc:
             first = next(iter(by_key.values())).ref.message_id
             log.warning(
@@ -109,7 +110,7 @@ class Indexer:
         if self._held:
             held, self._held = self._held, {}
             try:
-                added = await self.index.add_pending(s.ref for s in held.values())
+                added = await self.index.add_pending(_refs(held), _alt_texts(held))
             except BaseException:
                 self._held.update(held)
                 raise
@@ -119,6 +120,18 @@ class Indexer:
         """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
         deadline = time.monotonic() + limit_s
         while await self.index.pending_count(channel_ids):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            async with self._done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), min(remaining, 0.5))
+        return True
+
+    async def wait_for(self, keys: Collection[Key], limit_s: float) -> bool:
+        """Waits (at most `limit_s` seconds) until none of these images is queued."""
+        deadline = time.monotonic() + limit_s
+        while await self.index.pending_among(keys):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -191,10 +204,11 @@ class Indexer:
     async def _embed(
         self, refs: list[ImageRef], fetched: dict[Key, Decoded]
     ) -> list[tuple[ImageRef, str, np.ndarray]]:
-        """Each ref with its content hash and embedding; identical images are embedded once."""
+        """Each ref with its content hash and embedding (one row per frame); identical images
+        are embedded once."""
         ready: list[tuple[ImageRef, str, np.ndarray]] = []
         to_embed: dict[str, list[ImageRef]] = {}
-        images: dict[str, Image.Image] = {}
+        frames: dict[str, tuple[Image.Image, ...]] = {}
         for ref in refs:
             digest = fetched[ref.key].digest
             if digest in to_embed:
@@ -203,9 +217,9 @@ class Indexer:
                 ready.append((ref, digest, known))
             else:
                 to_embed[digest] = [ref]
-                images[digest] = fetched[ref.key].image
+                frames[digest] = fetched[ref.key].frames
         if to_embed:
-            vectors = await self.vision.embed_images(list(images.values()), background=True)
+            vectors = await embed_frames(self.vision, list(frames.values()), background=True)
             for (digest, twins), vector in zip(to_embed.items(), vectors, strict=True):
                 ready.extend((ref, digest, vector) for ref in twins)
         return ready
@@ -229,3 +243,11 @@ class Indexer:
             return await self.fetcher.fetch(source)
         except DownloadError as exc:
             raise (Unavailable(str(exc)) if exc.transient else Gone(str(exc))) from None
+
+
+def _refs(sources: dict[Key, ImageSource]) -> list[ImageRef]:
+    return [source.ref for source in sources.values()]
+
+
+def _alt_texts(sources: dict[Key, ImageSource]) -> dict[Key, str | None]:
+    return {key: source.alt_text for key, source in sources.items()}

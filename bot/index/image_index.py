@@ -7,13 +7,15 @@ single-thread lane, so SQLite sees a single writer and the event loop never wait
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from bot.index.refs import Hit, ImageRef, member_of
+from bot.index.alt_text import Terms
+from bot.index.ranking import Earlier, Excluded
+from bot.index.refs import Hit, ImageRef, Key, member_of
 from bot.index.store import Embedded, IndexStore
 from bot.workers import Workers
 
@@ -45,9 +47,11 @@ class ImageIndex:
 
     # -- the queue of images to embed --------------------------------------------------------
 
-    async def add_pending(self, refs: Iterable[ImageRef]) -> list[ImageRef]:
-        """Queues uploads to embed; returns those that were new."""
-        return await self._workers.run("db", self._store.add_pending, list(refs))
+    async def add_pending(
+        self, refs: Iterable[ImageRef], alt_texts: Mapping[Key, str | None] | None = None
+    ) -> list[ImageRef]:
+        """Queues uploads to embed, with their alt text; returns those that were new."""
+        return await self._workers.run("db", self._store.add_pending, list(refs), alt_texts)
 
     async def pending(self, limit: int) -> list[ImageRef]:
         return await self._workers.run("db", self._store.pending, limit)
@@ -55,11 +59,19 @@ class ImageIndex:
     async def pending_count(self, channel_ids: Collection[int] | None = None) -> int:
         return await self._workers.run("db", self._store.pending_count, channel_ids)
 
+    async def pending_among(self, keys: Collection[Key]) -> int:
+        return await self._workers.run("db", self._store.pending_among, list(keys))
+
     async def record_failure(self, refs: list[ImageRef]) -> int:
         return await self._workers.run("db", self._store.record_failure, refs)
 
     async def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
+        """The (frames, dim) embedding of an indexed image with these bytes, if any."""
         return await self._workers.run("db", self._store.embedding_for_hash, content_hash)
+
+    async def of_message(self, message_id: int) -> dict[Key, tuple[str, npt.NDArray[np.float32]]]:
+        """Each indexed image of the message: its content hash and (frames, dim) embedding."""
+        return await self._workers.run("db", self._store.of_message, message_id)
 
     async def settle(
         self, embedded: Sequence[Embedded], gone: list[ImageRef], failed: list[ImageRef]
@@ -89,12 +101,44 @@ class ImageIndex:
     async def opt_in(self, guild_id: int | None, author_id: int) -> bool:
         return await self._workers.run("db", self._store.opt_in, guild_id, author_id)
 
+    # -- channels that check reposts ---------------------------------------------------------
+
+    def checks_reposts(self, channel_id: int) -> bool:
+        """Read from memory, like `is_opted_out`."""
+        return channel_id in self._store.repost_channels
+
+    async def set_reposts(self, guild_id: int, channel_id: int, on: bool) -> bool:
+        """False when the channel already was so."""
+        return await self._workers.run("db", self._store.set_reposts, guild_id, channel_id, on)
+
     # -- searching and counting -------------------------------------------------------------
 
     async def search(
-        self, query: npt.ArrayLike, channel_ids: Collection[int], top: int
+        self,
+        query: npt.ArrayLike,
+        channel_ids: Collection[int],
+        top: int,
+        *,
+        terms: Terms = (),
+        excluded: Excluded | None = None,
     ) -> list[Hit]:
-        return await self._workers.run("db", self._store.search, query, channel_ids, top)
+        """See `bot.index.ranking.rank`."""
+        return await self._workers.run(
+            "db", self._store.search, query, channel_ids, top, terms=terms, excluded=excluded
+        )
+
+    async def earlier(
+        self,
+        content_hash: str,
+        frames: npt.ArrayLike,
+        channel_ids: Collection[int],
+        before: int,
+        min_score: float,
+    ) -> list[Earlier]:
+        """See `bot.index.ranking.earlier`."""
+        return await self._workers.run(
+            "db", self._store.earlier, content_hash, frames, channel_ids, before, min_score
+        )
 
     async def count(self, channel_ids: Collection[int] | None = None) -> int:
         return await self._workers.run("db", self._store.count, channel_ids)
@@ -113,6 +157,9 @@ class ImageIndex:
 
     async def remove_messages(self, message_ids: Iterable[int]) -> int:
         return await self._workers.run("db", self._store.remove_messages, list(message_ids))
+
+    async def set_alt_texts(self, message_id: int, alt_texts: Mapping[int, str | None]) -> int:
+        return await self._workers.run("db", self._store.set_alt_texts, message_id, alt_texts)
 
     async def keep_only_attachments(self, message_id: int, attachment_ids: list[int]) -> int:
         return await self._workers.run(

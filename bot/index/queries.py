@@ -11,36 +11,41 @@ from collections.abc import Collection
 import numpy as np
 import numpy.typing as npt
 
+from bot.index.alt_text import Terms
+from bot.index.frame_vectors import FrameVectors
 from bot.index.refs import REF_COLUMNS, ImageRef, Key, Member, ref_from_row
 from bot.index.vectors import VectorStore
 
 _LOAD_CHUNK = 4096
+MAX_ALT_MATCHES = 5000  # the newest images whose alt text matches, scored for a search
 
 
-def load_vectors(conn: sqlite3.Connection, model_id: str) -> tuple[VectorStore, list[Key]]:
-    """The model's rows in a matrix, and the keys of rows whose embedding has a bad size."""
+def load_vectors(conn: sqlite3.Connection, model_id: str) -> tuple[FrameVectors, list[Key]]:
+    """The model's rows in memory, and the keys of rows whose embedding has a bad size."""
     dims = conn.execute(
         "SELECT dim, COUNT(*) FROM images WHERE model_id = ? GROUP BY dim ORDER BY 2 DESC",
         (model_id,),
     ).fetchall()
     if not dims:
-        return VectorStore(), []
+        return FrameVectors(), []
     dim, total = dims[0]
-    store = VectorStore(dim)
-    store.reserve(total)
+    first = VectorStore(dim)
+    first.reserve(total)
+    store = FrameVectors(first)
     bad: list[Key] = []
     cursor = conn.execute(
-        f"SELECT {REF_COLUMNS}, dim, embedding FROM images WHERE model_id = ?", (model_id,)
+        f"SELECT {REF_COLUMNS}, dim, embedding, frames FROM images WHERE model_id = ?",
+        (model_id,),
     )
     while batch := cursor.fetchmany(_LOAD_CHUNK):
         good = []
         for row in batch:
-            if row[7] == dim and len(row[8]) == 4 * dim:
+            if row[7] == dim and row[9] >= 1 and len(row[8]) == 4 * dim * row[9]:
                 good.append(row)
             else:
                 bad.append((row[2], row[3]))
-        vecs = np.frombuffer(b"".join(row[8] for row in good), np.float32).reshape(-1, dim)
-        store.add([ref_from_row(row[:7]) for row in good], vecs)
+        frames = [np.frombuffer(row[8], np.float32).reshape(row[9], dim) for row in good]
+        store.add([ref_from_row(row[:7]) for row in good], frames)
     return store, bad
 
 
@@ -63,13 +68,63 @@ def pending_count(conn: sqlite3.Connection, channel_ids: Collection[int] | None)
 def embedding_for_hash(
     conn: sqlite3.Connection, content_hash: str, model_id: str
 ) -> npt.NDArray[np.float32] | None:
+    """The (frames, dim) embedding of an image with these bytes, if one is stored."""
     row = conn.execute(
         "SELECT dim, embedding FROM images WHERE content_hash = ? AND model_id = ? LIMIT 1",
         (content_hash, model_id),
     ).fetchone()
-    if row is None or len(row[1]) != 4 * row[0]:
+    if row is None or not row[1] or len(row[1]) % (4 * row[0]):
         return None
-    return np.frombuffer(row[1], np.float32).copy()
+    return np.frombuffer(row[1], np.float32).reshape(-1, row[0]).copy()
+
+
+def with_hash(
+    conn: sqlite3.Connection, content_hash: str, model_id: str, channel_ids: Collection[int]
+) -> list[Key]:
+    """The images with these bytes in these channels, oldest first."""
+    where, params = _channel_filter(channel_ids)
+    return conn.execute(
+        f"SELECT message_id, attachment_id FROM images {where} AND content_hash = ? "
+        "AND model_id = ? ORDER BY message_id, attachment_id",
+        (*params, content_hash, model_id),
+    ).fetchall()
+
+
+def of_message(
+    conn: sqlite3.Connection, message_id: int, model_id: str
+) -> dict[Key, tuple[str, npt.NDArray[np.float32]]]:
+    """Each embedded image of a message: its content hash and its (frames, dim) embedding."""
+    rows = conn.execute(
+        "SELECT attachment_id, content_hash, dim, embedding FROM images "
+        "WHERE message_id = ? AND model_id = ?",
+        (message_id, model_id),
+    ).fetchall()
+    return {
+        (message_id, attachment): (digest, np.frombuffer(blob, np.float32).reshape(-1, dim))
+        for attachment, digest, dim, blob in rows
+    }
+
+
+def alt_matches(
+    conn: sqlite3.Connection, terms: Terms, model_id: str, channel_ids: Collection[int]
+) -> list[Key]:
+    """The newest images in these channels whose alt text holds a form of every term."""
+    where, params = _channel_filter(channel_ids)
+    if not terms or not params:
+        return []
+    each = " AND ".join(
+        "(" + " OR ".join("instr(alt_words, ?) > 0" for _ in forms) + ")" for forms in terms
+    )
+    return conn.execute(
+        f"SELECT message_id, attachment_id FROM images {where} AND alt_words IS NOT NULL "
+        f"AND model_id = ? AND {each} ORDER BY message_id DESC LIMIT ?",
+        (*params, model_id, *(form for forms in terms for form in forms), MAX_ALT_MATCHES),
+    ).fetchall()
+
+
+def pending_among(conn: sqlite3.Connection, keys: Collection[Key]) -> int:
+    query = "SELECT COUNT(*) FROM pending WHERE message_id = ? AND attachment_id = ?"
+    return sum(conn.execute(query, key).fetchone()[0] for key in keys)
 
 
 def last_message_id(conn: sqlite3.Connection, channel_id: int) -> int | None:
@@ -105,6 +160,10 @@ def threads_under(conn: sqlite3.Connection, parent_ids: Collection[int]) -> list
 
 def opted_out(conn: sqlite3.Connection) -> frozenset[Member]:
     return frozenset(conn.execute("SELECT guild_id, author_id FROM optouts").fetchall())
+
+
+def repost_channels(conn: sqlite3.Connection) -> frozenset[int]:
+    return frozenset(row[0] for row in conn.execute("SELECT channel_id FROM reposts"))
 
 
 def _channel_filter(channel_ids: Collection[int] | None) -> tuple[str, tuple[int, ...]]:

@@ -34,6 +34,7 @@ class ImageRef:
 class Hit:
     ref: ImageRef
     score: float  # cosine similarity
+    alt: bool = False  # its alt text says what the text query says (bot.index.ranking)
 
 
 def ref_from_row(row: Iterable[Any]) -> ImageRef:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -69,8 +69,27 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    # One embedding per frame (an animation has up to 4, concatenated); images indexed before
+    # keep the one of their first frame. Alt text as written, and its words for matching
+    # (casefolded, space-separated, with a space at each end). Channels that check reposts.
+    for statement in (
+        "ALTER TABLE images ADD COLUMN frames INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE images ADD COLUMN alt_text TEXT",
+        "ALTER TABLE images ADD COLUMN alt_words TEXT",
+        "ALTER TABLE pending ADD COLUMN alt_text TEXT",
+        "CREATE INDEX images_alt ON images (model_id, channel_id) WHERE alt_words IS NOT NULL",
+        "CREATE TABLE reposts (channel_id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL)",
+    ):
+        conn.execute(statement)
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_to_1,
+    2: _migrate_to_2,
+    3: _migrate_to_3,
+}
 
 
 def connect(path: Path) -> sqlite3.Connection:

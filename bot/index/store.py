@@ -11,24 +11,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from bot.index import queries, removal
-from bot.index.database import Database
-from bot.index.refs import REF_COLUMNS, Hit, ImageRef, Key, Member, member_of, ref_params
-from bot.index.vectors import VectorStore
+from bot.index.alt_text import alt_words
+from bot.index.frame_vectors import FrameVectors
+from bot.index.lookups import Lookups
+from bot.index.refs import REF_COLUMNS, ImageRef, Key, Member, member_of, ref_params
 
 log = logging.getLogger(__name__)
 
 _THIS_KEY = "message_id = ? AND attachment_id = ?"
-Embedded = tuple[ImageRef, str, npt.ArrayLike]  # a ref, its content hash, its embedding
+_REQUEUE = (
+    f"INSERT OR IGNORE INTO pending ({REF_COLUMNS}, alt_text) "
+    f"SELECT {REF_COLUMNS}, alt_text FROM images WHERE "
+)
+# A ref, its content hash, its embedding: one row, or one per frame (frames, dim).
+Embedded = tuple[ImageRef, str, npt.ArrayLike]
 
 
-class IndexStore(Database):
+class IndexStore(Lookups):
     def __init__(
         self,
         path: Path,
@@ -47,8 +53,10 @@ class IndexStore(Database):
         self.per_channel = per_channel
         self.retention_days = retention_days
         self._clock = clock
-        self._vectors = VectorStore()
-        self.opted_out: frozenset[Member] = frozenset()  # replaced whole, so any thread may read
+        self._vectors = FrameVectors()
+        # Replaced whole, so that any thread may read them.
+        self.opted_out: frozenset[Member] = frozenset()
+        self.repost_channels: frozenset[int] = frozenset()
         try:
             self._load()
         except BaseException:
@@ -60,21 +68,20 @@ class IndexStore(Database):
         with self._lock:
             self._vectors, bad = queries.load_vectors(self._conn, self.model_id)
             self.opted_out = queries.opted_out(self._conn)
+            self.repost_channels = queries.repost_channels(self._conn)
         if bad:
             log.warning("image index: re-queueing %d rows with a bad embedding size", len(bad))
             with self._tx() as conn:
                 for key in bad:
-                    conn.execute(
-                        f"INSERT OR IGNORE INTO pending ({REF_COLUMNS}) "
-                        f"SELECT {REF_COLUMNS} FROM images WHERE {_THIS_KEY}",
-                        key,
-                    )
+                    conn.execute(_REQUEUE + _THIS_KEY, key)
                     conn.execute(f"DELETE FROM images WHERE {_THIS_KEY}", key)
 
     # -- pending work ----------------------------------------------------------------------
 
-    def add_pending(self, refs: Iterable[ImageRef]) -> list[ImageRef]:
-        """Queue uploads to embed; returns those that were new.
+    def add_pending(
+        self, refs: Iterable[ImageRef], alt_texts: Mapping[Key, str | None] | None = None
+    ) -> list[ImageRef]:
+        """Queue uploads to embed, with their alt text; returns those that were new.
 
         Skips refs already pending or indexed for the current model, refs older than the
         retention window, and refs older than everything kept in a channel that is already full
@@ -99,25 +106,15 @@ class IndexStore(Database):
                 if floor is not None and key < floor:
                     continue
                 cur = conn.execute(
-                    f"INSERT OR IGNORE INTO pending ({REF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    ref_params(ref),
+                    f"INSERT OR IGNORE INTO pending ({REF_COLUMNS}, alt_text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*ref_params(ref), (alt_texts or {}).get(key)),
                 )
                 if cur.rowcount:
                     added.append(ref)
                     # Indexed by another model (the current one is in memory): re-embed it.
                     conn.execute(f"DELETE FROM images WHERE {_THIS_KEY}", key)
         return added
-
-    def pending(
-        self, limit: int = 64, channel_ids: Collection[int] | None = None
-    ) -> list[ImageRef]:
-        """Up to ``limit`` queued refs, oldest message first."""
-        with self._lock:
-            return queries.pending(self._conn, limit, channel_ids)
-
-    def pending_count(self, channel_ids: Collection[int] | None = None) -> int:
-        with self._lock:
-            return queries.pending_count(self._conn, channel_ids)
 
     def drop_pending(self, refs: Iterable[ImageRef]) -> None:
         """Forget queued refs (refused or vanished images)."""
@@ -138,19 +135,10 @@ class IndexStore(Database):
         """Move every row of another model back to pending; returns how many."""
         other, model = "model_id < ? OR model_id > ?", (self.model_id, self.model_id)
         with self._tx() as conn:
-            conn.execute(
-                f"INSERT OR IGNORE INTO pending ({REF_COLUMNS}) "
-                f"SELECT {REF_COLUMNS} FROM images WHERE {other}",
-                model,
-            )
+            conn.execute(_REQUEUE + other, model)
             return int(conn.execute(f"DELETE FROM images WHERE {other}", model).rowcount)
 
     # -- embeddings ------------------------------------------------------------------------
-
-    def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
-        """An embedding (current model) of identical content already stored, if any."""
-        with self._lock:
-            return queries.embedding_for_hash(self._conn, content_hash, self.model_id)
 
     def add(self, items: Iterable[Embedded]) -> int:
         """Store the embeddings of images that are still queued, and take them off the queue.
@@ -160,47 +148,57 @@ class IndexStore(Database):
         transaction; then prunes the touched channels to the newest ``per_channel`` rows and
         applies retention. Returns how many were written (a ref given twice counts once).
         """
-        batch = {ref.key: (ref, digest, _row(vector)) for ref, digest, vector in items}
+        batch = {ref.key: (ref, digest, _frames(vector)) for ref, digest, vector in items}
         if not batch:
             return 0
-        dims = {vec.shape[0] for _, _, vec in batch.values()}
+        dims = {frames.shape[1] for _, _, frames in batch.values()}
         dim = self._vectors.dim
         if len(dims) > 1 or (dim is not None and dims != {dim}):
             raise ValueError(f"embeddings of dim {sorted(dims)} for an index of dim {dim}")
-        matrix = np.stack([vec for _, _, vec in batch.values()])
-        if not np.isfinite(matrix).all():
+        if not all(np.isfinite(frames).all() for _, _, frames in batch.values()):
             raise ValueError("embeddings must be finite")
         gone: list[Key] = []
+        written: list[tuple[ImageRef, npt.NDArray[np.float32]]] = []
         with self._tx() as conn:
-            dequeue = f"DELETE FROM pending WHERE {_THIS_KEY}"
-            wanted = [i for i, key in enumerate(batch) if conn.execute(dequeue, key).rowcount]
-            entries = list(batch.values())
-            width = matrix.shape[1]
+            rows = []
+            for ref, digest, frames in batch.values():
+                taken = conn.execute(
+                    f"DELETE FROM pending WHERE {_THIS_KEY} RETURNING alt_text", ref.key
+                ).fetchall()
+                if not taken:
+                    continue
+                written.append((ref, frames))
+                (alt,), (count, width) = taken[0], frames.shape
+                embedding = (digest, self.model_id, width, frames.tobytes(), count)
+                rows.append((*ref_params(ref), *embedding, alt, alt_words(alt)))
             conn.executemany(
                 f"INSERT OR REPLACE INTO images ({REF_COLUMNS}, content_hash, model_id, dim, "
-                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (*ref_params(ref), digest, self.model_id, width, matrix[i].tobytes())
-                    for i in wanted
-                    for ref, digest, _ in [entries[i]]
-                ],
+                "embedding, frames, alt_text, alt_words) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-            if wanted:
-                for channel_id in {entries[i][0].channel_id for i in wanted}:
+            if written:
+                for channel_id in {ref.channel_id for ref, _ in written}:
                     removal.prune_channel(conn, channel_id, self.per_channel, gone)
                 cutoff = removal.retention_cutoff(self._clock(), self.retention_days)
                 removal.prune_retention(conn, cutoff, gone)
-        self._vectors.add([entries[i][0] for i in wanted], matrix[wanted])
+        self._vectors.add([ref for ref, _ in written], [frames for _, frames in written])
         self._vectors.remove(gone)
-        return len(wanted)
+        return len(written)
 
     # -- removal ---------------------------------------------------------------------------
 
-    def _remove_where(self, where: str, params: list[tuple[object, ...]]) -> int:
-        """Delete matching rows from both tables in one transaction; returns how many."""
+    def _remove_where(
+        self, where: str, params: list[tuple[object, ...]], settings: str | None = None
+    ) -> int:
+        """Delete matching rows from both tables in one transaction, and the repost settings
+        matching `settings` with the same parameters; returns how many images."""
         gone: list[Key] = []
         with self._tx() as conn:
             removed = removal.delete_where(conn, where, params, gone)
+            if settings is not None:
+                conn.executemany(f"DELETE FROM reposts WHERE {settings}", params)
+                self.repost_channels = queries.repost_channels(conn)
         self._vectors.remove(gone)
         return removed
 
@@ -215,12 +213,46 @@ class IndexStore(Database):
         where = f"message_id = ? AND attachment_id NOT IN ({marks})" if keep else "message_id = ?"
         return self._remove_where(where, [(message_id, *keep)])
 
+    def set_alt_texts(self, message_id: int, alt_texts: Mapping[int, str | None]) -> int:
+        """After an edit: the alt text each image of the message has now (by attachment id);
+        returns how many entries changed."""
+        changed = 0
+        with self._tx() as conn:
+            for attachment_id, text in alt_texts.items():
+                text = text or None
+                at = (message_id, attachment_id, text)
+                changed += conn.execute(
+                    f"UPDATE images SET alt_text = ?, alt_words = ? WHERE {_THIS_KEY} "
+                    "AND alt_text IS NOT ?",
+                    (text, alt_words(text), *at),
+                ).rowcount
+                changed += conn.execute(
+                    f"UPDATE pending SET alt_text = ? WHERE {_THIS_KEY} AND alt_text IS NOT ?",
+                    (text, *at),
+                ).rowcount
+        return changed
+
     def remove_channel(self, channel_id: int) -> int:
-        """Remove a channel's images, including those of threads whose parent it is."""
-        return self._remove_where("channel_id = ? OR parent_id = ?", [(channel_id, channel_id)])
+        """Remove a channel's images, including those of threads whose parent it is, and its
+        repost setting."""
+        where, twice = "channel_id = ? OR parent_id = ?", (channel_id, channel_id)
+        return self._remove_where(where, [twice], settings="channel_id = ? OR channel_id = ?")
 
     def remove_guild(self, guild_id: int) -> int:
-        return self._remove_where("guild_id = ?", [(guild_id,)])
+        return self._remove_where("guild_id = ?", [(guild_id,)], settings="guild_id = ?")
+
+    def set_reposts(self, guild_id: int, channel_id: int, on: bool) -> bool:
+        """Turns repost checks on or off in a channel; False when it already was so."""
+        with self._tx() as conn:
+            if on:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO reposts (channel_id, guild_id) VALUES (?, ?)",
+                    (channel_id, guild_id),
+                )
+            else:
+                cur = conn.execute("DELETE FROM reposts WHERE channel_id = ?", (channel_id,))
+            self.repost_channels = queries.repost_channels(conn)
+        return bool(cur.rowcount)
 
     def forget_author(self, guild_id: int | None, author_id: int) -> int:
         """Remove an author's images in one guild (``None``: in DMs); indexed + pending."""
@@ -258,32 +290,8 @@ class IndexStore(Database):
         self._vectors.remove(gone)
         return removed
 
-    # -- queries ---------------------------------------------------------------------------
 
-    def search(self, query: npt.ArrayLike, channel_ids: Collection[int], top: int = 1) -> list[Hit]:
-        """The ``top`` images most similar to ``query`` among ``channel_ids``, best first."""
-        with self._lock:
-            return self._vectors.search(query, channel_ids, top)
-
-    def count(self, channel_ids: Collection[int] | None = None) -> int:
-        """Searchable images (current model), optionally only in these channels."""
-        with self._lock:
-            return self._vectors.count(channel_ids)
-
-    def last_message_id(self, channel_id: int) -> int | None:
-        """The newest message id indexed (any model) or pending in the channel."""
-        with self._lock:
-            return queries.last_message_id(self._conn, channel_id)
-
-    def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
-        with self._lock:
-            return queries.threads_under(self._conn, parent_ids)
-
-    def channels(self) -> list[tuple[int | None, int]]:
-        """(guild_id, channel_id) of every channel with indexed or pending images."""
-        with self._lock:
-            return queries.channels(self._conn)
-
-
-def _row(vector: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    return np.asarray(vector, dtype=np.float32).reshape(-1)
+def _frames(vector: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """One row per frame: a single embedding is a still image's one frame."""
+    array = np.asarray(vector, dtype=np.float32)
+    return np.ascontiguousarray(array.reshape(1, -1) if array.ndim < 2 else array)

@@ -164,24 +164,11 @@ class VectorStore:
         """
         if top < 1 or self.dim is None or self._n == 0:
             return []
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        if q.shape[0] != self.dim:
-            raise ValueError(f"query has dim {q.shape[0]}, the index holds dim {self.dim}")
+        q = self._query(query)
         rows = self._rows_in(channel_ids)
         if rows.size == 0:
             return []
-        n = self._n
-        # np.einsum runs numpy's own SIMD loop on the calling thread: on a busy 2-core host it
-        # beats BLAS sgemv, whose worker threads fight the model's threads for the cores.
-        if rows.size * 3 < n:
-            # A small subset: copy its rows in cache-sized chunks and score only those.
-            scores = np.empty(rows.size, np.float32)
-            for start in range(0, rows.size, _GATHER_CHUNK):
-                chunk = rows[start : start + _GATHER_CHUNK]
-                scores[start : start + chunk.size] = np.einsum("ij,j->i", self._mat[chunk], q)
-        else:
-            # Most rows: one streaming pass over the live block beats gathering.
-            scores = np.einsum("ij,j->i", self._mat[:n], q)[rows]
+        scores = self._scores(q, rows)
         k = min(top, rows.size)
         if k < rows.size:
             kth = scores[np.argpartition(scores, rows.size - k)[rows.size - k]]
@@ -193,3 +180,45 @@ class VectorStore:
         ids = self._ids[cand_rows]
         order = np.lexsort((-ids[:, _ATT], -ids[:, _MSG], -cand_scores))[:k]
         return [Hit(self.ref(int(cand_rows[i])), float(cand_scores[i])) for i in order.tolist()]
+
+    def above(
+        self, query: npt.ArrayLike, channel_ids: Collection[int], min_score: float
+    ) -> list[Hit]:
+        """Every row in ``channel_ids`` whose dot product with ``query`` is at least
+        ``min_score``, in no particular order."""
+        if self.dim is None or self._n == 0:
+            return []
+        rows = self._rows_in(channel_ids)
+        if rows.size == 0:
+            return []
+        scores = self._scores(self._query(query), rows)
+        chosen = np.flatnonzero(scores >= min_score)
+        return [Hit(self.ref(int(rows[i])), float(scores[i])) for i in chosen.tolist()]
+
+    def vectors_of(self, keys: Iterable[Key]) -> tuple[list[Key], npt.NDArray[np.float32]]:
+        """The keys held among these, and their vectors."""
+        found = [key for key in keys if key in self._pos]
+        return found, self._mat[[self._pos[key] for key in found]]
+
+    def ref_of(self, key: Key) -> ImageRef:
+        return self.ref(self._pos[key])
+
+    def _query(self, query: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.dim:
+            raise ValueError(f"query has dim {q.shape[0]}, the index holds dim {self.dim}")
+        return q
+
+    def _scores(self, q: npt.NDArray[np.float32], rows: npt.NDArray[np.intp]) -> npt.NDArray:
+        """The dot product of ``q`` with each of ``rows``."""
+        # np.einsum runs numpy's own SIMD loop on the calling thread: on a busy 2-core host it
+        # beats BLAS sgemv, whose worker threads fight the model's threads for the cores.
+        if rows.size * 3 < self._n:
+            # A small subset: copy its rows in cache-sized chunks and score only those.
+            scores = np.empty(rows.size, np.float32)
+            for start in range(0, rows.size, _GATHER_CHUNK):
+                chunk = rows[start : start + _GATHER_CHUNK]
+                scores[start : start + chunk.size] = np.einsum("ij,j->i", self._mat[chunk], q)
+            return scores
+        # Most rows: one streaming pass over the live block beats gathering.
+        return np.einsum("ij,j->i", self._mat[: self._n], q)[rows]

@@ -1,0 +1,154 @@
+"""Reposts: in a channel that asked for it (`reposts on`), an image posted there before gets a
+reply with a link to its first post.
+
+Only messages posted live are checked, never ones read by catch-up or `index`, and only once
+their images are indexed. An image was posted before when an earlier message of the same
+channel or its public threads holds the same file (SHA-256), or one whose cosine with it is at
+least REPOST_MIN_SCORE (an animation's best pair of frames); a private thread is compared only
+within itself. No other channel's images are compared or named, so a reply tells nothing about
+them. Forwards count as posts; opted-out members' images are neither checked nor matched (they
+are not in the index). One reply per message, pinging no one, also when a link preview brings
+its image a moment later; commands are queries, not posts, and are not checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import discord
+
+from bot import wording
+from bot.chat.access import ReadAccess
+from bot.images.fetcher import ImageSource
+from bot.index.background import Indexer
+from bot.index.ranking import Earlier
+from bot.index.refs import ImageRef, Key
+
+log = logging.getLogger(__name__)
+
+INDEXED_WAIT_S = 120.0  # how long a check waits for the message's images to be indexed
+LIVE_MESSAGES = 1000  # recent posts remembered, so that a late link preview is checked once
+TRIED_MATCHES = 5  # earliest matches whose message is fetched before giving up
+
+Locate = Callable[[ImageRef], Awaitable[discord.Message | None]]
+Sources = Callable[[discord.Message], list[ImageSource]]
+
+
+def root_of(channel: object) -> int:
+    """The channel whose setting applies: a thread's parent (a forum post's forum), else the
+    channel itself."""
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id
+    return getattr(channel, "id", 0)
+
+
+@dataclass
+class _Post:
+    checked: set[Key] = field(default_factory=set)
+    answered: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Reposts:
+    def __init__(
+        self,
+        indexer: Indexer,
+        access: ReadAccess,
+        locate: Locate,
+        sources: Sources,
+        min_score: float,
+    ) -> None:
+        self.indexer = indexer
+        self.index = indexer.index
+        self.access = access
+        self.locate = locate
+        self.sources = sources
+        self.min_score = min_score
+        self._live: OrderedDict[int, _Post] = OrderedDict()
+
+    def watched(self, channel: object) -> bool:
+        """Read from memory: asked for every message."""
+        in_server = isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        return in_server and self.index.checks_reposts(root_of(channel))
+
+    async def posted(self, message: discord.Message) -> None:
+        """A message just posted in a watched channel."""
+        post = self._live[message.id] = _Post()
+        while len(self._live) > LIVE_MESSAGES:
+            self._live.popitem(last=False)
+        await self._check(message, post)
+
+    async def edited(self, message: discord.Message) -> None:
+        """An edit: images that arrived since (link previews) of a message posted live."""
+        post = self._live.get(message.id)
+        if post is not None:
+            await self._check(message, post)
+
+    async def _check(self, message: discord.Message, post: _Post) -> None:
+        async with post.lock:
+            fresh = [s for s in self.sources(message) if s.ref.key not in post.checked]
+            if post.answered or not fresh:
+                return
+            keys = [source.ref.key for source in fresh]
+            post.checked.update(keys)
+            await self.indexer.submit(fresh)  # queued already by the indexing listener, or now
+            await self.indexer.wait_for(keys, INDEXED_WAIT_S)
+            lines = await self._lines(message, keys)
+            if not lines:
+                return
+            post.answered = True
+            numbered = (wording.numbered(i, len(lines), line) for i, line in enumerate(lines, 1))
+            try:
+                await message.reply("\n".join(numbered), mention_author=False)
+            except discord.HTTPException as exc:
+                log.info("cannot point out a repost in channel %s: %s", message.channel.id, exc)
+
+    async def _lines(self, message: discord.Message, keys: list[Key]) -> list[str]:
+        """One line per image of the message that was posted before, in the message's order."""
+        indexed = await self.index.of_message(message.id)
+        family = await self._family(message.channel)
+        lines: list[str] = []
+        for key in keys:
+            if key not in indexed:
+                continue  # refused, gone, or still not indexed
+            digest, frames = indexed[key]
+            found = await self.index.earlier(digest, frames, family, message.id, self.min_score)
+            first = await self._first_shown(found)
+            if first is not None:
+                match, earlier = first
+                lines.append(wording.repost_line(earlier.jump_url, match.score, match.identical))
+        return lines
+
+    async def _family(self, channel: object) -> set[int]:
+        """The channel and its public threads, archived ones included; a private thread alone."""
+        if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return set()
+        if isinstance(channel, discord.Thread) and channel.is_private():
+            return {channel.id}
+        root = root_of(channel)
+        guild = channel.guild
+        archived = await self.access.archived_threads(guild)
+        family = {root}
+        family |= {t.id for t in guild.threads if t.parent_id == root and not t.is_private()}
+        family |= {t.id for t in archived if t.parent_id == root and not t.private}
+        return {channel_id for channel_id in family if self.access.can_read(channel_id)}
+
+    async def _first_shown(self, found: list[Earlier]) -> tuple[Earlier, discord.Message] | None:
+        """The earliest match whose message is still there; vanished ones leave the index."""
+        for match in found[:TRIED_MATCHES]:
+            try:
+                earlier = await self.locate(match.ref)
+            except discord.NotFound as exc:
+                if not await self.access.gone(match.ref.channel_id, exc):
+                    await self.index.remove_messages([match.ref.message_id])
+                continue
+            except discord.Forbidden:
+                self.access.refused(match.ref.channel_id)
+                continue
+            if earlier is not None:
+                return match, earlier
+        return None

@@ -1,0 +1,108 @@
+"""The index's read side on the db thread: what is queued, searches, and what is known where.
+
+`bot.index.store.IndexStore` adds the writes; both keep to its lock, and read only rows of the
+current ``model_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.index import queries, ranking
+from bot.index.alt_text import Terms
+from bot.index.database import Database
+from bot.index.frame_vectors import FrameVectors
+from bot.index.ranking import Earlier, Excluded
+from bot.index.refs import Hit, ImageRef, Key
+
+
+class Lookups(Database):
+    model_id: str
+    _vectors: FrameVectors
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def pending(
+        self, limit: int = 64, channel_ids: Collection[int] | None = None
+    ) -> list[ImageRef]:
+        """Up to ``limit`` queued refs, oldest message first."""
+        with self._lock:
+            return queries.pending(self._conn, limit, channel_ids)
+
+    def pending_count(self, channel_ids: Collection[int] | None = None) -> int:
+        with self._lock:
+            return queries.pending_count(self._conn, channel_ids)
+
+    def pending_among(self, keys: Collection[Key]) -> int:
+        """How many of these images are still queued."""
+        with self._lock:
+            return queries.pending_among(self._conn, keys)
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
+        """The (frames, dim) embedding (current model) of identical content, if stored."""
+        with self._lock:
+            return queries.embedding_for_hash(self._conn, content_hash, self.model_id)
+
+    def of_message(self, message_id: int) -> dict[Key, tuple[str, npt.NDArray[np.float32]]]:
+        """Each indexed image of the message: its content hash and (frames, dim) embedding."""
+        with self._lock:
+            return queries.of_message(self._conn, message_id, self.model_id)
+
+    # -- searches ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: npt.ArrayLike,
+        channel_ids: Collection[int],
+        top: int = 1,
+        *,
+        terms: Terms = (),
+        excluded: Excluded | None = None,
+    ) -> list[Hit]:
+        """The ``top`` images most similar to ``query`` among ``channel_ids``, best first (see
+        bot.index.ranking for alt text ``terms`` and an ``excluded`` example)."""
+        with self._lock:
+            return ranking.rank(
+                self._conn, self._vectors, self.model_id, query, channel_ids, top, terms, excluded
+            )
+
+    def earlier(
+        self,
+        content_hash: str,
+        frames: npt.ArrayLike,
+        channel_ids: Collection[int],
+        before: int,
+        min_score: float,
+    ) -> list[Earlier]:
+        """Images of these channels, posted before message ``before``, that this one repeats."""
+        with self._lock:
+            return ranking.earlier(
+                self._conn, self._vectors, self.model_id, content_hash, frames,
+                channel_ids, before, min_score,
+            )  # fmt: skip
+
+    def count(self, channel_ids: Collection[int] | None = None) -> int:
+        """Searchable images (current model), optionally only in these channels."""
+        with self._lock:
+            return self._vectors.count(channel_ids)
+
+    # -- where images are --------------------------------------------------------------------
+
+    def last_message_id(self, channel_id: int) -> int | None:
+        """The newest message id indexed (any model) or pending in the channel."""
+        with self._lock:
+            return queries.last_message_id(self._conn, channel_id)
+
+    def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
+        with self._lock:
+            return queries.threads_under(self._conn, parent_ids)
+
+    def channels(self) -> list[tuple[int | None, int]]:
+        """(guild_id, channel_id) of every channel with indexed or pending images."""
+        with self._lock:
+            return queries.channels(self._conn)

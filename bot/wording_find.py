@@ -1,0 +1,99 @@
+"""Every sentence about finding images: `find`'s syntax and results, and reposts.
+
+Part of `bot.wording`, which re-exports it: callers write `wording.X` for any sentence.
+"""
+
+from __future__ import annotations
+
+# -- the syntax of find ---------------------------------------------------------------------------
+
+QUOTE_NOT_CLOSED = "the query's closing quote is missing"
+QUERY_MISSING = (
+    'say what to look for, e.g. `find "a photo of parrots"`, or attach an image '
+    "(or reply to a message with one) to find images like it"
+)
+QUERY_MISSING_SLASH = "say what to look for, or give an image to find images like it"
+SCOPE_CHOICES = "`scope:` must be `channel` or `server`"
+
+
+def unknown_find_word(word: str) -> str:
+    return (
+        f"I don't understand {word!r}: after the query, use `top: 3` or "
+        "`scope: server` (put the query in quotes if it contains such words)"
+    )
+
+
+def flag_needs_value(name: str) -> str:
+    return f"`{name}:` needs a value"
+
+
+def flag_given_twice(name: str) -> str:
+    return f"`{name}:` is given twice"
+
+
+def top_range(most: int) -> str:
+    return f"`top:` must be a number from 1 to {most}"
+
+
+# -- results --------------------------------------------------------------------------------------
+
+EMPTY_INDEX = (
+    "I have no images indexed here yet. I index every image posted in channels I can read "
+    "from the moment I join; a moderator can run `index` to add this channel's history."
+)
+NOTHING_SHOWABLE = (
+    "The images that match are gone, or in channels I can no longer read, so I have none to show."
+)
+NO_OTHER_IMAGES = "I have no other images indexed here to compare yours with."
+
+
+def result_title(
+    rank: int, score: float, weak: bool, spoiler: bool = False, alt: bool = False
+) -> str:
+    return (
+        f"#{rank} · score {score:.2f}"
+        + (" · alt text" if alt else "")
+        + (" · weak match" if weak and not alt else "")
+        + (" · (spoiler)" if spoiler else "")
+    )
+
+
+def posted_by(mention: str, jump_url: str) -> str:
+    return f"Posted by {mention}: {jump_url}"
+
+
+SENT_BY_DM = "Results from other channels you can read were sent to you in a direct message."
+NOT_SENT_BY_DM = (
+    "I couldn't send you a direct message; use /find with scope: server to see results from "
+    "other channels privately."
+)
+
+# -- reposts --------------------------------------------------------------------------------------
+
+REPOSTS_USAGE = "say `reposts on`, `reposts off`, or just `reposts` to see whether it is on"
+
+
+def reposts_on(channel: str, min_score: float, already: bool) -> str:
+    start = "Reposts are already checked" if already else "Done: I'll check reposts"
+    return (
+        f"{start} in {channel} and its threads: an image posted there before (the same file, "
+        f"or a score of at least {min_score:.2f}) gets a reply with a link to its first post. "
+        "`reposts off` stops it."
+    )
+
+
+def reposts_off(channel: str, was_on: bool) -> str:
+    if not was_on:
+        return f"Reposts were not checked in {channel}."
+    return f"Done: I no longer check reposts in {channel}."
+
+
+def reposts_state(channel: str, on: bool) -> str:
+    if on:
+        return f"Reposts are checked in {channel} and its threads; `reposts off` stops it."
+    return f"Reposts are not checked in {channel}; `reposts on` starts it (Manage Messages)."
+
+
+def repost_line(link: str, score: float, identical: bool) -> str:
+    same = "the same file, " if identical else ""
+    return f"Posted here before: {link} ({same}score {score:.2f})"

@@ -1,0 +1,247 @@
+"""Issue 15, item 2: reposts pointed out, opt-in per channel, through the real client."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import sqlite3
+from pathlib import Path
+
+from bot import wording
+from bot.chat.client import Glimpse
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    mentions_disabled,
+    running,
+    shape_png,
+)
+from tests.e2e.test_real_discord import command, image, settled
+from tests.fakediscord import FakeDiscord
+from tests.shapes import draw_shape
+
+
+def link(world: World, channel: int, message: dict) -> str:
+    return f"https://discord.com/channels/{world.guild}/{channel}/{message['id']}"
+
+
+def replies_to(server: FakeDiscord, message: dict) -> list[dict]:
+    return [
+        e
+        for e in server.sent
+        if (e.get("message_reference") or {}).get("message_id") == message["id"]
+    ]
+
+
+async def repost_reply(server: FakeDiscord, message: dict) -> str:
+    def answers(entry: dict) -> bool:
+        return (entry.get("message_reference") or {}).get("message_id") == message["id"]
+
+    reply = await server.wait_for_sent(answers, timeout=30)
+    assert mentions_disabled(reply)
+    return str(reply["content"])
+
+
+async def post(server: FakeDiscord, channel: int, author: int, *files: tuple) -> dict:
+    return await server.post_message(channel, author, "", attachments=list(files))
+
+
+async def turn_on(server: FakeDiscord, world: World, channel: int) -> None:
+    reply = await command(server, channel, world.alice, "!reposts on")
+    assert reply["content"] == wording.reposts_on(f"<#{channel}>", 0.95, already=False)
+
+
+def jpeg(colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, str]:
+    """The picture `shape_png` draws, saved again as a JPEG: other bytes, the same picture."""
+    buffer = io.BytesIO()
+    draw_shape(random.Random(f"{colour}{shape}{seed}"), colour, shape, 160).save(
+        buffer, "JPEG", quality=85
+    )
+    return ("again.jpg", buffer.getvalue(), "image/jpeg")
+
+
+async def test_moderators_turn_it_on_and_off_per_channel(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    here = f"<#{world.general}>"
+    reply = await command(server, world.general, world.bob, "!reposts on")
+    assert reply["content"] == wording.permission_needed(["manage_messages"])
+    reply = await command(server, world.general, world.bob, "!reposts")
+    assert reply["content"] == wording.reposts_state(here, on=False)
+    await turn_on(server, world, world.general)
+    reply = await command(server, world.general, world.alice, "!reposts ON")
+    assert reply["content"] == wording.reposts_on(here, 0.95, already=True)
+    reply = await command(server, world.general, world.alice, "!reposts maybe")
+    assert reply["content"] == wording.REPOSTS_USAGE
+    dm = server.dm_channel(world.alice)
+    reply = await command(server, dm, world.alice, "!reposts on")
+    assert reply["content"] == wording.SERVERS_ONLY
+    assert glimpse.index.checks_reposts(world.general)
+    assert not glimpse.index.checks_reposts(world.other)
+    reply = await command(server, world.general, world.alice, "!reposts off")
+    assert reply["content"] == wording.reposts_off(here, was_on=True)
+    assert not glimpse.index.checks_reposts(world.general)
+
+
+async def test_a_repost_gets_one_reply_linking_its_first_post(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+    content = await repost_reply(server, again)
+    assert content == wording.repost_line(link(world, world.general, first), 1.0, identical=True)
+    own = await post(server, world.general, world.bob, image("c.png", "red", "circle"))
+    assert link(world, world.general, first) in await repost_reply(server, own)  # the earliest
+    similar = await post(server, world.general, world.carol, jpeg("red", "circle"))
+    content = await repost_reply(server, similar)
+    assert content.startswith(f"Posted here before: {link(world, world.general, first)} (score ")
+    assert float(content.rsplit("score ", 1)[1].rstrip(")")) >= 0.95
+    two = await post(server, world.general, world.carol, image("n.png", "blue", "square"),
+                     image("d.png", "red", "circle"))  # fmt: skip
+    content = await repost_reply(server, two)
+    assert content.count("Posted here before") == 1  # one line: only the second image was seen
+    new = await post(server, world.general, world.bob, image("e.png", "green", "triangle"))
+    await settled(server, glimpse, 7)
+    await asyncio.sleep(0.5)
+    assert replies_to(server, new) == []
+    assert all(len(replies_to(server, m)) == 1 for m in (again, own, similar, two))
+
+
+async def test_only_this_channel_and_its_public_threads_are_compared(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await turn_on(server, world, world.general)
+    private = server.add_thread(world.general, "private", private=True,
+                                member_ids=[world.alice, world.bob, server.bot_id])  # fmt: skip
+    public = server.add_thread(world.general, "public")
+    elsewhere = await post(server, world.other, world.bob, image("x.png", "yellow", "square"))
+    in_private = await post(server, private, world.bob, image("p.png", "green", "square"))
+    await settled(server, glimpse, 2)
+    here = await post(server, world.general, world.carol, image("y.png", "yellow", "square"))
+    hidden = await post(server, world.general, world.carol, image("z.png", "green", "square"))
+    in_thread = await post(server, public, world.carol, image("t.png", "yellow", "square"))
+    content = await repost_reply(server, in_thread)
+    assert link(world, world.general, here) in content  # the channel, seen from its thread
+    again_private = await post(server, private, world.alice, image("q.png", "yellow", "square"))
+    same_private = await post(server, private, world.alice, image("r.png", "green", "square"))
+    content = await repost_reply(server, same_private)
+    assert link(world, private, in_private) in content  # within the private thread only
+    await settled(server, glimpse, 7)
+    await asyncio.sleep(0.5)
+    for message in (here, hidden, again_private):
+        assert replies_to(server, message) == []  # nothing from another channel, nor the reverse
+    assert elsewhere["id"] not in str(server.sent)
+
+
+async def test_forwards_count_and_commands_do_not(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.carol, image("g.png", "blue", "circle"))
+    source = await post(server, world.other, world.bob, image("o.png", "blue", "circle"))
+    forward = await server.forward_message(world.general, world.bob, world.other,
+                                           int(source["id"]))  # fmt: skip
+    assert link(world, world.general, first) in await repost_reply(server, forward)
+    found = await command(server, world.general, world.alice, "!find",
+                          attachments=[image("q.png", "blue", "circle")])  # fmt: skip
+    captioned = await command(server, world.general, world.alice, "!caption",
+                              attachments=[image("c.png", "blue", "circle")])  # fmt: skip
+    # Every image here is the same file as the example: none is shown as like it.
+    assert found["content"] == wording.NO_OTHER_IMAGES
+    assert captioned["content"] == "a blue circle"
+    await settled(server, glimpse, 5)
+    await asyncio.sleep(0.5)
+    asked = [{"id": reply["message_reference"]["message_id"]} for reply in (found, captioned)]
+    assert [len(replies_to(server, message)) for message in asked] == [1, 1]  # no repost note
+
+
+async def test_opted_out_members_are_neither_checked_nor_matched(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await turn_on(server, world, world.general)
+    await post(server, world.general, world.bob, image("b.png", "yellow", "circle"))
+    await settled(server, glimpse, 1)
+    await command(server, world.general, world.bob, "!optout")
+    unmatched = await post(server, world.general, world.carol, image("c.png", "yellow", "circle"))
+    await command(server, world.general, world.carol, "!optout")
+    unchecked = await post(server, world.general, world.carol, image("d.png", "yellow", "circle"))
+    first = await post(server, world.general, world.alice, image("e.png", "yellow", "circle"))
+    second = await post(server, world.general, world.alice, image("f.png", "yellow", "circle"))
+    assert link(world, world.general, first) in await repost_reply(server, second)
+    assert replies_to(server, unmatched) == replies_to(server, unchecked) == []
+    assert replies_to(server, first) == []
+
+
+async def test_catch_up_is_not_checked_and_the_setting_survives_a_restart(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        await turn_on(server, world, world.general)
+        first = await post(server, world.general, world.bob, image("a.png", "red", "square"))
+        await settled(server, bot, 1)
+    offline = await post(server, world.general, world.carol, image("b.png", "red", "square"))
+    async with running(settings) as bot:
+        await settled(server, bot, 2)  # caught up and indexed, never checked
+        live = await post(server, world.general, world.carol, image("c.png", "red", "square"))
+        assert link(world, world.general, first) in await repost_reply(server, live)
+        assert replies_to(server, offline) == []
+
+
+async def test_the_setting_goes_with_its_channel(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    memes = server.add_channel(world.guild, "memes")
+    await server.flush()
+    await turn_on(server, world, memes)
+    await server.delete_channel(memes)
+    await eventually(lambda: _not(glimpse.index.checks_reposts(memes)))
+    conn = sqlite3.connect(glimpse.settings.data_dir / "index.sqlite3")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM reposts").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+async def _not(value: bool) -> bool:
+    return not value
+
+
+async def test_a_link_preview_that_repeats_an_image_is_pointed_out_once(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    server.preview_delay = 0.1
+    url = "https://example.com/meme.png"
+    server.host_on_web(url, shape_png("green", "circle", seed=8))
+    await turn_on(server, world, world.general)
+    first = await server.post_message(world.general, world.bob, f"look {url}")
+    await server.previews_settled()
+    await settled(server, glimpse, 1)
+    again = await server.post_message(world.general, world.carol, f"lol {url}")
+    assert link(world, world.general, first) in await repost_reply(server, again)
+    await server.edit_message(world.general, int(again["id"]), content=f"lol {url} again")
+    await server.previews_settled()
+    await settled(server, glimpse, 2)
+    await asyncio.sleep(0.5)
+    assert len(replies_to(server, again)) == 1
+
+
+async def test_repost_min_score_sets_how_alike_is_a_repost(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    # Two drawings of a red circle have a cosine of 0.87 on the test model; other shapes <= 0.7.
+    async with running(bot_settings(server, tmp_path / "data", REPOST_MIN_SCORE="0.8")) as bot:
+        reply = await command(server, world.general, world.alice, "!reposts on")
+        assert reply["content"] == wording.reposts_on(f"<#{world.general}>", 0.8, already=False)
+        first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+        other = await post(server, world.general, world.bob, image("b.png", "red", "square"))
+        alike = await post(server, world.general, world.carol, image("c.png", "red", "circle", 5))
+        content = await repost_reply(server, alike)
+        assert content.startswith(
+            f"Posted here before: {link(world, world.general, first)} (score 0."
+        )
+        await settled(server, bot, 3)
+        assert replies_to(server, other) == []
