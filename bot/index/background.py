@@ -118,20 +118,16 @@ class Indexer:
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
-        deadline = time.monotonic() + limit_s
-        while await self.index.pending_count(channel_ids):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            async with self._done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._done.wait(), min(remaining, 0.5))
-        return True
+        return await self._wait_while(lambda: self.index.pending_count(channel_ids), limit_s)
 
     async def wait_for(self, keys: Collection[Key], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until none of these images is queued."""
+        return await self._wait_while(lambda: self.index.pending_among(keys), limit_s)
+
+    async def _wait_while(self, queued: Callable[[], Awaitable[int]], limit_s: float) -> bool:
+        """False if something is still queued after `limit_s` seconds."""
         deadline = time.monotonic() + limit_s
-        while await self.index.pending_among(keys):
+        while await queued():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

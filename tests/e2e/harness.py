@@ -48,7 +48,14 @@ def shape_png(colour: str, shape: str, size: int = 160, seed: int = 0) -> bytes:
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
+    async with serving(FakeDiscord()) as fake:
+        yield fake
+
+
+@contextlib.asynccontextmanager
+async def serving(fake: Any) -> AsyncIterator[Any]:
+    """A test server (or one behind a proxy) started, then stopped with discord.py pointed back
+    where it was; it must have seen no request it does not know."""
     await fake.start()
     saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     try:

@@ -21,10 +21,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import discord
 import pytest
 
-from tests.e2e.harness import World, bot_settings, indexed, is_indexed, running, shape_png
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    indexed,
+    is_indexed,
+    running,
+    serving,
+    shape_png,
+)
 from tests.fakediscord.threaded import ThreadedServer
 from tests.shapes import CLASSES
 
@@ -49,15 +56,8 @@ LAG_SAMPLE_S = 0.01
 @pytest.fixture
 async def server() -> AsyncIterator[ThreadedServer]:
     """This test's server, on its own thread (the harness's `world` is built on it)."""
-    fake = ThreadedServer()
-    await fake.start()
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    try:
+    async with serving(ThreadedServer()) as fake:
         yield fake
-    finally:
-        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-        await fake.stop()
-    assert fake.unknown_requests == []
 
 
 class LoopLag:
