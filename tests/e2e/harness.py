@@ -193,6 +193,20 @@ async def sync_commands(server: FakeDiscord) -> None:
     assert reply["content"].startswith("Synced "), reply["content"]
 
 
+def held(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> asyncio.Event:
+    """`owner.name` waits until the returned event is set, then runs as before: an answer that
+    takes as long as the test wants (past an interaction token's 15 minutes, say)."""
+    release = asyncio.Event()
+    real = getattr(owner, name)
+
+    async def slow(*args: object, **kwargs: object) -> object:
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, slow)
+    return release
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """Polls `check` until it holds: gateway events reach the bot asynchronously."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, mentions_disabled, shape_png, sync_commands
+from tests.e2e.harness import World, held, mentions_disabled, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord
 
 
@@ -188,14 +188,7 @@ async def test_fifty_concurrent_commands_from_ten_members(
 async def test_the_context_menu_answers_in_the_channel_after_the_token_expired(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = asyncio.Event()
-    real = glimpse.captions.caption
-
-    async def slow(*args: object, **kwargs: object) -> str:
-        await release.wait()
-        return await real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(glimpse.captions, "caption", slow)
+    release = held(monkeypatch, glimpse.captions, "caption")
     await sync_commands(server)
     target = await server.post_message(
         world.general,

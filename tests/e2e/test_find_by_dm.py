@@ -10,7 +10,7 @@ import pytest
 from bot import wording
 from bot.chat.client import Glimpse
 from bot.errors import UserError
-from tests.e2e.harness import World, indexed, mentions_disabled, shape_png, sync_commands
+from tests.e2e.harness import World, held, indexed, mentions_disabled, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord
 
 
@@ -108,14 +108,7 @@ async def test_a_private_answer_after_the_token_expired_goes_by_direct_message(
     await indexed(glimpse, 1)
     if not dms_open:
         server.closed_dms.add(world.alice)
-    release = asyncio.Event()
-    real = glimpse.finder.find
-
-    async def slow(*args: object, **kwargs: object) -> object:
-        await release.wait()
-        return await real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(glimpse.finder, "find", slow)
+    release = held(monkeypatch, glimpse.finder, "find")
     await sync_commands(server)
     options = {"query": "a blue square", "scope": "server"}
     it = await server.slash_command(world.general, world.alice, "find", options)

@@ -17,6 +17,7 @@ from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
     bot_settings,
+    held,
     indexed,
     mentions_disabled,
     running,
@@ -189,14 +190,7 @@ async def test_a_channel_the_bot_cannot_read_costs_one_request(
 async def test_an_answer_after_the_token_expired_is_posted_in_the_channel(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = asyncio.Event()
-    real = glimpse.captions.caption
-
-    async def slow(*args: object, **kwargs: object) -> str:
-        await release.wait()
-        return await real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(glimpse.captions, "caption", slow)
+    release = held(monkeypatch, glimpse.captions, "caption")
     await sync_commands(server)
     it = await server.slash_command(world.general, world.bob, "caption", attachments=[
         image("late.png", "red", "triangle")])  # fmt: skip

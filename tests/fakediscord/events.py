@@ -108,9 +108,12 @@ class EventsMixin:
         self, channel_id: int, app_user_id: int, asker_id: int, attachments: Sequence[Attachment]
     ) -> dict:
         """Another application answers a member's slash command with images: a type 20 message
-        from its bot user, with ``webhook_id`` and ``application_id`` set to the application
-        (for a bot, the same snowflake as its user) and ``interaction_metadata``
-        (message.mdx, "Message Interaction Metadata Object")."""
+        (message.mdx, "Message Types") from its bot user, with ``application_id`` (message.mdx,
+        "Message Object": set on an interaction's messages) and ``webhook_id`` (responses are
+        webhooks: receiving-and-responding.mdx, "Responding to an Interaction"), both the
+        application's id, which this server, like its own bot's, makes the bot user's id; and
+        ``interaction_metadata`` whose ``authorizing_integration_owners`` maps guild install
+        ("0") to the guild (message.mdx, "Message Interaction Metadata Object")."""
         atts = [self.store_attachment(channel_id, *a[:3]) for a in attachments]
         interaction_id = self.ids.next()
         meta = {
