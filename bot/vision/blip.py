@@ -79,8 +79,9 @@ class Captioner:
         return cls(processor, model, device, dtype, max_tokens, int8_decoder=int8_decoder)
 
     def preprocess(self, image: Image.Image, prompt: str | None = None) -> CaptionInputs:
-        pixel_values = self.pixels([image]).to(self.device, self.dtype)
-        return CaptionInputs(pixel_values, self.prompt_tokens(prompt))
+        """Runs on a prep thread, so it stays on the CPU: the model thread alone touches the
+        GPU (a copy from another thread would break the capture of a CUDA graph)."""
+        return CaptionInputs(self.pixels([image]).to(self.dtype), self.prompt_tokens(prompt))
 
     def prompt_tokens(self, prompt: str | None) -> list[int]:
         """What BLIP's `generate()` feeds: the tokenised prompt with its first token replaced
@@ -107,7 +108,7 @@ class Captioner:
     @torch.inference_mode()
     def join(self, batch: RunningBatch, requests: Sequence[tuple[int, CaptionInputs]]) -> None:
         """Encodes the requests' images as one batch and adds their sequences to `batch`."""
-        pixels = torch.cat([inputs.pixel_values for _, inputs in requests])
+        pixels = torch.cat([inputs.pixel_values for _, inputs in requests]).to(self.device)
         image_embeds = self.model.vision_model(pixel_values=pixels)[0]
         least = int(self.model.text_decoder.generation_config.min_new_tokens or 0)
         sequences = [

@@ -56,10 +56,16 @@ class CaptionStream:
                 ready.append((ticket, part))
         if not ready:
             return failed
-        batch = self._batch if self.busy and self._owner is captioner else None
-        batch = batch or captioner.running_batch(self._capacity)
+        running = self._batch if self.busy and self._owner is captioner else None
+
+        def join() -> RunningBatch:
+            # A new batch is made on the model lane too: on a GPU it may record CUDA graphs.
+            batch = running or captioner.running_batch(self._capacity)
+            captioner.join(batch, ready)
+            return batch
+
         try:
-            await self._predict(lambda: captioner.join(batch, ready))
+            batch = await self._predict(join)
         except Exception as exc:  # these requests fail; the ones decoding already go on
             return failed + [(ticket, exc) for ticket, _ in ready]
         self._batch, self._owner = batch, captioner

@@ -7,14 +7,20 @@ here the cache holds `capacity` slots of `length` positions from the start and n
 a step runs a bucket of rows (1, 2, 4, ... up to `capacity`: the active sequences, slots
 0..n-1, padded with idle rows), and each bucket is recorded the first time it is needed. The
 padding rows feed token 0 at position 0 of idle slots, which every sequence overwrites when it
-starts. Where graphs are not available (a CPU), the same fixed-shape step runs as it is.
+starts. Every bucket is recorded when the cache is made, so no request pays for a recording.
+Where graphs are not available (a CPU), or recording fails, the same fixed-shape step runs as
+it is.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from bot.vision.decoder import TextDecoder
+
+log = logging.getLogger(__name__)
 
 
 class FixedSteps:
@@ -24,8 +30,9 @@ class FixedSteps:
         device = decoder.device
         self.tokens = torch.zeros(capacity, dtype=torch.long, device=device)
         self.positions = torch.zeros(capacity, dtype=torch.long, device=device)
-        self.graphed = device.type == "cuda"
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        if device.type == "cuda":
+            self._record_all()
 
     def fits(self, count: int, length: int, image_tokens: int) -> bool:
         slots = self.slots
@@ -42,13 +49,21 @@ class FixedSteps:
         padding = [0] * (bucket - n)
         self.tokens[:bucket].copy_(torch.tensor(tokens + padding))
         self.positions[:bucket].copy_(torch.tensor(positions + padding))
-        if not self.graphed:
-            return self._step(bucket)[:n]
         if bucket not in self._graphs:
-            self._graphs[bucket] = self._record(bucket)
+            return self._step(bucket)[:n]
         graph, logits = self._graphs[bucket]
         graph.replay()
         return logits[:n]
+
+    def _record_all(self) -> None:
+        bucket = 1
+        try:
+            while bucket <= self.slots.capacity:
+                self._graphs[bucket] = self._record(bucket)
+                bucket *= 2
+        except RuntimeError:
+            log.warning("CUDA graphs unavailable; decode steps run without them", exc_info=True)
+            self._graphs.clear()
 
     def _step(self, bucket: int) -> torch.Tensor:
         tokens, positions = self.tokens[:bucket], self.positions[:bucket]
@@ -56,8 +71,9 @@ class FixedSteps:
 
     def _record(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         """Warms the step up on a side stream (lazy initialisation stays out of the graph),
-        then records it. Running the current step again is harmless: it writes the same keys
-        and values at the same positions."""
+        then records it. The steps write keys and values at position 0 of every slot, which
+        each sequence overwrites when it starts. `thread_local`: other threads' CUDA calls
+        (the prep threads', an embedding's) do not spoil this thread's recording."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -65,7 +81,7 @@ class FixedSteps:
                 self._step(bucket)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             logits = self._step(bucket)
         return graph, logits
 
