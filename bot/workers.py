@@ -13,6 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, ParamSpec, TypeVar
 
+from bot.vision.devices import cpu_threads
+
 P = ParamSpec("P")
 T = TypeVar("T")
 Lane = Literal["model", "prep", "db"]
@@ -23,7 +25,10 @@ class Workers:
     decoding and preprocessing, overlapping model compute; `db`: one thread, so SQLite sees a
     single writer."""
 
-    def __init__(self, *, model_threads: int = 1, prep_threads: int = 2) -> None:
+    def __init__(self, *, model_threads: int = 1, prep_threads: int | None = None) -> None:
+        # Decoding is the indexer's bottleneck once a GPU runs the model: a thread per two
+        # cores (at least 2, at most 8) leaves the rest to torch on a CPU-only box.
+        prep_threads = prep_threads or min(8, max(2, cpu_threads() // 2))
         self._pools: dict[Lane, ThreadPoolExecutor] = {
             "model": ThreadPoolExecutor(model_threads, thread_name_prefix="glimpse-model"),
             "prep": ThreadPoolExecutor(prep_threads, thread_name_prefix="glimpse-prep"),
