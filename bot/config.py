@@ -70,7 +70,7 @@ class Settings:
     index_per_channel: int = 1000
     retention_days: float = 0.0
     ignore_channels: frozenset[int] = field(default_factory=frozenset)
-    weak_match_below: float = 0.2
+    weak_match_below: float | None = None  # None: the search model family's default
     repost_min_score: float = 0.95
     cooldown: Cooldown | None = Cooldown(5, 60.0)
     owner_ids: frozenset[int] = field(default_factory=frozenset)
@@ -123,7 +123,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         index_per_channel=get("INDEX_PER_CHANNEL", _int_range(1, 1_000_000), 1000),
         retention_days=get("RETENTION_DAYS", _float_range(0.0, 1e5), 0.0),
         ignore_channels=get("IGNORE_CHANNELS", _id_set, frozenset()),
-        weak_match_below=get("WEAK_MATCH_BELOW", _float_range(-1.0, 1.0), 0.2),
+        weak_match_below=get("WEAK_MATCH_BELOW", _float_range(-1.0, 1.0), None),
         repost_min_score=get("REPOST_MIN_SCORE", _float_range(0.5, 1.0), 0.95),
         cooldown=get("COOLDOWN", _cooldown, default_cooldown),
         owner_ids=get("OWNER_IDS", _id_set, frozenset()),

@@ -48,10 +48,11 @@ NO_OTHER_IMAGES = "I have no other images indexed here to compare yours with."
 
 
 def result_title(
-    rank: int, score: float, weak: bool, spoiler: bool = False, alt: bool = False
+    rank: int, score: str, weak: bool, spoiler: bool = False, alt: bool = False
 ) -> str:
+    """`score` as shown: a cosine with 2 decimals, or a SigLIP probability as a percentage."""
     return (
-        f"#{rank} · score {score:.2f}"
+        f"#{rank} · score {score}"
         + (" · alt text" if alt else "")
         + (" · weak match" if weak and not alt else "")
         + (" · (spoiler)" if spoiler else "")

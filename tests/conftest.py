@@ -29,6 +29,9 @@ transformers.logging.disable_progress_bar()
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_BLIP = FIXTURES / "models" / "blip-tiny-shapes"
 TINY_CLIP = FIXTURES / "models" / "clip-tiny-shapes"
+TINY_SIGLIP = FIXTURES / "models" / "siglip-tiny-shapes"
+# The search model families, each as a tiny model trained on the shapes (tests/fixtures/).
+SEARCH_MODELS = {"clip": TINY_CLIP, "siglip": TINY_SIGLIP}
 
 
 @pytest.fixture(autouse=True, scope="session")

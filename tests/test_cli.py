@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.animations import gif_with_a_blank_start
-from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples
+from tests.conftest import SEARCH_MODELS, TINY_BLIP, TINY_CLIP, fresh_samples
 from tests.image_corpus import build_corpus
 from tests.shapes import CLASSES, caption_of, draw_shape
 
@@ -63,7 +63,9 @@ def test_caption_with_prompt(tmp_path: Path) -> None:
     assert path == "y.png" and caption.startswith("a yellow")
 
 
-def test_find_ranks_the_right_image_first_for_every_class(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", sorted(SEARCH_MODELS))
+def test_find_ranks_the_right_image_first_for_every_class(family: str, tmp_path: Path) -> None:
+    """CLIP prints cosines, SigLIP the probability that the image fits (4 decimals each)."""
     rng = random.Random(99)
     folder = tmp_path / "shapes"
     (folder / "nested").mkdir(parents=True)
@@ -72,8 +74,12 @@ def test_find_ranks_the_right_image_first_for_every_class(tmp_path: Path) -> Non
         draw_shape(rng, colour, shape, rng.randint(64, 600)).save(where / f"{colour}-{shape}.png")
     (folder / "notes.txt").write_text("not an image, and not looked at inside a folder")
     with ThreadPoolExecutor(2) as pool:  # each run is mostly interpreter start-up
+        model = str(SEARCH_MODELS[family])
         results = pool.map(
-            lambda cls: run_cli("find", caption_of(*cls), "shapes", cwd=tmp_path), CLASSES
+            lambda cls: run_cli(
+                "find", caption_of(*cls), "shapes", cwd=tmp_path, SEARCH_MODEL=model
+            ),
+            CLASSES,
         )
     for (colour, shape), result in zip(CLASSES, results, strict=True):
         assert result.returncode == 0, result.stderr
@@ -84,6 +90,8 @@ def test_find_ranks_the_right_image_first_for_every_class(tmp_path: Path) -> Non
         assert best.startswith("shapes/") and best.endswith(f"/{colour}-{shape}.png")
         scores = [float(line.split("\t")[0]) for line in lines]
         assert scores == sorted(scores, reverse=True)
+        if family == "siglip":  # a probability: the shape asked for, and no other, is likely
+            assert scores[0] > 0.5 and scores[1] < 0.05 and scores[-1] >= 0.0
 
 
 def test_find_top_and_files_as_given(tmp_path: Path) -> None:

@@ -98,8 +98,8 @@ def test_check_fails_a_checkpoint_of_the_wrong_kind_in_one_line(tmp_path: Path) 
     assert failures == [
         f"FAIL  CAPTION_MODEL: '{TINY_CLIP}' is a CLIP checkpoint, not a BLIP one. "
         "Fix: set CAPTION_MODEL to a BLIP checkpoint",
-        f"FAIL  SEARCH_MODEL: '{TINY_BLIP}' is a BLIP checkpoint, not a CLIP one. "
-        "Fix: set SEARCH_MODEL to a CLIP checkpoint",
+        f"FAIL  SEARCH_MODEL: '{TINY_BLIP}' is a BLIP checkpoint, not a CLIP or SigLIP one. "
+        "Fix: set SEARCH_MODEL to a CLIP or SigLIP checkpoint",
     ]
 
 

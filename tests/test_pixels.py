@@ -8,12 +8,19 @@ import random
 import numpy as np
 import pytest
 from PIL import Image
-from transformers import BlipImageProcessor, BlipProcessor, CLIPImageProcessor, CLIPProcessor
+from transformers import (
+    BlipImageProcessor,
+    BlipProcessor,
+    CLIPImageProcessor,
+    CLIPProcessor,
+    SiglipImageProcessor,
+    SiglipProcessor,
+)
 
 from bench.photos import photo
 from bot.images.decode import load_image
 from bot.vision.pixels import PixelPipeline
-from tests.conftest import TINY_BLIP, TINY_CLIP
+from tests.conftest import TINY_BLIP, TINY_CLIP, TINY_SIGLIP
 from tests.shapes import CLASSES, draw_shape
 
 PROCESSORS = {
@@ -23,6 +30,9 @@ PROCESSORS = {
     ),
     "blip-tiny": BlipProcessor.from_pretrained(TINY_BLIP).image_processor,
     "clip-tiny": CLIPProcessor.from_pretrained(TINY_CLIP).image_processor,
+    # google/siglip-base-patch16-224 and siglip2-base-patch16-224: a plain resize, no crop
+    "siglip-base": SiglipImageProcessor(size={"height": 224, "width": 224}),
+    "siglip-tiny": SiglipProcessor.from_pretrained(TINY_SIGLIP).image_processor,
 }
 
 
@@ -44,7 +54,7 @@ def test_same_tensors_as_the_reference_processor(name: str) -> None:
         assert np.abs(ours - reference).max() < 1e-4
 
 
-@pytest.mark.parametrize("name", ["blip-base", "clip-base"])
+@pytest.mark.parametrize("name", ["blip-base", "clip-base", "siglip-base"])
 def test_draft_decoded_jpegs_stay_within_tolerance(name: str) -> None:
     processor = PROCESSORS[name]
     pipeline = PixelPipeline.from_processor(processor)

@@ -26,6 +26,7 @@ from bot.index.embedding import embed_frames
 from bot.index.image_index import ImageIndex
 from bot.index.ranking import Excluded
 from bot.index.refs import Hit, ImageRef
+from bot.vision.scores import COSINE, TextScores
 from bot.vision.service import VisionService
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Query:
 
     vectors: np.ndarray
     top: int
+    weak_below: float  # on the number shown
+    scores: TextScores = COSINE  # what the number shown is: a text's by the model's family
     terms: Terms = ()  # a text's words, for alt text
     excluded: Excluded | None = None  # an example image, never among its own results
 
@@ -66,7 +69,7 @@ class Finder:
         fetcher: MediaFetcher,
         locate: Locate,
         access: ReadAccess,
-        weak_below: float,
+        weak_below: float | None,
     ) -> None:
         self.index = index
         self.indexer = indexer
@@ -75,7 +78,7 @@ class Finder:
         self.locate = locate
         self.access = access
         self.allowed_hosts = fetcher.allowed_hosts
-        self.weak_below = weak_below
+        self.weak_below = weak_below  # None: the search model family's default
 
     async def scope(
         self, request: FindRequest, channel: MessageableChannel, asker: discord.abc.User
@@ -96,14 +99,19 @@ class Finder:
         there is none, ImageError or DownloadError when it cannot be used)."""
         if request.query:
             vector = await self.vision.embed_text([request.query])
-            return Query(vector, request.top, query_terms(request.query))
+            scores = await self.vision.text_scores()
+            weak = scores.weak_below if self.weak_below is None else self.weak_below
+            return Query(vector, request.top, weak, scores, query_terms(request.query))
         if example is None:
             raise FindSyntaxError(wording.QUERY_MISSING)
         decoded = await self.fetcher.fetch(example)
         vectors = await self.index.embedding_for_hash(decoded.digest)  # indexed already
         if vectors is None:
             (vectors,) = await embed_frames(self.vision, [decoded.frames])
-        return Query(vectors, request.top, excluded=Excluded(example.ref.key, decoded.digest))
+        scores = await self.vision.text_scores()
+        weak = scores.weak_below if self.weak_below is None else self.weak_below
+        excluded = Excluded(example.ref.key, decoded.digest)
+        return Query(vectors, request.top, weak, excluded=excluded)
 
     async def find(self, query: Query, scope: set[int], origin_id: int, *, private: bool) -> Reply:
         """`private`: only the asker sees the reply, so images from other channels may be shown."""
@@ -129,7 +137,7 @@ class Finder:
                 shown.append((hit, message))
         if not shown:
             return Reply(await self._nothing(scope, readable, bool(hits), query), [])
-        return Reply("", self._embeds(shown, origin_id, private))
+        return Reply("", self._embeds(shown, query, origin_id, private))
 
     async def _nothing(self, scope: set[int], readable: set[int], hits: bool, query: Query) -> str:
         """Why there is nothing to show: nothing indexed, nothing but the example, or nothing
@@ -153,7 +161,11 @@ class Finder:
         return None
 
     def _embeds(
-        self, shown: list[tuple[Hit, discord.Message]], origin_id: int, private: bool
+        self,
+        shown: list[tuple[Hit, discord.Message]],
+        query: Query,
+        origin_id: int,
+        private: bool,
     ) -> list[discord.Embed]:
         embeds: list[discord.Embed] = []
         per_message: dict[int, int] = {}
@@ -163,16 +175,24 @@ class Finder:
             nth = per_message[message.id] = per_message.get(message.id, 0) + 1
             link = message.jump_url if nth == 1 else f"{message.jump_url}?image={nth}"
             show_all = private or hit.ref.channel_id == origin_id
-            embeds.append(self._embed(hit, message, link, show_all, rank))
+            embeds.append(self._embed(hit, message, link, show_all, rank, query))
         return embeds
 
     def _embed(
-        self, hit: Hit, message: discord.Message, link: str, show_all: bool, rank: int
+        self,
+        hit: Hit,
+        message: discord.Message,
+        link: str,
+        show_all: bool,
+        rank: int,
+        query: Query,
     ) -> discord.Embed:
         source = source_for(message, hit.ref.attachment_id, self.allowed_hosts)
         spoiler = source is not None and source.spoiler
-        weak = hit.score < self.weak_below
-        title = wording.result_title(rank, hit.score, weak=weak, spoiler=spoiler, alt=hit.alt)
+        shown = query.scores.shown(hit.score)
+        weak = shown < query.weak_below
+        score = query.scores.text(shown)
+        title = wording.result_title(rank, score, weak=weak, spoiler=spoiler, alt=hit.alt)
         if not show_all:
             # In another channel's public reply: the link only; Discord checks access on click.
             return discord.Embed(title=title, url=link, description=message.jump_url)

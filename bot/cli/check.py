@@ -121,11 +121,13 @@ async def _check_models(settings: Settings, report: Report) -> None:
             image_vector = (await vision.embed_images([image]))[0]
             text_vectors = await vision.embed_text(["a red circle", "a green square"])
             took = time.perf_counter() - started
-            scores = text_vectors @ image_vector
+            meaning = await vision.text_scores()
+            cosines = text_vectors @ image_vector
+            red, green = (meaning.text(meaning.shown(float(c))) for c in cosines)
             report.ok(
                 "embedding",
                 f"dimension {image_vector.shape[0]}, in {took:.2f} s; the test image scores "
-                f"{scores[0]:.2f} against 'a red circle', {scores[1]:.2f} against 'a green square'",
+                f"{red} against 'a red circle', {green} against 'a green square'",
             )
         except ModelLoadError as exc:
             report.fail(str(exc))

@@ -92,6 +92,7 @@ async def _find(query: str, files: list[str], top: int | None, settings: Setting
     scored: list[tuple[float, str]] = []
     async with _models(settings) as (service, loader):
         query_vector = (await service.embed_text([query]))[0]
+        scores = await service.text_scores()
         for start in range(0, len(files), FIND_CHUNK):
             names, images = [], []
             for name in files[start : start + FIND_CHUNK]:
@@ -107,7 +108,8 @@ async def _find(query: str, files: list[str], top: int | None, settings: Setting
             scored.extend(zip(best, names, strict=True))
     scored.sort(key=lambda pair: -pair[0])  # stable: equal scores keep the order given
     for score, name in scored[:top]:
-        print(f"{score:.4f}\t{name}")
+        # CLIP's cosine, or SigLIP's probability as a fraction (bot/vision/scores.py)
+        print(f"{scores.shown(score):.4f}\t{name}")
     return EXIT_FAILED if failed else EXIT_OK
 
 

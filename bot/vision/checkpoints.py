@@ -8,6 +8,7 @@ before failing with a message that mentions neither the cache nor HF_HUB_OFFLINE
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The model families people know, by the `model_type` in a checkpoint's config.json.
-FAMILIES = {"blip": "BLIP", "clip": "CLIP"}
+FAMILIES = {"blip": "BLIP", "clip": "CLIP", "siglip": "SigLIP"}
 DOWNLOAD_FIX = (
     "where there is internet, run `python -m bot download-models` and copy its cache (HF_HOME) here"
 )
@@ -52,6 +53,7 @@ class Checkpoint:
     model_id: str
     source: str
     local_files_only: bool
+    model_type: str = ""  # its config.json's, once checked
 
 
 def looks_like_path(model_id: str) -> bool:
@@ -59,9 +61,10 @@ def looks_like_path(model_id: str) -> bool:
     return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
 
 
-def locate(model_id: str, setting: str, family: str) -> Checkpoint:
-    """The checkpoint a setting names, found and of the right family (`blip`, `clip`), before
-    any weights are read: a folder that exists, or a hub id in the cache or on a reachable hub."""
+def locate(model_id: str, setting: str, *families: str) -> Checkpoint:
+    """The checkpoint a setting names, found and of one of `families` (`blip`, `clip`,
+    `siglip`), before any weights are read: a folder that exists, or a hub id in the cache or
+    on a reachable hub. Its `model_type` says which family it is."""
     path = Path(model_id).expanduser()
     if path.is_dir():
         checkpoint = Checkpoint(setting, model_id, str(path), local_files_only=True)
@@ -71,8 +74,7 @@ def locate(model_id: str, setting: str, family: str) -> Checkpoint:
         raise ModelLoadError(f"{setting}: the folder {model_id!r} does not exist")
     else:
         checkpoint = _on_hub(model_id, setting)
-    _check_family(checkpoint, family)
-    return checkpoint
+    return dataclasses.replace(checkpoint, model_type=_check_family(checkpoint, families))
 
 
 def from_pretrained(cls: type[T], checkpoint: Checkpoint, **kwargs: Any) -> T:
@@ -168,10 +170,10 @@ def _on_hub(model_id: str, setting: str) -> Checkpoint:
     return Checkpoint(setting, model_id, model_id, local_files_only=True)
 
 
-def _check_family(checkpoint: Checkpoint, family: str) -> None:
+def _check_family(checkpoint: Checkpoint, families: tuple[str, ...]) -> str:
     """A CLIP folder given as CAPTION_MODEL (or the reverse) fails here, in one line, instead
-    of deep inside transformers."""
-    wanted = FAMILIES[family]
+    of deep inside transformers. Returns the checkpoint's family."""
+    wanted = " or ".join(FAMILIES[family] for family in families)
     setting, model_id = checkpoint.setting, checkpoint.model_id
     try:
         model_type = json.loads(Path(_config_file(checkpoint)).read_text()).get("model_type")
@@ -182,7 +184,7 @@ def _check_family(checkpoint: Checkpoint, family: str) -> None:
         else:
             why = f"its config.json cannot be read: {first_line(exc)}"
         raise ModelLoadError(f"{setting}: cannot load {model_id!r}: {why}") from None
-    if model_type != family:
+    if model_type not in families:
         found = f"a {FAMILIES.get(model_type, repr(model_type))} checkpoint"
         if not model_type:
             found = "a checkpoint whose config.json names no model_type"
@@ -190,6 +192,7 @@ def _check_family(checkpoint: Checkpoint, family: str) -> None:
             f"{setting}: {model_id!r} is {found}, not a {wanted} one. "
             f"Fix: set {setting} to a {wanted} checkpoint"
         )
+    return str(model_type)
 
 
 def _config_file(checkpoint: Checkpoint) -> str:

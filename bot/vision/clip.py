@@ -1,6 +1,9 @@
-"""CLIP embeddings in four steps: load, preprocess, predict, postprocess.
+"""CLIP and SigLIP embeddings in four steps: load, preprocess, predict, postprocess.
 
 Every embedding comes out L2-normalised, so the dot product of two is their cosine similarity.
+The family is the checkpoint's own (`model_type` in its config.json); both give one embedding
+per image and per text, and differ in how texts are fed and what a text's score means
+(bot/vision/scores.py).
 """
 
 from __future__ import annotations
@@ -10,21 +13,30 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from transformers import BatchFeature, CLIPModel, CLIPProcessor
+from transformers import (
+    BatchFeature,
+    CLIPModel,
+    CLIPProcessor,
+    SiglipModel,
+    SiglipProcessor,
+)
 
 from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.pixels import PixelPipeline
+from bot.vision.scores import TextScores
+
+MODELS = {"clip": (CLIPProcessor, CLIPModel), "siglip": (SiglipProcessor, SiglipModel)}
 
 
 class Embedder:
-    """Any CLIP checkpoint: images and texts into one normalised embedding space."""
+    """Any CLIP or SigLIP checkpoint: images and texts into one normalised embedding space."""
 
     setting = "SEARCH_MODEL"
 
     def __init__(
         self,
-        processor: CLIPProcessor,
-        model: CLIPModel,
+        processor: CLIPProcessor | SiglipProcessor,
+        model: CLIPModel | SiglipModel,
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
@@ -32,15 +44,25 @@ class Embedder:
         self.model = model
         self.device = device
         self.dtype = dtype
-        self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
-        self.dim = int(model.config.projection_dim)
+        config = model.config
+        self.family = str(config.model_type)
+        self.max_text_tokens = int(config.text_config.max_position_embeddings)
+        if self.family == "siglip":
+            self.dim = int(config.text_config.projection_size)
+            self.scores = TextScores(
+                "siglip", model.logit_scale.exp().item(), model.logit_bias.item()
+            )
+        else:
+            self.dim = int(config.projection_dim)
+            self.scores = TextScores("clip")
         self.pixels = PixelPipeline.from_processor(processor.image_processor)
 
     @classmethod
     def load(cls, model_id: str, device: torch.device, dtype: torch.dtype) -> Embedder:
-        checkpoint = locate(model_id, cls.setting, "clip")
-        processor = from_pretrained(CLIPProcessor, checkpoint)
-        model = from_pretrained(CLIPModel, checkpoint, dtype=dtype, attn_implementation="sdpa")
+        checkpoint = locate(model_id, cls.setting, *MODELS)
+        processor_class, model_class = MODELS[checkpoint.model_type]
+        processor = from_pretrained(processor_class, checkpoint)
+        model = from_pretrained(model_class, checkpoint, dtype=dtype, attn_implementation="sdpa")
         model.to(device).eval()
         return cls(processor, model, device, dtype)
 
@@ -48,12 +70,17 @@ class Embedder:
         return self.pixels(images)
 
     def preprocess_texts(self, texts: Sequence[str]) -> BatchFeature:
-        # The checkpoint's own limit, not CLIP's usual 77: small or long-context models differ.
+        """Texts as given, in any language. The checkpoint's own length limit, not CLIP's
+        usual 77: small or long-context models differ. SigLIP was trained on texts padded to
+        that limit and without an attention mask (its text tower pools the last position), so
+        it is fed exactly so; CLIP pools its end token, so padding to the longest is enough."""
+        siglip = self.family == "siglip"
         return self.processor.tokenizer(
             list(texts),
-            padding=True,
+            padding="max_length" if siglip else True,
             truncation=True,
             max_length=self.max_text_tokens,
+            return_attention_mask=not siglip,
             return_tensors="pt",
         )
 
@@ -64,10 +91,8 @@ class Embedder:
 
     def predict_texts(self, tokens: BatchFeature) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model.get_text_features(
-                input_ids=tokens["input_ids"].to(self.device),
-                attention_mask=tokens["attention_mask"].to(self.device),
-            ).pooler_output
+            fed = {name: tokens[name].to(self.device) for name in tokens}
+            return self.model.get_text_features(**fed).pooler_output
 
     @staticmethod
     def postprocess(features: torch.Tensor) -> np.ndarray:

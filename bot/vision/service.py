@@ -35,6 +35,7 @@ from bot.vision.devices import (
     resolve_dtype,
 )
 from bot.vision.scheduler import BACKGROUND, INTERACTIVE, Scheduler
+from bot.vision.scores import TextScores
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,10 @@ class VisionService:
             )
         )
         return np.concatenate(rows)
+
+    async def text_scores(self) -> TextScores:
+        """What a text query's score means for the search model (loads it if needed)."""
+        return (await self.embedder()).scores
 
     async def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         embedder = await self.embedder()
