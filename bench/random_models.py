@@ -1,14 +1,19 @@
-"""Full-size BLIP and CLIP architectures with random weights, saved as ordinary checkpoints.
+"""Full-size BLIP, CLIP and SigLIP architectures with random weights, saved as ordinary
+checkpoints.
 
-They cost exactly what blip-image-captioning-base and clip-vit-base-patch32 cost (the cost
-depends on the architecture and the number of generated tokens, not on the weights), and they
-need no download. Tokenizers are built in memory with vocabularies of the real sizes.
+They cost exactly what blip-image-captioning-base, clip-vit-base-patch32 and
+siglip-base-patch16-224 cost (the cost depends on the architecture, the text length and the
+number of generated tokens, not on the weights), and they need no download. BLIP's and CLIP's
+tokenizers are built in memory with vocabularies of the real sizes; SigLIP's is a small
+SentencePiece model (its texts are padded to 64 tokens whatever the vocabulary).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import sentencepiece
 import torch
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import (
@@ -22,6 +27,11 @@ from transformers import (
     CLIPModel,
     CLIPProcessor,
     CLIPTokenizer,
+    SiglipConfig,
+    SiglipImageProcessor,
+    SiglipModel,
+    SiglipProcessor,
+    SiglipTokenizer,
 )
 
 
@@ -61,5 +71,41 @@ def save_random_clip(folder: Path, seed: int = 0) -> Path:
         size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
     )
     CLIPProcessor(image_processor, _clip_tokenizer(config)).save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def _siglip_tokenizer(folder: Path) -> SiglipTokenizer:
+    words = ["a", "photo", "of", "thing", "number", "the", "and", "with", "in", "on"]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([" ".join(words)] * 10),
+        model_writer=model,
+        model_type="word",
+        vocab_size=256 + 2 + len(words),
+        byte_fallback=True,
+        unk_id=0,
+        eos_id=1,
+        bos_id=-1,
+        pad_id=-1,
+        unk_piece="<unk>",
+        eos_piece="</s>",
+        minloglevel=2,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    return SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=64)
+
+
+def save_random_siglip(folder: Path, seed: int = 0) -> Path:
+    """siglip-base-patch16-224: ViT-B/16 at 224 px, a 12-layer text tower over 64 tokens."""
+    torch.manual_seed(seed)
+    config = SiglipConfig(text_config={"bos_token_id": None, "eos_token_id": 1, "pad_token_id": 1})
+    model = SiglipModel(config).eval()
+    with torch.no_grad():  # the released checkpoint's order of magnitude
+        model.logit_scale.fill_(4.7)
+        model.logit_bias.fill_(-12.9)
+    image_processor = SiglipImageProcessor(size={"height": 224, "width": 224})
+    SiglipProcessor(image_processor, _siglip_tokenizer(folder)).save_pretrained(folder)
     model.save_pretrained(folder)
     return folder

@@ -5,17 +5,20 @@
     python bench/run.py --dtype float32  # the service without reduced precision
     python bench/run.py --device cuda    # a GPU
 
-Full-size BLIP (blip-image-captioning-base) and CLIP (clip-vit-base-patch32) architectures with
-random weights: the cost is the architecture's and the generated length's, not the weights', and
-nothing is downloaded. Both sides run with the same torch thread count and generate exactly
-TOKENS tokens per caption. Prints a table and, as its last line, one JSON object.
+Full-size BLIP (blip-image-captioning-base), CLIP (clip-vit-base-patch32) and SigLIP
+(siglip-base-patch16-224) architectures with random weights: the cost is the architecture's and
+the generated length's, not the weights', and nothing is downloaded. Both sides run with the
+same torch thread count and generate exactly TOKENS tokens per caption. Prints a table and, as
+its last line, one JSON object.
 
 Captions are measured three ways (bench/captions.py): 16 concurrent requests, 8 requests one
 at a time, and 16 requests arriving 100 ms apart. The seed's path serves one caption at a time
 in every case, so its time per caption is measured once, on one-at-a-time requests; with
 `--quick` its staggered run is computed from those durations instead of run again. Indexing
 goes through the bot's own background indexer (bench/indexing.py). `batch_mean` is the mean
-number of captions per decode step in the concurrent and staggered runs.
+number of captions per decode step in the concurrent and staggered runs. SigLIP ViT-B/16, the
+better search model, is measured beside CLIP the same way (indexing, `!find` p95), with no
+seed-path counterpart: its rows show what choosing it costs.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from PIL import Image  # noqa: E402
 from bench import captions  # noqa: E402
 from bench.indexing import index_seconds  # noqa: E402
 from bench.photos import jpeg, photo  # noqa: E402
-from bench.random_models import save_random_blip, save_random_clip  # noqa: E402
+from bench.random_models import save_random_blip, save_random_clip, save_random_siglip  # noqa: E402
 from bench.seed import SeedPath  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
 from bot.index.refs import ImageRef  # noqa: E402
@@ -65,6 +68,13 @@ def models_dir(cache: Path) -> tuple[Path, Path]:
     if not (clip / "model.safetensors").exists():
         save_random_clip(clip)
     return blip, clip
+
+
+def siglip_dir(cache: Path) -> Path:
+    siglip = cache / "siglip-base-random"
+    if not (siglip / "model.safetensors").exists():
+        save_random_siglip(siglip)
+    return siglip
 
 
 def service_for(blip: Path, clip: Path, device: str, **env: str) -> VisionService:
@@ -154,17 +164,47 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     seed = measure_seed(SeedPath(blip, clip, device, TOKENS), photos, jpegs, args.quick)
     vision = service_for(blip, clip, args.device, DTYPE=args.dtype)
     service = await measure_service(vision, photos, jpegs)
-    with tempfile.TemporaryDirectory() as tmp:
-        finds = {}
-        for count in (10_000, 100_000):
-            index = fill_index(Path(tmp) / f"{count}.sqlite3", str(clip), count, 512)
-            finds[count] = await measure_find(vision, index, 30 if args.quick else 100)
-            index.close()
+    queries = 30 if args.quick else 100
+    finds = await measure_finds(vision, str(clip), queries)
     dtype = service_dtype(vision)
     await vision.close()
     vision.workers.shutdown()
+    siglip = await measure_search_model(
+        service_for(
+            blip, siglip_dir(args.models), args.device, DTYPE=args.dtype, PRELOAD_MODELS="false"
+        ),
+        jpegs,
+        queries,
+    )
     rss = peak_rss_mb(blip, clip, args.device, args.dtype)
-    return report(seed, service, finds, rss, dtype, device)
+    return report(seed, service, finds, rss, dtype, device, siglip)
+
+
+async def measure_finds(vision: VisionService, model_id: str, queries: int) -> dict[int, float]:
+    """`!find` p95 over 10,000 and 100,000 indexed images of the search model's dimension."""
+    dim = (await vision.embed_text(["a photo"])).shape[1]
+    finds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in (10_000, 100_000):
+            index = fill_index(Path(tmp) / f"{count}.sqlite3", model_id, count, dim)
+            finds[count] = await measure_find(vision, index, queries)
+            index.close()
+    return finds
+
+
+async def measure_search_model(
+    vision: VisionService, jpegs: list[bytes], queries: int
+) -> dict[str, Any]:
+    """Another search model on its own: indexing through the bot's indexer, and `!find`."""
+    try:
+        await vision.embed_images([photo(640, 480, 99)], background=True)  # load, warm up
+        with tempfile.TemporaryDirectory() as tmp:
+            index_s = await index_seconds(vision, jpegs, Path(tmp))
+        finds = await measure_finds(vision, vision.settings.search_model, queries)
+    finally:
+        await vision.close()
+        vision.workers.shutdown()
+    return {"index_s": index_s, "finds": finds}
 
 
 def measure_seed(
@@ -223,6 +263,7 @@ def report(
     rss: float,
     dtype: str,
     device: torch.device,
+    siglip: dict[str, Any],
 ) -> dict[str, object]:
     staggered: captions.Staggered = service["staggered"]
     rows = [
@@ -240,6 +281,12 @@ def report(
     lag_p99, lag_max = float(np.percentile(delays_ms, 99)), max(delays_ms)
     print(f"staggered captions: p95 latency {staggered.p95_s:.2f} s")
     print(f"find p95: {finds[10_000]:.1f} ms over 10k, {finds[100_000]:.1f} ms over 100k")
+    siglip_finds = siglip["finds"]
+    print(
+        f"SigLIP ViT-B/16 search model: index {siglip['index_s'] * 1000:.0f} ms/image (CLIP "
+        f"{service['index_s'] * 1000:.0f}); find p95 {siglip_finds[10_000]:.1f} ms over 10k, "
+        f"{siglip_finds[100_000]:.1f} ms over 100k"
+    )
     print(f"event loop delay: p99 {lag_p99:.1f} ms, max {lag_max:.1f} ms")
     print(f"service peak RSS {rss:.0f} MB; captions per decode step {service['batch_mean']:.1f}")
     return {
@@ -258,6 +305,10 @@ def report(
         "caption_staggered_p95_s": round(staggered.p95_s, 3),
         "dtype": dtype,
         "threads": threads,
+        "index_ms_per_image": round(service["index_s"] * 1000, 1),
+        "siglip_index_ms_per_image": round(siglip["index_s"] * 1000, 1),
+        "siglip_find_p95_ms_10k": round(siglip_finds[10_000], 2),
+        "siglip_find_p95_ms_100k": round(siglip_finds[100_000], 2),
     }
 
 
