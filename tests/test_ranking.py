@@ -174,6 +174,11 @@ def test_a_version_2_index_upgrades_in_place(tmp_path: Path) -> None:
         assert store.pending() == [ref(2)]
         assert store.repost_channels == frozenset()
         assert store.set_reposts(1, 10, True) and store.repost_channels == {10}
+        assert store.alt_text_channels == frozenset()
+        assert store.set_alt_text(1, 11, True) and store.alt_text_channels == {11}
+        assert not store.set_alt_text(1, 11, True)
+        store.remove_channel(11)
+        assert store.alt_text_channels == frozenset() and store.repost_channels == {10}
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
     assert conn.execute("SELECT frames, alt_text FROM images").fetchall() == [(1, None)]

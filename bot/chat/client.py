@@ -30,7 +30,14 @@ from bot.vision.service import VisionService
 log = logging.getLogger(__name__)
 
 # Loaded in this order, through discord.py's extension loader; the first failure stops the start.
-EXTENSIONS = ("cogs.caption", "cogs.search", "cogs.indexing", "cogs.reposts", "cogs.admin")
+EXTENSIONS = (
+    "cogs.caption",
+    "cogs.search",
+    "cogs.indexing",
+    "cogs.reposts",
+    "cogs.alt_text",
+    "cogs.admin",
+)
 
 
 def intents() -> discord.Intents:

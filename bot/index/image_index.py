@@ -111,6 +111,16 @@ class ImageIndex:
         """False when the channel already was so."""
         return await self._workers.run("db", self._store.set_reposts, guild_id, channel_id, on)
 
+    # -- channels that describe images without alt text ----------------------------------------
+
+    def describes_images(self, channel_id: int) -> bool:
+        """Read from memory, like `is_opted_out`."""
+        return channel_id in self._store.alt_text_channels
+
+    async def set_alt_text(self, guild_id: int, channel_id: int, on: bool) -> bool:
+        """False when the channel already was so."""
+        return await self._workers.run("db", self._store.set_alt_text, guild_id, channel_id, on)
+
     # -- searching and counting -------------------------------------------------------------
 
     async def search(

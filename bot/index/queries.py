@@ -166,6 +166,27 @@ def repost_channels(conn: sqlite3.Connection) -> frozenset[int]:
     return frozenset(row[0] for row in conn.execute("SELECT channel_id FROM reposts"))
 
 
+def alt_text_channels(conn: sqlite3.Connection) -> frozenset[int]:
+    return frozenset(row[0] for row in conn.execute("SELECT channel_id FROM alt_text_channels"))
+
+
+def channel_settings(conn: sqlite3.Connection) -> tuple[frozenset[int], frozenset[int]]:
+    """The channels that check reposts, and those that describe images without alt text."""
+    return repost_channels(conn), alt_text_channels(conn)
+
+
+def set_channel(
+    conn: sqlite3.Connection, table: str, guild_id: int, channel_id: int, on: bool
+) -> bool:
+    """Turns a per-channel setting (`reposts`, `alt_text_channels`) on or off; False when it
+    already was so."""
+    if on:
+        sql = f"INSERT OR IGNORE INTO {table} (channel_id, guild_id) VALUES (?, ?)"
+        return bool(conn.execute(sql, (channel_id, guild_id)).rowcount)
+    sql = f"DELETE FROM {table} WHERE channel_id = ?"
+    return bool(conn.execute(sql, (channel_id,)).rowcount)
+
+
 def _channel_filter(channel_ids: Collection[int] | None) -> tuple[str, tuple[int, ...]]:
     if channel_ids is None:
         return "", ()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -84,11 +84,19 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    # Channels where images posted without alt text get an automatic description.
+    conn.execute(
+        "CREATE TABLE alt_text_channels (channel_id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL)"
+    )
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
     2: _migrate_to_2,
     3: _migrate_to_3,
+    4: _migrate_to_4,
 }
 
 

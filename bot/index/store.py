@@ -57,6 +57,7 @@ class IndexStore(Lookups):
         # Replaced whole, so that any thread may read them.
         self.opted_out: frozenset[Member] = frozenset()
         self.repost_channels: frozenset[int] = frozenset()
+        self.alt_text_channels: frozenset[int] = frozenset()
         try:
             self._load()
         except BaseException:
@@ -68,7 +69,7 @@ class IndexStore(Lookups):
         with self._lock:
             self._vectors, bad = queries.load_vectors(self._conn, self.model_id)
             self.opted_out = queries.opted_out(self._conn)
-            self.repost_channels = queries.repost_channels(self._conn)
+            self.repost_channels, self.alt_text_channels = queries.channel_settings(self._conn)
         if bad:
             log.warning("image index: re-queueing %d rows with a bad embedding size", len(bad))
             with self._tx() as conn:
@@ -191,14 +192,15 @@ class IndexStore(Lookups):
     def _remove_where(
         self, where: str, params: list[tuple[object, ...]], settings: str | None = None
     ) -> int:
-        """Delete matching rows from both tables in one transaction, and the repost settings
+        """Delete matching rows from both tables in one transaction, and the channel settings
         matching `settings` with the same parameters; returns how many images."""
         gone: list[Key] = []
         with self._tx() as conn:
             removed = removal.delete_where(conn, where, params, gone)
             if settings is not None:
-                conn.executemany(f"DELETE FROM reposts WHERE {settings}", params)
-                self.repost_channels = queries.repost_channels(conn)
+                for table in ("reposts", "alt_text_channels"):
+                    conn.executemany(f"DELETE FROM {table} WHERE {settings}", params)
+                self.repost_channels, self.alt_text_channels = queries.channel_settings(conn)
         self._vectors.remove(gone)
         return removed
 
@@ -233,8 +235,7 @@ class IndexStore(Lookups):
         return changed
 
     def remove_channel(self, channel_id: int) -> int:
-        """Remove a channel's images, including those of threads whose parent it is, and its
-        repost setting."""
+        """Remove a channel's images, those of threads whose parent it is, and its settings."""
         where, twice = "channel_id = ? OR parent_id = ?", (channel_id, channel_id)
         return self._remove_where(where, [twice], settings="channel_id = ? OR channel_id = ?")
 
@@ -243,16 +244,17 @@ class IndexStore(Lookups):
 
     def set_reposts(self, guild_id: int, channel_id: int, on: bool) -> bool:
         """Turns repost checks on or off in a channel; False when it already was so."""
+        return self._set_channel("reposts", guild_id, channel_id, on)
+
+    def set_alt_text(self, guild_id: int, channel_id: int, on: bool) -> bool:
+        """Turns automatic alt text on or off in a channel; False when it already was so."""
+        return self._set_channel("alt_text_channels", guild_id, channel_id, on)
+
+    def _set_channel(self, table: str, guild_id: int, channel_id: int, on: bool) -> bool:
         with self._tx() as conn:
-            if on:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO reposts (channel_id, guild_id) VALUES (?, ?)",
-                    (channel_id, guild_id),
-                )
-            else:
-                cur = conn.execute("DELETE FROM reposts WHERE channel_id = ?", (channel_id,))
-            self.repost_channels = queries.repost_channels(conn)
-        return bool(cur.rowcount)
+            changed = queries.set_channel(conn, table, guild_id, channel_id, on)
+            self.repost_channels, self.alt_text_channels = queries.channel_settings(conn)
+        return changed
 
     def forget_author(self, guild_id: int | None, author_id: int) -> int:
         """Remove an author's images in one guild (``None``: in DMs); indexed + pending."""

@@ -1,0 +1,45 @@
+"""`!alttext on|off`, and the listeners that describe images posted without alt text where it
+is on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from discord.ext import commands
+
+from bot import wording
+from bot.chat.client import Glimpse
+from bot.chat.reposts import root_of
+
+
+class AltText(commands.Cog):
+    def __init__(self, bot: Glimpse) -> None:
+        self.bot = bot
+
+    @commands.command(name="alttext", usage="[on|off]")
+    @commands.guild_only()
+    async def alt_text_command(self, ctx: commands.Context[Any], state: str = "") -> None:
+        """Describe images posted without alt text in this channel (and its threads): `on` or
+        `off` (needs Manage Messages); alone, says whether it is on."""
+        assert ctx.guild is not None
+        channel, index = root_of(ctx.channel), self.bot.index
+        mention = f"<#{channel}>"
+        state = state.lower()
+        if not state:
+            text = wording.alt_text_state(mention, index.describes_images(channel))
+        elif state not in ("on", "off"):
+            raise commands.BadArgument(wording.ALT_TEXT_USAGE)
+        elif not ctx.permissions.manage_messages:
+            raise commands.MissingPermissions(["manage_messages"])
+        else:
+            changed = await index.set_alt_text(ctx.guild.id, channel, state == "on")
+            if state == "on":
+                text = wording.alt_text_on(mention, already=not changed)
+            else:
+                text = wording.alt_text_off(mention, was_on=changed)
+        await ctx.reply(text, mention_author=False)
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, Glimpse)
+    await bot.add_cog(AltText(bot))
