@@ -72,6 +72,7 @@ class Settings:
     ignore_channels: frozenset[int] = field(default_factory=frozenset)
     weak_match_below: float | None = None  # None: the search model family's default
     repost_min_score: float = 0.95
+    alt_text_max_pending: int = 20
     cooldown: Cooldown | None = Cooldown(5, 60.0)
     owner_ids: frozenset[int] = field(default_factory=frozenset)
     batch_max: int | None = None
@@ -125,6 +126,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         ignore_channels=get("IGNORE_CHANNELS", _id_set, frozenset()),
         weak_match_below=get("WEAK_MATCH_BELOW", _float_range(-1.0, 1.0), None),
         repost_min_score=get("REPOST_MIN_SCORE", _float_range(0.5, 1.0), 0.95),
+        alt_text_max_pending=get("ALT_TEXT_MAX_PENDING", _int_range(1, 10_000), 20),
         cooldown=get("COOLDOWN", _cooldown, default_cooldown),
         owner_ids=get("OWNER_IDS", _id_set, frozenset()),
         batch_max=get("BATCH_MAX", _int_range(1, 1024), None),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
 from discord.ext import commands
 
 from bot import wording
@@ -38,6 +39,16 @@ class AltText(commands.Cog):
             else:
                 text = wording.alt_text_off(mention, was_on=changed)
         await ctx.reply(text, mention_author=False)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        descriptions = self.bot.descriptions
+        if not descriptions.watched(message.channel):
+            return
+        own_id = self.bot.user.id if self.bot.user else None
+        sources = descriptions.undescribed(message, own_id)
+        if sources and not (await self.bot.get_context(message)).valid:
+            descriptions.posted(message, sources)  # a command is a query, not a post
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -15,6 +15,7 @@ from bot.chat import answers, history
 from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
 from bot.chat.cooldowns import MemberCooldown
+from bot.chat.descriptions import Descriptions
 from bot.chat.replies import reply_for
 from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
@@ -85,6 +86,9 @@ class Glimpse(commands.Bot):
         )
         self.reposts = Reposts(
             self.indexer, self.access, self.message_of, self.indexable, settings.repost_min_score
+        )
+        self.descriptions = Descriptions(
+            vision, fetcher, index.describes_images, settings.alt_text_max_pending
         )
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
         self._catch_up: asyncio.Task[int] | None = None

@@ -145,13 +145,16 @@ class VisionService:
         """Returns once the model thread is free to answer; loads nothing (for the heartbeat)."""
         await self.workers.run("model", _noop)
 
-    async def caption(self, image: Image.Image, prompt: str | None = None) -> str:
+    async def caption(
+        self, image: Image.Image, prompt: str | None = None, *, background: bool = False
+    ) -> str:
         """One caption; it joins the captions being decoded at their next step, whatever
-        their prompts."""
+        their prompts. `background` work waits behind interactive requests."""
         captioner = await self.captioner()
-        self.scheduler.check_room()  # refused now, before any preprocessing is spent on it
+        priority = BACKGROUND if background else INTERACTIVE
+        self.scheduler.check_room(priority)  # refused now, before any preprocessing is spent
         inputs = self._prepare(captioner.preprocess, image, prompt)
-        result: str = await self.scheduler.submit("caption", None, inputs)
+        result: str = await self.scheduler.submit("caption", None, inputs, priority)
         return result
 
     async def embed_images(

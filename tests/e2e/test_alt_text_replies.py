@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 from bot import wording
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, bot_settings, eventually, running
-from tests.e2e.test_real_discord import command
-from tests.fakediscord import FakeDiscord
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    mentions_disabled,
+    running,
+    shape_png,
+)
+from tests.e2e.test_real_discord import command, image, settled
+from tests.fakediscord import FakeDiscord, Upload
 
 
 async def turn_on(server: FakeDiscord, world: World, channel: int) -> None:
@@ -83,3 +91,68 @@ async def test_the_setting_goes_with_its_channel(
         assert conn.execute("SELECT COUNT(*) FROM alt_text_channels").fetchone() == (0,)
     finally:
         conn.close()
+
+
+def replies_to(server: FakeDiscord, message: dict) -> list[dict]:
+    return [
+        e
+        for e in server.sent
+        if (e.get("message_reference") or {}).get("message_id") == message["id"]
+    ]
+
+
+async def description_of(server: FakeDiscord, message: dict) -> str:
+    def answers(entry: dict) -> bool:
+        return (entry.get("message_reference") or {}).get("message_id") == message["id"]
+
+    reply = await server.wait_for_sent(answers, timeout=30)
+    assert mentions_disabled(reply)
+    return str(reply["content"])
+
+
+async def test_images_without_alt_text_get_one_numbered_reply(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await turn_on(server, world, world.general)
+    one = await server.post_message(world.general, world.bob, "", attachments=[
+        image("a.png", "red", "circle")])  # fmt: skip
+    assert await description_of(server, one) == wording.automatic_alt_text("a red circle")
+    three = await server.post_message(world.general, world.bob, "", attachments=[
+        image("b.png", "blue", "square"),
+        Upload("c.png", shape_png("green", "circle"), "image/png", description="my circle"),
+        Upload("d.png", shape_png("red", "square"), "image/png", spoiler=True),
+    ])  # fmt: skip
+    assert await description_of(server, three) == (
+        "1. Automatic alt text: a blue square\n2. Automatic alt text: ||a red square||"
+    )
+    ball = Upload("e.png", shape_png("red", "circle"), "image/png", description="a ball")
+    told = await server.post_message(world.general, world.bob, "", attachments=[ball])
+    elsewhere = await server.post_message(world.other, world.bob, "", attachments=[
+        image("f.png", "red", "circle")])  # fmt: skip
+    source = await server.post_message(world.other, world.bob, "", attachments=[
+        image("g.png", "blue", "circle")])  # fmt: skip
+    forward = await server.forward_message(world.general, world.carol, world.other,
+                                           int(source["id"]))  # fmt: skip
+    assert await description_of(server, forward) == wording.automatic_alt_text("a blue circle")
+    captioned = await command(server, world.general, world.alice, "!caption",
+                              attachments=[image("h.png", "green", "square")])  # fmt: skip
+    assert captioned["content"] == "a green square"
+    await settled(server, glimpse, 6)
+    await asyncio.sleep(0.5)
+    assert replies_to(server, told) == replies_to(server, elsewhere) == []
+    assert [len(replies_to(server, m)) for m in (one, three, forward)] == [1, 1, 1]
+    asked = {"id": captioned["message_reference"]["message_id"]}
+    assert len(replies_to(server, asked)) == 1  # the command's answer, no description
+
+
+async def test_link_previews_are_not_described(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    url = "https://example.com/meme.png"
+    server.host_on_web(url, shape_png("green", "circle", seed=8))
+    await turn_on(server, world, world.general)
+    message = await server.post_message(world.general, world.bob, f"look {url}")
+    await server.previews_settled()
+    await settled(server, glimpse, 1)
+    await asyncio.sleep(0.5)
+    assert replies_to(server, message) == []
