@@ -457,3 +457,23 @@ async def test_interactive_batches_run_between_steps_and_indexing_waits(
     assert not indexing.done(), "indexing ran while a caption was decoding"
     assert await decoding == "done:30"
     assert await indexing == "text/i:old"
+
+
+async def test_indexing_runs_between_the_steps_of_background_captions(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    text = Runner("text")
+    scheduler.register("text", text)
+    describing = asyncio.create_task(scheduler.submit("caption", None, 40, priority=BACKGROUND))
+    await steps_pass(countdown, 2)
+    indexing = asyncio.create_task(scheduler.submit("text", "i", "old", priority=BACKGROUND))
+    assert await indexing == "text/i:old"
+    assert not describing.done(), "indexing waited for the automatic description to finish"
+    asker = asyncio.create_task(scheduler.submit("caption", None, 3))
+    await steps_pass(countdown, 1)
+    later = asyncio.create_task(scheduler.submit("text", "i", "new", priority=BACKGROUND))
+    await steps_pass(countdown, 1)
+    assert not later.done(), "indexing ran while a member's caption was decoding"
+    assert await asker == "done:3"
+    assert await later == "text/i:new"
+    assert await describing == "done:40"

@@ -7,7 +7,8 @@ same key) for at most `wait_s`, and runs them together. A stepped kind (captions
 is iteration-level batching instead: its requests advance together one step at a time, a new
 one joins at the next step boundary while others are still in flight, and each is answered the
 step it ends. Between two steps, a waiting interactive batch of another kind runs (a `!find`
-never waits for a caption to finish).
+never waits for a caption to finish); while only background captions step, a background batch
+may run there too (indexing never waits for a stream of automatic descriptions to end).
 """
 
 from __future__ import annotations
@@ -198,8 +199,12 @@ class Scheduler:
         return [job for job in batch if not job.future.cancelled()]
 
     async def _between_steps(self) -> None:
-        """Runs one waiting interactive batch of a batched kind, if any, between two steps."""
-        waiting = (job for job in self._queues[INTERACTIVE] if not job.future.cancelled())
+        """Runs one waiting batch of a batched kind, if any, between two steps: an interactive
+        one; or, while only background requests are stepping (automatic descriptions), a
+        background one, so that indexing is not held up for as long as they keep coming."""
+        background_only = all(job.priority == BACKGROUND for job in self._flight.values())
+        queues = self._queues if background_only else self._queues[: INTERACTIVE + 1]
+        waiting = (job for queue in queues for job in queue if not job.future.cancelled())
         head = next((job for job in waiting if job.kind not in self._steppers), None)
         if head is not None:
             await self._run(head, self._take(head))
