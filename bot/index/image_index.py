@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.index.alt_text import Terms
+from bot.index.described import Description
 from bot.index.ranking import Earlier, Excluded
 from bot.index.refs import Hit, ImageRef, Key, member_of
 from bot.index.store import Embedded, IndexStore
@@ -120,6 +121,20 @@ class ImageIndex:
     async def set_alt_text(self, guild_id: int, channel_id: int, on: bool) -> bool:
         """False when the channel already was so."""
         return await self._workers.run("db", self._store.set_alt_text, guild_id, channel_id, on)
+
+    # -- the descriptions posted there (bot.index.described) ----------------------------------
+
+    async def add_description(self, description: Description) -> None:
+        await self._workers.run("db", self._store.add_description, description)
+
+    async def description(self, description_id: int) -> Description | None:
+        """The description the bot posted as this message, if it is one."""
+        return await self._workers.run("db", self._store.description, description_id)
+
+    async def forget_descriptions(self, message_ids: Collection[int]) -> list[Description]:
+        """These messages were deleted: their rows go; returns the descriptions of the
+        originals among them, to delete."""
+        return await self._workers.run("db", self._store.forget_descriptions, list(message_ids))
 
     # -- searching and counting -------------------------------------------------------------
 

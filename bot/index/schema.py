@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -91,12 +91,25 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_5(conn: sqlite3.Connection) -> None:
+    # The descriptions posted there: the message each describes and who posted it, so that a
+    # 🗑️ from the poster can delete one and deleting the original takes it along.
+    for statement in (
+        "CREATE TABLE descriptions (description_id INTEGER PRIMARY KEY, "
+        "message_id INTEGER NOT NULL, channel_id INTEGER NOT NULL, parent_id INTEGER, "
+        "guild_id INTEGER NOT NULL, poster_id INTEGER NOT NULL)",
+        "CREATE INDEX descriptions_message ON descriptions (message_id)",
+    ):
+        conn.execute(statement)
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
     2: _migrate_to_2,
     3: _migrate_to_3,
     4: _migrate_to_4,
+    5: _migrate_to_5,
 }
 
 

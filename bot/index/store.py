@@ -19,6 +19,8 @@ import numpy.typing as npt
 
 from bot.index import queries, removal
 from bot.index.alt_text import alt_words
+from bot.index.channel_settings import ChannelSettings
+from bot.index.described import Described
 from bot.index.frame_vectors import FrameVectors
 from bot.index.lookups import Lookups
 from bot.index.refs import REF_COLUMNS, ImageRef, Key, Member, member_of, ref_params
@@ -34,7 +36,7 @@ _REQUEUE = (
 Embedded = tuple[ImageRef, str, npt.ArrayLike]
 
 
-class IndexStore(Lookups):
+class IndexStore(Lookups, ChannelSettings, Described):
     def __init__(
         self,
         path: Path,
@@ -56,8 +58,6 @@ class IndexStore(Lookups):
         self._vectors = FrameVectors()
         # Replaced whole, so that any thread may read them.
         self.opted_out: frozenset[Member] = frozenset()
-        self.repost_channels: frozenset[int] = frozenset()
-        self.alt_text_channels: frozenset[int] = frozenset()
         try:
             self._load()
         except BaseException:
@@ -69,7 +69,7 @@ class IndexStore(Lookups):
         with self._lock:
             self._vectors, bad = queries.load_vectors(self._conn, self.model_id)
             self.opted_out = queries.opted_out(self._conn)
-            self.repost_channels, self.alt_text_channels = queries.channel_settings(self._conn)
+            self._read_settings(self._conn)
         if bad:
             log.warning("image index: re-queueing %d rows with a bad embedding size", len(bad))
             with self._tx() as conn:
@@ -192,15 +192,15 @@ class IndexStore(Lookups):
     def _remove_where(
         self, where: str, params: list[tuple[object, ...]], settings: str | None = None
     ) -> int:
-        """Delete matching rows from both tables in one transaction, and the channel settings
-        matching `settings` with the same parameters; returns how many images."""
+        """Delete matching rows from both tables in one transaction; with `settings` (a channel
+        or server gone), the channel settings matching it with the same parameters and the
+        descriptions matching `where`. Returns how many images."""
         gone: list[Key] = []
         with self._tx() as conn:
             removed = removal.delete_where(conn, where, params, gone)
             if settings is not None:
-                for table in ("reposts", "alt_text_channels"):
-                    conn.executemany(f"DELETE FROM {table} WHERE {settings}", params)
-                self.repost_channels, self.alt_text_channels = queries.channel_settings(conn)
+                self._forget_settings(conn, settings, params)
+                conn.executemany(f"DELETE FROM descriptions WHERE {where}", params)
         self._vectors.remove(gone)
         return removed
 
@@ -241,20 +241,6 @@ class IndexStore(Lookups):
 
     def remove_guild(self, guild_id: int) -> int:
         return self._remove_where("guild_id = ?", [(guild_id,)], settings="guild_id = ?")
-
-    def set_reposts(self, guild_id: int, channel_id: int, on: bool) -> bool:
-        """Turns repost checks on or off in a channel; False when it already was so."""
-        return self._set_channel("reposts", guild_id, channel_id, on)
-
-    def set_alt_text(self, guild_id: int, channel_id: int, on: bool) -> bool:
-        """Turns automatic alt text on or off in a channel; False when it already was so."""
-        return self._set_channel("alt_text_channels", guild_id, channel_id, on)
-
-    def _set_channel(self, table: str, guild_id: int, channel_id: int, on: bool) -> bool:
-        with self._tx() as conn:
-            changed = queries.set_channel(conn, table, guild_id, channel_id, on)
-            self.repost_channels, self.alt_text_channels = queries.channel_settings(conn)
-        return changed
 
     def forget_author(self, guild_id: int | None, author_id: int) -> int:
         """Remove an author's images in one guild (``None``: in DMs); indexed + pending."""

@@ -1,0 +1,60 @@
+"""The automatic descriptions the bot posted: which message each describes, where, and who
+posted that message; so that a 🗑️ from the poster can take one down and deleting the original
+takes it along, after restarts too.
+
+The store's part on the db thread (bot.index.store). A row goes when either message is deleted,
+with its channel (a thread's rows with its parent too) or with the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from bot.index.database import Database
+
+_COLUMNS = "description_id, message_id, channel_id, parent_id, guild_id, poster_id"
+
+
+@dataclass(frozen=True)
+class Description:
+    description_id: int  # the bot's reply
+    message_id: int  # the message it describes, in the same channel
+    channel_id: int
+    parent_id: int | None  # the channel of a thread
+    guild_id: int
+    poster_id: int  # who posted that message
+
+
+class Described(Database):
+    def add_description(self, description: Description) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO descriptions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                dataclasses.astuple(description),
+            )
+
+    def description(self, description_id: int) -> Description | None:
+        """The description the bot posted as this message, if it is one."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM descriptions WHERE description_id = ?", (description_id,)
+            ).fetchone()
+        return Description(*row) if row else None
+
+    def forget_descriptions(self, message_ids: Collection[int]) -> list[Description]:
+        """These messages were deleted, descriptions or originals: their rows go. Returns the
+        descriptions of the originals among them, which are to be deleted too."""
+        ids = sorted(set(message_ids))
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"DELETE FROM descriptions WHERE message_id IN ({marks}) "
+                f"OR description_id IN ({marks}) RETURNING {_COLUMNS}",
+                (*ids, *ids),
+            ).fetchall()
+        originals = set(ids)
+        return [d for d in (Description(*row) for row in rows) if d.message_id in originals]
