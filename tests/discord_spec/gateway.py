@@ -164,6 +164,14 @@ DISPATCH: dict[str, dict] = {
     "MESSAGE_DELETE": table({"id": SNOWFLAKE, "channel_id": SNOWFLAKE}, {"guild_id": SNOWFLAKE}),
     "MESSAGE_DELETE_BULK": table({"ids": array(SNOWFLAKE), "channel_id": SNOWFLAKE},
                                  {"guild_id": SNOWFLAKE}),
+    # "Message Reaction Add Event Fields": the emoji is a partial emoji (the spec's reaction
+    # emoji), the member who reacted a guild member with its user.
+    "MESSAGE_REACTION_ADD": table(
+        {"user_id": SNOWFLAKE, "channel_id": SNOWFLAKE, "message_id": SNOWFLAKE,
+         "emoji": ref("MessageReactionEmojiResponse"), "burst": BOOLEAN, "type": INTEGER},
+        {"guild_id": SNOWFLAKE, "member": ref("GuildMemberResponse"),
+         "message_author_id": SNOWFLAKE, "burst_colors": array(STRING)},
+    ),
     "INTERACTION_CREATE": INTERACTION,
 }  # fmt: skip
 

@@ -7,6 +7,7 @@ from .hostroutes import CDN_HOST, EXTERNAL_PROXY_HOSTS, MEDIA_HOSTS, MEDIA_PROXY
 from .interaction import Interaction
 from .media import URL_LIFETIME_S
 from .payloads import (
+    ADD_REACTIONS,
     ADMINISTRATOR,
     ALL_PERMISSIONS,
     ATTACH_FILES,
@@ -26,6 +27,7 @@ from .payloads import (
 from .server import FakeDiscord
 
 __all__ = [
+    "ADD_REACTIONS",
     "ADMINISTRATOR",
     "ALL_PERMISSIONS",
     "ATTACH_FILES",

@@ -19,7 +19,7 @@ World building (``add_user``, ``add_guild``, ``add_role``, ``add_member``, ``add
 ``add_thread``, ``dm_channel``) and permission changes (``set_role_permissions``,
 ``set_everyone_permissions``, ``grant_bot``, ``delete_role``, ``set_member_roles``,
 ``set_overwrites``) are synchronous; events (``post_message``, ``forward_message``,
-``edit_message``, ``delete_message``, ``bulk_delete``, ``delete_channel``,
+``edit_message``, ``react``, ``delete_message``, ``bulk_delete``, ``delete_channel``,
 ``remove_bot_from_guild``, ``archive_thread``, ``advance``, ``slash_command``,
 ``context_menu``) are async: they store the state, dispatch the gateway event to the connected
 bot (if any) and return once the frame is written to its socket.
@@ -45,6 +45,7 @@ from .interactions import InteractionsMixin
 from .media import MediaMixin
 from .messages import MessagesMixin
 from .ratelimits import RateLimits
+from .reactions import ReactionsMixin
 from .rest import API_PREFIX, NO_AUTH, RestMixin
 from .threads import ThreadsMixin
 from .world import World
@@ -56,6 +57,7 @@ class FakeDiscord(
     CommandsMixin,
     InteractionsMixin,
     EventsMixin,
+    ReactionsMixin,
     ThreadsMixin,
     GuildChangesMixin,
     MessagesMixin,
@@ -73,11 +75,12 @@ class FakeDiscord(
     ``files`` [(filename, bytes)], ``ephemeral``, ``visible_embeds`` (what a member sees), and
     ``interaction_id`` for interaction messages), ``requests`` [(method, path relative to
     /api/v10)], ``media_requests`` [(host, path, status)], ``invalid_requests`` [(method, path,
-    status)] (401, 403, 429), ``unknown_requests``, ``typing`` [channel ids], ``reactions``,
-    ``faults_served``, ``server_errors`` (exceptions inside the fake; assert it stays empty),
-    ``identifies`` / ``resumes``, ``gateway_paths``, ``interactions``, ``commands``,
-    ``messages`` ({channel: {id: payload}}), ``permissions_for(channel_id, user_id)``,
-    ``traffic`` (with ``record_traffic = True``: every REST response and gateway frame sent).
+    status)] (401, 403, 429), ``unknown_requests``, ``typing`` [channel ids], ``reactions``
+    (the bot's own, by REST), ``faults_served``, ``server_errors`` (exceptions inside the
+    fake; assert it stays empty), ``identifies`` / ``resumes``, ``gateway_paths``,
+    ``interactions``, ``commands``, ``messages`` ({channel: {id: payload}}),
+    ``permissions_for(channel_id, user_id)``, ``traffic`` (with ``record_traffic = True``:
+    every REST response and gateway frame sent).
 
     Knobs: ``ratelimits.enabled`` (Discord's limits, on by default), ``enabled_intents``
     (privileged intents on in the "developer portal"; default all), ``heartbeat_interval_ms``,
@@ -94,6 +97,7 @@ class FakeDiscord(
         self._init_commands()
         self._init_interactions()
         self._init_events()
+        self._init_reactions()
         self._init_threads()
         self._init_media()
         self.ratelimits = RateLimits()
