@@ -9,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot import wording
+from bot.chat.alt_text_lines import undescribed
 from bot.chat.client import Glimpse
 from bot.chat.reposts import root_of
 
@@ -46,7 +47,7 @@ class AltText(commands.Cog):
         if not descriptions.watched(message.channel):
             return
         own_id = self.bot.user.id if self.bot.user else None
-        sources = descriptions.undescribed(message, own_id)
+        sources = undescribed(message, own_id, self.bot.fetcher.allowed_hosts)
         if sources and not (await self.bot.get_context(message)).valid:
             descriptions.posted(message, sources)  # a command is a query, not a post
 

@@ -88,7 +88,7 @@ class Glimpse(commands.Bot):
             self.indexer, self.access, self.message_of, self.indexable, settings.repost_min_score
         )
         self.descriptions = Descriptions(
-            vision, fetcher, index.describes_images, settings.alt_text_max_pending
+            vision, fetcher, self.indexer, self.indexable, settings.alt_text_max_pending
         )
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
         self._catch_up: asyncio.Task[int] | None = None

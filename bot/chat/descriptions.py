@@ -1,33 +1,54 @@
 """Automatic alt text: in a channel that asked for it (`alttext on`), a live message whose
-images lack alt text gets one reply describing them.
+images lack alt text gets one reply describing them (which images, and the wording:
+bot.chat.alt_text_lines).
 
-Background work: captions wait behind interactive requests, and when more than
-ALT_TEXT_MAX_PENDING messages wait, new ones are skipped (one log line each) rather than
-queued. Link previews are not described; forwards' images are; spoilered images are described
-under a spoiler cover. The reply pings no one and fits in one message.
+Background work, never in the way of commands: captions wait behind interactive requests and
+at most CAPTIONS_AT_ONCE share the running decode; when more than ALT_TEXT_MAX_PENDING
+messages wait, new ones are skipped (one log line each) rather than queued; and descriptions
+take at most POSTS_PER_PERIOD of a channel's messages every PERIOD_S seconds, so that answers to
+commands there never wait behind them. Each image is downloaded and decoded once, for its
+description and for the index (unless its poster opted out or the channel is ignored: then it
+is described, not indexed). The reply pings and notifies no one. What was posted for which
+message and poster is recorded, so that a 🗑️ or the original's deletion can take it down
+(bot.chat.description_removal); a description whose original is deleted before it is posted
+is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import discord
 
-from bot import wording
-from bot.chat.fitting import CONTENT_MAX, fit_lines
+from bot.chat.alt_text_lines import Described, reply_text
+from bot.chat.pacing import ChannelPace
 from bot.chat.reposts import root_of
-from bot.chat.sources import image_sources, is_command_reply
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
-from bot.vision.scheduler import Busy
+from bot.images.loader import Decoded
+from bot.index.background import Indexer
+from bot.index.described import Description
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
 
-Describes = Callable[[int], bool]
+CAPTIONS_AT_ONCE = 2
+POSTS_PER_PERIOD, PERIOD_S = 2, 5.0  # of Discord's 5 messages per 5 s in a channel
+
+Sources = Callable[[discord.Message], list[ImageSource]]
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """A message whose description is on its way."""
+
+    task: asyncio.Task[None] | None = None
+    posting: bool = False  # the reply is being sent: too late to cancel, not to take back
+    gone: bool = False  # the message was deleted meanwhile
 
 
 class Descriptions:
@@ -35,77 +56,142 @@ class Descriptions:
         self,
         vision: VisionService,
         fetcher: MediaFetcher,
-        describes: Describes,
+        indexer: Indexer,
+        indexable: Sources,
         max_pending: int,
     ) -> None:
         self.vision = vision
         self.fetcher = fetcher
-        self.describes = describes
+        self.indexer = indexer
+        self.index = indexer.index
+        self.indexable = indexable
         self.max_pending = max_pending
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.pace = ChannelPace(POSTS_PER_PERIOD, PERIOD_S)
+        self._captioning = asyncio.Semaphore(CAPTIONS_AT_ONCE)
+        self._waiting: dict[int, _Waiting] = {}
+
+    @property
+    def waiting(self) -> int:
+        """Messages whose description is on its way."""
+        return len(self._waiting)
 
     def watched(self, channel: object) -> bool:
         """Read from memory: asked for every message."""
         in_server = isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-        return in_server and self.describes(root_of(channel))
-
-    def undescribed(self, message: discord.Message, own_id: int | None) -> list[ImageSource]:
-        """A member's attached (or forwarded) images without alt text; never a bot's post
-        (webhook posts count as members') nor any command reply."""
-        if message.author.id == own_id or is_command_reply(message):
-            return []
-        if message.author.bot and message.webhook_id is None:
-            return []
-        found = image_sources(message, self.fetcher.allowed_hosts)
-        return [s for s in found if not s.from_embed and not (s.alt_text or "").strip()]
+        return in_server and self.index.describes_images(root_of(channel))
 
     def posted(self, message: discord.Message, sources: list[ImageSource]) -> None:
-        """Starts describing, in the background; skipped when too many wait already."""
-        if len(self._tasks) >= self.max_pending:
+        """Starts describing in the background, unless more than `max_pending` wait already."""
+        if len(self._waiting) > self.max_pending:
             log.info(
-                "alt text skipped for message %s: %d descriptions wait already",
+                "alt text skipped for message %s: %d descriptions are waiting",
                 message.id,
-                len(self._tasks),
+                len(self._waiting),
             )
             return
-        task = asyncio.create_task(self._describe(message, sources), name="glimpse-alt-text")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not _may_reply(message.channel):
+            log.debug("alt text skipped for message %s: cannot reply there", message.id)
+            return
+        waiting = self._waiting[message.id] = _Waiting()
+        task = asyncio.create_task(self._describe(message, sources, waiting), name="glimpse-alt")
+        waiting.task = task
+        task.add_done_callback(lambda _: self._waiting.pop(message.id, None))
 
-    async def _describe(self, message: discord.Message, sources: list[ImageSource]) -> None:
-        captions = await asyncio.gather(*(self._caption(s) for s in sources))
-        described = [(c, s) for c, s in zip(captions, sources, strict=True) if c]
-        if not described:
+    def deleted(self, message_ids: Collection[int]) -> None:
+        """These messages are gone: their descriptions still on the way are dropped."""
+        for message_id in message_ids:
+            waiting = self._waiting.get(message_id)
+            if waiting is None:
+                continue
+            waiting.gone = True
+            if not waiting.posting and waiting.task is not None:
+                waiting.task.cancel()
+
+    async def _describe(
+        self, message: discord.Message, sources: list[ImageSource], waiting: _Waiting
+    ) -> None:
+        try:
+            fetched = await asyncio.gather(*(self._fetch(source) for source in sources))
+            got = [(s, d) for s, d in zip(sources, fetched, strict=True) if d is not None]
+            captions, _ = await asyncio.gather(
+                asyncio.gather(*(self._caption(s, d) for s, d in got)),
+                self._index(message, got),
+            )
+            described = [(c, s) for c, (s, _) in zip(captions, got, strict=True) if c]
+            if described:
+                await self._reply(message, described, waiting)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("describing the images of message %s failed", message.id)
+
+    async def _fetch(self, source: ImageSource) -> Decoded | None:
+        try:
+            return await self.fetcher.fetch(source)
+        except (ImageError, DownloadError) as exc:
+            log.info("no alt text for %s: %s", source.filename, exc)
+            return None
+
+    async def _caption(self, source: ImageSource, decoded: Decoded) -> str:
+        async with self._captioning:
+            caption = await self.vision.caption(decoded.image, background=True)
+        if not caption.strip():
+            log.info("no alt text for %s: the caption is empty", source.filename)
+        return caption.strip()
+
+    async def _index(
+        self, message: discord.Message, got: list[tuple[ImageSource, Decoded]]
+    ) -> None:
+        """The same pictures, into the index: none of an opted-out poster or ignored channel."""
+        indexable = {source.ref.key for source in self.indexable(message)}
+        await self.indexer.index_fetched([(s.ref, d) for s, d in got if s.ref.key in indexable])
+
+    async def _reply(
+        self, message: discord.Message, described: list[Described], waiting: _Waiting
+    ) -> None:
+        await self.pace.wait(message.channel.id)
+        waiting.posting = True
+        if waiting.gone:
             return
         try:
-            await message.reply(_reply(described), mention_author=False)
+            reply = await message.reply(reply_text(described), mention_author=False, silent=True)
         except discord.HTTPException as exc:
             log.info("cannot describe images in channel %s: %s", message.channel.id, exc)
-
-    async def _caption(self, source: ImageSource) -> str:
-        try:
-            fetched = await self.fetcher.fetch(source)
-            return await self.vision.caption(fetched.image, background=True)
-        except (ImageError, DownloadError, Busy) as exc:
-            log.info("no alt text for %s: %s", source.filename, exc)
-            return ""
+            return
+        await self.index.add_description(_record(message, reply))
+        # Deleted while the reply was on its way: taken back here, unless the deletion's own
+        # handler found the record first (one of the two does).
+        if waiting.gone and await self.index.forget_descriptions([message.id]):
+            await _delete_quietly(reply)
 
 
-def _reply(described: list[tuple[str, ImageSource]]) -> str:
-    """One line per image, numbered when there are several, shortened to fit one message."""
+def _may_reply(channel: object) -> bool:
+    """Whether the bot may post a reply here (replies need Read Message History)."""
+    if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return False
+    perms = channel.permissions_for(channel.guild.me)
+    send = (
+        perms.send_messages_in_threads
+        if isinstance(channel, discord.Thread)
+        else perms.send_messages
+    )
+    return perms.view_channel and perms.read_message_history and send
 
-    def render(texts: list[str]) -> str:
-        lines = []
-        for number, (text, (_, source)) in enumerate(zip(texts, described, strict=True), 1):
-            text = wording.spoiler(text) if source.spoiler else text
-            line = wording.automatic_alt_text(text)
-            lines.append(wording.numbered(number, len(described), line))
-        return "\n".join(lines)
 
-    texts = [caption for caption, _ in described]
-    room = CONTENT_MAX - len(render([""] * len(texts)))
-    reply = render(fit_lines(texts, room))
-    while len(reply) > CONTENT_MAX and room > 0:  # markup that grew with the text (escapes)
-        room -= len(reply) - CONTENT_MAX
-        reply = render(fit_lines(texts, room))
-    return reply
+def _record(message: discord.Message, reply: discord.Message) -> Description:
+    assert message.guild is not None
+    return Description(
+        description_id=reply.id,
+        message_id=message.id,
+        channel_id=message.channel.id,
+        parent_id=getattr(message.channel, "parent_id", None),
+        guild_id=message.guild.id,
+        poster_id=message.author.id,
+    )
+
+
+async def _delete_quietly(reply: discord.Message) -> None:
+    try:
+        await reply.delete()
+    except discord.HTTPException as exc:
+        log.info("cannot take back description %s: %s", reply.id, exc)

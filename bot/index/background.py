@@ -63,6 +63,7 @@ class Indexer:
         self.progress = Progress()
         self._urls: dict[Key, ImageSource] = {}  # URLs of queued uploads, while they are fresh
         self._held: dict[Key, ImageSource] = {}  # seen while the database refused new work
+        self._in_hand: set[Key] = set()  # the batch being indexed now
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -105,6 +106,24 @@ class Indexer:
         self._urls.update((ref.key, by_key[ref.key]) for ref in added)
         self._wake.set()
         return len(added)
+
+    async def index_fetched(self, fetched: list[tuple[ImageRef, Decoded]]) -> None:
+        """Queued images that a caller has downloaded and decoded already (an automatic
+        description's), embedded and stored now from those pictures, so that they are never
+        fetched again. Only queued ones are stored (an opted-out member's never are)."""
+        refs = [ref for ref, _ in fetched if ref.key not in self._in_hand]
+        if not refs:
+            return
+        decoded = {ref.key: picture for ref, picture in fetched}
+        try:
+            await self.index.settle(await self._embed(refs, decoded), [], [])
+        except Exception as exc:  # the queue still holds them: the indexer tries again
+            log.warning("%d fetched image(s) left to the indexer: %r", len(refs), exc)
+            return
+        for ref in refs:
+            self._urls.pop(ref.key, None)
+        async with self._done:
+            self._done.notify_all()
 
     async def _queue_held(self) -> None:
         if self._held:
@@ -179,6 +198,7 @@ class Indexer:
         fetched: dict[Key, Decoded] = {}
         gone: list[ImageRef] = []
         waiting: list[ImageRef] = []
+        self._in_hand = {ref.key for ref in refs}
         for ref in refs:
             try:
                 fetched[ref.key] = await self._fetch(ref)
@@ -192,6 +212,7 @@ class Indexer:
                 gone.append(ref)
         ready = await self._embed([r for r in refs if r.key in fetched], fetched)
         self.progress.indexed += await self.index.settle(ready, gone, [])
+        self._in_hand = set()
         for ref in refs:
             if ref not in waiting:
                 self._urls.pop(ref.key, None)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from bot import wording
 from bot.chat.client import Glimpse
@@ -12,12 +15,14 @@ from tests.e2e.harness import (
     World,
     bot_settings,
     eventually,
+    held,
     mentions_disabled,
     running,
     shape_png,
 )
 from tests.e2e.test_real_discord import command, image, settled
 from tests.fakediscord import FakeDiscord, Upload
+from tests.fakediscord.payloads import SUPPRESS_NOTIFICATIONS
 
 
 async def turn_on(server: FakeDiscord, world: World, channel: int) -> None:
@@ -101,13 +106,20 @@ def replies_to(server: FakeDiscord, message: dict) -> list[dict]:
     ]
 
 
-async def description_of(server: FakeDiscord, message: dict) -> str:
+async def described_by(server: FakeDiscord, message: dict) -> dict:
+    """The bot's automatic description of `message`: a reply that pings and notifies no one."""
+
     def answers(entry: dict) -> bool:
         return (entry.get("message_reference") or {}).get("message_id") == message["id"]
 
     reply = await server.wait_for_sent(answers, timeout=30)
-    assert mentions_disabled(reply)
-    return str(reply["content"])
+    assert mentions_disabled(reply) and reply["flags"] & SUPPRESS_NOTIFICATIONS
+    assert reply["content"].startswith(("Automatic alt text: ", "1. Automatic alt text: "))
+    return reply
+
+
+async def description_of(server: FakeDiscord, message: dict) -> str:
+    return str((await described_by(server, message))["content"])
 
 
 async def test_images_without_alt_text_get_one_numbered_reply(
@@ -156,3 +168,46 @@ async def test_link_previews_are_not_described(
     await settled(server, glimpse, 1)
     await asyncio.sleep(0.5)
     assert replies_to(server, message) == []
+
+
+async def test_more_than_max_pending_waiting_skips_new_ones_with_one_log_line_each(
+    server: FakeDiscord,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.chat.descriptions")
+    async with running(bot_settings(server, tmp_path / "data", ALT_TEXT_MAX_PENDING="2")) as bot:
+        await turn_on(server, world, world.general)
+        release = held(monkeypatch, bot.vision, "caption")
+        posted = []
+        for n, (colour, shape) in enumerate(
+            [("red", "circle"), ("blue", "square"), ("green", "circle"), ("red", "square"),
+             ("blue", "circle")]
+        ):  # fmt: skip
+            posted.append(await server.post_message(world.general, world.bob, "", attachments=[
+                image(f"{n}.png", colour, shape)]))  # fmt: skip
+            await eventually(lambda n=n: _at_least(bot.descriptions.waiting, min(n + 1, 3)))
+
+        # 2 waiting is not more than 2: the third is taken; 3 waiting is: the rest are skipped.
+        def skipped() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "alt text skipped" in r.msg]
+
+        await eventually(lambda: _at_least(len(skipped()), 2))
+        await asyncio.sleep(0.2)
+        assert bot.descriptions.waiting == 3
+        assert skipped() == [
+            f"alt text skipped for message {m['id']}: 3 descriptions are waiting"
+            for m in posted[3:]
+        ]
+        release.set()
+        for message in posted[:3]:
+            await described_by(server, message)
+        await eventually(lambda: _at_least(-bot.descriptions.waiting, 0))
+        await asyncio.sleep(0.3)
+        assert [len(replies_to(server, m)) for m in posted] == [1, 1, 1, 0, 0]
+
+
+async def _at_least(value: int, floor: int) -> bool:
+    return value >= floor

@@ -1,0 +1,80 @@
+"""Issue 17, point 5: every described image is also indexed, from the same single download and
+decode, even when the indexer is busy with a backlog; an opted-out poster's image or one in an
+ignored channel is described and not indexed (and still downloaded once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.chat.client import Glimpse
+from tests.e2e.harness import World, bot_settings, held, indexed, is_indexed, running
+from tests.e2e.test_alt_text_replies import described_by, turn_on
+from tests.e2e.test_real_discord import command, image, settled
+from tests.fakediscord import FakeDiscord
+from tests.shapes import CLASSES
+
+
+def downloads(server: FakeDiscord, message: dict) -> list[int]:
+    """How many times each attachment of the message was downloaded (from any media host)."""
+    return [
+        sum(1 for _, path, _ in server.media_requests if f"/{attachment['id']}/" in path)
+        for attachment in message["attachments"]
+    ]
+
+
+async def test_a_described_image_is_indexed_from_its_one_download(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await turn_on(server, world, world.general)
+    posted = await server.post_message(world.general, world.bob, "", attachments=[
+        image("a.png", "red", "circle"), image("b.png", "blue", "square")])  # fmt: skip
+    await described_by(server, posted)
+    await settled(server, glimpse, 2)
+    for attachment in posted["attachments"]:
+        assert await is_indexed(glimpse, int(posted["id"]), int(attachment["id"]))
+    assert downloads(server, posted) == [1, 1]
+
+
+async def test_also_while_the_indexer_works_through_a_backlog(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty uploads wait for the indexer, more than the fetcher keeps: the described image
+    must not wait behind them for a second download."""
+    await turn_on(server, world, world.general)
+    release = held(monkeypatch, glimpse.indexer, "_process")
+    backlog = []
+    for n in range(40):
+        upload = image(f"{n}.png", *CLASSES[n % len(CLASSES)], seed=n)
+        backlog.append(
+            await server.post_message(world.other, world.carol, "", attachments=[upload])
+        )
+    posted = await server.post_message(world.general, world.bob, "", attachments=[
+        image("late.png", "yellow", "triangle")])  # fmt: skip
+    await described_by(server, posted)
+    release.set()
+    await indexed(glimpse, 41, timeout=60)
+    assert await is_indexed(glimpse, int(posted["id"]), int(posted["attachments"][0]["id"]))
+    assert downloads(server, posted) == [1]
+    assert [downloads(server, m) for m in backlog] == [[1]] * 40
+
+
+async def test_opted_out_or_ignored_images_are_described_not_indexed(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    ignored = server.add_channel(world.guild, "ignored")
+    settings = bot_settings(server, tmp_path / "data", IGNORE_CHANNELS=str(ignored))
+    async with running(settings) as bot:
+        await turn_on(server, world, world.general)
+        await turn_on(server, world, ignored)
+        await command(server, world.general, world.carol, "!optout")
+        mine = await server.post_message(world.general, world.carol, "", attachments=[
+            image("c.png", "green", "circle")])  # fmt: skip
+        there = await server.post_message(ignored, world.bob, "", attachments=[
+            image("d.png", "blue", "circle")])  # fmt: skip
+        assert (await described_by(server, mine))["content"].endswith("a green circle")
+        assert (await described_by(server, there))["content"].endswith("a blue circle")
+        await settled(server, bot, 0)
+        assert await bot.index.count() == 0
+        assert downloads(server, mine) == downloads(server, there) == [1]
