@@ -18,6 +18,7 @@ _.on_message
 _.on_raw_message_delete
 _.on_raw_bulk_message_delete
 _.on_raw_message_edit
+_.on_raw_reaction_add
 _.on_guild_channel_delete
 _.on_raw_thread_delete
 _.on_guild_remove

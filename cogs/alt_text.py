@@ -1,5 +1,5 @@
 """`!alttext on|off`, and the listeners that describe images posted without alt text where it
-is on."""
+is on, and take descriptions down (a 🗑️ from the poster or a moderator, the original deleted)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,18 @@ class AltText(commands.Cog):
         sources = undescribed(message, own_id, self.bot.fetcher.allowed_hosts)
         if sources and not (await self.bot.get_context(message)).valid:
             descriptions.posted(message, sources)  # a command is a query, not a post
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self.bot.description_removal.reacted(payload)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self.bot.description_removal.deleted([payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self.bot.description_removal.deleted(payload.message_ids)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -15,6 +15,7 @@ from bot.chat import answers, history
 from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
 from bot.chat.cooldowns import MemberCooldown
+from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
 from bot.chat.replies import reply_for
 from bot.chat.reposts import Reposts
@@ -42,8 +43,17 @@ EXTENSIONS = (
 
 
 def intents() -> discord.Intents:
-    # message_content is privileged: enable it in the developer portal.
-    return discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
+    # message_content is privileged: enable it in the developer portal. guild_reactions is
+    # GUILD_MESSAGE_REACTIONS (1 << 10), for MESSAGE_REACTION_ADD (a 🗑️ on a description): a
+    # standard intent, not among the privileged ones, so there is nothing to switch on
+    # (gateway.mdx, "List of Intents" and "Privileged Intents").
+    return discord.Intents(
+        guilds=True,
+        guild_messages=True,
+        guild_reactions=True,
+        dm_messages=True,
+        message_content=True,
+    )
 
 
 class Glimpse(commands.Bot):
@@ -90,6 +100,7 @@ class Glimpse(commands.Bot):
         self.descriptions = Descriptions(
             vision, fetcher, self.indexer, self.indexable, settings.alt_text_max_pending
         )
+        self.description_removal = DescriptionRemoval(self, index, self.descriptions)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
         self._catch_up: asyncio.Task[int] | None = None
 

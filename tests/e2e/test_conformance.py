@@ -27,12 +27,13 @@ from tests.discord_spec.validate import operation, response_errors
 from tests.e2e.harness import (
     World,
     bot_settings,
+    eventually,
     indexed,
     running,
     shape_png,
     sync_commands,
 )
-from tests.fakediscord import VIEW_CHANNEL, FakeDiscord, Upload
+from tests.fakediscord import ADD_REACTIONS, VIEW_CHANNEL, FakeDiscord, Upload
 
 #: (method, spec path) of every operation the scenario must reach.
 ROUTES = {
@@ -42,6 +43,7 @@ ROUTES = {
     ("GET", "/channels/{channel_id}/messages"),
     ("GET", "/channels/{channel_id}/messages/{message_id}"),
     ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
+    ("DELETE", "/channels/{channel_id}/messages/{message_id}"),
     ("POST", "/channels/{channel_id}/typing"),
     ("GET", "/channels/{channel_id}"),
     ("POST", "/interactions/{interaction_id}/{interaction_token}/callback"),
@@ -60,7 +62,7 @@ EVENTS = {
     "GUILD_ROLE_DELETE", "GUILD_MEMBER_UPDATE", "CHANNEL_CREATE", "CHANNEL_UPDATE",
     "CHANNEL_DELETE", "THREAD_CREATE", "THREAD_UPDATE", "THREAD_DELETE", "THREAD_LIST_SYNC",
     "THREAD_MEMBER_UPDATE", "MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE",
-    "MESSAGE_DELETE_BULK", "INTERACTION_CREATE",
+    "MESSAGE_DELETE_BULK", "MESSAGE_REACTION_ADD", "INTERACTION_CREATE",
 }  # fmt: skip
 OPCODES = {0, 7, 9, 10, 11}
 
@@ -116,6 +118,7 @@ async def the_product_at_work(server: FakeDiscord, world: World, tmp_path: Path)
 
         await lost_access_and_gone_messages(server, world)
         await members_and_moderators(server, world, thread)
+        await automatic_descriptions(server, world, bot)
         await connection_trouble(server, bot)
         await limits_and_expired_tokens(server, world)
         await routes_for_the_next_steps(server, world)
@@ -151,6 +154,31 @@ async def members_and_moderators(server: FakeDiscord, world: World, thread: int)
     other_guild = server.add_guild("Elsewhere")
     await server.flush()
     await server.remove_bot_from_guild(other_guild)
+
+
+async def automatic_descriptions(server: FakeDiscord, world: World, bot: Glimpse) -> None:
+    """`!alttext on`, an image described, and its poster's 🗑️ on the description
+    (MESSAGE_REACTION_ADD), which the bot deletes."""
+    reactors = server.add_role(world.guild, "reactors", ADD_REACTIONS)
+    server.set_member_roles(world.guild, world.bob, [reactors])
+    await reply_in(server, world.general, world.alice, "!alttext on")
+    posted = await server.post_message(world.general, world.bob, "", attachments=[
+        png("alt.png", "red", "square")])  # fmt: skip
+
+    def describes(entry: dict) -> bool:
+        return (entry.get("message_reference") or {}).get("message_id") == posted["id"]
+
+    description = int((await server.wait_for_sent(describes, timeout=30))["id"])
+
+    async def recorded() -> bool:
+        return await bot.index.description(description) is not None
+
+    async def deleted() -> bool:
+        return description not in server.messages[world.general]
+
+    await eventually(recorded)
+    await server.react(world.general, description, world.bob)
+    await eventually(deleted)
 
 
 async def connection_trouble(server: FakeDiscord, bot: Glimpse) -> None:

@@ -1,0 +1,131 @@
+"""Issue 17: taking an automatic description down, through the real client. A 🗑️ from the
+poster of the original or from a member with Manage Messages there deletes it (after a restart
+too); anyone else's, any other emoji, or a 🗑️ on another message does nothing; the bot never
+reacts itself. Deleting the original (alone or in a bulk delete) deletes the description, and a
+description whose original goes before it is posted is never posted."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.chat.client import Glimpse
+from tests.e2e.harness import World, bot_settings, eventually, held, running
+from tests.e2e.test_alt_text_replies import described_by, replies_to, turn_on
+from tests.e2e.test_real_discord import command, image
+from tests.fakediscord import ADD_REACTIONS, FakeDiscord
+
+BIN, PLAIN_BIN = "\U0001f5d1\ufe0f", "\U0001f5d1"
+
+
+def members_may_react(server: FakeDiscord, world: World) -> None:
+    """Members may add reactions (a role of theirs); the bot keeps exactly the invite's."""
+    reactors = server.add_role(world.guild, "reactors", ADD_REACTIONS)
+    for member, roles in ((world.alice, [world.mods]), (world.bob, []), (world.carol, [])):
+        server.set_member_roles(world.guild, member, [*roles, reactors])
+
+
+async def post_described(
+    server: FakeDiscord, channel: int, poster: int, name: str
+) -> tuple[dict, dict]:
+    original = await server.post_message(channel, poster, "", attachments=[
+        image(name, "red", "circle")])  # fmt: skip
+    return original, await described_by(server, original)
+
+
+def exists(server: FakeDiscord, message: dict) -> bool:
+    return int(message["id"]) in server.messages.get(int(message["channel_id"]), {})
+
+
+async def gone(server: FakeDiscord, message: dict) -> None:
+    async def check() -> bool:
+        return not exists(server, message)
+
+    await eventually(check)
+
+
+def rows(bot: Glimpse) -> int:
+    conn = sqlite3.connect(bot.settings.data_dir / "index.sqlite3")
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM descriptions").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_the_poster_or_a_moderator_deletes_it_with_a_wastebasket(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    members_may_react(server, world)
+    await turn_on(server, world, world.general)
+    mine, first = await post_described(server, world.general, world.bob, "a.png")
+    _, second = await post_described(server, world.general, world.bob, "b.png")
+    asked = await command(server, world.general, world.carol, "!caption",
+                          attachments=[image("c.png", "blue", "square")])  # fmt: skip
+    for channel, message, who, emoji in (
+        (world.general, first, world.carol, BIN),  # neither the poster nor a moderator
+        (world.general, first, world.bob, "\U0001f44d"),  # another emoji
+        (world.general, mine, world.bob, BIN),  # the original, not the description
+        (world.general, asked, world.bob, BIN),  # another reply of the bot's
+    ):
+        await server.react(channel, int(message["id"]), who, emoji)
+    await asyncio.sleep(0.5)
+    assert all(exists(server, m) for m in (mine, first, second, asked))
+    await server.react(world.general, int(first["id"]), world.bob, BIN)  # its poster
+    await gone(server, first)
+    await server.react(world.general, int(second["id"]), world.alice, PLAIN_BIN)  # a moderator
+    await gone(server, second)
+    assert exists(server, mine) and exists(server, asked)
+    assert server.reactions == []  # the bot never reacts itself
+    await eventually(lambda: _equals(rows(glimpse), 0))
+
+
+async def _equals(value: int, expected: int) -> bool:
+    return value == expected
+
+
+async def test_moderators_of_a_thread_and_posters_after_a_restart(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    members_may_react(server, world)
+    thread = server.add_thread(world.general, "pics")
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings):
+        await turn_on(server, world, world.general)
+        _, in_thread = await post_described(server, thread, world.carol, "t.png")
+        _, later = await post_described(server, world.general, world.carol, "l.png")
+        await server.react(thread, int(in_thread["id"]), world.bob, BIN)  # no moderator
+        await asyncio.sleep(0.3)
+        assert exists(server, in_thread)
+        await server.react(thread, int(in_thread["id"]), world.alice, BIN)  # Manage Messages
+        await gone(server, in_thread)
+    async with running(settings):  # the description is in no cache now
+        await server.react(world.general, int(later["id"]), world.carol, BIN)
+        await gone(server, later)
+
+
+async def test_deleting_the_original_deletes_the_description(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await turn_on(server, world, world.general)
+    one, first = await post_described(server, world.general, world.bob, "a.png")
+    two, second = await post_described(server, world.general, world.carol, "b.png")
+    three, third = await post_described(server, world.general, world.bob, "c.png")
+    await eventually(lambda: _equals(rows(glimpse), 3))  # recorded once posted
+    await server.delete_message(world.general, int(one["id"]))
+    await gone(server, first)
+    await server.bulk_delete(world.general, [int(two["id"]), int(three["id"])])
+    await gone(server, second)
+    await gone(server, third)
+    await eventually(lambda: _equals(rows(glimpse), 0))
+    release = held(monkeypatch, glimpse.vision, "caption")
+    late = await server.post_message(world.general, world.bob, "", attachments=[
+        image("d.png", "green", "square")])  # fmt: skip
+    await eventually(lambda: _equals(glimpse.descriptions.waiting, 1))
+    await server.delete_message(world.general, int(late["id"]))
+    await eventually(lambda: _equals(glimpse.descriptions.waiting, 0))
+    release.set()
+    await asyncio.sleep(0.5)
+    assert replies_to(server, late) == []
