@@ -175,5 +175,6 @@ class Glimpse(commands.Bot):
         if self._catch_up is not None:
             self._catch_up.cancel()
         await self.heartbeat.stop()
+        await self.descriptions.close()
         await self.indexer.stop()
         await super().close()

@@ -107,6 +107,13 @@ class Descriptions:
             if not waiting.posting and waiting.task is not None:
                 waiting.task.cancel()
 
+    async def close(self) -> None:
+        """Drops the descriptions still on their way (they are not kept across restarts)."""
+        tasks = [w.task for w in self._waiting.values() if w.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _describe(
         self, message: discord.Message, sources: list[ImageSource], waiting: _Waiting
     ) -> None:
