@@ -21,6 +21,7 @@ def test_defaults() -> None:
     assert settings.cooldown == Cooldown(5, 60.0)
     assert settings.max_image_bytes == 26_214_400 and settings.max_image_pixels == 50_000_000
     assert settings.discord_connect_timeout_s == 60.0 and settings.repost_min_score == 0.95
+    assert settings.alt_text_max_pending == 20
 
 
 def test_values_are_typed() -> None:
@@ -37,6 +38,7 @@ def test_values_are_typed() -> None:
             "DISCORD_API_URL": "http://127.0.0.1:9/api/v10/",
             "DISCORD_CONNECT_TIMEOUT_S": "2.5",
             "REPOST_MIN_SCORE": "0.9",
+            "ALT_TEXT_MAX_PENDING": "3",
         }
     )
     assert settings.command_prefix == "?" and settings.device == "cuda:1"
@@ -46,6 +48,7 @@ def test_values_are_typed() -> None:
     assert settings.cooldown is None
     assert settings.discord_api_url == "http://127.0.0.1:9/api/v10"
     assert settings.discord_connect_timeout_s == 2.5 and settings.repost_min_score == 0.9
+    assert settings.alt_text_max_pending == 3
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,8 @@ def test_values_are_typed() -> None:
         ("WEAK_MATCH_BELOW", "2"),
         ("REPOST_MIN_SCORE", "0.2"),
         ("REPOST_MIN_SCORE", "1.01"),
+        ("ALT_TEXT_MAX_PENDING", "0"),
+        ("ALT_TEXT_MAX_PENDING", "many"),
         ("BATCH_MAX", "0"),
     ],
 )
