@@ -240,9 +240,11 @@ def alt_text_state(channel: str, on: bool) -> str:
     )
 
 
-def automatic_alt_text(description: str) -> str:
-    """One image's line in a description reply; saying it is automatic comes first."""
-    return f"Automatic alt text: {description}"
+def automatic_alt_text(description: str, position: int = 1, total: int = 1) -> str:
+    """One image's line in a description reply: saying it is automatic comes first, then the
+    description; its number, when there are several, last."""
+    number = f" (image {position})" if total > 1 else ""
+    return f"Automatic alt text: {description}{number}"
 
 
 # -- errors ---------------------------------------------------------------------------------------

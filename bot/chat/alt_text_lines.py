@@ -4,8 +4,8 @@ reply's lines.
 Only image attachments (a forward's too) posted without alt text, by a member: never a bot's
 post (webhook posts count as members'), nor any application's answer to a command; link
 previews and other embeds are not described. Each line starts with "Automatic alt text:", so a
-screen reader says first that it is automatic; the lines are numbered (Discord's list markup)
-when there are several, a spoilered image's description goes under the same cover, and the
+screen reader says first that it is automatic, then the caption; the lines are numbered at
+their end when there are several, a spoilered image's description goes under the same cover, and the
 whole fits in one message.
 """
 
@@ -40,8 +40,7 @@ def reply_text(described: list[Described]) -> str:
         lines = []
         for number, (text, (_, source)) in enumerate(zip(texts, described, strict=True), 1):
             text = wording.spoiler(text) if source.spoiler else text
-            line = wording.automatic_alt_text(text)
-            lines.append(wording.numbered(number, len(described), line))
+            lines.append(wording.automatic_alt_text(text, number, len(described)))
         return "\n".join(lines)
 
     texts = [" ".join(caption.split()) for caption, _ in described]
