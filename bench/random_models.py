@@ -75,15 +75,19 @@ def save_random_clip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def _siglip_tokenizer(folder: Path) -> SiglipTokenizer:
-    words = ["a", "photo", "of", "thing", "number", "the", "and", "with", "in", "on"]
+def word_tokenizer(sentences: list[str], folder: Path, max_length: int) -> SiglipTokenizer:
+    """A SiglipTokenizer over a word-level SentencePiece model trained on `sentences` and saved
+    in `folder`: each of their words one piece, bytes for any other text."""
+    words = {word for sentence in sentences for word in sentence.split()}
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter([" ".join(words)] * 10),
+        sentence_iterator=iter(sentences * 10),
         model_writer=model,
         model_type="word",
         vocab_size=256 + 2 + len(words),
         byte_fallback=True,
+        character_coverage=1.0,
+        num_threads=1,
         unk_id=0,
         eos_id=1,
         bos_id=-1,
@@ -94,7 +98,7 @@ def _siglip_tokenizer(folder: Path) -> SiglipTokenizer:
     )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spiece.model").write_bytes(model.getvalue())
-    return SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=64)
+    return SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=max_length)
 
 
 def save_random_siglip(folder: Path, seed: int = 0) -> Path:
@@ -106,6 +110,7 @@ def save_random_siglip(folder: Path, seed: int = 0) -> Path:
         model.logit_scale.fill_(4.7)
         model.logit_bias.fill_(-12.9)
     image_processor = SiglipImageProcessor(size={"height": 224, "width": 224})
-    SiglipProcessor(image_processor, _siglip_tokenizer(folder)).save_pretrained(folder)
+    tokenizer = word_tokenizer(["a photo of thing number the and with in on"], folder, 64)
+    SiglipProcessor(image_processor, tokenizer).save_pretrained(folder)
     model.save_pretrained(folder)
     return folder

@@ -14,7 +14,7 @@ from __future__ import annotations
 import discord
 
 from bot import wording
-from bot.chat.fitting import CONTENT_MAX, fit_lines
+from bot.chat.fitting import fit_rendered
 from bot.chat.sources import image_sources, is_command_reply
 from bot.images.fetcher import ImageSource
 
@@ -43,10 +43,4 @@ def reply_text(described: list[Described]) -> str:
             lines.append(wording.automatic_alt_text(text, number, len(described)))
         return "\n".join(lines)
 
-    texts = [" ".join(caption.split()) for caption, _ in described]
-    room = CONTENT_MAX - len(render([""] * len(texts)))
-    reply = render(fit_lines(texts, room))
-    while len(reply) > CONTENT_MAX and room > 0:  # markup that grew with the text (escapes)
-        room -= len(reply) - CONTENT_MAX
-        reply = render(fit_lines(texts, room))
-    return reply
+    return fit_rendered([" ".join(caption.split()) for caption, _ in described], render)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import discord
 
 from bot import wording
-from bot.chat.fitting import CONTENT_MAX, fit_lines
+from bot.chat.fitting import fit_rendered
 from bot.chat.sources import image_sources
 from bot.errors import UserError
 from bot.images.decode import ImageError
@@ -101,13 +101,7 @@ def _reply(captioned: list[tuple[str | BaseException, ImageSource]], ending: str
             lines.append(wording.numbered(number, len(captioned), line))
         return "\n".join(lines) + ending
 
-    texts = [text for text, *_ in parts]
-    room = CONTENT_MAX - len(render([""] * len(texts)))
-    reply = render(fit_lines(texts, room))
-    while len(reply) > CONTENT_MAX and room > 0:  # markup that grew with the text (escapes)
-        room -= len(reply) - CONTENT_MAX
-        reply = render(fit_lines(texts, room))
-    return reply
+    return fit_rendered([text for text, *_ in parts], render)
 
 
 def _refusal(error: BaseException, source: ImageSource) -> str:

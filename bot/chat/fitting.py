@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # message.mdx, "Create Message" (JSON/form params): content up to 2000 characters.
 CONTENT_MAX = 2000
@@ -27,6 +27,18 @@ def fit_lines(lines: Sequence[str], room: int) -> list[str]:
     if sum(map(len, lines)) <= room:
         return list(lines)
     return [clip(line, share) for line, share in zip(lines, _shares(lines, room), strict=True)]
+
+
+def fit_rendered(texts: Sequence[str], render: Callable[[list[str]], str]) -> str:
+    """`render(texts)` within one message: the texts shortened (fit_lines) by as much as the
+    markup around them leaves no room for, again while escapes that grew with the text still
+    overflow."""
+    room = CONTENT_MAX - len(render([""] * len(texts)))
+    reply = render(fit_lines(texts, room))
+    while len(reply) > CONTENT_MAX and room > 0:
+        room -= len(reply) - CONTENT_MAX
+        reply = render(fit_lines(texts, room))
+    return reply
 
 
 def _shares(lines: Sequence[str], room: int) -> list[int]:
