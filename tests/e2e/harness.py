@@ -180,6 +180,25 @@ async def is_indexed(bot: Glimpse, message_id: int, attachment_id: int) -> bool:
     return row is not None
 
 
+def answers(message: dict) -> Callable[[dict], bool]:
+    """Whether a sent message replies to `message` (its `message_reference`)."""
+
+    def replies(entry: dict) -> bool:
+        return (entry.get("message_reference") or {}).get("message_id") == message["id"]
+
+    return replies
+
+
+async def reply_to(server: FakeDiscord, message: dict, timeout: float = 30) -> dict:
+    """The bot's reply to `message`, once it is sent."""
+    return await server.wait_for_sent(answers(message), timeout=timeout)
+
+
+def replies_to(server: FakeDiscord, message: dict) -> list[dict]:
+    """Every reply to `message` sent so far."""
+    return [entry for entry in server.sent if answers(message)(entry)]
+
+
 def mentions_disabled(sent: dict[str, Any]) -> bool:
     allowed = sent.get("allowed_mentions")
     return allowed is not None and allowed.get("parse") == [] and not allowed.get("replied_user")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, bot_settings, eventually, held, running
-from tests.e2e.test_alt_text_replies import described_by, replies_to, turn_on
+from tests.e2e.harness import World, bot_settings, eventually, held, replies_to, running
+from tests.e2e.test_alt_text_replies import described_by, turn_on
 from tests.e2e.test_real_discord import command, image
 from tests.fakediscord import ADD_REACTIONS, FakeDiscord
 

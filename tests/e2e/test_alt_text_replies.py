@@ -17,6 +17,8 @@ from tests.e2e.harness import (
     eventually,
     held,
     mentions_disabled,
+    replies_to,
+    reply_to,
     running,
     shape_png,
 )
@@ -98,21 +100,9 @@ async def test_the_setting_goes_with_its_channel(
         conn.close()
 
 
-def replies_to(server: FakeDiscord, message: dict) -> list[dict]:
-    return [
-        e
-        for e in server.sent
-        if (e.get("message_reference") or {}).get("message_id") == message["id"]
-    ]
-
-
 async def described_by(server: FakeDiscord, message: dict) -> dict:
     """The bot's automatic description of `message`: a reply that pings and notifies no one."""
-
-    def answers(entry: dict) -> bool:
-        return (entry.get("message_reference") or {}).get("message_id") == message["id"]
-
-    reply = await server.wait_for_sent(answers, timeout=30)
+    reply = await reply_to(server, message)
     assert mentions_disabled(reply) and reply["flags"] & SUPPRESS_NOTIFICATIONS
     assert all(line.startswith("Automatic alt text: ") for line in reply["content"].split("\n"))
     return reply

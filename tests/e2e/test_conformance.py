@@ -29,6 +29,7 @@ from tests.e2e.harness import (
     bot_settings,
     eventually,
     indexed,
+    reply_to,
     running,
     shape_png,
     sync_commands,
@@ -73,12 +74,7 @@ def png(name: str, colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, 
 
 async def reply_in(server: FakeDiscord, channel: int, author: int, text: str, **kw: Any) -> dict:
     """Post a command; the bot's reply to it."""
-    command = await server.post_message(channel, author, text, **kw)
-
-    def answers(entry: dict) -> bool:
-        return (entry.get("message_reference") or {}).get("message_id") == command["id"]
-
-    return await server.wait_for_sent(answers, timeout=30)
+    return await reply_to(server, await server.post_message(channel, author, text, **kw))
 
 
 async def the_product_at_work(server: FakeDiscord, world: World, tmp_path: Path) -> None:
@@ -165,10 +161,7 @@ async def automatic_descriptions(server: FakeDiscord, world: World, bot: Glimpse
     posted = await server.post_message(world.general, world.bob, "", attachments=[
         png("alt.png", "red", "square")])  # fmt: skip
 
-    def describes(entry: dict) -> bool:
-        return (entry.get("message_reference") or {}).get("message_id") == posted["id"]
-
-    description = int((await server.wait_for_sent(describes, timeout=30))["id"])
+    description = int((await reply_to(server, posted))["id"])
 
     async def recorded() -> bool:
         return await bot.index.description(description) is not None

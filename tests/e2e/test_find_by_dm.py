@@ -10,7 +10,15 @@ import pytest
 from bot import wording
 from bot.chat.client import Glimpse
 from bot.errors import UserError
-from tests.e2e.harness import World, held, indexed, mentions_disabled, shape_png, sync_commands
+from tests.e2e.harness import (
+    World,
+    held,
+    indexed,
+    mentions_disabled,
+    reply_to,
+    shape_png,
+    sync_commands,
+)
 from tests.fakediscord import FakeDiscord
 
 
@@ -21,12 +29,7 @@ async def post(server: FakeDiscord, channel: int, author: int, colour: str, shap
 
 async def ask(server: FakeDiscord, channel: int, author: int, text: str) -> dict:
     """The bot's reply to a command, found by its reference."""
-    posted = await server.post_message(channel, author, text)
-
-    def answers(entry: dict) -> bool:
-        return (entry.get("message_reference") or {}).get("message_id") == posted["id"]
-
-    return await server.wait_for_sent(answers, timeout=30)
+    return await reply_to(server, await server.post_message(channel, author, text))
 
 
 def link(world: World, channel: int, message: dict) -> str:

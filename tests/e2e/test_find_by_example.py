@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot import wording
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, indexed, mentions_disabled, shape_png, sync_commands
+from tests.e2e.harness import World, indexed, mentions_disabled, reply_to, shape_png, sync_commands
 from tests.e2e.test_real_discord import command, image, settled
 from tests.fakediscord import FakeDiscord, Upload
 from tests.shapes import CLASSES
@@ -36,9 +36,7 @@ async def test_an_attached_image_finds_images_like_it_but_never_itself(
     # among the red circles; the command's own attachment never is.
     ask = await server.post_message(world.general, world.alice, "!find top: 3",
                                     attachments=[image("mine.png", "red", "circle")])  # fmt: skip
-    reply = await server.wait_for_sent(
-        lambda e: (e.get("message_reference") or {}).get("message_id") == ask["id"], timeout=30
-    )
+    reply = await reply_to(server, ask)
     found = ids(reply)
     assert len(found) == 3 and mentions_disabled(reply)
     assert found[0] == other_draw["id"]

@@ -20,6 +20,7 @@ from tests.e2e.harness import (
     held,
     indexed,
     mentions_disabled,
+    reply_to,
     running,
     shape_png,
     sync_commands,
@@ -42,11 +43,7 @@ async def settled(server: FakeDiscord, bot: Glimpse, count: int) -> None:
 async def command(server: FakeDiscord, channel: int, author: int, text: str, **kw: object) -> dict:
     """Post a command; the bot's reply to it."""
     posted = await server.post_message(channel, author, text, **kw)  # type: ignore[arg-type]
-
-    def answers(entry: dict) -> bool:
-        return (entry.get("message_reference") or {}).get("message_id") == posted["id"]
-
-    return await server.wait_for_sent(answers, timeout=30)
+    return await reply_to(server, posted)
 
 
 async def test_command_replies_are_never_indexed(

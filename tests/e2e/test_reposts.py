@@ -15,6 +15,8 @@ from tests.e2e.harness import (
     bot_settings,
     eventually,
     mentions_disabled,
+    replies_to,
+    reply_to,
     running,
     shape_png,
 )
@@ -27,19 +29,8 @@ def link(world: World, channel: int, message: dict) -> str:
     return f"https://discord.com/channels/{world.guild}/{channel}/{message['id']}"
 
 
-def replies_to(server: FakeDiscord, message: dict) -> list[dict]:
-    return [
-        e
-        for e in server.sent
-        if (e.get("message_reference") or {}).get("message_id") == message["id"]
-    ]
-
-
 async def repost_reply(server: FakeDiscord, message: dict) -> str:
-    def answers(entry: dict) -> bool:
-        return (entry.get("message_reference") or {}).get("message_id") == message["id"]
-
-    reply = await server.wait_for_sent(answers, timeout=30)
+    reply = await reply_to(server, message)
     assert mentions_disabled(reply)
     return str(reply["content"])
 
