@@ -100,7 +100,7 @@ class Finder:
         if request.query:
             vector = await self.vision.embed_text([request.query])
             scores = await self.vision.text_scores()
-            weak = scores.weak_below if self.weak_below is None else self.weak_below
+            weak = await self._weak_below()
             return Query(vector, request.top, weak, scores, query_terms(request.query))
         if example is None:
             raise FindSyntaxError(wording.QUERY_MISSING)
@@ -108,10 +108,14 @@ class Finder:
         vectors = await self.index.embedding_for_hash(decoded.digest)  # indexed already
         if vectors is None:
             (vectors,) = await embed_frames(self.vision, [decoded.frames])
-        scores = await self.vision.text_scores()
-        weak = scores.weak_below if self.weak_below is None else self.weak_below
         excluded = Excluded(example.ref.key, decoded.digest)
-        return Query(vectors, request.top, weak, excluded=excluded)
+        return Query(vectors, request.top, await self._weak_below(), excluded=excluded)
+
+    async def _weak_below(self) -> float:
+        """WEAK_MATCH_BELOW, or the search model family's default."""
+        if self.weak_below is not None:
+            return self.weak_below
+        return (await self.vision.text_scores()).weak_below
 
     async def find(self, query: Query, scope: set[int], origin_id: int, *, private: bool) -> Reply:
         """`private`: only the asker sees the reply, so images from other channels may be shown."""
