@@ -52,7 +52,7 @@ from bench.seed import SeedPath  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
 from bot.index.refs import ImageRef  # noqa: E402
 from bot.index.store import IndexStore  # noqa: E402
-from bot.vision.devices import configure_threads, dtype_name  # noqa: E402
+from bot.vision.devices import configure_threads, precision_name  # noqa: E402
 from bot.vision.service import VisionService  # noqa: E402
 from bot.workers import Workers  # noqa: E402
 
@@ -251,9 +251,8 @@ async def measure_service(
 
 
 def service_dtype(vision: VisionService) -> str:
-    """The service's dtype, and the text decoder's weights where they differ."""
-    name = dtype_name(vision.dtype)
-    return f"{name}+int8-decoder" if vision.int8_decoder else name
+    """The service's dtype, and its weights' where they are packed."""
+    return precision_name(vision.dtype, vision.packed_weights)
 
 
 def report(

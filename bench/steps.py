@@ -1,7 +1,7 @@
 """What one caption decode step costs: BLIP's `generate()` against the service's decode loop.
 
     python bench/steps.py                       # batches of 1, 8 and 16, the auto dtype
-    python bench/steps.py --dtype float32 --int8 off
+    python bench/steps.py --dtype float32 --packed off
 
 Full-size blip-image-captioning-base architecture, random weights (bench/random_models.py),
 one photo's image embedding repeated. Each side decodes the same number of tokens per round;
@@ -28,7 +28,7 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from bench.run import models_dir  # noqa: E402
 from bot.vision.blip import Captioner  # noqa: E402
 from bot.vision.decoder import TextDecoder  # noqa: E402
-from bot.vision.devices import configure_threads, resolve_dtype  # noqa: E402
+from bot.vision.devices import configure_threads, packed_weights, resolve_dtype  # noqa: E402
 from bot.vision.running import Decoding, RunningBatch  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def loop_steps(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--int8", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--packed", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--batches", default="1,8,16")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=12)
@@ -99,15 +99,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype, device)
     blip, _ = models_dir(args.models)
-    captioner = Captioner.load(str(blip), device, dtype, args.tokens)
+    packed = packed_weights(args.dtype, device)
+    captioner = Captioner.load(str(blip), device, dtype, args.tokens, packed=packed)
     decoder = captioner.decoder
-    if args.int8 != "auto":
-        decoder = TextDecoder(captioner.model.text_decoder, int8=args.int8 == "on")
+    if args.packed != "auto":
+        decoder = TextDecoder(captioner.model.text_decoder, packed=args.packed == "on")
     torch.manual_seed(0)
     with torch.inference_mode():
         pixels = torch.randn(1, 3, 384, 384, dtype=dtype)
         embeds = captioner.model.vision_model(pixel_values=pixels)[0]
-    print(f"dtype {dtype}, int8 {args.int8}, threads {torch.get_num_threads()}")
+    print(f"dtype {dtype}, packed weights {args.packed}, threads {torch.get_num_threads()}")
     for size in [int(b) for b in args.batches.split(",")]:
         batch_embeds = embeds.expand(size, -1, -1).contiguous()
         timings: dict[str, list[list[float]]] = {"generate()": [], "decode loop": []}

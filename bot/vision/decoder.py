@@ -16,35 +16,29 @@ from torch import nn
 from torch.nn import functional as F
 from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
-# The most sequences a step runs on int8 weights: above it, the int8 kernel (its bfloat16
-# arithmetic emulated on a CPU without native bfloat16) measured slower than float32 (2-core
-# AMD EPYC, AVX2: per step 62 vs 70 ms at 1 sequence, 104 vs 127 at 2, even at 4, 183 vs 160
-# at 8; bench/steps.py), as the step turns from reading weights to computing.
-INT8_MOST_ROWS = 2
+from bot.vision.packed import Kind, PackedWeights
 
 
 class Linear:
     """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
 
-    Plain, it uses the model's own tensors: no copy. With `int8`, the weights are also stored as
-    int8 with one scale per row (weight-only quantisation: a quarter of the bytes a float32
-    step reads, and a small decode step is bound by reading its weights) and multiplied by
-    torch's int8 kernel in bfloat16 for steps of at most INT8_MOST_ROWS sequences; activations,
-    the caches and attention keep the model's dtype."""
+    Plain, it uses the model's own tensors: no copy. `packed` stores the weights once more for
+    fbgemm (bot/vision/packed.py): float16 for the decode step, which multiplies a few rows by
+    each weight and so is bound by reading them (half the bytes made its linear layers 2-3x
+    faster on an AVX2 CPU); int8 for projecting an image's hundreds of tokens, which is bound by
+    arithmetic. The activations, the caches and attention stay float32."""
 
-    def __init__(self, *modules: nn.Linear, int8: bool = False) -> None:
+    def __init__(self, *modules: nn.Linear, packed: Kind | None = None) -> None:
         self.parts = [(m.weight.detach(), m.bias.detach()) for m in modules]
-        self.scale: torch.Tensor | None = None
-        if int8:
-            quantised = [_int8_rows(weight) for weight, _ in self.parts]
-            self.weight = torch.cat([q for q, _ in quantised])
-            self.scale = torch.cat([scale for _, scale in quantised]).to(torch.bfloat16)
-            self.bias = torch.cat([bias for _, bias in self.parts])
+        self.packed: PackedWeights | None = None
+        if packed:
+            weight = torch.cat([weight for weight, _ in self.parts])
+            bias = torch.cat([bias for _, bias in self.parts])
+            self.packed = PackedWeights(weight, bias, packed)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale is not None and x.shape[0] <= INT8_MOST_ROWS:
-            product = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scale)
-            return product.to(x.dtype) + self.bias
+        if self.packed is not None:
+            return self.packed(x)
         if len(self.parts) == 1:
             return F.linear(x, *self.parts[0])
         return torch.cat([F.linear(x, weight, bias) for weight, bias in self.parts], dim=-1)
@@ -63,17 +57,17 @@ class Norm:
 class Layer:
     """One decoder layer's weights: self-attention, cross-attention, feed-forward."""
 
-    def __init__(self, layer: BlipTextLayer, int8: bool) -> None:
+    def __init__(self, layer: BlipTextLayer, packed: Kind | None) -> None:
         attention, cross = layer.attention, layer.crossattention
         s, c = attention.self, cross.self
-        self.qkv = Linear(s.query, s.key, s.value, int8=int8)
-        self.attention_out = Linear(attention.output.dense, int8=int8)
+        self.qkv = Linear(s.query, s.key, s.value, packed=packed)
+        self.attention_out = Linear(attention.output.dense, packed=packed)
         self.attention_norm = Norm(attention.output.LayerNorm)
-        self.cross_query = Linear(c.query, int8=int8)
-        self.cross_out = Linear(cross.output.dense, int8=int8)
+        self.cross_query = Linear(c.query, packed=packed)
+        self.cross_out = Linear(cross.output.dense, packed=packed)
         self.cross_norm = Norm(cross.output.LayerNorm)
-        self.up = Linear(layer.intermediate.dense, int8=int8)
-        self.down = Linear(layer.output.dense, int8=int8)
+        self.up = Linear(layer.intermediate.dense, packed=packed)
+        self.down = Linear(layer.output.dense, packed=packed)
         self.out_norm = Norm(layer.output.LayerNorm)
 
 
@@ -116,7 +110,7 @@ class Slots:
 class TextDecoder:
     """The weights of a `BlipTextLMHeadModel`, laid out for one-token steps."""
 
-    def __init__(self, model: BlipTextLMHeadModel, *, int8: bool = False) -> None:
+    def __init__(self, model: BlipTextLMHeadModel, *, packed: bool = False) -> None:
         config = model.config
         self.heads = int(config.num_attention_heads)
         self.width = int(config.hidden_size)
@@ -125,13 +119,15 @@ class TextDecoder:
         self.words = embeddings.word_embeddings.weight.detach()
         self.places = embeddings.position_embeddings.weight.detach()
         self.embedding_norm = Norm(embeddings.LayerNorm)
-        self.layers = [Layer(layer, int8) for layer in model.bert.encoder.layer]
+        steps: Kind | None = "float16" if packed else None
+        self.layers = [Layer(layer, steps) for layer in model.bert.encoder.layer]
         crosses = [layer.crossattention.self for layer in model.bert.encoder.layer]
-        self.cross_projections = [(Linear(c.key), Linear(c.value)) for c in crosses]
+        images: Kind | None = "int8" if packed else None
+        self.cross_projections = [Linear(c.key, c.value, packed=images) for c in crosses]
         head = model.cls.predictions
-        self.transform = Linear(head.transform.dense, int8=int8)
+        self.transform = Linear(head.transform.dense, packed=steps)
         self.transform_norm = Norm(head.transform.LayerNorm)
-        self.vocabulary = Linear(head.decoder, int8=int8)
+        self.vocabulary = Linear(head.decoder, packed=steps)
         self.dtype = self.words.dtype
         self.device = self.words.device
 
@@ -149,10 +145,9 @@ class TextDecoder:
         images, tokens, _ = image_embeds.shape
         embeds = image_embeds.to(self.dtype)
         place = slice(first, first + images)
-        for i, projections in enumerate(self.cross_projections):
-            for j, projection in enumerate(projections):
-                shaped = projection(embeds).view(images, tokens, self.heads, self.head_dim)
-                slots.cross_kv[i, j, place] = shaped.transpose(1, 2)
+        for i, projection in enumerate(self.cross_projections):
+            shaped = projection(embeds).view(images, tokens, 2, self.heads, self.head_dim)
+            slots.cross_kv[i, :, place] = shaped.permute(2, 0, 3, 1, 4)
 
     def step(
         self, tokens: torch.Tensor, positions: torch.Tensor, slots: Slots, length: int
@@ -185,10 +180,3 @@ class TextDecoder:
             hidden = layer.out_norm(layer.down(F.gelu(layer.up(hidden))) + hidden)
         hidden = self.transform_norm(F.gelu(self.transform(hidden)))
         return self.vocabulary(hidden)
-
-
-def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 with one float32 scale per row (no full-size float temporaries but one)."""
-    peak = torch.maximum(weight.amax(dim=1), -weight.amin(dim=1)).float()
-    scale = peak.clamp_min(1e-12) / 127
-    return (weight.float() / scale[:, None]).round_().to(torch.int8), scale

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from bot.config import ConfigError
+from bot.vision import packed
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -35,11 +36,22 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     return _DTYPES[setting]
 
 
-def int8_decoder(setting: str, device: torch.device) -> bool:
-    """Weight-only int8 for BLIP's text decoder: under `auto`, on a CPU that runs float32
-    (no native bfloat16), where it measured 2-3x faster per decode step (README, Performance).
-    Elsewhere unmeasured, so off; `DTYPE=float32` means float32 throughout."""
-    return setting == "auto" and device.type == "cpu" and cpu_auto_dtype() == torch.float32
+def packed_weights(setting: str, device: torch.device) -> bool:
+    """Linear layers on fbgemm's packed float16 and int8 weights (bot/vision/packed.py): under
+    `auto`, on a CPU that runs float32 (no native bfloat16), where they measured 1.5-3x faster
+    with the same answers (README, Performance). Elsewhere unmeasured, so off; `DTYPE=float32`
+    means float32 throughout."""
+    return (
+        setting == "auto"
+        and device.type == "cpu"
+        and cpu_auto_dtype() == torch.float32
+        and packed.supported()
+    )
+
+
+def precision_name(dtype: torch.dtype, packed_weights: bool) -> str:
+    """The dtype, and the weights' where they are packed: `float32+fp16/int8-weights`."""
+    return f"{dtype_name(dtype)}+fp16/int8-weights" if packed_weights else dtype_name(dtype)
 
 
 def cpu_auto_dtype() -> torch.dtype:

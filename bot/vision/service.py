@@ -30,7 +30,8 @@ from bot.vision.clip import Embedder
 from bot.vision.devices import (
     configure_threads,
     dtype_name,
-    int8_decoder,
+    packed_weights,
+    precision_name,
     resolve_device,
     resolve_dtype,
 )
@@ -64,7 +65,7 @@ class VisionService:
         self.workers = workers
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
-        self.int8_decoder = int8_decoder(settings.dtype, self.device)
+        self.packed_weights = packed_weights(settings.dtype, self.device)
         configure_threads(self.device)
         self.scheduler = Scheduler(
             max_batch=settings.batch_max or default_batch_max(self.device),
@@ -108,7 +109,7 @@ class VisionService:
             if self._captioner is None:
                 self._captioner = await self._load(
                     "caption",
-                    functools.partial(Captioner.load, int8_decoder=self.int8_decoder),
+                    functools.partial(Captioner.load, packed=self.packed_weights),
                     self.settings.caption_model,
                     self.device,
                     self.dtype,
@@ -121,7 +122,11 @@ class VisionService:
         async with self._load_lock:
             if self._embedder is None:
                 self._embedder = await self._load(
-                    "search", Embedder.load, self.settings.search_model, self.device, self.dtype
+                    "search",
+                    functools.partial(Embedder.load, packed=self.packed_weights),
+                    self.settings.search_model,
+                    self.device,
+                    self.dtype,
                 )
             return self._embedder
 
@@ -136,7 +141,7 @@ class VisionService:
             what,
             args[0],
             self.device,
-            dtype_name(self.dtype),
+            precision_name(self.dtype, self.packed_weights),
             time.perf_counter() - started,
         )
         return model

@@ -1,0 +1,110 @@
+"""Linear layers on weights packed for fbgemm, torch's CPU kernels for reduced-precision
+weights: float16 weights where a layer is bound by reading them, int8 where it computes.
+
+On a CPU without native bfloat16 (AVX2 only) float32 is the only fast float, and linear layers
+are most of the models' cost. Measured there (2-core AMD EPYC, README, Performance):
+- A decode step or a text encoder multiplies a few rows by each weight: the time goes on
+  reading the weights. Stored as float16 (half the bytes, the arithmetic still float32), a
+  decode step's linear layers took 10 ms against 23 at one sequence and 27 against 64 at 16,
+  with outputs equal to float32's to about 1e-6 (cosine of CLIP text embeddings 0.9999998).
+- An image encoder multiplies hundreds of rows (its patches) by each weight: there the time
+  goes on arithmetic, which float16 storage does not reduce and int8 halves: fbgemm multiplies
+  int8 weights by inputs quantised on the fly. BLIP's vision encoder took 0.67 s against 1.04.
+  Each image's inputs are quantised on their own, so its embedding does not depend on the
+  others in its batch. The inputs get 7 bits (`reduce_range`), as fbgemm needs on CPUs
+  without VNNI to keep its 16-bit sums from saturating.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import warnings
+from typing import Literal
+
+import torch
+from torch import nn
+
+Kind = Literal["float16", "int8"]
+
+
+@functools.cache
+def supported() -> bool:
+    """Whether this torch build has the kernels (an older or a future one may not)."""
+    engines = torch.backends.quantized.supported_engines
+    ops = ("linear_prepack", "linear_dynamic", "linear_prepack_fp16", "linear_dynamic_fp16")
+    return bool({"x86", "fbgemm"} & set(engines)) and all(
+        hasattr(torch.ops.quantized, op) for op in ops
+    )
+
+
+class PackedWeights:
+    """An `nn.Linear`'s weight [out, in] and bias, packed for the kernel of `kind`; calling it
+    computes `x @ weight.T + bias` for a float32 `x` [..., in]."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, kind: Kind) -> None:
+        self.kind = kind
+        weight = weight.detach().float()
+        # A copy: the kernel keeps the bias it is given, which would otherwise hold the
+        # checkpoint's whole memory map open (see own_memory).
+        bias = None if bias is None else bias.detach().to(torch.float32, copy=True)
+        if kind == "float16":
+            self.params = torch.ops.quantized.linear_prepack_fp16(weight, bias)
+            return
+        scale = weight.abs().amax(dim=1).clamp_min(1e-12).double() / 127
+        zero = torch.zeros(weight.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():
+            # The quantized tensor only carries the int8 rows into the packing call; torch
+            # warns that such tensors, as a type for users to compute with, are deprecated.
+            warnings.simplefilter("ignore", UserWarning)
+            rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+            self.params = torch.ops.quantized.linear_prepack(rows, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "float16":
+            out = torch.ops.quantized.linear_dynamic_fp16(x.reshape(-1, x.shape[-1]), self.params)
+            return out.view(*x.shape[:-1], out.shape[-1])
+        # fbgemm quantises its whole input with one scale, from its least and greatest value:
+        # one call per item of the first dimension (an image in an encoder's batch; a row of a
+        # 2-D input), so that no image's answer depends on the others beside it.
+        items = x if x.dim() > 2 else x[:, None]
+        outs = [torch.ops.quantized.linear_dynamic(item, self.params, True) for item in items]
+        return torch.stack(outs).view(*x.shape[:-1], outs[0].shape[-1])
+
+
+class PackedLinear(nn.Module):
+    """Stands in for an `nn.Linear`: the same maths on packed weights."""
+
+    def __init__(self, original: nn.Linear, kind: Kind) -> None:
+        super().__init__()
+        self.weights = PackedWeights(original.weight, original.bias, kind)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weights(x)
+
+
+def pack_linears(model: nn.Module, kind: Kind) -> None:
+    """Replaces every `nn.Linear` inside `model`; their float32 weights are freed."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                parent.register_module(name, PackedLinear(child, kind))
+
+
+def pack_image_encoder(encoder: nn.Module, *, int8_attention: bool) -> None:
+    """int8 for the feed-forward layers of a vision transformer (BLIP's, CLIP's and SigLIP's
+    `…MLP` blocks: two thirds of its multiplications) and, with `int8_attention`, for its
+    attention projections too; float16 for the rest."""
+    for block in list(encoder.modules()):
+        if int8_attention or type(block).__name__.endswith("MLP"):
+            pack_linears(block, "int8")
+    pack_linears(encoder, "float16")
+
+
+def own_memory(model: nn.Module) -> None:
+    """Copies the tensors `model` keeps out of its checkpoint's memory map, so that the map is
+    closed. Packing read every float32 weight it replaced through that map; left open, those
+    pages stayed in the process's resident memory though nothing would read them again."""
+    with torch.no_grad():
+        for tensor in itertools.chain(model.parameters(), model.buffers()):
+            tensor.data = tensor.data.clone()
