@@ -18,12 +18,13 @@ from bot.config import parse_settings
 from bot.images.decode import load_image
 from bot.vision import packed
 from bot.vision.blip import Captioner
+from bot.vision.clip import Embedder
 from bot.vision.decoder import TextDecoder
 from bot.vision.devices import packed_weights, resolve_dtype
 from bot.vision.running import Decoding, RunningBatch
 from bot.vision.service import VisionService, default_batch_max
 from bot.workers import Workers
-from tests.conftest import TINY_BLIP, fresh_samples, tiny_settings
+from tests.conftest import TINY_BLIP, TINY_CLIP, TINY_SIGLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape
 from tests.test_decoding import decode_staggered, requests_for
 
@@ -146,6 +147,20 @@ def test_an_int8_image_embedding_does_not_depend_on_its_batch() -> None:
         alone = fast.model.vision_model(pixel_values=plain)[0][0]
         together = fast.model.vision_model(pixel_values=torch.cat([plain, busy]))[0][0]
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["blip", "clip", "siglip"])
+def test_packed_models_let_go_of_their_checkpoint_file(family: str) -> None:
+    """Packing reads every float32 weight it replaces through the checkpoint's memory map; once
+    loaded, nothing may keep that map (and the pages read through it) in the process."""
+    cpu = torch.device("cpu")
+    folder = {"blip": TINY_BLIP, "clip": TINY_CLIP, "siglip": TINY_SIGLIP}[family]
+    if family == "blip":
+        loaded: object = Captioner.load(str(folder), cpu, torch.float32, 30, packed=True)
+    else:
+        loaded = Embedder.load(str(folder), cpu, torch.float32, packed=True)
+    checkpoint = str((folder / "model.safetensors").resolve())
+    assert loaded is not None and checkpoint not in Path("/proc/self/maps").read_text()
 
 
 @pytest.mark.slow

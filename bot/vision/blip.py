@@ -72,8 +72,8 @@ class Captioner:
         *,
         packed: bool = False,
     ) -> Captioner:
-        """With `packed`, the vision encoder runs on int8 and float16 weights, the decode
-        steps on float16 ones (bot/vision/packed.py)."""
+        """With `packed`, the vision encoder runs on int8 weights, the decode steps on
+        float16 ones (bot/vision/packed.py)."""
         checkpoint = locate(model_id, cls.setting, "blip")
         processor = from_pretrained(BlipProcessor, checkpoint)
         model = from_pretrained(BlipForConditionalGeneration, checkpoint, dtype=dtype)
@@ -81,7 +81,7 @@ class Captioner:
         model.to(device).eval()
         if packed:
             # int8 throughout the vision encoder: 0.65 s per image against 0.75 with its
-            # attention projections in float16, and the greedy tokens still agree with
+            # attention projections left float32, and the greedy tokens still agree with
             # float32's (tests/test_precision.py).
             pack_image_encoder(model.vision_model, int8_attention=True)
             own_memory(model)

@@ -62,8 +62,9 @@ class Embedder:
     def load(
         cls, model_id: str, device: torch.device, dtype: torch.dtype, *, packed: bool = False
     ) -> Embedder:
-        """With `packed`, the image encoder runs on int8 and float16 weights, the rest (text
-        encoder and projections: a few rows per weight) on float16 ones (bot/vision/packed.py)."""
+        """With `packed`, the image encoder's feed-forward layers run on int8 weights, the text
+        encoder and the projections (a few rows per weight) on float16 ones
+        (bot/vision/packed.py)."""
         checkpoint = locate(model_id, cls.setting, *MODELS)
         processor_class, model_class = MODELS[checkpoint.model_type]
         processor = from_pretrained(processor_class, checkpoint)
@@ -74,7 +75,7 @@ class Embedder:
             # near-tie matches of the tiny CLIP (third place, 0.007 apart); without it, its
             # rankings are float32's (tests/test_precision.py).
             pack_image_encoder(model.vision_model, int8_attention=False)
-            pack_linears(model, "float16")
+            pack_linears(model, "float16", skip=model.vision_model)
             own_memory(model)
         return cls(processor, model, device, dtype)
 

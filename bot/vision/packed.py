@@ -83,9 +83,13 @@ class PackedLinear(nn.Module):
         return self.weights(x)
 
 
-def pack_linears(model: nn.Module, kind: Kind) -> None:
-    """Replaces every `nn.Linear` inside `model`; their float32 weights are freed."""
+def pack_linears(model: nn.Module, kind: Kind, *, skip: nn.Module | None = None) -> None:
+    """Replaces every `nn.Linear` inside `model` but those inside `skip`; the float32 weights
+    they replace are freed."""
+    skipped = set() if skip is None else {id(module) for module in skip.modules()}
     for parent in list(model.modules()):
+        if id(parent) in skipped:
+            continue
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 parent.register_module(name, PackedLinear(child, kind))
@@ -94,11 +98,11 @@ def pack_linears(model: nn.Module, kind: Kind) -> None:
 def pack_image_encoder(encoder: nn.Module, *, int8_attention: bool) -> None:
     """int8 for the feed-forward layers of a vision transformer (BLIP's, CLIP's and SigLIP's
     `…MLP` blocks: two thirds of its multiplications) and, with `int8_attention`, for its
-    attention projections too; float16 for the rest."""
+    attention projections too, which otherwise stay float32: with hundreds of rows per weight,
+    float16 storage saves no time (CLIP ViT-B/32, batch of 16: 60 ms per image against 58)."""
     for block in list(encoder.modules()):
         if int8_attention or type(block).__name__.endswith("MLP"):
             pack_linears(block, "int8")
-    pack_linears(encoder, "float16")
 
 
 def own_memory(model: nn.Module) -> None:
