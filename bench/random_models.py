@@ -6,11 +6,16 @@ siglip-base-patch16-224 cost (the cost depends on the architecture, the text len
 number of generated tokens, not on the weights), and they need no download. BLIP's and CLIP's
 tokenizers are built in memory with vocabularies of the real sizes; SigLIP's is a small
 SentencePiece model (its texts are padded to 64 tokens whatever the vocabulary).
+
+A text costs CLIP what its token count says, so the bench's CLIP tokenizer splits the bench's
+queries as the released one does: each common word one token, each digit one token.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
+from collections import Counter
 from pathlib import Path
 
 import sentencepiece
@@ -43,12 +48,55 @@ def _blip_tokenizer(config: BlipConfig) -> BertTokenizer:
     return BertTokenizer(vocab=vocab)
 
 
+# Words the released CLIP vocabulary holds whole ("a</w>" is id 320, "of</w>" 539, "photo</w>"
+# 1125). Its pre-tokenizer splits numbers into single digits, as this one's does.
+CLIP_WORDS = ["a", "photo", "of", "thing", "number", "the", "and", "with", "in", "on"]
+
+
+def bpe_merges(words: list[str]) -> list[tuple[str, str]]:
+    """Deterministic BPE training on ``words`` until each word is a single token.
+
+    At each step the most frequent adjacent pair wins; ties go to the lexicographically
+    smallest pair. (The tokenizers library's trainer breaks ties differently run to run.)
+    """
+    sequences = [[*word[:-1], word[-1] + "</w>"] for word in words]
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: Counter[tuple[str, str]] = Counter()
+        for seq in sequences:
+            counts.update(itertools.pairwise(seq))
+        if not counts:
+            return merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        merged = []
+        for seq in sequences:
+            out: list[str] = []
+            i = 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(seq[i] + seq[i + 1])
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            merged.append(out)
+        sequences = merged
+
+
 def _clip_tokenizer(config: CLIPConfig) -> CLIPTokenizer:
     chars = sorted(ByteLevel.alphabet())
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    tokens = chars + [c + "</w>" for c in chars]
+    merges = bpe_merges(CLIP_WORDS)
+    known = set(tokens)
+    for left, right in merges:
+        if left + right not in known:
+            known.add(left + right)
+            tokens.append(left + right)
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
     size = config.text_config.vocab_size
     tokens += [f"t{i}</w>" for i in range(size - len(tokens))]
-    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges)
     tokenizer.model_max_length = config.text_config.max_position_embeddings
     return tokenizer
 

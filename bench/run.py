@@ -26,13 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,9 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench import captions  # noqa: E402
+from bench import captions, random_models  # noqa: E402
 from bench.indexing import index_seconds  # noqa: E402
 from bench.photos import jpeg, photo  # noqa: E402
-from bench.random_models import save_random_blip, save_random_clip, save_random_siglip  # noqa: E402
 from bench.seed import SeedPath  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
 from bot.index.refs import ImageRef  # noqa: E402
@@ -61,20 +63,25 @@ CONCURRENT_CAPTIONS = 16
 CHANNELS = 200
 
 
+def made(folder: Path, save: Callable[[Path], Path]) -> Path:
+    """`folder` as `save` makes it, remade when the code that makes it or transformers changed
+    since it was saved (an older one may hold another tokenizer, so other query lengths)."""
+    made_by = Path(random_models.__file__).read_bytes() + transformers.__version__.encode()
+    stamp, marker = hashlib.sha256(made_by).hexdigest()[:12], folder / "made-by"
+    if not (marker.exists() and marker.read_text() == stamp):
+        shutil.rmtree(folder, ignore_errors=True)
+        save(folder)
+        marker.write_text(stamp)
+    return folder
+
+
 def models_dir(cache: Path) -> tuple[Path, Path]:
-    blip, clip = cache / "blip-base-random", cache / "clip-base-random"
-    if not (blip / "model.safetensors").exists():
-        save_random_blip(blip)
-    if not (clip / "model.safetensors").exists():
-        save_random_clip(clip)
-    return blip, clip
+    blip = made(cache / "blip-base-random", random_models.save_random_blip)
+    return blip, made(cache / "clip-base-random", random_models.save_random_clip)
 
 
 def siglip_dir(cache: Path) -> Path:
-    siglip = cache / "siglip-base-random"
-    if not (siglip / "model.safetensors").exists():
-        save_random_siglip(siglip)
-    return siglip
+    return made(cache / "siglip-base-random", random_models.save_random_siglip)
 
 
 def service_for(blip: Path, clip: Path, device: str, **env: str) -> VisionService:
