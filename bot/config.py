@@ -76,7 +76,7 @@ class Settings:
     cooldown: Cooldown | None = Cooldown(5, 60.0)
     owner_ids: frozenset[int] = field(default_factory=frozenset)
     batch_max: int | None = None
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float | None = None
     max_pending: int = 64
     model_idle_unload_s: float = 0.0
 
@@ -130,7 +130,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         cooldown=get("COOLDOWN", _cooldown, default_cooldown),
         owner_ids=get("OWNER_IDS", _id_set, frozenset()),
         batch_max=get("BATCH_MAX", _int_range(1, 1024), None),
-        batch_wait_ms=get("BATCH_WAIT_MS", _float_range(0.0, 10_000.0), 5.0),
+        batch_wait_ms=get("BATCH_WAIT_MS", _float_range(0.0, 10_000.0), None),
         max_pending=get("MAX_PENDING", _int_range(1, 100_000), 64),
         model_idle_unload_s=get("MODEL_IDLE_UNLOAD_S", _float_range(0.0, 1e9), 0.0),
     )

@@ -17,7 +17,7 @@ from bot.config import parse_settings
 from bot.images.decode import load_image
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.scheduler import Busy
-from bot.vision.service import VisionService
+from bot.vision.service import VisionService, default_batch_wait_ms
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape
@@ -204,4 +204,41 @@ async def test_idle_models_are_not_unloaded_while_a_batch_runs() -> None:
         release.set()
         await held
         await vision.close()
+        vision.workers.shutdown()
+
+
+async def test_on_a_cpu_nothing_waits_for_company_yet_requests_still_share_batches() -> None:
+    vision = VisionService(tiny_settings(), Workers())
+    release = asyncio.Event()
+    try:
+        await vision.start()
+        assert vision.scheduler.wait_s == 0  # BATCH_WAIT_MS left empty on a CPU
+        assert default_batch_wait_ms(torch.device("cuda")) == 5
+        images = [draw_shape(random.Random(i), "red", "square", 64) for i in range(3)]
+        await vision.embed_images(images)  # asked for together: one batch
+        image = vision.scheduler.stats["image"]
+        assert (image.batches, image.items) == (1, 3)
+        held, release = await _blocked_model_lane(vision)
+        first = asyncio.ensure_future(vision.embed_text(["a red square"]))
+        await asyncio.sleep(0.05)
+        later = [asyncio.ensure_future(vision.embed_text([t])) for t in ("a blue", "a green")]
+        await asyncio.sleep(0.05)
+        release.set()
+        await held
+        rows = [await first, *[await row for row in later]]
+        # The first ran at once, alone; the two that came while it ran shared the next batch.
+        assert vision.scheduler.stats["text"].batches == 2
+        assert vision.scheduler.stats["text"].items == 3
+        assert np.allclose(rows[1], await vision.embed_text(["a blue"]), atol=1e-6)
+    finally:
+        release.set()
+        await vision.close()
+        vision.workers.shutdown()
+
+
+def test_a_batch_wait_given_is_kept_on_a_cpu() -> None:
+    vision = VisionService(tiny_settings(BATCH_WAIT_MS="5", PRELOAD_MODELS="false"), Workers())
+    try:
+        assert vision.scheduler.wait_s == 0.005
+    finally:
         vision.workers.shutdown()
