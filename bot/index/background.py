@@ -116,7 +116,7 @@ class Indexer:
             return
         decoded = {ref.key: picture for ref, picture in fetched}
         try:
-            await self.index.settle(await self._embed(refs, decoded), [], [])
+            self.progress.indexed += await self.index.settle(await self._embed(refs, decoded), [])
         except Exception as exc:  # the queue still holds them: the indexer tries again
             log.warning("%d fetched image(s) left to the indexer: %r", len(refs), exc)
             return
@@ -211,7 +211,7 @@ class Indexer:
                 self.progress.dropped_for(reason)
                 gone.append(ref)
         ready = await self._embed([r for r in refs if r.key in fetched], fetched)
-        self.progress.indexed += await self.index.settle(ready, gone, [])
+        self.progress.indexed += await self.index.settle(ready, gone)
         self._in_hand = set()
         for ref in refs:
             if ref not in waiting:

@@ -74,21 +74,16 @@ class ImageIndex:
         """Each indexed image of the message: its content hash and (frames, dim) embedding."""
         return await self._workers.run("db", self._store.of_message, message_id)
 
-    async def settle(
-        self, embedded: Sequence[Embedded], gone: list[ImageRef], failed: list[ImageRef]
-    ) -> int:
-        """One batch's outcome in one call: store what was embedded, drop what is gone, count
-        a failed attempt for the rest; returns how many failures were given up on."""
-        return await self._workers.run("db", self._settle, embedded, gone, failed)
+    async def settle(self, embedded: Sequence[Embedded], gone: list[ImageRef]) -> int:
+        """One batch's outcome in one call: store what was embedded, drop what is gone;
+        returns how many images were stored (one removed meanwhile is not)."""
+        return await self._workers.run("db", self._settle, embedded, gone)
 
-    def _settle(
-        self, embedded: Sequence[Embedded], gone: list[ImageRef], failed: list[ImageRef]
-    ) -> int:
-        if embedded:
-            self._store.add(embedded)
+    def _settle(self, embedded: Sequence[Embedded], gone: list[ImageRef]) -> int:
+        stored = self._store.add(embedded) if embedded else 0
         if gone:
             self._store.drop_pending(gone)
-        return self._store.record_failure(failed) if failed else 0
+        return stored
 
     # -- members who opted out ---------------------------------------------------------------
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 from bot.chat.client import Glimpse
 from tests.conftest import TINY_CLIP
@@ -152,3 +155,20 @@ async def test_a_new_search_model_never_mixes_vector_spaces(
             "SELECT DISTINCT model_id FROM images"
         ).fetchall()
         assert model_ids == [(str(renamed),)]
+
+
+async def test_the_indexing_summary_counts_what_was_indexed(
+    server: FakeDiscord, world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.index.progress")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await server.post_message(
+            world.general,
+            world.alice,
+            "",
+            attachments=[png_attachment("red", "circle"), png_attachment("blue", "square")],
+        )
+        await indexed(bot, 2)
+    # Stopping forces the summary line an admin reads (bot/index/progress.py).
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.index.progress"]
+    assert lines[-1].startswith("indexing: 2 image(s) indexed, 0 pending")
