@@ -20,9 +20,9 @@ from bot.vision import packed
 from bot.vision.blip import Captioner
 from bot.vision.clip import Embedder
 from bot.vision.decoder import TextDecoder
-from bot.vision.devices import packed_weights, resolve_dtype
+from bot.vision.devices import default_batch_max, packed_weights, resolve_dtype
 from bot.vision.running import Decoding, RunningBatch
-from bot.vision.service import VisionService, default_batch_max
+from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, TINY_SIGLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape

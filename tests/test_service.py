@@ -16,8 +16,9 @@ from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel,
 from bot.config import parse_settings
 from bot.images.decode import load_image
 from bot.vision.checkpoints import ModelLoadError
+from bot.vision.devices import default_batch_wait_ms
 from bot.vision.scheduler import Busy
-from bot.vision.service import VisionService, default_batch_wait_ms
+from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape

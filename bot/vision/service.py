@@ -29,6 +29,8 @@ from bot.vision.captions import CaptionStream
 from bot.vision.clip import Embedder
 from bot.vision.devices import (
     configure_threads,
+    default_batch_max,
+    default_batch_wait_ms,
     dtype_name,
     packed_weights,
     precision_name,
@@ -290,15 +292,3 @@ def _zip_failures(inputs: Sequence[object], results: list[R]) -> list[R | BaseEx
     """One result per input: the input's own failure, or the next result in order."""
     remaining = iter(results)
     return [x if isinstance(x, BaseException) else next(remaining) for x in inputs]
-
-
-def default_batch_max(device: torch.device) -> int:
-    """Measured (README, Performance): GPUs gain up to 64; a CPU stops gaining around 8-16."""
-    return 64 if device.type == "cuda" else 16
-
-
-def default_batch_wait_ms(device: torch.device) -> float:
-    """A CPU pays per item in a batch, so waiting for company only delays a lone request (5 ms
-    of a `!find`, measured); requests that arrive while a batch runs join the next one anyway.
-    A GPU runs a batch for about the price of one item, so there a short wait pays."""
-    return 5.0 if device.type == "cuda" else 0.0
