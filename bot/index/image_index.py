@@ -80,7 +80,7 @@ class ImageIndex:
         return await self._workers.run("db", self._settle, embedded, gone)
 
     def _settle(self, embedded: Sequence[Embedded], gone: list[ImageRef]) -> int:
-        stored = self._store.add(embedded) if embedded else 0
+        stored = self._store.add(embedded)  # nothing to store: 0, no transaction
         if gone:
             self._store.drop_pending(gone)
         return stored
