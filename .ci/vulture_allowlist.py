@@ -26,6 +26,9 @@ _.on_permissions_change  # registered under the names of four events
 
 # torch: nn.Module.__call__ calls `forward`.
 _.forward
+# torch: a module assigned to a module's attribute is registered, and reached through
+# `.parameters()` (TextTower's norms: own_memory copies them out of the checkpoint's map).
+_.norms
 
 # The one-picture decode (an animation's caption frame) that the tests and the benchmarks use;
 # the bot itself decodes every frame it needs with `load_frames`.

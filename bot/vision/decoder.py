@@ -12,46 +12,11 @@ each image's cross-attention keys and values written straight into its slot when
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
-from bot.vision.packed import Kind, PackedWeights
-
-
-class Linear:
-    """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
-
-    Plain, it uses the model's own tensors: no copy. `packed` stores the weights once more for
-    fbgemm (bot/vision/packed.py): float16 for the decode step, which multiplies a few rows by
-    each weight and so is bound by reading them (half the bytes made its linear layers 2-3x
-    faster on an AVX2 CPU); int8 for projecting an image's hundreds of tokens, which is bound by
-    arithmetic. The activations, the caches and attention stay float32."""
-
-    def __init__(self, *modules: nn.Linear, packed: Kind | None = None) -> None:
-        self.parts = [(m.weight.detach(), m.bias.detach()) for m in modules]
-        self.packed: PackedWeights | None = None
-        if packed:
-            weight = torch.cat([weight for weight, _ in self.parts])
-            bias = torch.cat([bias for _, bias in self.parts])
-            self.packed = PackedWeights(weight, bias, packed)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:
-            return self.packed(x)
-        if len(self.parts) == 1:
-            return F.linear(x, *self.parts[0])
-        return torch.cat([F.linear(x, weight, bias) for weight, bias in self.parts], dim=-1)
-
-
-class Norm:
-    def __init__(self, module: nn.LayerNorm) -> None:
-        self.weight = module.weight.detach()
-        self.bias = module.bias.detach()
-        self.eps = module.eps
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+from bot.vision.layers import Linear, Norm
+from bot.vision.packed import Kind
 
 
 class Layer:

@@ -1,0 +1,56 @@
+"""A model's linear layers and layer norms as plain callables, for the project's own loops
+over transformers' weights (bot/vision/decoder.py, bot/vision/text_tower.py): no module hooks
+or output records per call, and several linear layers that read the same input run as one."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bot.vision.packed import Kind, PackedWeights
+
+
+class Linear:
+    """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
+
+    Plain, it uses the model's own tensors: no copy. `packed` stores the weights once more for
+    fbgemm (bot/vision/packed.py): float16 where a few rows meet each weight (decode steps, text
+    encoders), which is bound by reading them (half the bytes made a decode step's linear layers
+    2-3x faster on an AVX2 CPU); int8 for projecting an image's hundreds of tokens, which is
+    bound by arithmetic. The activations stay float32. Packed, it keeps no float32 weights, so
+    they are freed once the model lets go of them."""
+
+    def __init__(self, *modules: nn.Linear, packed: Kind | None = None) -> None:
+        parts = [(m.weight.detach(), _bias(m)) for m in modules]
+        self.parts: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.packed: PackedWeights | None = None
+        if not packed:
+            self.parts = parts
+            return
+        weight = torch.cat([weight for weight, _ in parts])
+        bias = None
+        if any(b is not None for _, b in parts):
+            bias = torch.cat([w.new_zeros(w.shape[0]) if b is None else b for w, b in parts])
+        self.packed = PackedWeights(weight, bias, packed)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            return self.packed(x)
+        if len(self.parts) == 1:
+            return F.linear(x, *self.parts[0])
+        return torch.cat([F.linear(x, weight, bias) for weight, bias in self.parts], dim=-1)
+
+
+class Norm:
+    def __init__(self, module: nn.LayerNorm) -> None:
+        self.weight = module.weight.detach()
+        self.bias = module.bias.detach()
+        self.eps = module.eps
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+def _bias(module: nn.Linear) -> torch.Tensor | None:
+    return None if module.bias is None else module.bias.detach()
