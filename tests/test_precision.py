@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -150,11 +151,13 @@ def test_an_int8_image_embedding_does_not_depend_on_its_batch() -> None:
 
 
 @pytest.mark.parametrize("family", ["blip", "clip", "siglip"])
-def test_packed_models_let_go_of_their_checkpoint_file(family: str) -> None:
+def test_packed_models_let_go_of_their_checkpoint_file(family: str, tmp_path: Path) -> None:
     """Packing reads every float32 weight it replaces through the checkpoint's memory map; once
-    loaded, nothing may keep that map (and the pages read through it) in the process."""
+    loaded, nothing may keep that map (and the pages read through it) in the process. A copy of
+    the checkpoint, so that a float32 model another test keeps alive does not hold its map."""
     cpu = torch.device("cpu")
     folder = {"blip": TINY_BLIP, "clip": TINY_CLIP, "siglip": TINY_SIGLIP}[family]
+    folder = Path(shutil.copytree(folder, tmp_path / folder.name))
     if family == "blip":
         loaded: object = Captioner.load(str(folder), cpu, torch.float32, 30, packed=True)
     else:
