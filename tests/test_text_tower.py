@@ -36,11 +36,14 @@ def reference(folder: Path, *, packed_weights: bool) -> CLIPModel:
 
 
 def assert_same_embeddings(embedder: Embedder, model: CLIPModel, texts: list[str]) -> None:
+    """Ours as the product feeds them; transformers' as its docs do: padded to the longest
+    text, with the attention mask."""
     fed = embedder.preprocess_texts(texts)
     assert fed["input_ids"].shape[1] <= embedder.max_text_tokens
+    usual = embedder.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
         ours = embedder.predict_texts(fed)
-        theirs = model.get_text_features(**fed).pooler_output
+        theirs = model.get_text_features(**usual).pooler_output
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 

@@ -94,15 +94,16 @@ class Embedder:
         """Texts as given, in any language. The checkpoint's own length limit, not CLIP's
         usual 77: small or long-context models differ. SigLIP was trained on texts padded to
         that limit and without an attention mask (its text tower pools the last position), so
-        it is fed exactly so; CLIP pools its end token, so padding to the longest is enough."""
+        it is fed exactly so. CLIP pools its end token, so padding to the longest is enough,
+        on the right, where causal attention never sees it (bot/vision/text_tower.py)."""
         siglip = self.family == "siglip"
         return self.processor.tokenizer(
             list(texts),
             padding="max_length" if siglip else True,
-            padding_side="right",  # what TextTower relies on, whatever the checkpoint says
+            padding_side=None if siglip else "right",
             truncation=True,
             max_length=self.max_text_tokens,
-            return_attention_mask=not siglip,
+            return_attention_mask=False,
             return_tensors="pt",
         )
 

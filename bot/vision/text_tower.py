@@ -56,7 +56,8 @@ class TextTower(nn.Module):
             feed = layer.activation(layer.up(layer.norm2(hidden)))
             hidden = hidden + layer.down(feed)
         hidden = self.final_norm(hidden)
-        return self.projection(hidden[torch.arange(texts), self._end_positions(input_ids)])
+        rows = torch.arange(texts, device=input_ids.device)
+        return self.projection(hidden[rows, self._end_positions(input_ids)])
 
     def _end_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Where each text's end token is, found as transformers finds it: checkpoints saved
