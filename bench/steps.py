@@ -99,11 +99,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype, device)
     blip, _ = models_dir(args.models)
-    packed = packed_weights(args.dtype, device)
-    captioner = Captioner.load(str(blip), device, dtype, args.tokens, packed=packed)
-    decoder = captioner.decoder
-    if args.packed != "auto":
-        decoder = TextDecoder(captioner.model.text_decoder, packed=args.packed == "on")
+    packed = packed_weights(args.dtype, device) if args.packed == "auto" else args.packed == "on"
+    # Loaded unpacked: `generate()` needs the text decoder's own linear layers, which a packed
+    # captioner lets go of; the decode loop packs its own copies.
+    captioner = Captioner.load(str(blip), device, dtype, args.tokens)
+    decoder = TextDecoder(captioner.model.text_decoder, packed=packed)
     torch.manual_seed(0)
     with torch.inference_mode():
         pixels = torch.randn(1, 3, 384, 384, dtype=dtype)

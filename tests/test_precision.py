@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 from transformers import CLIPModel, CLIPProcessor
 
 from bench.photos import photo
@@ -148,6 +149,14 @@ def test_an_int8_image_embedding_does_not_depend_on_its_batch() -> None:
         alone = fast.model.vision_model(pixel_values=plain)[0][0]
         together = fast.model.vision_model(pixel_values=torch.cat([plain, busy]))[0][0]
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+def test_a_packed_captioner_keeps_its_text_weights_once() -> None:
+    """The decode loop runs on its own packed copies; the text decoder's float32 linear layers
+    (about 400 MB for the full-size BLIP) are freed."""
+    fp32, fast = tiny_captioners()
+    assert not any(type(m) is nn.Linear for m in fast.model.text_decoder.modules())
+    assert any(type(m) is nn.Linear for m in fp32.model.text_decoder.modules())
 
 
 @pytest.mark.parametrize("family", ["blip", "clip", "siglip"])

@@ -19,7 +19,7 @@ from transformers.models.blip.modeling_blip import BlipAttention
 from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.decoder import TextDecoder
 from bot.vision.graphed import FixedSteps, fixed_length
-from bot.vision.packed import own_memory, pack_image_encoder
+from bot.vision.packed import drop_linears, own_memory, pack_image_encoder
 from bot.vision.pixels import PixelPipeline
 from bot.vision.running import Decoding, RunningBatch
 
@@ -84,8 +84,13 @@ class Captioner:
             # attention projections left float32, and the greedy tokens still agree with
             # float32's (tests/test_precision.py).
             pack_image_encoder(model.vision_model, int8_attention=True)
+        captioner = cls(processor, model, device, dtype, max_tokens, packed=packed)
+        if packed:
+            # The decode loop packed its own copies: the text decoder's float32 linear
+            # layers go before the rest is copied out of the checkpoint's file.
+            drop_linears(model.text_decoder)
             own_memory(model)
-        return cls(processor, model, device, dtype, max_tokens, packed=packed)
+        return captioner
 
     def preprocess(self, image: Image.Image, prompt: str | None = None) -> CaptionInputs:
         """Runs on a prep thread, so it stays on the CPU: the model thread alone touches the

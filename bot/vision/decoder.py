@@ -81,8 +81,8 @@ class TextDecoder:
         self.width = int(config.hidden_size)
         self.head_dim = self.width // self.heads
         embeddings = model.bert.embeddings
-        self.words = embeddings.word_embeddings.weight.detach()
-        self.places = embeddings.position_embeddings.weight.detach()
+        self._words = embeddings.word_embeddings
+        self._places = embeddings.position_embeddings
         self.embedding_norm = Norm(embeddings.LayerNorm)
         steps: Kind | None = "float16" if packed else None
         self.layers = [Layer(layer, steps) for layer in model.bert.encoder.layer]
@@ -95,6 +95,15 @@ class TextDecoder:
         self.vocabulary = Linear(head.decoder, packed=steps)
         self.dtype = self.words.dtype
         self.device = self.words.device
+
+    @property
+    def words(self) -> torch.Tensor:
+        """The word embeddings, read from the module (see Norm)."""
+        return self._words.weight
+
+    @property
+    def places(self) -> torch.Tensor:
+        return self._places.weight
 
     def empty_slots(self, capacity: int, length: int, image_tokens: int) -> Slots:
         layers, heads, dim = len(self.layers), self.heads, self.head_dim

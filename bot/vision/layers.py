@@ -43,13 +43,15 @@ class Linear:
 
 
 class Norm:
+    """A `nn.LayerNorm`'s maths. Its tensors are read from the module at each call, so they
+    follow the module when `own_memory` moves them out of the checkpoint's file."""
+
     def __init__(self, module: nn.LayerNorm) -> None:
-        self.weight = module.weight.detach()
-        self.bias = module.bias.detach()
-        self.eps = module.eps
+        self.module = module
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+        m = self.module
+        return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
 
 
 def _bias(module: nn.Linear) -> torch.Tensor | None:

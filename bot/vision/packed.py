@@ -107,6 +107,16 @@ def pack_image_encoder(encoder: nn.Module, *, int8_attention: bool) -> None:
             pack_linears(block, "int8")
 
 
+def drop_linears(model: nn.Module) -> None:
+    """Removes every `nn.Linear` inside `model`, whose linear layers run elsewhere on packed
+    copies (bot/vision/decoder.py): their float32 weights are freed, and `model` can no longer
+    run itself."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                delattr(parent, name)
+
+
 def own_memory(model: nn.Module) -> None:
     """Copies the tensors `model` keeps out of its checkpoint's memory map, so that the map is
     closed. Packing read every float32 weight it replaced through that map; left open, those
