@@ -88,13 +88,23 @@ class PackedLinear(nn.Module):
 def pack_linears(model: nn.Module, kind: Kind, *, skip: nn.Module | None = None) -> None:
     """Replaces every `nn.Linear` inside `model` but those inside `skip`; the float32 weights
     they replace are freed."""
+    for parent, name, linear in _linears(model, skip):
+        parent.register_module(name, PackedLinear(linear, kind))
+
+
+def _linears(
+    model: nn.Module, skip: nn.Module | None = None
+) -> list[tuple[nn.Module, str, nn.Linear]]:
+    """Every plain `nn.Linear` inside `model` but those inside `skip`, with its parent and its
+    name there, listed before any is replaced."""
     skipped = set() if skip is None else {id(module) for module in skip.modules()}
-    for parent in list(model.modules()):
-        if id(parent) in skipped:
-            continue
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                parent.register_module(name, PackedLinear(child, kind))
+    return [
+        (parent, name, child)
+        for parent in model.modules()
+        if id(parent) not in skipped
+        for name, child in parent.named_children()
+        if type(child) is nn.Linear
+    ]
 
 
 def pack_image_encoder(encoder: nn.Module, *, int8_attention: bool) -> None:
@@ -111,10 +121,8 @@ def drop_linears(model: nn.Module) -> None:
     """Removes every `nn.Linear` inside `model`, whose linear layers run elsewhere on packed
     copies (bot/vision/decoder.py): their float32 weights are freed, and `model` can no longer
     run itself."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                delattr(parent, name)
+    for parent, name, _ in _linears(model):
+        delattr(parent, name)
 
 
 def own_memory(model: nn.Module) -> None:
