@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 RETRY_START_S = 1.0
 RETRY_CAP_S = 300.0
 
+# A batch's downloads in flight at once. Discord's CDN takes tens to hundreds of milliseconds to
+# answer each; one at a time, the model sat idle for most of a batch. A few at once hide that
+# wait while bounding the downloaded bytes held together (MAX_IMAGE_BYTES each). Fresh URLs
+# asked of Discord's API still go one at a time.
+FETCHES_AT_ONCE = 8
+
 Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
 
 
@@ -64,6 +70,7 @@ class Indexer:
         self._urls: dict[Key, ImageSource] = {}  # URLs of queued uploads, while they are fresh
         self._held: dict[Key, ImageSource] = {}  # seen while the database refused new work
         self._in_hand: set[Key] = set()  # the batch being indexed now
+        self._asking = asyncio.Lock()  # a channel's first 403 spares the rest of the batch
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -199,15 +206,18 @@ class Indexer:
         gone: list[ImageRef] = []
         waiting: list[ImageRef] = []
         self._in_hand = {ref.key for ref in refs}
-        for ref in refs:
-            try:
-                fetched[ref.key] = await self._fetch(ref)
-            except Unavailable as exc:
-                log.debug("image %s of message %s must wait: %s", *ref.key[::-1], exc)
+        slots = asyncio.Semaphore(FETCHES_AT_ONCE)
+        async with asyncio.TaskGroup() as group:
+            tries = [group.create_task(self._try_fetch(ref, slots)) for ref in refs]
+        for ref, outcome in zip(refs, (done.result() for done in tries), strict=True):
+            if isinstance(outcome, Decoded):
+                fetched[ref.key] = outcome
+            elif isinstance(outcome, Unavailable):
+                log.debug("image %s of message %s must wait: %s", *ref.key[::-1], outcome)
                 waiting.append(ref)
-            except (ImageError, Gone) as exc:
-                reason = exc.code if isinstance(exc, ImageError) else "gone"
-                log.info("not indexing image %s of message %s: %s", *ref.key[::-1], exc)
+            else:
+                reason = outcome.code if isinstance(outcome, ImageError) else "gone"
+                log.info("not indexing image %s of message %s: %s", *ref.key[::-1], outcome)
                 self.progress.dropped_for(reason)
                 gone.append(ref)
         ready = await self._embed([r for r in refs if r.key in fetched], fetched)
@@ -241,6 +251,16 @@ class Indexer:
                 ready.extend((ref, digest, vector) for ref in twins)
         return ready
 
+    async def _try_fetch(
+        self, ref: ImageRef, slots: asyncio.Semaphore
+    ) -> Decoded | Unavailable | ImageError | Gone:
+        """The decoded image, or why it is not indexed now; any other failure is the batch's."""
+        async with slots:
+            try:
+                return await self._fetch(ref)
+            except (Unavailable, ImageError, Gone) as exc:
+                return exc
+
     async def _fetch(self, ref: ImageRef) -> Decoded:
         """Raises Unavailable (try later), Gone, or ImageError (refused)."""
         source = self._urls.get(ref.key)
@@ -249,7 +269,8 @@ class Indexer:
                 return await self._download(source)
             except Gone:
                 self._urls.pop(ref.key, None)  # the URL may have expired: ask Discord again
-        source = await self.resolve(ref)
+        async with self._asking:  # one question to Discord at a time, as the catch-up asks
+            source = await self.resolve(ref)
         if source is None:
             raise Gone("its message or attachment is gone")
         self._urls[ref.key] = source

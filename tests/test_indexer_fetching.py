@@ -1,0 +1,134 @@
+"""The background indexer's downloads: several in flight while a batch is fetched, and fresh
+URLs asked of Discord one at a time (a real index, the tiny models, a CDN on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from bot.images.decode import ImageLimits
+from bot.images.fetcher import ImageSource, MediaFetcher
+from bot.images.loader import ImageLoader
+from bot.index import background
+from bot.index.background import Indexer
+from bot.index.image_index import ImageIndex
+from bot.index.refs import ImageRef
+from bot.vision.service import VisionService
+from tests.conftest import encode
+
+CHANNEL = 31
+UPLOADS = 16
+CDN_DELAY_S = 0.05
+
+
+class SlowCdn:
+    """Answers each image after CDN_DELAY_S, and counts the requests in flight at once."""
+
+    def __init__(self) -> None:
+        self.images = [
+            encode(Image.new("RGB", (48, 48), (15 * n, 255 - 15 * n, 90)), "PNG")
+            for n in range(UPLOADS)
+        ]
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.base = ""
+
+    async def image(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(CDN_DELAY_S)
+            return web.Response(body=self.images[int(request.match_info["n"])])
+        finally:
+            self.in_flight -= 1
+
+    def source(self, n: int) -> ImageSource:
+        ref = ImageRef(1, CHANNEL, 1000 + n, 2000 + n, 7, time.time())
+        return ImageSource(ref, f"{self.base}/{n}.png", f"{n}.png", len(self.images[n]))
+
+
+@pytest.fixture
+async def cdn() -> AsyncIterator[SlowCdn]:
+    cdn = SlowCdn()
+    app = web.Application()
+    app.router.add_get("/{n}.png", cdn.image)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    cdn.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield cdn
+    await runner.cleanup()
+
+
+Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
+
+
+async def index_all(
+    service: VisionService, tmp_path: Path, sources: list[ImageSource], resolve: Resolver
+) -> ImageIndex:
+    """Queues `sources` as a previous run of the bot did (their URLs forgotten where `resolve`
+    must give them), then lets a fresh indexer index them all."""
+    index = await ImageIndex.open(
+        tmp_path / "index.sqlite3", "tiny", service.workers, per_channel=100, retention_days=0
+    )
+    async with aiohttp.ClientSession() as session:
+        fetcher = MediaFetcher(session, ImageLoader(service.workers, ImageLimits()), frozenset())
+        indexer = Indexer(index, service, fetcher, resolve)
+        await indexer.submit(sources)
+        indexer.start()
+        assert await indexer.wait_until_done([CHANNEL], limit_s=60)
+        await indexer.stop()
+    return index
+
+
+async def test_a_batch_downloads_several_images_at_once(
+    service: VisionService, tmp_path: Path, cdn: SlowCdn
+) -> None:
+    async def unused(ref: ImageRef) -> ImageSource | None:
+        raise AssertionError("every URL was fresh")
+
+    index = await index_all(service, tmp_path, [cdn.source(n) for n in range(UPLOADS)], unused)
+    try:
+        assert await index.count([CHANNEL]) == UPLOADS
+        assert 1 < cdn.most_in_flight == background.FETCHES_AT_ONCE
+    finally:
+        await index.close()
+
+
+async def test_fresh_urls_are_asked_of_discord_one_at_a_time(
+    service: VisionService, tmp_path: Path, cdn: SlowCdn
+) -> None:
+    """After a restart no URL is known: each is asked again, in turn, so that a channel's first
+    403 spares the rest of its batch; the downloads themselves still overlap."""
+    asking = most_asking = 0
+    asked: list[int] = []
+
+    async def resolve(ref: ImageRef) -> ImageSource | None:
+        nonlocal asking, most_asking
+        asking += 1
+        most_asking = max(most_asking, asking)
+        await asyncio.sleep(0.01)
+        asking -= 1
+        asked.append(ref.message_id)
+        return cdn.source(ref.message_id - 1000)
+
+    stale = [
+        ImageSource(cdn.source(n).ref, f"{cdn.base}/expired/{n}.png", f"{n}.png", None)
+        for n in range(UPLOADS)
+    ]
+    index = await index_all(service, tmp_path, stale, resolve)
+    try:
+        assert await index.count([CHANNEL]) == UPLOADS
+        assert sorted(asked) == [1000 + n for n in range(UPLOADS)]
+        assert most_asking == 1
+        assert cdn.most_in_flight > 1
+    finally:
+        await index.close()
