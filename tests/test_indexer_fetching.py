@@ -4,6 +4,7 @@ URLs asked of Discord one at a time (a real index, the tiny models, a CDN on 127
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,11 +26,12 @@ from tests.conftest import encode
 
 CHANNEL = 31
 UPLOADS = 16
-CDN_DELAY_S = 0.05
+HOLD_AT_MOST_S = 1.0
 
 
 class SlowCdn:
-    """Answers each image after CDN_DELAY_S, and counts the requests in flight at once."""
+    """Holds each answer until FETCHES_AT_ONCE requests are in flight, or a second has passed
+    (so that an indexer fetching one at a time is slow, not stuck); counts them."""
 
     def __init__(self) -> None:
         self.images = [
@@ -38,13 +40,17 @@ class SlowCdn:
         ]
         self.in_flight = 0
         self.most_in_flight = 0
+        self.crowded = asyncio.Event()
         self.base = ""
 
     async def image(self, request: web.Request) -> web.Response:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= background.FETCHES_AT_ONCE:
+            self.crowded.set()
         try:
-            await asyncio.sleep(CDN_DELAY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.crowded.wait(), HOLD_AT_MOST_S)
             return web.Response(body=self.images[int(request.match_info["n"])])
         finally:
             self.in_flight -= 1
