@@ -38,9 +38,9 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
 
 def packed_weights(setting: str, device: torch.device) -> bool:
     """Linear layers on fbgemm's packed float16 and int8 weights (bot/vision/packed.py): under
-    `auto`, on a CPU that runs float32 (no native bfloat16), where they measured 1.5-3x faster
-    with the same answers (README, Performance). Elsewhere unmeasured, so off; `DTYPE=float32`
-    means float32 throughout."""
+    `auto`, on a CPU that runs float32 (no bfloat16 faster than it), where they measured 1.2-3x
+    faster with the same answers (AVX2 and AVX-512 CPUs: README, Performance). Elsewhere
+    unmeasured, so off; `DTYPE=float32` means float32 throughout."""
     return (
         setting == "auto"
         and device.type == "cpu"
@@ -55,19 +55,35 @@ def precision_name(dtype: torch.dtype, packed_weights: bool) -> str:
 
 
 def cpu_auto_dtype() -> torch.dtype:
-    """bfloat16 where the CPU computes it natively (measured 1.6-2x faster than float32 with
-    the same answers: README, Performance); elsewhere it is emulated and slower, so float32."""
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    """bfloat16 where the CPU multiplies it faster than float32 (measured 1.6-2x faster with
+    the same answers: README, Performance); elsewhere float32."""
+    return torch.bfloat16 if cpu_prefers_bf16() else torch.float32
 
 
 @functools.cache
-def cpu_has_native_bf16() -> bool:
+def cpu_prefers_bf16() -> bool:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    return bf16_pays(cpuinfo)
+
+
+def bf16_pays(cpuinfo: str) -> bool:
+    """Whether the CPU `cpuinfo` (the text of /proc/cpuinfo) has bfloat16 arithmetic that beats
+    float32: Intel's AMX tiles, or AVX-512 bf16 on AMD (Zen 4 and later), whose bfloat16 dot
+    products run at twice its float32 rate. Intel's AVX-512 bf16 alone (Cooper Lake, or a newer
+    Xeon whose AMX a hypervisor hides) multiplies no faster than its float32 FMAs, and measured
+    1.8x slower (BLIP's vision encoder 833 ms against 463)."""
+    first = cpuinfo.split("\n\n", 1)[0]
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in first.splitlines())
+    )
+    flags = set(fields.get("flags", "").split())
+    if "amx_bf16" in flags:
+        return True
+    return "avx512_bf16" in flags and fields.get("vendor_id") == "AuthenticAMD"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
