@@ -65,8 +65,11 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
         async with aiohttp.ClientSession() as session:
             loader = ImageLoader(workers, limits_from(settings))
             fetcher = MediaFetcher(session, loader, DISCORD_MEDIA_HOSTS)
-            async with Glimpse(settings, vision, index, fetcher, **client_options) as bot:
-                yield bot
+            try:
+                async with Glimpse(settings, vision, index, fetcher, **client_options) as bot:
+                    yield bot
+            finally:
+                await fetcher.close()
     finally:
         await vision.close()
         await index.close()

@@ -53,6 +53,9 @@ class MediaFetcher:
         entry = self._recent.get(key)
         if entry is None:
             task = asyncio.ensure_future(self._fetch(source))
+            # A caller that gives up (cancelled) leaves the shielded fetch running; should it
+            # then fail, nobody awaits it, and asyncio would log its traceback as lost.
+            task.add_done_callback(_retrieve)
             self._recent[key] = (now, task)
         else:
             task = entry[1]
@@ -73,9 +76,21 @@ class MediaFetcher:
 
     def _expire(self, now: float) -> None:
         while self._recent:
-            key, (started, task) = next(iter(self._recent.items()))
+            key, (started, _) = next(iter(self._recent.items()))
             if len(self._recent) <= CACHE_ENTRIES and now - started < CACHE_SECONDS:
                 break
             del self._recent[key]
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved, so an unused failure is not reported as lost
+
+    async def close(self) -> None:
+        """Cancels the fetches still in flight, before the session they use is closed: those
+        of callers that gave up (the background indexer, stopped mid-batch) run on."""
+        running = [task for _, task in self._recent.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self._recent.clear()
+
+
+def _retrieve(task: asyncio.Task[Decoded]) -> None:
+    if not task.cancelled():
+        task.exception()
