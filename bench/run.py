@@ -50,7 +50,7 @@ from PIL import Image  # noqa: E402
 from bench import captions, random_models  # noqa: E402
 from bench.indexing import index_seconds  # noqa: E402
 from bench.photos import jpeg, photo  # noqa: E402
-from bench.seed import SeedPath  # noqa: E402
+from bench.seed import SeedPath, on_own_thread  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
 from bot.index.refs import ImageRef  # noqa: E402
 from bot.index.store import IndexStore  # noqa: E402
@@ -168,7 +168,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     blip, clip = models_dir(args.models)
     photos = [photo(640, 480, seed) for seed in range(CONCURRENT_CAPTIONS)]
     jpegs = [jpeg(photo(1280, 960, seed)) for seed in range(512 if device.type == "cuda" else 64)]
-    seed = measure_seed(SeedPath(blip, clip, device, TOKENS), photos, jpegs, args.quick)
+    seed = on_own_thread(
+        lambda: measure_seed(SeedPath(blip, clip, device, TOKENS), photos, jpegs, args.quick)
+    )
     vision = service_for(blip, clip, args.device, DTYPE=args.dtype)
     service = await measure_service(vision, photos, jpegs)
     queries = 30 if args.quick else 100
