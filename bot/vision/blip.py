@@ -124,7 +124,8 @@ class Captioner:
 
     @torch.inference_mode()
     def join(self, batch: RunningBatch, requests: Sequence[tuple[int, CaptionInputs]]) -> None:
-        """Encodes the requests' images as one batch and adds their sequences to `batch`."""
+        """Encodes the requests' images together (`encode`) and adds their sequences to
+        `batch`."""
         pixels = torch.cat([inputs.pixel_values for _, inputs in requests])
         pixels = pixels.to(self.device, self.dtype)
         image_embeds = self.encode(pixels)
