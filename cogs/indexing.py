@@ -44,7 +44,7 @@ class Indexing(commands.Cog):
     async def optin_command(self, ctx: commands.Context[Any]) -> None:
         """Index your uploads in this server again, from now on (after `optout`)."""
         guild_id = ctx.guild.id if ctx.guild else None
-        was_out = await self.bot.index.opt_in(guild_id, ctx.author.id)
+        was_out = await self.bot.index.opt_in(guild_id, ctx.author.id, ctx.message.id)
         await ctx.reply(wording.opted_in(was_out, ctx.guild is not None), mention_author=False)
 
     @commands.command(name="index")

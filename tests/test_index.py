@@ -795,9 +795,27 @@ def test_opt_out_removes_and_keeps_out_until_opt_in_across_restarts(db: Path) ->
     with IndexStore(db, "clip-a") as idx:  # the choice survives a restart
         assert idx.add_pending([ref(6, author=7)]) == []
         assert idx.add_pending([ref(6, author=7, guild=2, channel=20)]) != []  # other server
-        assert idx.opt_in(1, 7) is True and idx.opt_in(1, 7) is False
+        assert idx.opt_in(1, 7, 7) is True and idx.opt_in(1, 7, 9) is False
         assert [r.message_id for r in idx.add_pending([ref(7, author=7)])] == [7]
         assert idx.count() == 1  # opting in brings nothing back: only what comes after
+
+
+def test_uploads_posted_while_opted_out_stay_out_when_read_after_opting_in(db: Path) -> None:
+    """Catch-up after a restart, or `!index`, may read a message posted while its author was
+    out only once they are back in: it stays out, theirs from the `!optin` message on do not."""
+    with IndexStore(db, "clip-a") as idx:
+        idx.opt_out(1, 7)
+        assert idx.opt_in(1, 7, 20) is True
+        assert idx.add_pending([ref(19, author=7)]) == []
+        assert idx.keeps_out(1, 7, 19) and not idx.keeps_out(1, 7, 21)
+        assert not idx.keeps_out(2, 7, 19) and not idx.keeps_out(1, 8, 19)  # nobody else
+    with IndexStore(db, "clip-a") as idx:  # remembered across a restart
+        assert idx.add_pending([ref(19, author=7)]) == []
+        assert [r.message_id for r in idx.add_pending([ref(21, author=7)])] == [21]
+        idx.opt_out(1, 7)
+        assert idx.keeps_out(1, 7, 30)
+        assert idx.opt_in(1, 7, 40) is True  # a second return moves the line
+        assert idx.keeps_out(1, 7, 30) and not idx.keeps_out(1, 7, 41)
 
 
 def test_opting_out_in_a_dm_covers_that_conversation(index: IndexStore) -> None:

@@ -124,9 +124,9 @@ class Glimpse(commands.Bot):
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
         """The images of a message that the index takes (see `indexable_sources`); none from a
-        member who opted out there."""
+        member who opted out there, or posted while out."""
         guild_id = message.guild.id if message.guild else None
-        if self.index.is_opted_out(guild_id, message.author.id):
+        if self.index.keeps_out(guild_id, message.author.id, message.id):
             return []
         own_id = self.user.id if self.user else None
         ignored, hosts = self.settings.ignore_channels, self.fetcher.allowed_hosts

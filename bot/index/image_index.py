@@ -16,7 +16,7 @@ import numpy.typing as npt
 from bot.index.alt_text import Terms
 from bot.index.described import Description
 from bot.index.ranking import Earlier, Excluded
-from bot.index.refs import Hit, ImageRef, Key, member_of
+from bot.index.refs import Hit, ImageRef, Key
 from bot.index.store import Embedded, IndexStore
 from bot.workers import Workers
 
@@ -87,20 +87,20 @@ class ImageIndex:
 
     # -- members who opted out ---------------------------------------------------------------
 
-    def is_opted_out(self, guild_id: int | None, author_id: int) -> bool:
+    def keeps_out(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
         """Read from memory: asked for every message, it must not wait for the database."""
-        return member_of(guild_id, author_id) in self._store.opted_out
+        return self._store.keeps_out(guild_id, author_id, message_id)
 
     async def opt_out(self, guild_id: int | None, author_id: int) -> int:
         return await self._workers.run("db", self._store.opt_out, guild_id, author_id)
 
-    async def opt_in(self, guild_id: int | None, author_id: int) -> bool:
-        return await self._workers.run("db", self._store.opt_in, guild_id, author_id)
+    async def opt_in(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
+        return await self._workers.run("db", self._store.opt_in, guild_id, author_id, message_id)
 
     # -- channels that check reposts ---------------------------------------------------------
 
     def checks_reposts(self, channel_id: int) -> bool:
-        """Read from memory, like `is_opted_out`."""
+        """Read from memory, like `keeps_out`."""
         return channel_id in self._store.repost_channels
 
     async def set_reposts(self, guild_id: int, channel_id: int, on: bool) -> bool:
@@ -110,7 +110,7 @@ class ImageIndex:
     # -- channels that describe images without alt text ----------------------------------------
 
     def describes_images(self, channel_id: int) -> bool:
-        """Read from memory, like `is_opted_out`."""
+        """Read from memory, like `keeps_out`."""
         return channel_id in self._store.alt_text_channels
 
     async def set_alt_text(self, guild_id: int, channel_id: int, on: bool) -> bool:

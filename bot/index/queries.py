@@ -162,6 +162,11 @@ def opted_out(conn: sqlite3.Connection) -> frozenset[Member]:
     return frozenset(conn.execute("SELECT guild_id, author_id FROM optouts").fetchall())
 
 
+def opted_in(conn: sqlite3.Connection) -> dict[Member, int]:
+    rows = conn.execute("SELECT guild_id, author_id, message_id FROM optins").fetchall()
+    return {(guild_id, author_id): message_id for guild_id, author_id, message_id in rows}
+
+
 def repost_channels(conn: sqlite3.Connection) -> frozenset[int]:
     return frozenset(row[0] for row in conn.execute("SELECT channel_id FROM reposts"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -103,6 +103,15 @@ def _migrate_to_5(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migrate_to_6(conn: sqlite3.Connection) -> None:
+    # The `!optin` message of each member who opted back in: their uploads from before it,
+    # posted while they were out, stay out when catch-up or `!index` reads them later.
+    conn.execute(
+        "CREATE TABLE optins (guild_id INTEGER NOT NULL, author_id INTEGER NOT NULL, "
+        "message_id INTEGER NOT NULL, PRIMARY KEY (guild_id, author_id))"
+    )
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
@@ -110,6 +119,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     3: _migrate_to_3,
     4: _migrate_to_4,
     5: _migrate_to_5,
+    6: _migrate_to_6,
 }
 
 

@@ -58,6 +58,7 @@ class IndexStore(Lookups, ChannelSettings, Described):
         self._vectors = FrameVectors()
         # Replaced whole, so that any thread may read them.
         self.opted_out: frozenset[Member] = frozenset()
+        self.opted_in_at: dict[Member, int] = {}  # the `!optin` message of each
         try:
             self._load()
         except BaseException:
@@ -69,6 +70,7 @@ class IndexStore(Lookups, ChannelSettings, Described):
         with self._lock:
             self._vectors, bad = queries.load_vectors(self._conn, self.model_id)
             self.opted_out = queries.opted_out(self._conn)
+            self.opted_in_at = queries.opted_in(self._conn)
             self._read_settings(self._conn)
         if bad:
             log.warning("image index: re-queueing %d rows with a bad embedding size", len(bad))
@@ -97,7 +99,7 @@ class IndexStore(Lookups, ChannelSettings, Described):
                 key = ref.key
                 if key in self._vectors or (cutoff is not None and ref.created_at < cutoff):
                     continue
-                if member_of(ref.guild_id, ref.author_id) in self.opted_out:
+                if self.keeps_out(ref.guild_id, ref.author_id, ref.message_id):
                     continue
                 if ref.channel_id not in floors:
                     floors[ref.channel_id] = removal.channel_floor(
@@ -260,13 +262,26 @@ class IndexStore(Lookups, ChannelSettings, Described):
         self._vectors.remove(gone)
         return removed
 
-    def opt_in(self, guild_id: int | None, author_id: int) -> bool:
-        """Indexes the member's uploads here again from now on; False if they had not opted out."""
+    def opt_in(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
+        """Indexes the member's uploads here again from their message `message_id` on; False if
+        they had not opted out."""
         member = member_of(guild_id, author_id)
         with self._tx() as conn:
             cur = conn.execute("DELETE FROM optouts WHERE guild_id = ? AND author_id = ?", member)
+            if was_out := bool(cur.rowcount):
+                conn.execute(
+                    "INSERT OR REPLACE INTO optins VALUES (?, ?, ?)", (*member, message_id)
+                )
+        if was_out:  # before leaving `opted_out`, so that no reader sees neither
+            self.opted_in_at = {**self.opted_in_at, member: message_id}
         self.opted_out = self.opted_out - {member}
-        return bool(cur.rowcount)
+        return was_out
+
+    def keeps_out(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
+        """Whether a message's uploads stay out of the index: its author opted out here, or
+        posted it before opting back in (while out, though read only afterwards)."""
+        member = member_of(guild_id, author_id)
+        return member in self.opted_out or message_id < self.opted_in_at.get(member, 0)
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention and the per-channel bound everywhere; returns rows removed."""
