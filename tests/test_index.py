@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bot.index.refs import Hit, ImageRef
-from bot.index.schema import SCHEMA_VERSION
+from bot.index.schema import MIGRATIONS, SCHEMA_VERSION
 from bot.index.store import IndexStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -816,6 +816,21 @@ def test_uploads_posted_while_opted_out_stay_out_when_read_after_opting_in(db: P
         assert idx.keeps_out(1, 7, 30)
         assert idx.opt_in(1, 7, 40) is True  # a second return moves the line
         assert idx.keeps_out(1, 7, 30) and not idx.keeps_out(1, 7, 41)
+
+
+def test_a_version_5_index_keeps_its_opt_outs_and_gains_opt_ins(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for version in range(1, 6):
+        MIGRATIONS[version](conn)
+    conn.execute("INSERT INTO optouts VALUES (1, 7)")
+    conn.execute("PRAGMA user_version = 5")
+    conn.close()
+    with IndexStore(db, "clip-a") as idx:
+        assert idx.keeps_out(1, 7, 50)
+        assert idx.opt_in(1, 7, 60) is True
+    with IndexStore(db, "clip-a") as idx:
+        assert idx.keeps_out(1, 7, 50) and not idx.keeps_out(1, 7, 61)
 
 
 def test_opting_out_in_a_dm_covers_that_conversation(index: IndexStore) -> None:
