@@ -17,6 +17,7 @@ from bot.chat.sources import DISCORD_MEDIA_HOSTS, image_sources
 from bot.images import download as downloads
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError, download
+from tests.local_http import serving
 
 LIMIT = 100_000
 BLOB = b"\x89PNG" + bytes(1000)
@@ -87,13 +88,8 @@ async def origin() -> AsyncIterator[Origin]:
     app.router.add_get("/declared-large.png", server.declared_large)
     app.router.add_get("/chunked.png", server.chunked)
     app.router.add_get("/stall.png", server.stall)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield server
-    await runner.cleanup()
+    async with serving(app) as server.port:
+        yield server
 
 
 @pytest.fixture

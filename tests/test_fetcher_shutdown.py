@@ -24,6 +24,7 @@ from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 from bot.vision.service import VisionService
+from tests.local_http import serving
 
 CHANNEL = 41
 UPLOADS = 12
@@ -62,14 +63,10 @@ async def cdn() -> AsyncIterator[HeldCdn]:
     cdn = HeldCdn()
     app = web.Application()
     app.router.add_get("/{n}.png", cdn.image)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    cdn.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield cdn
-    cdn.release.set()
-    await runner.cleanup()
+    async with serving(app) as port:
+        cdn.base = f"http://127.0.0.1:{port}"
+        yield cdn
+        cdn.release.set()
 
 
 @pytest.fixture

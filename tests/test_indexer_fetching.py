@@ -23,6 +23,7 @@ from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 from bot.vision.service import VisionService
 from tests.conftest import encode
+from tests.local_http import serving
 
 CHANNEL = 31
 UPLOADS = 16
@@ -65,13 +66,9 @@ async def cdn() -> AsyncIterator[SlowCdn]:
     cdn = SlowCdn()
     app = web.Application()
     app.router.add_get("/{n}.png", cdn.image)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    cdn.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield cdn
-    await runner.cleanup()
+    async with serving(app) as port:
+        cdn.base = f"http://127.0.0.1:{port}"
+        yield cdn
 
 
 Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]

@@ -21,6 +21,7 @@ from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
 from tests.e2e.harness import World
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
+from tests.local_http import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 API_CHECK = "Check the network, DISCORD_API_URL and any proxy"
@@ -70,15 +71,8 @@ async def proxy_404() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", not_found)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         yield f"http://127.0.0.1:{port}/api/v10"
-    finally:
-        await runner.cleanup()
 
 
 async def start_bot(tmp_path: Path, **env: str) -> asyncio.subprocess.Process:
