@@ -1,7 +1,7 @@
 """What one caption decode step costs: BLIP's `generate()` against the service's decode loop.
 
     python bench/steps.py                       # batches of 1, 8 and 16, the auto dtype
-    python bench/steps.py --dtype float32 --packed off
+    python bench/steps.py --dtype float32 --weights float32,float16,int8-rows
 
 Full-size blip-image-captioning-base architecture, random weights (bench/random_models.py),
 one photo's image embedding repeated. Each side decodes the same number of tokens per round;
@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +30,7 @@ from bench.run import models_dir  # noqa: E402
 from bot.vision.blip import Captioner  # noqa: E402
 from bot.vision.decoder import TextDecoder  # noqa: E402
 from bot.vision.devices import configure_threads, packed_weights, resolve_dtype  # noqa: E402
+from bot.vision.packed import Kind, step_kind  # noqa: E402
 from bot.vision.running import Decoding, RunningBatch  # noqa: E402
 
 
@@ -85,7 +87,12 @@ def loop_steps(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--packed", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument(
+        "--weights",
+        default="auto",
+        help="the decode loop's linear weights, one row each, comma-separated: auto (the "
+        "service's), float32, float16 or int8-rows (packed: bot/vision/packed.py)",
+    )
     parser.add_argument("--batches", default="1,8,16")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=12)
@@ -99,26 +106,35 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype, device)
     blip, _ = models_dir(args.models)
-    packed = packed_weights(args.dtype, device) if args.packed == "auto" else args.packed == "on"
+    auto = step_kind() if packed_weights(args.dtype, device) else "float32"
+    kinds = [auto if k == "auto" else k for k in args.weights.split(",")]
+    if unknown := set(kinds) - {"float32", "float16", "int8-rows"}:
+        parser.error(f"--weights: unknown {', '.join(sorted(unknown))}")
     # Loaded unpacked: `generate()` needs the text decoder's own linear layers, which a packed
-    # captioner lets go of; the decode loop packs its own copies.
+    # captioner lets go of; each decode loop packs its own copies.
     captioner = Captioner.load(str(blip), device, dtype, args.tokens)
-    decoder = TextDecoder(captioner.model.text_decoder, packed=packed)
+    decoders = {
+        f"loop, {kind}": TextDecoder(
+            captioner.model.text_decoder, steps=None if kind == "float32" else cast(Kind, kind)
+        )
+        for kind in kinds
+    }
     torch.manual_seed(0)
     with torch.inference_mode():
         pixels = torch.randn(1, 3, 384, 384, dtype=dtype)
         embeds = captioner.model.vision_model(pixel_values=pixels)[0]
-    print(f"dtype {dtype}, packed weights {args.packed}, threads {torch.get_num_threads()}")
+    print(f"dtype {dtype}, threads {torch.get_num_threads()}")
     for size in [int(b) for b in args.batches.split(",")]:
         batch_embeds = embeds.expand(size, -1, -1).contiguous()
-        timings: dict[str, list[list[float]]] = {"generate()": [], "decode loop": []}
+        timings: dict[str, list[list[float]]] = {name: [] for name in ["generate()", *decoders]}
         for _ in range(args.rounds):
             timings["generate()"].append(generate_steps(captioner, batch_embeds, args.tokens))
-            timings["decode loop"].append(loop_steps(captioner, decoder, batch_embeds, args.tokens))
+            for name, decoder in decoders.items():
+                timings[name].append(loop_steps(captioner, decoder, batch_embeds, args.tokens))
         for name, rounds in timings.items():
             median = statistics.median(t for r in rounds for t in r)
             best = min(statistics.median(r) for r in rounds)
-            print(f"batch {size:2} {name:12} {median:7.1f} ms/step (fastest round {best:.1f})")
+            print(f"batch {size:2} {name:16} {median:7.1f} ms/step (fastest round {best:.1f})")
 
 
 if __name__ == "__main__":

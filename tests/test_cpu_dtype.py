@@ -1,4 +1,5 @@
-"""`DTYPE=auto` on a CPU: bfloat16 only where it multiplies faster than float32.
+"""`DTYPE=auto` on a CPU: bfloat16 only where it multiplies faster than float32; int8 decode
+steps only where the CPU multiplies int8 natively (VNNI).
 
 The blocks are /proc/cpuinfo's first processor, trimmed to the lines that matter; the flags
 are those the kernel printed on each kind of machine (the Intel one is a cloud VM whose AMX
@@ -7,7 +8,7 @@ its hypervisor hides, where bfloat16 measured 1.8x slower than float32).
 
 from __future__ import annotations
 
-from bot.vision.devices import bf16_pays
+from bot.vision.cpu import bf16_pays, int8_dot_products
 
 COMMON = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
@@ -67,3 +68,11 @@ def test_float32_where_bfloat16_is_no_faster_or_emulated() -> None:
 def test_only_the_first_processor_is_read() -> None:
     second_has_amx = INTEL_HIDDEN_AMX + "flags\t\t: amx_bf16\n"
     assert not bf16_pays(second_has_amx)
+
+
+def test_int8_decode_steps_where_the_cpu_multiplies_int8_natively() -> None:
+    assert int8_dot_products(INTEL_HIDDEN_AMX)
+    assert int8_dot_products(INTEL_AMX)
+    assert int8_dot_products(AMD_ZEN4)
+    assert not int8_dot_products(AMD_ZEN3)
+    assert not int8_dot_products("")

@@ -19,7 +19,7 @@ from transformers.models.blip.modeling_blip import BlipAttention
 from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.decoder import TextDecoder
 from bot.vision.graphed import FixedSteps, fixed_length
-from bot.vision.packed import drop_linears, own_memory, pack_image_encoder
+from bot.vision.packed import drop_linears, own_memory, pack_image_encoder, step_kind
 from bot.vision.pixels import PixelPipeline
 from bot.vision.running import Decoding, RunningBatch
 
@@ -57,7 +57,7 @@ class Captioner:
         text = model.config.text_config
         self.start_token = int(text.bos_token_id)
         self.stop_token = int(text.sep_token_id)
-        self.decoder = TextDecoder(model.text_decoder, packed=packed)
+        self.decoder = TextDecoder(model.text_decoder, steps=step_kind() if packed else None)
         vision = model.config.vision_config
         self.image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
         self._fixed: FixedSteps | None = None
@@ -72,8 +72,8 @@ class Captioner:
         *,
         packed: bool = False,
     ) -> Captioner:
-        """With `packed`, the vision encoder runs on int8 weights, the decode steps on
-        float16 ones (bot/vision/packed.py)."""
+        """With `packed`, the vision encoder runs on int8 weights, the decode steps on int8
+        or float16 ones, whichever this CPU runs faster (bot/vision/packed.py)."""
         checkpoint = locate(model_id, cls.setting, "blip")
         processor = from_pretrained(BlipProcessor, checkpoint)
         model = from_pretrained(BlipForConditionalGeneration, checkpoint, dtype=dtype)

@@ -75,7 +75,9 @@ class Slots:
 class TextDecoder:
     """The weights of a `BlipTextLMHeadModel`, laid out for one-token steps."""
 
-    def __init__(self, model: BlipTextLMHeadModel, *, packed: bool = False) -> None:
+    def __init__(self, model: BlipTextLMHeadModel, *, steps: Kind | None = None) -> None:
+        """`steps`: packed weights (bot/vision/packed.py) of that kind for the decode steps,
+        and int8 ones for projecting images; None keeps the model's float weights."""
         config = model.config
         self.heads = int(config.num_attention_heads)
         self.width = int(config.hidden_size)
@@ -84,10 +86,9 @@ class TextDecoder:
         self._words = embeddings.word_embeddings
         self._places = embeddings.position_embeddings
         self.embedding_norm = Norm(embeddings.LayerNorm)
-        steps: Kind | None = "float16" if packed else None
         self.layers = [Layer(layer, steps) for layer in model.bert.encoder.layer]
         crosses = [layer.crossattention.self for layer in model.bert.encoder.layer]
-        images: Kind | None = "int8" if packed else None
+        images: Kind | None = "int8" if steps else None
         self.cross_projections = [Linear(c.key, c.value, packed=images) for c in crosses]
         head = model.cls.predictions
         self.transform = Linear(head.transform.dense, packed=steps)

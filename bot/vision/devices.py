@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 
 from bot.config import ConfigError
-from bot.vision import packed
+from bot.vision import cpu, packed
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -57,33 +56,7 @@ def precision_name(dtype: torch.dtype, packed_weights: bool) -> str:
 def cpu_auto_dtype() -> torch.dtype:
     """bfloat16 where the CPU multiplies it faster than float32 (measured 1.6-2x faster with
     the same answers: README, Performance); elsewhere float32."""
-    return torch.bfloat16 if cpu_prefers_bf16() else torch.float32
-
-
-@functools.cache
-def cpu_prefers_bf16() -> bool:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bf16_pays(cpuinfo)
-
-
-def bf16_pays(cpuinfo: str) -> bool:
-    """Whether the CPU `cpuinfo` (the text of /proc/cpuinfo) has bfloat16 arithmetic that beats
-    float32: Intel's AMX tiles, or AVX-512 bf16 on AMD (Zen 4 and later), whose bfloat16 dot
-    products run at twice its float32 rate. Intel's AVX-512 bf16 alone (Cooper Lake, or a newer
-    Xeon whose AMX a hypervisor hides) multiplies no faster than its float32 FMAs, and measured
-    1.8x slower (BLIP's vision encoder 833 ms against 463)."""
-    first = cpuinfo.split("\n\n", 1)[0]
-    fields = dict(
-        (key.strip(), value.strip())
-        for key, _, value in (line.partition(":") for line in first.splitlines())
-    )
-    flags = set(fields.get("flags", "").split())
-    if "amx_bf16" in flags:
-        return True
-    return "avx512_bf16" in flags and fields.get("vendor_id") == "AuthenticAMD"
+    return torch.bfloat16 if cpu.prefers_bf16() else torch.float32
 
 
 def dtype_name(dtype: torch.dtype) -> str:
