@@ -29,8 +29,13 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from bench.run import models_dir  # noqa: E402
 from bot.vision.blip import Captioner  # noqa: E402
 from bot.vision.decoder import TextDecoder  # noqa: E402
-from bot.vision.devices import configure_threads, packed_weights, resolve_dtype  # noqa: E402
-from bot.vision.packed import Kind, step_kind  # noqa: E402
+from bot.vision.devices import (  # noqa: E402
+    configure_threads,
+    dtype_name,
+    packed_weights,
+    resolve_dtype,
+)
+from bot.vision.packed import Kind, cache_dtype, step_kind  # noqa: E402
 from bot.vision.running import Decoding, RunningBatch  # noqa: E402
 
 
@@ -91,7 +96,9 @@ def main() -> None:
         "--weights",
         default="auto",
         help="the decode loop's linear weights, one row each, comma-separated: auto (the "
-        "service's), float32, float16 or int8-rows (packed: bot/vision/packed.py)",
+        "service's), float32, float16 or int8-rows (packed: bot/vision/packed.py); a packed "
+        "kind may name the images' keys and values after a colon (int8-rows:float32), "
+        "else the service's",
     )
     parser.add_argument("--batches", default="1,8,16")
     parser.add_argument("--rounds", type=int, default=3)
@@ -106,18 +113,28 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype, device)
     blip, _ = models_dir(args.models)
-    auto = step_kind() if packed_weights(args.dtype, device) else "float32"
-    kinds = [auto if k == "auto" else k for k in args.weights.split(",")]
-    if unknown := set(kinds) - {"float32", "float16", "int8-rows"}:
+    packed = packed_weights(args.dtype, device)
+    rows = [row.partition(":") for row in args.weights.split(",")]
+    kinds = [(step_kind() if packed else "float32") if k == "auto" else k for k, _, _ in rows]
+    caches = [
+        c or (dtype_name(cache_dtype()) if k != "float32" else "")
+        for k, (_, _, c) in zip(kinds, rows, strict=True)
+    ]
+    unknown = (set(kinds) - {"float32", "float16", "int8-rows"}) | (
+        set(caches) - {"", "float32", "bfloat16"}
+    )
+    if unknown:
         parser.error(f"--weights: unknown {', '.join(sorted(unknown))}")
     # Loaded unpacked: `generate()` needs the text decoder's own linear layers, which a packed
     # captioner lets go of; each decode loop packs its own copies.
     captioner = Captioner.load(str(blip), device, dtype, args.tokens)
     decoders = {
-        f"loop, {kind}": TextDecoder(
-            captioner.model.text_decoder, steps=None if kind == "float32" else cast(Kind, kind)
+        f"loop, {kind} {cache}".rstrip(): TextDecoder(
+            captioner.model.text_decoder,
+            steps=None if kind == "float32" else cast(Kind, kind),
+            cross_dtype=getattr(torch, cache) if cache else None,
         )
-        for kind in kinds
+        for kind, cache in zip(kinds, caches, strict=True)
     }
     torch.manual_seed(0)
     with torch.inference_mode():
@@ -134,7 +151,7 @@ def main() -> None:
         for name, rounds in timings.items():
             median = statistics.median(t for r in rounds for t in r)
             best = min(statistics.median(r) for r in rounds)
-            print(f"batch {size:2} {name:16} {median:7.1f} ms/step (fastest round {best:.1f})")
+            print(f"batch {size:2} {name:26} {median:7.1f} ms/step (fastest round {best:.1f})")
 
 
 if __name__ == "__main__":

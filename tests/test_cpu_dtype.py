@@ -8,7 +8,7 @@ its hypervisor hides, where bfloat16 measured 1.8x slower than float32).
 
 from __future__ import annotations
 
-from bot.vision.cpu import bf16_pays, int8_dot_products
+from bot.vision.cpu import bf16_dot_products, bf16_pays, int8_dot_products
 
 COMMON = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
@@ -76,3 +76,11 @@ def test_int8_decode_steps_where_the_cpu_multiplies_int8_natively() -> None:
     assert int8_dot_products(AMD_ZEN4)
     assert not int8_dot_products(AMD_ZEN3)
     assert not int8_dot_products("")
+
+
+def test_bfloat16_image_keys_and_values_where_the_cpu_has_bfloat16_dot_products() -> None:
+    assert bf16_dot_products(INTEL_HIDDEN_AMX)
+    assert bf16_dot_products(INTEL_AMX)
+    assert bf16_dot_products(AMD_ZEN4)
+    assert not bf16_dot_products(AMD_ZEN3)
+    assert not bf16_dot_products("")

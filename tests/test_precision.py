@@ -28,7 +28,7 @@ from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, TINY_SIGLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape
-from tests.test_step_weights import KINDS
+from tests.test_step_weights import CONFIGS
 
 
 async def make_service(**env: str) -> VisionService:
@@ -152,9 +152,9 @@ def test_packed_weights_agree_with_float32_on_the_benchmark_images(
     full_size_models: tuple[Path, Path],
 ) -> None:
     """Full-size BLIP, random weights: with the packed weights (int8 vision encoder, decode
-    steps on float16 or int8 weights) the greedy token equals float32's at no fewer than 99% of
-    the steps of the benchmark's photos (each step fed float32's tokens so far, so that one
-    early difference is counted once)."""
+    steps on float16 or int8 weights, float32 or bfloat16 image keys and values) the greedy
+    token equals float32's at no fewer than 99% of the steps of the benchmark's photos (each
+    step fed float32's tokens so far, so that one early difference is counted once)."""
     blip, _ = full_size_models
     cpu = torch.device("cpu")
     fp32 = Captioner.load(str(blip), cpu, torch.float32, 20)
@@ -167,8 +167,12 @@ def test_packed_weights_agree_with_float32_on_the_benchmark_images(
         ]
         paths = greedy_paths(fp32.decoder, fp32.stop_token, fp32.start_token, embeds[0], 20)
         agree = {
-            kind: agreement(TextDecoder(fp32.model.text_decoder, steps=kind), embeds[1], paths)
-            for kind in KINDS
+            (kind, cache): agreement(
+                TextDecoder(fp32.model.text_decoder, steps=kind, cross_dtype=cache),
+                embeds[1],
+                paths,
+            )
+            for kind, cache in CONFIGS
         }
     assert min(agree.values()) >= 0.99, agree
 

@@ -1,6 +1,8 @@
-"""The decode step's packed weights (bot/vision/packed.py): float16, or int8 with each row's
-inputs scaled to their own range, which the service chooses on CPUs with VNNI. Both kinds are
-tested on any CPU: without VNNI the int8 inputs keep the bit of headroom fbgemm needs there."""
+"""The decode step beside packed weights (bot/vision/packed.py): float16 weights, or int8 with
+each row's inputs scaled to their own range, which the service chooses on CPUs with VNNI; and
+the images' cross-attention keys and values in float32, or in bfloat16 on CPUs with bfloat16
+dot products. Every combination is tested on any CPU: without VNNI the int8 inputs keep the bit
+of headroom fbgemm needs there, and without bfloat16 instructions torch emulates them."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from tests.conftest import TINY_BLIP
 from tests.test_decoding import decode_staggered, requests_for
 
 KINDS: list[Kind] = ["float16", "int8-rows"]
+CONFIGS = [(kind, cache) for kind in KINDS for cache in (torch.float32, torch.bfloat16)]
 # How far the tiny model's logits may move from float32's: float16 rounds the weights only;
 # int8 rounds them and each input too, to 1/255 of its row's range.
 TOLERANCE = {"float16": 2e-2, "int8-rows": 0.1}
@@ -32,10 +35,10 @@ def first_step(decoder: TextDecoder, embeds: torch.Tensor, tokens: list[int]) ->
     return decoder.step(torch.tensor(tokens), torch.zeros(rows, dtype=torch.long), slots, 1)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_decode_steps_of_any_size_stay_close_to_float32(kind: Kind) -> None:
+@pytest.mark.parametrize(("kind", "cache"), CONFIGS)
+def test_decode_steps_of_any_size_stay_close_to_float32(kind: Kind, cache: torch.dtype) -> None:
     fp32 = tiny_float32()
-    fast = TextDecoder(fp32.model.text_decoder, steps=kind)
+    fast = TextDecoder(fp32.model.text_decoder, steps=kind, cross_dtype=cache)
     with torch.inference_mode():
         pixels = torch.cat([fp32.preprocess(photo(64, 48, s)).pixel_values for s in range(3)])
         embeds = fp32.model.vision_model(pixel_values=pixels)[0]
@@ -49,12 +52,13 @@ def test_decode_steps_of_any_size_stay_close_to_float32(kind: Kind) -> None:
             assert torch.equal(packed.argmax(dim=-1), exact.argmax(dim=-1))
 
 
-def test_an_int8_row_does_not_depend_on_the_rows_beside_it() -> None:
+@pytest.mark.parametrize("cache", [torch.float32, torch.bfloat16])
+def test_an_int8_row_does_not_depend_on_the_rows_beside_it(cache: torch.dtype) -> None:
     """A plain image's first step alone, then beside a busy, brightened image fed another
     token: the inputs of its linear layers are quantised on their own range, so its logits
     are the same to the bit."""
     fp32 = tiny_float32()
-    fast = TextDecoder(fp32.model.text_decoder, steps="int8-rows")
+    fast = TextDecoder(fp32.model.text_decoder, steps="int8-rows", cross_dtype=cache)
     busy = fp32.preprocess(photo(64, 64, 3)).pixel_values * 4
     plain = fp32.preprocess(photo(64, 48, 0)).pixel_values
     with torch.inference_mode():
@@ -64,13 +68,15 @@ def test_an_int8_row_does_not_depend_on_the_rows_beside_it() -> None:
     assert torch.equal(beside[0], alone[0])
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_packed_decode_steps_give_the_same_captions_as_float32(kind: Kind) -> None:
+@pytest.mark.parametrize(("kind", "cache"), CONFIGS)
+def test_packed_decode_steps_give_the_same_captions_as_float32(
+    kind: Kind, cache: torch.dtype
+) -> None:
     """Tiny BLIP, sequences joining mid-decode: float32 throughout against the int8 vision
     encoder of a packed captioner and decode steps on packed weights of `kind`."""
     fp32 = tiny_float32()
     fast = Captioner.load(str(TINY_BLIP), torch.device("cpu"), torch.float32, 30, packed=True)
-    fast.decoder = TextDecoder(fp32.model.text_decoder, steps=kind)
+    fast.decoder = TextDecoder(fp32.model.text_decoder, steps=kind, cross_dtype=cache)
     requests = requests_for(40, seed=21)
     finished = [decode_staggered(c, c.running_batch(16), requests, 22)[0] for c in (fp32, fast)]
     assert finished[0] == finished[1]

@@ -19,7 +19,13 @@ from transformers.models.blip.modeling_blip import BlipAttention
 from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.decoder import TextDecoder
 from bot.vision.graphed import FixedSteps, fixed_length
-from bot.vision.packed import drop_linears, own_memory, pack_image_encoder, step_kind
+from bot.vision.packed import (
+    cache_dtype,
+    drop_linears,
+    own_memory,
+    pack_image_encoder,
+    step_kind,
+)
 from bot.vision.pixels import PixelPipeline
 from bot.vision.running import Decoding, RunningBatch
 
@@ -57,7 +63,11 @@ class Captioner:
         text = model.config.text_config
         self.start_token = int(text.bos_token_id)
         self.stop_token = int(text.sep_token_id)
-        self.decoder = TextDecoder(model.text_decoder, steps=step_kind() if packed else None)
+        self.decoder = (
+            TextDecoder(model.text_decoder, steps=step_kind(), cross_dtype=cache_dtype())
+            if packed
+            else TextDecoder(model.text_decoder)
+        )
         vision = model.config.vision_config
         self.image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
         self._fixed: FixedSteps | None = None

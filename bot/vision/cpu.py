@@ -30,6 +30,13 @@ def int8_dot_products(cpuinfo: str) -> bool:
     return bool({"avx512_vnni", "avx_vnni"} & flags)
 
 
+def bf16_dot_products(cpuinfo: str) -> bool:
+    """Whether the CPU has bfloat16 dot-product instructions (AVX-512 bf16 or AMX), which
+    multiply no faster than float32 without AMX on Intel but read half the bytes."""
+    _, flags = _first_processor(cpuinfo)
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
 @functools.cache
 def prefers_bf16() -> bool:
     return bf16_pays(_cpuinfo())
@@ -38,6 +45,11 @@ def prefers_bf16() -> bool:
 @functools.cache
 def has_vnni() -> bool:
     return int8_dot_products(_cpuinfo())
+
+
+@functools.cache
+def has_bf16() -> bool:
+    return bf16_dot_products(_cpuinfo())
 
 
 def _cpuinfo() -> str:

@@ -75,9 +75,16 @@ class Slots:
 class TextDecoder:
     """The weights of a `BlipTextLMHeadModel`, laid out for one-token steps."""
 
-    def __init__(self, model: BlipTextLMHeadModel, *, steps: Kind | None = None) -> None:
+    def __init__(
+        self,
+        model: BlipTextLMHeadModel,
+        *,
+        steps: Kind | None = None,
+        cross_dtype: torch.dtype | None = None,
+    ) -> None:
         """`steps`: packed weights (bot/vision/packed.py) of that kind for the decode steps,
-        and int8 ones for projecting images; None keeps the model's float weights."""
+        and int8 ones for projecting images; None keeps the model's float weights.
+        `cross_dtype`: the images' cross-attention keys and values, if not the model's."""
         config = model.config
         self.heads = int(config.num_attention_heads)
         self.width = int(config.hidden_size)
@@ -96,6 +103,7 @@ class TextDecoder:
         self.vocabulary = Linear(head.decoder, packed=steps)
         self.dtype = self.words.dtype
         self.device = self.words.device
+        self.cross_dtype = cross_dtype or self.dtype
 
     @property
     def words(self) -> torch.Tensor:
@@ -111,7 +119,7 @@ class TextDecoder:
         new = self.words.new_zeros
         return Slots(
             new((layers, 2, capacity, heads, length, dim)),
-            new((layers, 2, capacity, heads, image_tokens, dim)),
+            new((layers, 2, capacity, heads, image_tokens, dim), dtype=self.cross_dtype),
         )
 
     def write_cross(self, slots: Slots, first: int, image_embeds: torch.Tensor) -> None:
@@ -147,10 +155,10 @@ class TextDecoder:
                 attn_mask=visible,
             )
             hidden = layer.attention_norm(layer.attention_out(context.view(n, -1)) + hidden)
-            query = layer.cross_query(hidden).view(n, heads, 1, dim)
+            query = layer.cross_query(hidden).view(n, heads, 1, dim).to(self.cross_dtype)
             context = F.scaled_dot_product_attention(
                 query, slots.cross_kv[i, 0, :n], slots.cross_kv[i, 1, :n]
-            )
+            ).to(hidden.dtype)
             hidden = layer.cross_norm(layer.cross_out(context.view(n, -1)) + hidden)
             hidden = layer.out_norm(layer.down(F.gelu(layer.up(hidden))) + hidden)
         hidden = self.transform_norm(F.gelu(self.transform(hidden)))
