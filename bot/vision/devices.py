@@ -49,8 +49,14 @@ def packed_weights(setting: str, device: torch.device) -> bool:
 
 
 def precision_name(dtype: torch.dtype, packed_weights: bool) -> str:
-    """The dtype, and the weights' where they are packed: `float32+fp16/int8-weights`."""
-    return f"{dtype_name(dtype)}+fp16/int8-weights" if packed_weights else dtype_name(dtype)
+    """The dtype and, where weights are packed, theirs and the images' cached keys and values'
+    (bot/vision/packed.py): `float32+int8-weights+bf16-kv` on a CPU with VNNI and bfloat16
+    dot products, `float32+fp16/int8-weights` on one with AVX2 alone."""
+    if not packed_weights:
+        return dtype_name(dtype)
+    weights = "int8" if packed.step_kind() == "int8-rows" else "fp16/int8"
+    cache = "+bf16-kv" if packed.cache_dtype() == torch.bfloat16 else ""
+    return f"{dtype_name(dtype)}+{weights}-weights{cache}"
 
 
 def cpu_auto_dtype() -> torch.dtype:

@@ -15,11 +15,11 @@ class Linear:
     """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
 
     Plain, it uses the model's own tensors: no copy. `packed` stores the weights once more for
-    fbgemm (bot/vision/packed.py): float16 where a few rows meet each weight (decode steps, text
-    encoders), which is bound by reading them (half the bytes made a decode step's linear layers
-    2-3x faster on an AVX2 CPU); int8 for projecting an image's hundreds of tokens, which is
-    bound by arithmetic. The activations stay float32. Packed, it keeps no float32 weights, so
-    they are freed once the model lets go of them."""
+    fbgemm (bot/vision/packed.py): float16, or int8 on CPUs with VNNI, where a few rows meet
+    each weight (decode steps, text encoders), which is bound by reading them (half the bytes
+    made a decode step's linear layers 2-3x faster on an AVX2 CPU); int8 for projecting an
+    image's hundreds of tokens, which is bound by arithmetic. The activations stay float32.
+    Packed, it keeps no float32 weights, so they are freed once the model lets go of them."""
 
     def __init__(self, *modules: nn.Linear, packed: Kind | None = None) -> None:
         parts = [(m.weight.detach(), _bias(m)) for m in modules]
