@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from bot.vision.checkpoints import from_pretrained, locate
+from bot.vision.layers import quick_gelu_in_place
 from bot.vision.packed import own_memory, pack_image_encoder, pack_linears
 from bot.vision.pixels import PixelPipeline
 from bot.vision.scores import TextScores
@@ -73,6 +74,7 @@ class Embedder:
         processor = from_pretrained(processor_class, checkpoint)
         model = from_pretrained(model_class, checkpoint, dtype=dtype, attn_implementation="sdpa")
         model.to(device).eval()
+        quick_gelu_in_place(model)
         tower = None
         if checkpoint.model_type == "clip":
             tower = TextTower(model, "float16" if packed else None)
