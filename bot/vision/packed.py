@@ -15,8 +15,9 @@ are most of the models' cost. Measured there (2-core AMD EPYC, README, Performan
   without VNNI to keep its 16-bit sums from saturating.
 - On a CPU with VNNI (AVX-512 VNNI or AVX-VNNI: bot/vision/cpu.py) int8 pays for decode steps
   too, with each row's inputs scaled to their own range (`int8-rows`): on a 2-core Intel Xeon a
-  decode step took 14.5 ms against 22.7 with float16 weights at one sequence, 57 against 78 at
-  16. Without VNNI it measured no faster than float16 (33 ms against 32 on the EPYC).
+  decode step took 17 ms against 24 with float16 weights at one sequence, 70 against 83 at 16
+  (bench/steps.py). Without VNNI it measured no faster than float16 (33 ms against 32 on the
+  EPYC).
 """
 
 from __future__ import annotations
