@@ -125,8 +125,6 @@ def test_sequences_that_leave_early_leave_the_others_unchanged(tiny: Captioner) 
     leave = frozenset({1, 4, 5, 9, 14})
     batch = tiny.running_batch(16)
     finished, _ = decode_staggered(tiny, batch, requests, seed=7, leave=leave)
-    # An empty batch gives its cache back; a GPU's fixed-shape cache is kept for the model's life.
-    assert batch.slots is (None if batch.fixed is None else batch.fixed.slots)
     kept = [t for t in range(len(requests)) if t not in leave or t in finished]
     assert len(kept) >= len(requests) - len(leave)
     for ticket in kept:

@@ -17,7 +17,7 @@ from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcess
 from transformers.models.blip.modeling_blip import BlipAttention
 
 from bot.vision.checkpoints import from_pretrained, locate
-from bot.vision.decoder import TextDecoder
+from bot.vision.decoder import Slots, TextDecoder
 from bot.vision.graphed import FixedSteps, fixed_length
 from bot.vision.packed import (
     cache_dtype,
@@ -121,11 +121,12 @@ class Captioner:
         ids = [int(i) for i in text["input_ids"][:-1]]
         return [self.start_token, *ids[1:]]
 
-    def running_batch(self, capacity: int) -> RunningBatch:
-        """An empty batch for up to `capacity` captions. On a GPU its steps have fixed shapes
-        over one cache kept for the model's lifetime, replayed as CUDA graphs."""
+    def running_batch(self, capacity: int, spare: Slots | None = None) -> RunningBatch:
+        """An empty batch for up to `capacity` captions, starting from the cache `spare` of an
+        earlier one where it fits. On a GPU its steps have fixed shapes over one cache kept for
+        the model's lifetime, replayed as CUDA graphs."""
         if self.device.type != "cuda":
-            return RunningBatch(self.decoder, self.stop_token)
+            return RunningBatch(self.decoder, self.stop_token, spare=spare)
         fixed = self._fixed
         if fixed is None or fixed.slots.capacity < capacity:
             length = fixed_length(self.max_positions, self.max_tokens)

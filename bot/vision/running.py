@@ -38,15 +38,21 @@ class Decoding:
 
 class RunningBatch:
     def __init__(
-        self, decoder: TextDecoder, stop_token: int, fixed: FixedSteps | None = None
+        self,
+        decoder: TextDecoder,
+        stop_token: int,
+        fixed: FixedSteps | None = None,
+        spare: Slots | None = None,
     ) -> None:
         """`fixed`: run fixed-shape steps over its cache (CUDA graphs), else a cache that
-        grows with the batch and is released when the batch empties."""
+        grows with the batch, starting from `spare` (an earlier batch's, whose stale contents
+        every sequence overwrites or masks) where it is big enough."""
         self.decoder = decoder
         self.stop_token = stop_token
         self.fixed = fixed
         self.sequences: list[Decoding] = []
         self.slots: Slots | None = None
+        self._spare = spare
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -105,8 +111,6 @@ class RunningBatch:
             self.slots.move(mover, hole)
             self.sequences[hole] = self.sequences[mover]
         del self.sequences[kept:]
-        if not self.sequences and self.fixed is None:
-            self.slots = None  # the memory goes back while no caption is decoding
 
     def _reserve(self, count: int, length: int, image_tokens: int) -> None:
         if self.fixed is not None:
@@ -115,6 +119,15 @@ class RunningBatch:
             self.slots = self.fixed.slots
             return
         slots = self.slots
+        if slots is None and self._spare is not None:
+            slots, self._spare = self._spare, None
+            if slots.cross_kv.shape[4] != image_tokens:
+                slots = None
+            elif slots.capacity < count or slots.length < length:
+                # Nothing in it is worth copying: a fresh cache as big as both.
+                count, length = max(count, slots.capacity), max(length, slots.length)
+                slots = None
+            self.slots = slots
         if slots is not None and slots.capacity >= count and slots.length >= length:
             return
         capacity = 1 << max(0, count - 1).bit_length()  # doubling: few copies as a batch grows

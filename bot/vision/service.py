@@ -79,8 +79,8 @@ class VisionService:
             / 1000,
             max_pending=settings.max_pending,
         )
-        captions = CaptionStream(self.captioner, self._predict, self.scheduler.max_batch)
-        self.scheduler.register_stepper("caption", captions)
+        self._captions = CaptionStream(self.captioner, self._predict, self.scheduler.max_batch)
+        self.scheduler.register_stepper("caption", self._captions)
         self.scheduler.register("image", self._image_batch)
         self.scheduler.register("text", self._text_batch)
         self._captioner: Captioner | None = None
@@ -257,6 +257,7 @@ class VisionService:
             log.info("models unloaded after %.0f s idle; the next request loads them", idle)
 
     async def _drop_models(self) -> None:
+        self._captions.forget()
         self._captioner = None
         self._embedder = None
         await self.workers.run("model", self._collect)

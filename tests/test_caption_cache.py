@@ -1,0 +1,85 @@
+"""A batch may start from an earlier batch's cache (bot/vision/captions.py keeps it a while):
+stale keys and values there change no caption, and the service allocates a cache once for a
+stream of captions, again after the keeping time, and keeps nothing of unloaded models."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import weakref
+
+import pytest
+import torch
+
+from bot.vision import captions
+from bot.vision.blip import Captioner
+from bot.vision.decoder import Slots, TextDecoder
+from bot.vision.running import RunningBatch
+from bot.vision.service import VisionService
+from bot.workers import Workers
+from tests.conftest import TINY_BLIP, tiny_settings
+from tests.shapes import draw_shape
+from tests.test_decoding import CPU, alone, decode_staggered, requests_for
+
+GREEN_CIRCLE = draw_shape(random.Random(4), "green", "circle", 96)
+
+
+def test_a_cache_full_of_stale_values_changes_no_caption() -> None:
+    tiny = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
+    decoder = tiny.decoder
+    spare = decoder.empty_slots(16, decoder.places.shape[0], tiny.image_tokens)
+    torch.manual_seed(0)
+    spare.self_kv.normal_(0, 3)
+    spare.cross_kv.normal_(0, 3)
+    batch = RunningBatch(decoder, tiny.stop_token, spare=spare)
+    requests = requests_for(24, seed=12)
+    finished, joins = decode_staggered(tiny, batch, requests, seed=13)
+    assert joins >= 3
+    assert batch.slots is spare
+    for ticket, (image, prompt) in enumerate(requests):
+        assert finished[ticket] == alone(tiny, image, prompt), ticket
+
+
+async def test_a_stream_of_captions_allocates_its_cache_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[int, ...]] = []
+    empty_slots = TextDecoder.empty_slots
+
+    def counted(self: TextDecoder, *args: int) -> Slots:
+        made.append(args)
+        return empty_slots(self, *args)
+
+    monkeypatch.setattr(TextDecoder, "empty_slots", counted)
+    monkeypatch.setattr(captions, "KEEP_CACHE_S", 0.3)
+    vision = VisionService(tiny_settings(), Workers())
+    await vision.start()
+    try:
+        for _ in range(3):
+            assert await vision.caption(GREEN_CIRCLE) == "a green circle"
+        assert len(made) == 1
+        await asyncio.sleep(0.6)  # longer than the cache is kept
+        assert await vision.caption(GREEN_CIRCLE) == "a green circle"
+        assert len(made) == 2
+    finally:
+        await vision.close()
+        vision.workers.shutdown()
+
+
+async def test_unloaded_models_are_not_kept_alive_by_a_kept_cache() -> None:
+    vision = VisionService(tiny_settings(MODEL_IDLE_UNLOAD_S="0.3"), Workers())
+    await vision.start()
+    try:
+        assert await vision.caption(GREEN_CIRCLE) == "a green circle"
+        captioner = weakref.ref(await vision.captioner())
+        for _ in range(60):
+            if not vision.loaded:
+                break
+            await asyncio.sleep(0.05)
+        assert not vision.loaded
+        gc.collect()
+        assert captioner() is None
+    finally:
+        await vision.close()
+        vision.workers.shutdown()
