@@ -52,7 +52,9 @@ def has_bf16() -> bool:
     return bf16_dot_products(_cpuinfo())
 
 
+@functools.cache
 def _cpuinfo() -> str:
+    """Read once: each rule above asks for it."""
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
