@@ -109,8 +109,10 @@ class PackedWeights:
         whole input's least and greatest values, always 0 and 1) quantises each row on its own
         range: a sequence's answer does not depend on the rows beside it in a decode step."""
         rows = x.reshape(-1, x.shape[-1])
-        lo, hi = torch.aminmax(rows, dim=1, keepdim=True)
-        span = hi - lo
+        # Two reductions, not torch.aminmax: at 16 rows of 768 it took 19 µs against 7, and a
+        # decode step makes 73 of these calls.
+        lo = rows.amin(dim=1, keepdim=True)
+        span = rows.amax(dim=1, keepdim=True) - lo
         # A constant row (span 0) becomes zeros, exact at any scale: lo * sums is its answer.
         scaled = (rows - lo).div_(span.clamp_min(torch.finfo(rows.dtype).tiny))
         out = torch.ops.quantized.linear_dynamic(scaled, self.params, not cpu.has_vnni())
