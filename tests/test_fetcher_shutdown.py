@@ -17,13 +17,14 @@ from aiohttp import web
 
 from bot.images.decode import ImageLimits
 from bot.images.download import DOWNLOAD_TIMEOUT
-from bot.images.fetcher import ImageSource, MediaFetcher
+from bot.images.fetcher import CACHE_ENTRIES, ImageSource, MediaFetcher
 from bot.images.loader import ImageLoader
 from bot.index import background
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 from bot.vision.service import VisionService
+from bot.workers import Workers
 from tests.local_http import serving
 
 CHANNEL = 41
@@ -132,4 +133,29 @@ async def test_a_download_failing_after_its_caller_gave_up_is_not_reported_lost(
     service: VisionService, tmp_path: Path, cdn: HeldCdn, lost: list[dict[str, Any]]
 ) -> None:
     await stopped_mid_batch(service, tmp_path, cdn, fail_first=True)
+    assert lost == []
+
+
+async def test_closing_cancels_fetches_the_cache_no_longer_holds(
+    cdn: HeldCdn, lost: list[dict[str, Any]]
+) -> None:
+    """More uploads in flight than the cache keeps (a burst of commands beside the indexer):
+    the oldest leave the cache while still downloading, and closing cancels them too."""
+    count = CACHE_ENTRIES + 4
+    workers = Workers()
+    try:
+        async with aiohttp.ClientSession() as session:
+            fetcher = MediaFetcher(session, ImageLoader(workers, ImageLimits()), frozenset())
+            callers = [asyncio.ensure_future(fetcher.fetch(cdn.source(n))) for n in range(count)]
+            await cdn.until_in_flight(count)
+            for caller in callers:
+                caller.cancel()
+            await asyncio.gather(*callers, return_exceptions=True)
+            assert len(fetches()) == count  # their callers gone, the downloads run on
+            closing = time.monotonic()
+            await fetcher.close()
+            assert time.monotonic() - closing < DOWNLOAD_TIMEOUT.sock_read / 5
+            assert fetches() == []
+    finally:
+        workers.shutdown()
     assert lost == []

@@ -43,6 +43,9 @@ class MediaFetcher:
         self.loader = loader
         self.allowed_hosts = allowed_hosts
         self._recent: OrderedDict[Key, tuple[float, asyncio.Task[Decoded]]] = OrderedDict()
+        # Every fetch until it ends, the cache's or not: one may outlive its cache entry (more
+        # than CACHE_ENTRIES at once, or slower than CACHE_SECONDS) and must still be cancelled.
+        self._running: set[asyncio.Task[Decoded]] = set()
 
     async def fetch(self, source: ImageSource) -> Decoded:
         """Downloaded and decoded once per upload, however many callers ask at once.
@@ -56,6 +59,8 @@ class MediaFetcher:
             # A caller that gives up (cancelled) leaves the shielded fetch running; should it
             # then fail, nobody awaits it, and asyncio would log its traceback as lost.
             task.add_done_callback(_retrieve)
+            task.add_done_callback(self._running.discard)
+            self._running.add(task)
             self._recent[key] = (now, task)
         else:
             task = entry[1]
@@ -84,7 +89,7 @@ class MediaFetcher:
     async def close(self) -> None:
         """Cancels the fetches still in flight, before the session they use is closed: those
         of callers that gave up (the background indexer, stopped mid-batch) run on."""
-        running = [task for _, task in self._recent.values() if not task.done()]
+        running = list(self._running)
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
