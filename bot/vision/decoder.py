@@ -124,13 +124,22 @@ class TextDecoder:
 
     def write_cross(self, slots: Slots, first: int, image_embeds: torch.Tensor) -> None:
         """Projects a batch of image embeddings to every layer's cross-attention keys and
-        values, into slots `first`, `first + 1`, ... (one layer at a time: little memory)."""
+        values, into slots `first`, `first + 1`, ... (one layer at a time: little memory).
+
+        On a CPU one image at a time too: a layer's projection of 16 images is 56 MB of
+        float32, fresh memory the allocator faulted in at every join (167,000 page faults for
+        16 images), copied from once; one image's 3.5 MB is reused and still in cache when it
+        is copied into the slot. 69 -> 39 ms per image for 16 images (Intel Xeon), equal to
+        the bit, since int8 projections quantise each image on its own anyway."""
         images, tokens, _ = image_embeds.shape
         embeds = image_embeds.to(self.dtype)
-        place = slice(first, first + images)
-        for i, projection in enumerate(self.cross_projections):
-            shaped = projection(embeds).view(images, tokens, 2, self.heads, self.head_dim)
-            slots.cross_kv[i, :, place] = shaped.permute(2, 0, 3, 1, 4)
+        chunk = 1 if self.device.type == "cpu" else images
+        for start in range(0, images, chunk):
+            part = embeds[start : start + chunk]
+            place = slice(first + start, first + start + part.shape[0])
+            for i, projection in enumerate(self.cross_projections):
+                shaped = projection(part).view(part.shape[0], tokens, 2, self.heads, self.head_dim)
+                slots.cross_kv[i, :, place] = shaped.permute(2, 0, 3, 1, 4)
 
     def step(
         self, tokens: torch.Tensor, positions: torch.Tensor, slots: Slots, length: int
