@@ -15,6 +15,7 @@ from transformers import CLIPModel, CLIPProcessor, SiglipModel, SiglipProcessor
 
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.clip import Embedder
+from bot.vision.packed import pack_search_encoder
 from bot.vision.scores import COSINE, TextScores
 from bot.vision.service import VisionService
 from bot.workers import Workers
@@ -102,6 +103,30 @@ async def test_auto_dtype_keeps_the_rankings_of_float32(family: str, tmp_path: P
     finally:
         for vision in services:
             await stopped(vision)
+
+
+@pytest.mark.parametrize("per_token", [True, False], ids=["per-token", "per-image"])
+@pytest.mark.parametrize("family", sorted(SEARCH_MODELS))
+def test_both_int8_image_encoders_keep_the_rankings_and_ignore_the_batch(
+    family: str, per_token: bool
+) -> None:
+    """Both ways of packing an image encoder, whichever this CPU would choose: the top three
+    images for each text are float32's, and an image's embedding is the same alone."""
+    embedder = Embedder.load(str(SEARCH_MODELS[family]), CPU, torch.float32)
+    texts = embedder.preprocess_texts([caption_of(c, s) for c, s in CLASSES])
+    text_vectors = embedder.postprocess(embedder.predict_texts(texts))
+    pixels = embedder.preprocess_images(shapes(12))
+
+    def image_vectors(batch: torch.Tensor) -> np.ndarray:
+        return embedder.postprocess(embedder.predict_images(batch))
+
+    exact = image_vectors(pixels)
+    pack_search_encoder(embedder.model.vision_model, per_token=per_token)
+    packed = image_vectors(pixels)
+    ranks = [(text_vectors @ v.T).argsort(axis=1)[:, ::-1][:, :3] for v in (exact, packed)]
+    assert (ranks[0] == ranks[1]).all()
+    alone = np.concatenate([image_vectors(pixels[i : i + 1]) for i in range(len(pixels))])
+    assert np.abs(alone - packed).max() <= 1e-5
 
 
 @pytest.mark.parametrize("family", sorted(SEARCH_MODELS))

@@ -21,9 +21,10 @@ from transformers import (
     SiglipProcessor,
 )
 
+from bot.vision import cpu
 from bot.vision.checkpoints import from_pretrained, locate
 from bot.vision.layers import quick_gelu_in_place
-from bot.vision.packed import own_memory, pack_image_encoder, pack_linears
+from bot.vision.packed import own_memory, pack_linears, pack_search_encoder
 from bot.vision.pixels import PixelPipeline
 from bot.vision.scores import TextScores
 from bot.vision.text_tower import TextTower
@@ -66,9 +67,9 @@ class Embedder:
     def load(
         cls, model_id: str, device: torch.device, dtype: torch.dtype, *, packed: bool = False
     ) -> Embedder:
-        """With `packed`, the image encoder's feed-forward layers run on int8 weights, the text
-        encoder and the projections (a few rows per weight) on float16 ones
-        (bot/vision/packed.py)."""
+        """With `packed`, the image encoder runs on int8 weights (all its linear layers where
+        the CPU has VNNI, else its feed-forward layers), the text encoder and the projections
+        (a few rows per weight) on float16 ones (bot/vision/packed.py)."""
         checkpoint = locate(model_id, cls.setting, *MODELS)
         processor_class, model_class = MODELS[checkpoint.model_type]
         processor = from_pretrained(processor_class, checkpoint)
@@ -79,10 +80,7 @@ class Embedder:
         if checkpoint.model_type == "clip":
             tower = TextTower(model, "float16" if packed else None)
         if packed:
-            # int8 in the attention projections too was ~7% faster still, but it reordered
-            # near-tie matches of the tiny CLIP (third place, 0.007 apart); without it, its
-            # rankings are float32's (tests/test_precision.py).
-            pack_image_encoder(model.vision_model, int8_attention=False)
+            pack_search_encoder(model.vision_model, per_token=cpu.has_vnni())
             pack_linears(model, "float16", skip=model.vision_model)
             own_memory(model)
             if tower is not None:
