@@ -17,7 +17,7 @@ are most of the models' cost. Measured there (2-core AMD EPYC, README, Performan
   too, with each row's inputs scaled to their own range (`int8-rows`): on a 2-core Intel Xeon a
   decode step took 17 ms against 24 with float16 weights at one sequence, 70 against 83 at 16
   (bench/steps.py). Without VNNI it measured no faster than float16 (33 ms against 32 on the
-  EPYC).
+  EPYC). With VNNI the search model's image encoder runs on `int8-rows` too (pack_search_encoder).
 """
 
 from __future__ import annotations
