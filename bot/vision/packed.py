@@ -171,8 +171,9 @@ def pack_search_encoder(encoder: nn.Module, *, per_token: bool) -> None:
     of 16, median of interleaved rounds: CLIP ViT-B/32 33 -> 25-28 ms per image, SigLIP
     ViT-B/16 126 -> 116; the full-size CLIP's embeddings came closer to float32's (least cosine
     over 16 images 0.99986 -> 0.99996). Without VNNI the rows' scaling cost what int8 saved
-    (decode steps on the AVX2 EPYC), so int8 per image for the feed-forward layers only: the
-    attention projections in int8 per image reordered near-ties of the tiny CLIP."""
+    (decode steps on the AVX2 EPYC), and with the 7 bits fbgemm takes there a near-tie of the
+    tiny CLIP changed places; so int8 per image for the feed-forward layers only (in its
+    attention projections too, it reordered the tiny CLIP's near-ties as well)."""
     if per_token:
         pack_linears(encoder, "int8-rows")
     else:
