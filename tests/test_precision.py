@@ -28,6 +28,7 @@ from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import TINY_BLIP, TINY_CLIP, TINY_SIGLIP, fresh_samples, tiny_settings
 from tests.shapes import CLASSES, caption_of, draw_shape
+from tests.test_search_models import top_three
 from tests.test_step_weights import CONFIGS
 
 
@@ -56,7 +57,7 @@ async def test_auto_dtype_gives_the_same_answers_as_float32(service_fp32: Vision
         ranks = []
         for vision in (fp32, fast):
             scores = (await vision.embed_text(texts)) @ (await vision.embed_images(images)).T
-            ranks.append(scores.argsort(axis=1)[:, ::-1][:, :3])
+            ranks.append(top_three(scores))
         assert (ranks[0] == ranks[1]).all()
     finally:
         await close(fast)

@@ -46,6 +46,11 @@ async def search(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     await stopped(vision)
 
 
+def top_three(scores: np.ndarray) -> np.ndarray:
+    """Each row's three best columns, best first: a text's top three images."""
+    return scores.argsort(axis=1)[:, ::-1][:, :3]
+
+
 def shapes(seed: int) -> list:
     rng = random.Random(seed)
     return [draw_shape(rng, colour, shape, rng.randint(64, 512)) for colour, shape in CLASSES]
@@ -99,7 +104,7 @@ async def test_auto_dtype_keeps_the_rankings_of_float32(family: str, tmp_path: P
         ranks = []
         for vision in services:
             scores = (await vision.embed_text(texts)) @ (await vision.embed_images(images)).T
-            ranks.append(scores.argsort(axis=1)[:, ::-1][:, :3])
+            ranks.append(top_three(scores))
         assert (ranks[0] == ranks[1]).all()
     finally:
         for vision in services:
@@ -127,7 +132,7 @@ def test_both_int8_image_encoders_keep_the_rankings_and_ignore_the_batch(
     exact = image_vectors(pixels)
     pack_search_encoder(embedder.model.vision_model, per_token=per_token)
     packed = image_vectors(pixels)
-    ranks = [(text_vectors @ v.T).argsort(axis=1)[:, ::-1][:, :3] for v in (exact, packed)]
+    ranks = [top_three(text_vectors @ v.T) for v in (exact, packed)]
     assert (ranks[0] == ranks[1]).all()
     alone = np.concatenate([image_vectors(pixels[i : i + 1]) for i in range(len(pixels))])
     assert np.abs(alone - packed).max() <= 1e-5
