@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from bench.photos import photo
+from bot.vision import cpu
 from bot.vision.blip import Captioner
 from bot.vision.decoder import TextDecoder
-from bot.vision.packed import Kind
+from bot.vision.packed import Kind, PackedWeights
 from tests.conftest import TINY_BLIP
 from tests.test_decoding import decode_staggered, requests_for
 
@@ -81,3 +82,37 @@ def test_packed_decode_steps_give_the_same_captions_as_float32(
     finished = [decode_staggered(c, c.running_batch(16), requests, 22)[0] for c in (fp32, fast)]
     assert finished[0] == finished[1]
     assert len({tuple(tokens) for tokens in finished[0].values()}) >= 10
+
+
+@pytest.mark.parametrize(("vnni", "levels"), [(True, 255), (False, 127)])
+def test_int8_rows_quantise_each_row_to_its_own_range(
+    monkeypatch: pytest.MonkeyPatch, vnni: bool, levels: int
+) -> None:
+    """`int8-rows` against the scheme worked out in float64: each row's inputs rounded to
+    `levels` steps between its least and greatest value (8 bits with VNNI, the 7 fbgemm needs
+    without), times the weights rounded per output to int8. The other bit width lands further
+    off than the float32 arithmetic may."""
+    monkeypatch.setattr(cpu, "has_vnni", lambda: vnni)
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(96, 64, generator=generator) * 0.05
+    bias = torch.randn(96, generator=generator)
+    # Rows of very different ranges and offsets, and one constant row.
+    rows = torch.randn(6, 64, generator=generator) * torch.tensor(
+        [[0.01], [1], [30], [1], [5], [0]]
+    )
+    rows += torch.tensor([[0.0], [3], [-40], [0], [2], [7]])
+    scale = weight.abs().amax(dim=1, keepdim=True) / 127
+    int8_weight = (weight / scale).round().clamp(-127, 127) * scale
+
+    def expected(steps: int) -> torch.Tensor:
+        x = rows.double()
+        lo, hi = x.amin(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)
+        span = (hi - lo).clamp_min(1e-30)
+        quantised = ((x - lo) / span * steps).round() / steps * span + lo
+        return quantised @ int8_weight.double().T + bias.double()
+
+    out = PackedWeights(weight, bias, "int8-rows")(rows).double()
+    other = 127 if levels == 255 else 255
+    error = (out - expected(levels)).abs().max().item()
+    assert error < 1e-4
+    assert (out - expected(other)).abs().max().item() > 10 * error
