@@ -92,6 +92,10 @@ def test_int8_rows_quantise_each_row_to_its_own_range(
     `levels` steps between its least and greatest value (8 bits with VNNI, the 7 fbgemm needs
     without), times the weights rounded per output to int8. The other bit width lands further
     off than the float32 arithmetic may."""
+    if vnni and not cpu.has_vnni():
+        # Without VNNI fbgemm sums pairs of products in 16 bits, which 8-bit inputs can
+        # saturate: why the product takes 7 bits there.
+        pytest.skip("8-bit inputs are chosen only where the CPU has VNNI")
     monkeypatch.setattr(cpu, "has_vnni", lambda: vnni)
     generator = torch.Generator().manual_seed(5)
     weight = torch.randn(96, 64, generator=generator) * 0.05
