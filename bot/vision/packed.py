@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bot.vision import cpu
+from bot.vision import cpu, kernels
 
 Kind = Literal["float16", "int8", "int8-rows"]
 
@@ -90,47 +90,18 @@ class PackedWeights:
             self.params = torch.ops.quantized.linear_prepack(rows, bias)
             return
         self.params = torch.ops.quantized.linear_prepack(rows, None)
-        # x @ W.T = lo * W.sum(1) + span * (((x - lo) / span) @ W.T) for each row's least value
-        # lo and range span; the sums are of the int8 weights the kernel multiplies by.
+        # What kernels.int8_rows needs besides: the sums of the int8 weights the kernel
+        # multiplies by, and the input's levels (7 bits without VNNI, as `reduce_range`).
+        self.levels = 255 if cpu.has_vnni() else 127
         self.sums = rows.dequantize().sum(dim=1).float()
         self.bias = torch.zeros_like(self.sums) if bias is None else bias
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "float16":
-            out = torch.ops.quantized.linear_dynamic_fp16(x.reshape(-1, x.shape[-1]), self.params)
-            return out.view(*x.shape[:-1], out.shape[-1])
-        if self.kind == "int8-rows":
-            return self._rows(x)
-        # fbgemm quantises its whole input with one scale, from its least and greatest value:
-        # one call per item of the first dimension (an image in an encoder's batch; a row of a
-        # 2-D input), so that no image's answer depends on the others beside it.
-        items = x if x.dim() > 2 else x[:, None]
-        outs = [torch.ops.quantized.linear_dynamic(item, self.params, True) for item in items]
-        # One item (a lone image) needs no stacking copy: ~1 ms per layer of BLIP's encoder.
-        out = outs[0] if len(outs) == 1 else torch.stack(outs)
-        return out.view(*x.shape[:-1], outs[0].shape[-1])
-
-    def _rows(self, x: torch.Tensor) -> torch.Tensor:
-        """Every row scaled to [0, 1] before one call, so that the kernel's one scale (from the
-        whole input's least and greatest values, always 0 and 1) quantises each row on its own
-        range: a sequence's answer does not depend on the rows beside it in a decode step."""
-        rows = x.reshape(-1, x.shape[-1])
-        # Two reductions, not torch.aminmax: at 16 rows of 768 it took 19 µs against 7, and a
-        # decode step makes 73 of these calls.
-        lo = rows.amin(dim=1, keepdim=True)
-        span = rows.amax(dim=1, keepdim=True) - lo
-        # A constant row (span 0) becomes zeros, exact at any scale: lo * sums is its answer.
-        scaled = (rows - lo).div_(span.clamp_min(torch.finfo(rows.dtype).tiny))
-        # The rows span [0, 1], so the input's scale is known: fbgemm's static-input call
-        # skips the min and max pass `linear_dynamic` makes to find it, with the same kernel
-        # and the same quantisation (equal to the bit). CLIP ViT-B/32 at a batch of 16
-        # (800 rows): 25.2-27.6 -> 24.6-26.5 ms per image; decode steps unchanged.
-        levels = 255 if cpu.has_vnni() else 127  # 7 bits without VNNI, as `reduce_range`
-        out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            scaled, 1 / levels, 0, self.params
-        )
-        out = torch.addcmul(self.bias, lo, self.sums).addcmul_(out, span)
-        return out.view(*x.shape[:-1], out.shape[-1])
+            return kernels.float16(x, self.params)
+        if self.kind == "int8":
+            return kernels.int8_items(x, self.params)
+        return kernels.int8_rows(x, self.params, self.sums, self.bias, self.levels)
 
 
 class PackedLinear(nn.Module):
