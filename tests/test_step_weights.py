@@ -13,7 +13,7 @@ from bench.photos import photo
 from bot.vision import cpu
 from bot.vision.blip import Captioner
 from bot.vision.decoder import TextDecoder
-from bot.vision.packed import Kind, PackedWeights
+from bot.vision.packed import Kind, packed_linear
 from tests.conftest import TINY_BLIP
 from tests.test_decoding import decode_staggered, requests_for
 
@@ -115,7 +115,7 @@ def test_int8_rows_quantise_each_row_to_its_own_range(
         quantised = ((x - lo) / span * steps).round() / steps * span + lo
         return quantised @ int8_weight.double().T + bias.double()
 
-    out = PackedWeights(weight, bias, "int8-rows")(rows).double()
+    out = packed_linear(weight, bias, "int8-rows")(rows).double()
     other = 127 if levels == 255 else 255
     error = (out - expected(levels)).abs().max().item()
     assert error < 1e-4

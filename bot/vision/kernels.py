@@ -83,21 +83,23 @@ def _shaped(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.view(shape)
 
 
-F = TypeVar("F", bound=Callable[..., torch.Tensor])
+T = TypeVar("T", bound=Callable[..., torch.Tensor])
 
 
-def _compiled(function: F) -> F:
+def compiled(code: T) -> T:
+    """`code` (a function or an `nn.Module`) compiled by TorchScript, or as it is where this
+    torch cannot: the same operators run either way."""
     try:
         with warnings.catch_warnings():
             # torch marks TorchScript deprecated in favour of torch.compile, which cannot
             # trace packed weights (README, Performance); the warning is for torch's users.
             warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.script(function)  # type: ignore[no-any-return]
+            return torch.jit.script(code)  # type: ignore[no-any-return]
     except Exception as error:  # a torch that cannot script them runs them as Python
-        log.info("packed-weight calls run from Python (TorchScript: %s)", error)
-        return function
+        log.info("%s runs from Python (TorchScript: %s)", type(code).__name__, error)
+        return code
 
 
-float16 = _compiled(_float16)
-int8_items = _compiled(_int8_items)
-int8_rows = _compiled(_int8_rows)
+float16 = compiled(_float16)
+int8_items = compiled(_int8_items)
+int8_rows = compiled(_int8_rows)

@@ -1,19 +1,17 @@
-"""A model's linear layers and layer norms as plain callables, for the project's own loops
-over transformers' weights (bot/vision/decoder.py, bot/vision/text_tower.py): no module hooks
-or output records per call, and several linear layers that read the same input run as one.
-And CLIP's activation computed in place."""
-
-from __future__ import annotations
+"""A model's linear layers for the project's own loops over transformers' weights
+(bot/vision/decoder.py, bot/vision/text_tower.py): several linear layers that read the same
+input run as one, on the model's tensors or on packed copies, as modules TorchScript can
+compile. And CLIP's activation computed in place."""
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.activations import QuickGELUActivation
 
-from bot.vision.packed import Kind, PackedWeights
+from bot.vision.packed import Kind, packed_linear
 
 
-class Linear:
+def linear(*modules: nn.Linear, packed: Kind | None = None) -> nn.Module:
     """`x @ weight.T + bias` for an `nn.Linear`, or several side by side (outputs concatenated).
 
     Plain, it uses the model's own tensors: no copy. `packed` stores the weights once more for
@@ -22,38 +20,36 @@ class Linear:
     made a decode step's linear layers 2-3x faster on an AVX2 CPU); int8 for projecting an
     image's hundreds of tokens, which is bound by arithmetic. The activations stay float32.
     Packed, it keeps no float32 weights, so they are freed once the model lets go of them."""
-
-    def __init__(self, *modules: nn.Linear, packed: Kind | None = None) -> None:
-        parts = [(m.weight.detach(), _bias(m)) for m in modules]
-        self.parts: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        self.packed: PackedWeights | None = None
-        if not packed:
-            self.parts = parts
-            return
-        weight = torch.cat([weight for weight, _ in parts])
-        bias = None
-        if any(b is not None for _, b in parts):
-            bias = torch.cat([w.new_zeros(w.shape[0]) if b is None else b for w, b in parts])
-        self.packed = PackedWeights(weight, bias, packed)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:
-            return self.packed(x)
-        if len(self.parts) == 1:
-            return F.linear(x, *self.parts[0])
-        return torch.cat([F.linear(x, weight, bias) for weight, bias in self.parts], dim=-1)
+    if not packed:
+        return Linear(modules)
+    weight = torch.cat([m.weight.detach() for m in modules])
+    biases = [_bias(m) for m in modules]
+    bias = None
+    if any(b is not None for b in biases):
+        zeros = [m.weight.new_zeros(m.weight.shape[0]) for m in modules]
+        bias = torch.cat([z if b is None else b for z, b in zip(zeros, biases, strict=True)])
+    return packed_linear(weight, bias, packed)
 
 
-class Norm:
-    """A `nn.LayerNorm`'s maths. Its tensors are read from the module at each call, so they
-    follow the module when `own_memory` moves them out of the checkpoint's file."""
+class Linear(nn.Module):
+    """Plain linear layers side by side, on the model's own tensors."""
 
-    def __init__(self, module: nn.LayerNorm) -> None:
-        self.module = module
+    # Evaluated, not postponed (no `from __future__ import annotations` in this file):
+    # TorchScript reads these to type the lists, and cannot parse them as strings.
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor | None]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.module
-        return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+    def __init__(self, modules: tuple[nn.Linear, ...]) -> None:
+        super().__init__()
+        self.weights = [m.weight.detach() for m in modules]
+        self.biases = [_bias(m) for m in modules]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.weights) == 1:
+            return F.linear(x, self.weights[0], self.biases[0])
+        # Indexed: TorchScript has no zip(strict=...).
+        parts = [F.linear(x, self.weights[i], self.biases[i]) for i in range(len(self.weights))]
+        return torch.cat(parts, dim=-1)
 
 
 def _bias(module: nn.Linear) -> torch.Tensor | None:

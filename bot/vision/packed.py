@@ -66,60 +66,73 @@ def cache_dtype() -> torch.dtype:
     return torch.bfloat16 if cpu.has_bf16() else torch.float32
 
 
-class PackedWeights:
-    """An `nn.Linear`'s weight [out, in] and bias, packed for the kernel of `kind`; calling it
-    computes `x @ weight.T + bias` for a float32 `x` [..., in]."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, kind: Kind) -> None:
-        self.kind = kind
-        weight = weight.detach().float()
-        # A copy: the kernel keeps the bias it is given, which would otherwise hold the
-        # checkpoint's whole memory map open (see own_memory).
-        bias = None if bias is None else bias.detach().to(torch.float32, copy=True)
-        if kind == "float16":
-            self.params = torch.ops.quantized.linear_prepack_fp16(weight, bias)
-            return
-        scale = weight.abs().amax(dim=1).clamp_min(1e-12).double() / 127
-        zero = torch.zeros(weight.shape[0], dtype=torch.long)
-        with warnings.catch_warnings():
-            # The quantized tensor only carries the int8 rows into the packing call; torch
-            # warns that such tensors, as a type for users to compute with, are deprecated.
-            warnings.simplefilter("ignore", UserWarning)
-            rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
-        if kind == "int8":
-            self.params = torch.ops.quantized.linear_prepack(rows, bias)
-            return
-        self.params = torch.ops.quantized.linear_prepack(rows, None)
-        # What kernels.int8_rows needs besides: the sums of the int8 weights the kernel
-        # multiplies by, and the input's levels (7 bits without VNNI, as `reduce_range`).
-        self.levels = 255 if cpu.has_vnni() else 127
-        self.sums = rows.dequantize().sum(dim=1).float()
-        self.bias = torch.zeros_like(self.sums) if bias is None else bias
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "float16":
-            return kernels.float16(x, self.params)
-        if self.kind == "int8":
-            return kernels.int8_items(x, self.params)
-        return kernels.int8_rows(x, self.params, self.sums, self.bias, self.levels)
+def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, kind: Kind) -> nn.Module:
+    """An `nn.Linear`'s weight [out, in] and bias, packed for the kernel of `kind`: a module
+    computing `x @ weight.T + bias` for a float32 `x` [..., in]. The modules can be compiled
+    by TorchScript with whatever calls them (bot/vision/decoder.py)."""
+    weight = weight.detach().float()
+    # A copy: the kernel keeps the bias it is given, which would otherwise hold the
+    # checkpoint's whole memory map open (see own_memory).
+    bias = None if bias is None else bias.detach().to(torch.float32, copy=True)
+    if kind == "float16":
+        return Float16Linear(torch.ops.quantized.linear_prepack_fp16(weight, bias))
+    scale = weight.abs().amax(dim=1).clamp_min(1e-12).double() / 127
+    zero = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # The quantized tensor only carries the int8 rows into the packing call; torch
+        # warns that such tensors, as a type for users to compute with, are deprecated.
+        warnings.simplefilter("ignore", UserWarning)
+        rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+    if kind == "int8":
+        return Int8Linear(torch.ops.quantized.linear_prepack(rows, bias))
+    # The sums of the int8 weights the kernel multiplies by (see kernels.int8_rows).
+    sums = rows.dequantize().sum(dim=1).float()
+    return Int8RowsLinear(
+        torch.ops.quantized.linear_prepack(rows, None),
+        sums,
+        torch.zeros_like(sums) if bias is None else bias,
+    )
 
 
-class PackedLinear(nn.Module):
-    """Stands in for an `nn.Linear`: the same maths on packed weights."""
-
-    def __init__(self, original: nn.Linear, kind: Kind) -> None:
+class Float16Linear(nn.Module):
+    def __init__(self, params: kernels.Params) -> None:
         super().__init__()
-        self.weights = PackedWeights(original.weight, original.bias, kind)
+        self.params = params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weights(x)
+        return kernels.float16(x, self.params)
+
+
+class Int8Linear(nn.Module):
+    """Each item of `x`'s first dimension (an image of a batch) quantised on its own."""
+
+    def __init__(self, params: kernels.Params) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.int8_items(x, self.params)
+
+
+class Int8RowsLinear(nn.Module):
+    """Each row of `x` (a token) quantised on its own range."""
+
+    def __init__(self, params: kernels.Params, sums: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.params = params
+        self.sums = sums
+        self.bias = bias
+        self.levels = 255 if cpu.has_vnni() else 127  # 7 bits without VNNI, as `reduce_range`
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.int8_rows(x, self.params, self.sums, self.bias, self.levels)
 
 
 def pack_linears(model: nn.Module, kind: Kind, *, skip: nn.Module | None = None) -> None:
     """Replaces every `nn.Linear` inside `model` but those inside `skip`; the float32 weights
     they replace are freed."""
     for parent, name, linear in _linears(model, skip):
-        parent.register_module(name, PackedLinear(linear, kind))
+        parent.register_module(name, packed_linear(linear.weight, linear.bias, kind))
 
 
 def _linears(

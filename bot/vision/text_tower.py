@@ -20,14 +20,14 @@ from torch.nn import functional as F
 from transformers import CLIPModel
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
-from bot.vision.layers import Linear
+from bot.vision.layers import linear
 from bot.vision.packed import Kind
 
 
 class TextTower(nn.Module):
     """Takes CLIP's text model and text projection over from `model` (which no longer has
     them, so their weights are held once). Its norms and embeddings stay registered modules,
-    so that `own_memory` reaches them; the linear layers are `Linear`s."""
+    so that `own_memory` reaches them; the linear layers are `linear`s (bot/vision/layers.py)."""
 
     def __init__(self, model: CLIPModel, packed: Kind | None) -> None:
         super().__init__()
@@ -37,7 +37,7 @@ class TextTower(nn.Module):
         self.final_norm = text.final_layer_norm
         self.layers = [_Layer(block, packed) for block in text.encoder.layers]
         self.norms = nn.ModuleList(n for layer in self.layers for n in (layer.norm1, layer.norm2))
-        self.projection = Linear(model.text_projection, packed=packed)
+        self.projection = linear(model.text_projection, packed=packed)
         self.eos_token_id = int(text.eos_token_id)
         # Packed, nothing here holds the float32 linear weights: they go with the model's.
         del model.text_model, model.text_projection
@@ -74,10 +74,10 @@ class _Layer:
         attention, mlp = block.self_attn, block.mlp
         self.heads = int(attention.num_heads)
         self.scale = float(attention.scale)
-        self.qkv = Linear(attention.q_proj, attention.k_proj, attention.v_proj, packed=packed)
-        self.out = Linear(attention.out_proj, packed=packed)
-        self.up = Linear(mlp.fc1, packed=packed)
-        self.down = Linear(mlp.fc2, packed=packed)
+        self.qkv = linear(attention.q_proj, attention.k_proj, attention.v_proj, packed=packed)
+        self.out = linear(attention.out_proj, packed=packed)
+        self.up = linear(mlp.fc1, packed=packed)
+        self.down = linear(mlp.fc2, packed=packed)
         self.activation = mlp.activation_fn
         self.norm1 = block.layer_norm1
         self.norm2 = block.layer_norm2
