@@ -90,7 +90,15 @@ async def start_bot(tmp_path: Path, **env: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", cwd=tmp_path, env=environ,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=as_from_a_terminal,
     )  # fmt: skip
+
+
+def as_from_a_terminal() -> None:
+    """In the child before it starts: Ctrl-C at its default, as for a terminal's foreground
+    job. Run as a background job, these tests start with SIGINT ignored (a shell without job
+    control ignores it for `&` commands), which the bot would keep ignoring, as asked."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def stops_with(process: asyncio.subprocess.Process, timeout: float = 60) -> list[str]:
