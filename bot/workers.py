@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, ParamSpec, TypeVar
 
+from bot.vision.cores import Cores
 from bot.vision.devices import cpu_threads
 
 P = ParamSpec("P")
@@ -23,7 +24,8 @@ Lane = Literal["model", "prep", "db"]
 class Workers:
     """`model`: one thread (torch spreads each call over the cores itself); `prep`: image
     decoding and preprocessing, overlapping model compute; `db`: one thread, so SQLite sees a
-    single writer."""
+    single writer. `cores`: one single-threaded torch worker per core, which the model thread
+    hands a batch's images to side by side on a CPU (bot/vision/cores.py)."""
 
     def __init__(self, *, model_threads: int = 1, prep_threads: int | None = None) -> None:
         # Decoding is the indexer's bottleneck once a GPU runs the model: a thread per two
@@ -34,6 +36,7 @@ class Workers:
             "prep": ThreadPoolExecutor(prep_threads, thread_name_prefix="glimpse-prep"),
             "db": ThreadPoolExecutor(1, thread_name_prefix="glimpse-db"),
         }
+        self.cores = Cores(cpu_threads())
         self._closed = False
 
     async def run(self, lane: Lane, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -49,3 +52,4 @@ class Workers:
         self._closed = True
         for pool in self._pools.values():
             pool.shutdown(wait=wait, cancel_futures=True)
+        self.cores.shutdown(wait=wait)

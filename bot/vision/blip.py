@@ -17,6 +17,7 @@ from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcess
 from transformers.models.blip.modeling_blip import BlipAttention
 
 from bot.vision.checkpoints import from_pretrained, locate
+from bot.vision.cores import Cores
 from bot.vision.decoder import Slots, TextDecoder
 from bot.vision.graphed import FixedSteps, fixed_length
 from bot.vision.packed import (
@@ -52,7 +53,9 @@ class Captioner:
         max_tokens: int,
         *,
         packed: bool = False,
+        cores: Cores | None = None,
     ) -> None:
+        """`cores`: on a CPU, workers that run a batch's images side by side."""
         self.processor = processor
         self.model = model
         self.device = device
@@ -63,10 +66,13 @@ class Captioner:
         text = model.config.text_config
         self.start_token = int(text.bos_token_id)
         self.stop_token = int(text.sep_token_id)
+        self.cores = cores or Cores(1)
         self.decoder = (
-            TextDecoder(model.text_decoder, steps=step_kind(), cross_dtype=cache_dtype())
+            TextDecoder(
+                model.text_decoder, steps=step_kind(), cross_dtype=cache_dtype(), cores=cores
+            )
             if packed
-            else TextDecoder(model.text_decoder)
+            else TextDecoder(model.text_decoder, cores=cores)
         )
         vision = model.config.vision_config
         self.image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
@@ -81,6 +87,7 @@ class Captioner:
         max_tokens: int,
         *,
         packed: bool = False,
+        cores: Cores | None = None,
     ) -> Captioner:
         """With `packed`, the vision encoder runs on int8 weights, the decode steps on int8
         or float16 ones, whichever this CPU runs faster (bot/vision/packed.py)."""
@@ -94,7 +101,7 @@ class Captioner:
             # attention projections left float32, and the greedy tokens still agree with
             # float32's (tests/test_precision.py).
             pack_image_encoder(model.vision_model, int8_attention=True)
-        captioner = cls(processor, model, device, dtype, max_tokens, packed=packed)
+        captioner = cls(processor, model, device, dtype, max_tokens, packed=packed, cores=cores)
         if packed:
             # The decode loop packed its own copies: the text decoder's float32 linear
             # layers go before the rest is copied out of the checkpoint's file.
@@ -149,14 +156,16 @@ class Captioner:
         batch.join(sequences, image_embeds)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """One batch on a GPU. On a CPU one image after another: a batch's activations (577 x
-        3072 floats per image in each feed-forward layer) were too big for the allocator to
-        keep, and a batch of 8 page-faulted 1.7 GB of fresh memory into every pass; one at a
-        time none (int8 weights 274 -> 206 ms per image, float32 488 -> 432, batches of 8 on
-        a 2-core Intel Xeon). Each image still gives hundreds of rows to every weight."""
+        """One batch on a GPU. On a CPU image by image: a batch's activations (577 x 3072
+        floats per image in each feed-forward layer) were too big for the allocator to keep,
+        and a batch of 8 page-faulted 1.7 GB of fresh memory into every pass; one at a time
+        none (int8 weights 274 -> 206 ms per image, float32 488 -> 432, batches of 8 on a
+        2-core Intel Xeon). Each image still gives hundreds of rows to every weight, and
+        several run side by side, one per core (bot/vision/cores.py)."""
         if self.device.type == "cuda":
             return self.model.vision_model(pixel_values=pixels)[0]
-        return torch.cat([self.model.vision_model(pixel_values=one[None])[0] for one in pixels])
+        encoder = self.model.vision_model
+        return torch.cat(self.cores.map(lambda one: encoder(pixel_values=one)[0], pixels.split(1)))
 
     def _limit(self, prompt: list[int]) -> int:
         return max(1, min(self.max_tokens, self.max_positions - len(prompt)))

@@ -116,7 +116,9 @@ class VisionService:
             if self._captioner is None:
                 self._captioner = await self._load(
                     "caption",
-                    functools.partial(Captioner.load, packed=self.packed_weights),
+                    functools.partial(
+                        Captioner.load, packed=self.packed_weights, cores=self.workers.cores
+                    ),
                     self.settings.caption_model,
                     self.device,
                     self.dtype,
