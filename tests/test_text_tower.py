@@ -14,6 +14,8 @@ from transformers import CLIPModel
 
 from bot.vision import packed
 from bot.vision.clip import Embedder
+from bot.vision.layers import quick_gelu_in_place
+from bot.vision.text_tower import TextTower
 from tests.conftest import TINY_CLIP
 
 CPU = torch.device("cpu")
@@ -107,3 +109,23 @@ def test_the_full_size_text_tower_embeds_as_transformers_does(
     model = reference(clip, packed_weights=packed_weights)
     queries = [f"a photo of thing number {i}" for i in range(8)] + TEXTS
     assert_same_embeddings(embedder, model, queries)
+
+
+@pytest.mark.parametrize(
+    "packed_weights",
+    [False, pytest.param(True, marks=pytest.mark.skipif(not packed.supported(), reason="fbgemm"))],
+)
+def test_on_a_cpu_the_tower_runs_compiled_and_equals_it_run_as_python(
+    packed_weights: bool,
+) -> None:
+    """Compiled by TorchScript, a query's ~150 operators run without Python between them, so
+    without waiting for the interpreter's lock that the event loop holds while it works."""
+    embedder = Embedder.load(str(TINY_CLIP), CPU, torch.float32, packed=packed_weights)
+    assert isinstance(embedder.text_tower, torch.jit.ScriptModule)
+    model = CLIPModel.from_pretrained(TINY_CLIP).eval()
+    quick_gelu_in_place(model)
+    as_python = TextTower(model, "float16" if packed_weights else None)
+    fed = embedder.preprocess_texts(TEXTS)["input_ids"]
+    with torch.inference_mode():
+        for _ in range(3):  # TorchScript optimises after its first runs: each must be equal
+            assert torch.equal(embedder.text_tower(fed), as_python(fed))

@@ -23,6 +23,7 @@ from transformers import (
 
 from bot.vision import cpu
 from bot.vision.checkpoints import from_pretrained, locate
+from bot.vision.kernels import compiled
 from bot.vision.layers import quick_gelu_in_place
 from bot.vision.packed import own_memory, pack_linears, pack_search_encoder
 from bot.vision.pixels import PixelPipeline
@@ -85,6 +86,8 @@ class Embedder:
             own_memory(model)
             if tower is not None:
                 own_memory(tower)
+        if tower is not None and device.type == "cpu":  # see bot/vision/text_tower.py
+            tower = compiled(tower)
         return cls(processor, model, device, dtype, tower)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:

@@ -1,10 +1,10 @@
 """Independent pieces of one model call (the images of a batch) side by side, one per core.
 
 torch spreads each operator over the cores, and pays for it: at each operator's end the threads
-wait for the slowest, and a matrix of 577 rows does not split evenly. BLIP's vision encoder took
-344 ms per image on two threads against 585 on one (2-core Intel Xeon): 85% of two cores. Two
-images at once, each on its own core with one thread, took 299-324 ms per image against 353-404
-one after the other, equal to the bit (each image runs the same operators either way).
+wait for the slowest. BLIP's vision encoder took 344 ms per image on two threads against 585 on
+one (2-core Intel Xeon): 85% of two cores. Two images at once, each on its own core with one
+thread, took 299-324 ms per image against 353-404 one after the other, equal to the bit (each
+image runs the same operators either way).
 
 Each worker runs torch on one thread. With more, it would keep an OpenMP team of its own, and
 once a process's OpenMP threads outnumber the cores, libgomp stops spin-waiting between parallel

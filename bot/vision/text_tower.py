@@ -7,6 +7,12 @@ SDPA. The maths is the model's: on the full-size CLIP, float16-packed weights, t
 equal transformers' own over the same packed weights, bitwise, and a 9-token query took 19 ms
 against 25 on the 2-core AVX2 CPU (README, Performance). Tests: tests/test_text_tower.py.
 
+On a CPU it runs compiled by TorchScript (bot/vision/kernels.py, `compiled`), equal to the bit:
+its operators then run one after another without Python between them, so without waiting for
+the interpreter's lock. With another thread busy in Python, as the event loop is under load, a
+query took 350-1,900 ms from Python against 31-35 compiled (medians, Intel Xeon); alone, 11-16
+ms against 10-11.
+
 A padded batch needs no padding mask: the tokenizer pads on the right (preprocess_texts makes
 sure), after each text's end token, and causal attention never looks ahead, so the end token's
 state, the one that is pooled, is the same with or without the padding.
@@ -27,7 +33,8 @@ from bot.vision.packed import Kind
 class TextTower(nn.Module):
     """Takes CLIP's text model and text projection over from `model` (which no longer has
     them, so their weights are held once). Its norms and embeddings stay registered modules,
-    so that `own_memory` reaches them; the linear layers are `linear`s (bot/vision/layers.py)."""
+    so that `own_memory` reaches them; the linear layers are `linear`s (bot/vision/layers.py).
+    Written for TorchScript (`compiled`), which runs it without Python between operators."""
 
     def __init__(self, model: CLIPModel, packed: Kind | None) -> None:
         super().__init__()
@@ -35,8 +42,7 @@ class TextTower(nn.Module):
         self.tokens = text.embeddings.token_embedding
         self.places = text.embeddings.position_embedding
         self.final_norm = text.final_layer_norm
-        self.layers = [_Layer(block, packed) for block in text.encoder.layers]
-        self.norms = nn.ModuleList(n for layer in self.layers for n in (layer.norm1, layer.norm2))
+        self.layers = nn.ModuleList(Block(block, packed) for block in text.encoder.layers)
         self.projection = linear(model.text_projection, packed=packed)
         self.eos_token_id = int(text.eos_token_id)
         # Packed, nothing here holds the float32 linear weights: they go with the model's.
@@ -44,19 +50,11 @@ class TextTower(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The projected text features of `input_ids` [texts, tokens], right-padded."""
-        texts, length = input_ids.shape
-        hidden = self.tokens(input_ids) + self.places.weight[:length]
+        hidden = self.tokens(input_ids) + self.places.weight[: input_ids.shape[1]]
         for layer in self.layers:
-            qkv = layer.qkv(layer.norm1(hidden)).view(texts, length, 3, layer.heads, -1)
-            query, key, value = qkv.permute(2, 0, 3, 1, 4)
-            context = F.scaled_dot_product_attention(
-                query, key, value, is_causal=True, scale=layer.scale
-            )
-            hidden = hidden + layer.out(context.transpose(1, 2).reshape(texts, length, -1))
-            feed = layer.activation(layer.up(layer.norm2(hidden)))
-            hidden = hidden + layer.down(feed)
+            hidden = layer(hidden)
         hidden = self.final_norm(hidden)
-        rows = torch.arange(texts, device=input_ids.device)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         return self.projection(hidden[rows, self._end_positions(input_ids)])
 
     def _end_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -69,8 +67,11 @@ class TextTower(nn.Module):
         return (ids == self.eos_token_id).int().argmax(dim=-1)
 
 
-class _Layer:
+class Block(nn.Module):
+    """One encoder layer: causal self-attention, then the feed-forward layers."""
+
     def __init__(self, block: CLIPEncoderLayer, packed: Kind | None) -> None:
+        super().__init__()
         attention, mlp = block.self_attn, block.mlp
         self.heads = int(attention.num_heads)
         self.scale = float(attention.scale)
@@ -81,3 +82,13 @@ class _Layer:
         self.activation = mlp.activation_fn
         self.norm1 = block.layer_norm1
         self.norm2 = block.layer_norm2
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        texts, length = hidden.shape[0], hidden.shape[1]
+        qkv = self.qkv(self.norm1(hidden)).view(texts, length, 3, self.heads, -1)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # query, key, value (indexed: TorchScript cannot unpack)
+        context = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], is_causal=True, scale=self.scale
+        )
+        hidden = hidden + self.out(context.transpose(1, 2).reshape(texts, length, -1))
+        return hidden + self.down(self.activation(self.up(self.norm2(hidden))))
