@@ -69,10 +69,10 @@ class Captioner:
         self.cores = cores or Cores(1)
         self.decoder = (
             TextDecoder(
-                model.text_decoder, steps=step_kind(), cross_dtype=cache_dtype(), cores=cores
+                model.text_decoder, steps=step_kind(), cross_dtype=cache_dtype(), cores=self.cores
             )
             if packed
-            else TextDecoder(model.text_decoder, cores=cores)
+            else TextDecoder(model.text_decoder, cores=self.cores)
         )
         vision = model.config.vision_config
         self.image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1

@@ -39,10 +39,9 @@ class Cores:
         on the calling thread one after the other, with all of its torch threads, so that no
         core idles while one item runs alone on another."""
         whole = len(items) - len(items) % self.count if self.count > 1 else 0
-        results = list(self._started().map(_inferring(fn), items[:whole])) if whole else []
-        with torch.inference_mode():
-            results.extend(fn(item) for item in items[whole:])
-        return results
+        run = _inferring(fn)
+        results = list(self._started().map(run, items[:whole])) if whole else []
+        return results + [run(item) for item in items[whole:]]
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Lets running items finish; queued ones are cancelled."""
