@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from bot.index.refs import Hit, ImageRef
 from bot.index.schema import MIGRATIONS, SCHEMA_VERSION
 from bot.index.store import IndexStore
+from bot.index.vectors import VectorStore
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 8
@@ -359,6 +360,26 @@ def test_ties_prefer_newer_messages(index: IndexStore) -> None:
     vec = unit(5)
     queue_and_add(index, [(ref(m), "same", vec) for m in (3, 9, 6)])
     assert keys(index.search(vec, [10], top=2)) == [(9, 1), (6, 1)]
+
+
+@pytest.mark.parametrize("dim", [512, 768, 17])
+def test_equal_images_score_equally_wherever_their_rows_lie(dim: int) -> None:
+    """Ties fall to the newer message only if equal rows get equal scores: a BLAS matrix
+    product sums rows differently by their position in the matrix (measured)."""
+    rng = np.random.default_rng(dim)
+    others = rng.standard_normal((1001, dim)).astype(np.float32)
+    others /= np.linalg.norm(others, axis=1, keepdims=True)
+    copies = (3, 100, 257, 511, 512, 777, 998, 1000)
+    others[list(copies)] = unit(7, dim)
+    store = VectorStore(dim)
+    refs = [ref(10_000 + i, channel=10 + i % 4) for i in range(len(others))]
+    store.add(refs, others)
+    query = unit(7, dim) + 0.1 * unit(8, dim)
+    for channels in ([10, 11, 12, 13], [10]):  # every row, and a subset copied in chunks
+        wanted = [i for i in copies if 10 + i % 4 in channels]
+        hits = store.search(query, channels, top=len(wanted))
+        assert len({hit.score for hit in hits}) == 1
+        assert keys(hits) == [(10_000 + i, 1) for i in reversed(wanted)]
 
 
 def test_last_message_id_and_channels(index: IndexStore) -> None:
