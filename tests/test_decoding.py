@@ -132,6 +132,18 @@ def test_sequences_that_leave_early_leave_the_others_unchanged(tiny: Captioner) 
         assert finished[ticket] == alone(tiny, image, prompt), ticket
 
 
+def test_the_compiled_step_is_optimised_at_load() -> None:
+    """TorchScript profiles a compiled module's first run and optimises on its second: the
+    load runs both, so the first caption's steps run the optimised graph."""
+    captioner = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
+    batch = captioner.running_batch(1)
+    captioner.join(batch, [(0, captioner.preprocess(images(1, 5)[0]))])
+    batch.step()
+    ran = torch.jit.last_executed_optimized_graph()
+    assert "aten::scaled_dot_product_attention" in str(ran)  # the step's graph
+    assert "prim::profile" not in str(ran)
+
+
 def test_min_new_tokens_is_honoured_as_generate_does() -> None:
     captioner = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
     captioner.model.text_decoder.generation_config.min_new_tokens = 9

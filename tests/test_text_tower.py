@@ -129,3 +129,13 @@ def test_on_a_cpu_the_tower_runs_compiled_and_equals_it_run_as_python(
     with torch.inference_mode():
         for _ in range(3):  # TorchScript optimises after its first runs: each must be equal
             assert torch.equal(embedder.text_tower(fed), as_python(fed))
+
+
+def test_the_compiled_tower_is_optimised_at_load() -> None:
+    """TorchScript profiles a compiled module's first run and optimises on its second: the
+    load runs both, so the first `!find` runs the optimised graph (no profiling nodes)."""
+    embedder = Embedder.load(str(TINY_CLIP), CPU, torch.float32)
+    embedder.predict_texts(embedder.preprocess_texts(["a red circle"]))
+    ran = torch.jit.last_executed_optimized_graph()
+    assert "aten::layer_norm" in str(ran)  # the tower's graph, not another one
+    assert "prim::profile" not in str(ran)

@@ -76,6 +76,7 @@ class Captioner:
         )
         vision = model.config.vision_config
         self.image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
+        self.decoder.warm_up(self.image_tokens)
         self._fixed: FixedSteps | None = None
 
     @classmethod

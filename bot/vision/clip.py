@@ -23,7 +23,7 @@ from transformers import (
 
 from bot.vision import cpu
 from bot.vision.checkpoints import from_pretrained, locate
-from bot.vision.kernels import compiled
+from bot.vision.kernels import compiled, warm_up
 from bot.vision.layers import quick_gelu_in_place
 from bot.vision.packed import own_memory, pack_linears, pack_search_encoder
 from bot.vision.pixels import PixelPipeline
@@ -86,9 +86,11 @@ class Embedder:
             own_memory(model)
             if tower is not None:
                 own_memory(tower)
-        if tower is not None and device.type == "cpu":  # see bot/vision/text_tower.py
-            tower = compiled(tower)
-        return cls(processor, model, device, dtype, tower)
+        if tower is None or device.type != "cpu":
+            return cls(processor, model, device, dtype, tower)
+        embedder = cls(processor, model, device, dtype, compiled(tower))  # see text_tower.py
+        warm_up(lambda: embedder.predict_texts(embedder.preprocess_texts(["a photo"])))
+        return embedder
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.pixels(images)

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
 from bot.vision.cores import Cores
-from bot.vision.kernels import compiled
+from bot.vision.kernels import compiled, warm_up
 from bot.vision.layers import linear
 from bot.vision.packed import Kind
 
@@ -204,6 +204,16 @@ class TextDecoder:
         for i, projection in enumerate(self.cross_projections):
             shaped = projection(embeds).view(images, tokens, 2, self.heads, self.head_dim)
             slots.cross_kv[i, :, place] = shaped.permute(2, 0, 3, 1, 4)
+
+    def warm_up(self, image_tokens: int) -> None:
+        """Where the step is compiled, two steps of one sequence on a throwaway cache for
+        images of `image_tokens` tokens, so that the first caption finds it optimised
+        (bot/vision/kernels.py, warm_up)."""
+        if self._run is self.maths:
+            return
+        slots = self.empty_slots(1, 1, image_tokens)
+        first = torch.zeros(1, dtype=torch.long, device=self.device)
+        warm_up(lambda: self.step(first, first, slots, 1))
 
     def step(
         self, tokens: torch.Tensor, positions: torch.Tensor, slots: Slots, length: int
