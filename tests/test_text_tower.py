@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from transformers import CLIPModel
+from transformers import CLIPModel, SiglipModel
 
 from bot.vision import packed
 from bot.vision.clip import Embedder
 from bot.vision.layers import quick_gelu_in_place
 from bot.vision.text_tower import TextTower
-from tests.conftest import TINY_CLIP
+from tests.conftest import TINY_CLIP, TINY_SIGLIP
 
 CPU = torch.device("cpu")
 TEXTS = [
@@ -28,21 +28,32 @@ TEXTS = [
 ]
 
 
-def reference(folder: Path, *, packed_weights: bool) -> CLIPModel:
+def reference(folder: Path, *, packed_weights: bool) -> CLIPModel | SiglipModel:
     """transformers' own model; with `packed_weights`, its linear layers on the same float16
     weights the product packs."""
-    model = CLIPModel.from_pretrained(folder).eval()
+    family = json.loads((folder / "config.json").read_text())["model_type"]
+    model = (SiglipModel if family == "siglip" else CLIPModel).from_pretrained(folder).eval()
     if packed_weights:
         packed.pack_linears(model, "float16", skip=model.vision_model)
     return model
 
 
-def assert_same_embeddings(embedder: Embedder, model: CLIPModel, texts: list[str]) -> None:
-    """Ours as the product feeds them; transformers' as its docs do: padded to the longest
-    text, with the attention mask."""
+def assert_same_embeddings(
+    embedder: Embedder, model: CLIPModel | SiglipModel, texts: list[str]
+) -> None:
+    """Ours as the product feeds them; transformers' as its docs do: CLIP's padded to the
+    longest text, with the attention mask; SigLIP's padded to its full length, without one
+    (as it was trained; a tokenizer may offer one)."""
     fed = embedder.preprocess_texts(texts)
     assert fed["input_ids"].shape[1] <= embedder.max_text_tokens
-    usual = embedder.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    siglip = isinstance(model, SiglipModel)
+    usual = embedder.processor.tokenizer(
+        texts,
+        padding="max_length" if siglip else True,
+        truncation=True,
+        return_attention_mask=not siglip,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         ours = embedder.predict_texts(fed)
         theirs = model.get_text_features(**usual).pooler_output
@@ -53,9 +64,11 @@ def assert_same_embeddings(embedder: Embedder, model: CLIPModel, texts: list[str
     "packed_weights",
     [False, pytest.param(True, marks=pytest.mark.skipif(not packed.supported(), reason="fbgemm"))],
 )
-def test_padded_texts_embed_as_transformers_embeds_them(packed_weights: bool) -> None:
-    embedder = Embedder.load(str(TINY_CLIP), CPU, torch.float32, packed=packed_weights)
-    model = reference(TINY_CLIP, packed_weights=packed_weights)
+@pytest.mark.parametrize("folder", [TINY_CLIP, TINY_SIGLIP], ids=["clip", "siglip"])
+def test_padded_texts_embed_as_transformers_embeds_them(folder: Path, packed_weights: bool) -> None:
+    embedder = Embedder.load(str(folder), CPU, torch.float32, packed=packed_weights)
+    assert isinstance(embedder.text_tower, torch.jit.ScriptModule)  # compiled, not as Python
+    model = reference(folder, packed_weights=packed_weights)
     assert_same_embeddings(embedder, model, TEXTS)
     for text in TEXTS:
         assert_same_embeddings(embedder, model, [text])

@@ -44,7 +44,7 @@ class Embedder:
         model: CLIPModel | SiglipModel,
         device: torch.device,
         dtype: torch.dtype,
-        text_tower: TextTower | None = None,
+        text_tower: TextTower,
     ) -> None:
         self.processor = processor
         self.text_tower = text_tower
@@ -77,16 +77,13 @@ class Embedder:
         model = from_pretrained(model_class, checkpoint, dtype=dtype, attn_implementation="sdpa")
         model.to(device).eval()
         quick_gelu_in_place(model)
-        tower = None
-        if checkpoint.model_type == "clip":
-            tower = TextTower(model, "float16" if packed else None)
+        tower = TextTower(model, "float16" if packed else None)
         if packed:
             pack_search_encoder(model.vision_model, per_token=cpu.has_vnni())
             pack_linears(model, "float16", skip=model.vision_model)
             own_memory(model)
-            if tower is not None:
-                own_memory(tower)
-        if tower is None or device.type != "cpu":
+            own_memory(tower)
+        if device.type != "cpu":
             return cls(processor, model, device, dtype, tower)
         embedder = cls(processor, model, device, dtype, compiled(tower))  # see text_tower.py
         warm_up(lambda: embedder.predict_texts(embedder.preprocess_texts(["a photo"])))
@@ -119,10 +116,7 @@ class Embedder:
 
     def predict_texts(self, tokens: BatchFeature) -> torch.Tensor:
         with torch.inference_mode():
-            if self.text_tower is not None:
-                return self.text_tower(tokens["input_ids"].to(self.device))
-            fed = {name: tokens[name].to(self.device) for name in tokens}
-            return self.model.get_text_features(**fed).pooler_output
+            return self.text_tower(tokens["input_ids"].to(self.device))
 
     @staticmethod
     def postprocess(features: torch.Tensor) -> np.ndarray:
