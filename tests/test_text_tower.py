@@ -1,5 +1,5 @@
-"""CLIP's text tower, run by the project's own loop (bot/vision/text_tower.py), embeds texts
-exactly as transformers' `get_text_features` does over the same weights."""
+"""CLIP's and SigLIP's text towers, run by the project's own loop (bot/vision/text_tower.py),
+embed texts exactly as transformers' `get_text_features` does over the same weights."""
 
 from __future__ import annotations
 
