@@ -13,7 +13,7 @@ from torch import nn
 from transformers import CLIPModel, SiglipModel
 
 from bot.vision import packed
-from bot.vision.clip import Embedder
+from bot.vision.clip import MODELS, Embedder
 from bot.vision.layers import quick_gelu_in_place
 from bot.vision.text_tower import TextTower
 from tests.conftest import TINY_CLIP, TINY_SIGLIP
@@ -32,7 +32,7 @@ def reference(folder: Path, *, packed_weights: bool) -> CLIPModel | SiglipModel:
     """transformers' own model; with `packed_weights`, its linear layers on the same float16
     weights the product packs."""
     family = json.loads((folder / "config.json").read_text())["model_type"]
-    model = (SiglipModel if family == "siglip" else CLIPModel).from_pretrained(folder).eval()
+    model = MODELS[family][1].from_pretrained(folder).eval()
     if packed_weights:
         packed.pack_linears(model, "float16", skip=model.vision_model)
     return model
