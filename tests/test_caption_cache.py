@@ -1,6 +1,7 @@
-"""A batch may start from an earlier batch's cache (bot/vision/captions.py keeps it a while):
-stale keys and values there change no caption, and the service allocates a cache once for a
-stream of captions, again after the keeping time, and keeps nothing of unloaded models."""
+"""A batch may start from an earlier batch's cache (bot/vision/captions.py keeps it while the model
+is loaded): stale keys and values there change no caption, the service allocates a cache once
+for a stream of captions and once more for a bigger burst, which it keeps, and it keeps nothing
+of unloaded models."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import weakref
 import pytest
 import torch
 
-from bot.vision import captions
 from bot.vision.blip import Captioner
 from bot.vision.decoder import Slots, TextDecoder
 from bot.vision.running import RunningBatch
@@ -41,7 +41,7 @@ def test_a_cache_full_of_stale_values_changes_no_caption() -> None:
         assert finished[ticket] == alone(tiny, image, prompt), ticket
 
 
-async def test_a_stream_of_captions_allocates_its_cache_once(
+async def test_a_stream_of_captions_allocates_its_cache_once_and_keeps_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made: list[tuple[int, ...]] = []
@@ -51,18 +51,23 @@ async def test_a_stream_of_captions_allocates_its_cache_once(
         made.append(args)
         return empty_slots(self, *args)
 
+    async def quiet_captions() -> None:
+        for _ in range(3):
+            assert await vision.caption(GREEN_CIRCLE) == "a green circle"
+            await asyncio.sleep(0.2)  # the batch empties between them
+
     monkeypatch.setattr(TextDecoder, "empty_slots", counted)
-    monkeypatch.setattr(captions, "KEEP_CACHE_S", 0.3)
     vision = VisionService(tiny_settings(), Workers())
     await vision.start()
     await vision.captioner()
     made.clear()  # the load's warm-up steps ran on a throwaway cache of their own
     try:
-        for _ in range(3):
-            assert await vision.caption(GREEN_CIRCLE) == "a green circle"
+        await quiet_captions()
         assert len(made) == 1
-        await asyncio.sleep(0.6)  # longer than the cache is kept
-        assert await vision.caption(GREEN_CIRCLE) == "a green circle"
+        burst = await asyncio.gather(*(vision.caption(GREEN_CIRCLE) for _ in range(4)))
+        assert burst == ["a green circle"] * 4
+        assert len(made) == 2  # a burst too big for it: a bigger one, which is kept
+        await quiet_captions()
         assert len(made) == 2
     finally:
         await vision.close()

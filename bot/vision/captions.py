@@ -6,9 +6,12 @@ finish: newcomers' images are encoded together, their sequences take free cache 
 sequence leaves the batch, answered, the step it ends. Requests with different prompts share
 the batch. Every model call goes through `predict`, the service's gateway to the model lane.
 
-When the batch empties, its cache is kept for `KEEP_CACHE_S` and the next batch starts from it:
-on a CPU, fresh memory for 16 captions' caches took 0.8 s of page faults (83,000 of them, on a
-2-core cloud VM), paid again by every burst while each empty batch gave its cache back.
+When the batch empties, its cache is kept, and the next batch starts from it, for as long as the
+model stays loaded (as a GPU's fixed cache is, bot/vision/graphed.py): on a CPU, fresh memory for
+16 captions' caches took 0.1-1.1 s of page faults (83,000 of them, on a 2-core cloud VM), paid
+again by every burst that found the cache given back. Kept a minute only, it was given back
+between most bursts of a real server's traffic; the memory is the largest batch's, which the
+host must hold at that batch's peak anyway, and it goes when the models unload.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from bot.vision.running import RunningBatch
 
 R = TypeVar("R")
 Predict = Callable[[Callable[[], R]], Awaitable[R]]
-KEEP_CACHE_S = 60.0
 
 
 class CaptionStream:
@@ -43,7 +45,6 @@ class CaptionStream:
         self._owner: Captioner | None = None  # whose decoder the running batch uses
         self._leaving: set[int] = set()
         self._spare: tuple[Captioner, Slots] | None = None  # an emptied batch's cache
-        self._let_go: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> bool:
@@ -103,22 +104,13 @@ class CaptionStream:
             self._batch = None  # nothing left worth a step; its cache memory goes back
 
     def _keep_spare(self, owner: Captioner, slots: Slots) -> None:
-        """Keeps an emptied batch's cache for the next batch, for KEEP_CACHE_S at most."""
+        """Keeps an emptied batch's cache for the next batch."""
         self._spare = (owner, slots)
-        if self._let_go is not None:
-            self._let_go.cancel()
-        self._let_go = asyncio.get_running_loop().call_later(KEEP_CACHE_S, self._drop_spare)
 
     def _take_spare(self, captioner: Captioner | None) -> Slots | None:
         """The kept cache, if `captioner` made it (a reloaded model starts afresh)."""
         spare, self._spare = self._spare, None
-        if self._let_go is not None:
-            self._let_go.cancel()
-            self._let_go = None
         return spare[1] if spare is not None and spare[0] is captioner else None
-
-    def _drop_spare(self) -> None:
-        self._spare, self._let_go = None, None
 
     def forget(self) -> None:
         """The models are being let go of: nothing made by them is kept here. Only while no
