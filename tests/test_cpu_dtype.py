@@ -1,9 +1,10 @@
-"""`DTYPE=auto` on a CPU: bfloat16 only where it multiplies faster than float32; int8 decode
-steps only where the CPU multiplies int8 natively (VNNI).
+"""`DTYPE=auto` on a CPU: bfloat16 only where it multiplies faster than float32 with packed
+int8 weights (AMX); int8 decode steps only where the CPU multiplies int8 natively (VNNI).
 
 The blocks are /proc/cpuinfo's first processor, trimmed to the lines that matter; the flags
 are those the kernel printed on each kind of machine (the Intel one is a cloud VM whose AMX
-its hypervisor hides, where bfloat16 measured 1.8x slower than float32).
+its hypervisor hides, where bfloat16 measured 1.8x slower than float32; the Zen 5 one a cloud
+VM where int8 weights measured faster than bfloat16: bot/vision/cpu.py).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ AMD_ZEN4 = block(
     "AMD EPYC 9R14 96-Core Processor",
     f"{COMMON} {AVX512} avx512_bf16 clzero xsaveerptr {VNNI}",
 )
+AMD_ZEN5 = block(
+    "AuthenticAMD",
+    26,
+    2,
+    "AMD EPYC",
+    f"{COMMON} {AVX512} avx_vnni avx512_bf16 clzero xsaveerptr {VNNI} avx512_vp2intersect",
+)
 AMD_ZEN3 = block(
     "AuthenticAMD", 25, 1, "AMD EPYC 7R13 Processor", f"{COMMON} clzero xsaveerptr vaes"
 )
@@ -60,13 +68,18 @@ AMD_ZEN3 = block(
 
 def test_bfloat16_where_it_beats_float32() -> None:
     assert bf16_pays(INTEL_AMX)
-    assert bf16_pays(AMD_ZEN4)
 
 
 def test_float32_where_bfloat16_is_no_faster_or_emulated() -> None:
     assert not bf16_pays(INTEL_HIDDEN_AMX)
     assert not bf16_pays(AMD_ZEN3)
     assert not bf16_pays("")
+
+
+def test_packed_int8_where_vnni_beats_amds_bfloat16() -> None:
+    for amd in (AMD_ZEN4, AMD_ZEN5):
+        assert not bf16_pays(amd)
+        assert int8_dot_products(amd)
 
 
 def test_only_the_first_processor_is_read() -> None:
@@ -83,5 +96,6 @@ def test_int8_steps_and_bfloat16_keys_where_the_cpu_has_the_instructions(
     assert has(INTEL_HIDDEN_AMX)
     assert has(INTEL_AMX)
     assert has(AMD_ZEN4)
+    assert has(AMD_ZEN5)
     assert not has(AMD_ZEN3)
     assert not has("")

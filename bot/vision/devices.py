@@ -37,7 +37,7 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
 
 def packed_weights(setting: str, device: torch.device) -> bool:
     """Linear layers on fbgemm's packed float16 and int8 weights (bot/vision/packed.py): under
-    `auto`, on a CPU that runs float32 (no bfloat16 faster than it), where they measured 1.2-3x
+    `auto`, on a CPU that runs float32 (no bfloat16 faster than them), where they measured 1.2-3x
     faster with the same answers (AVX2 and AVX-512 CPUs: README, Performance). Elsewhere
     unmeasured, so off; `DTYPE=float32` means float32 throughout."""
     return (
@@ -60,8 +60,8 @@ def precision_name(dtype: torch.dtype, packed_weights: bool) -> str:
 
 
 def cpu_auto_dtype() -> torch.dtype:
-    """bfloat16 where the CPU multiplies it faster than float32 (measured 1.6-2x faster with
-    the same answers: README, Performance); elsewhere float32."""
+    """bfloat16 where the CPU multiplies it faster than float32 runs with packed int8 weights
+    (AMX: bot/vision/cpu.py); elsewhere float32, with packed weights where supported."""
     return torch.bfloat16 if cpu.prefers_bf16() else torch.float32
 
 
