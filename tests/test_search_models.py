@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import CLIPModel, CLIPProcessor, SiglipModel, SiglipProcessor
 
-from bot.vision import cpu
+from bot.vision import clip, cpu
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.clip import Embedder
 from bot.vision.packed import pack_search_encoder
@@ -136,6 +136,29 @@ def test_both_int8_image_encoders_keep_the_rankings_and_ignore_the_batch(
     assert (ranks[0] == ranks[1]).all()
     alone = np.concatenate([image_vectors(pixels[i : i + 1]) for i in range(len(pixels))])
     assert np.abs(alone - packed).max() <= 1e-5
+
+
+@pytest.mark.parametrize("family", sorted(SEARCH_MODELS))
+def test_a_big_batch_runs_in_parts_on_a_cpu_with_each_images_embedding(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image encoder takes about `CPU_ROWS` tokens a call (bot/vision/clip.py): with room
+    for three images, a batch of seven runs as three calls, its embeddings those of one."""
+    whole = Embedder.load(str(SEARCH_MODELS[family]), CPU, torch.float32, packed=True)
+    vision = whole.model.config.vision_config
+    tokens = (vision.image_size // vision.patch_size) ** 2
+    monkeypatch.setattr(clip, "CPU_ROWS", 3 * tokens + tokens // 2)
+    parts = Embedder.load(str(SEARCH_MODELS[family]), CPU, torch.float32, packed=True)
+    calls = []
+    encode = parts.model.get_image_features
+    monkeypatch.setattr(
+        parts.model, "get_image_features", lambda **kw: calls.append(1) or encode(**kw)
+    )
+    pixels = whole.preprocess_images(shapes(7))[:7]
+    one_call = whole.postprocess(whole.predict_images(pixels))
+    in_parts = parts.postprocess(parts.predict_images(pixels))
+    assert len(calls) == 3
+    assert np.abs(in_parts - one_call).max() <= 1e-5
 
 
 @pytest.mark.parametrize("family", sorted(SEARCH_MODELS))
