@@ -1,7 +1,7 @@
 """A batch may start from an earlier batch's cache (bot/vision/captions.py keeps it while the model
 is loaded): stale keys and values there change no caption, the service allocates a cache once
-for a stream of captions and once more for a bigger burst, which it keeps, and it keeps nothing
-of unloaded models."""
+for a stream of captions and once more for a bigger burst, which it keeps (also when every
+caller in a batch gave up), and it keeps nothing of unloaded models."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import asyncio
 import gc
 import random
 import weakref
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from bot.vision.blip import Captioner
+from bot.vision.blip import Captioner, CaptionInputs
+from bot.vision.captions import CaptionStream
 from bot.vision.decoder import Slots, TextDecoder
 from bot.vision.running import RunningBatch
 from bot.vision.service import VisionService
@@ -72,6 +74,43 @@ async def test_a_stream_of_captions_allocates_its_cache_once_and_keeps_it(
     finally:
         await vision.close()
         vision.workers.shutdown()
+
+
+async def test_a_batch_whose_callers_all_gave_up_leaves_its_cache_for_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[int, ...]] = []
+    empty_slots = TextDecoder.empty_slots
+
+    def counted(self: TextDecoder, *args: int) -> Slots:
+        made.append(args)
+        return empty_slots(self, *args)
+
+    tiny = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
+    monkeypatch.setattr(TextDecoder, "empty_slots", counted)
+
+    async def captioner() -> Captioner:
+        return tiny
+
+    async def predict(fn: Callable[[], object]) -> object:
+        return fn()
+
+    def request(ticket: int) -> tuple[int, asyncio.Future[CaptionInputs]]:
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(tiny.preprocess(GREEN_CIRCLE))
+        return ticket, future
+
+    stream = CaptionStream(captioner, predict, capacity=16)
+    assert await stream.join([request(1), request(2)]) == []
+    assert await stream.step() == []  # a caption is more than one token
+    stream.leave([1, 2])
+    assert not stream.busy
+    assert await stream.join([request(3)]) == []
+    ended = []
+    while stream.busy:
+        ended += await stream.step()
+    assert ended == [(3, "a green circle")]
+    assert len(made) == 1
 
 
 async def test_unloaded_models_are_not_kept_alive_by_a_kept_cache() -> None:

@@ -99,9 +99,15 @@ class CaptionStream:
         return ended
 
     def leave(self, tickets: Iterable[int]) -> None:
+        """Called between steps: no step is using the batch's cache."""
         self._leaving.update(tickets)
-        if not self.busy:
-            self._batch = None  # nothing left worth a step; its cache memory goes back
+        batch, owner = self._batch, self._owner
+        if batch is None or self.busy:
+            return
+        # Nothing left worth a step: its cache is kept as an emptied batch's is.
+        if batch.slots is not None and owner is not None:
+            self._keep_spare(owner, batch.slots)
+        self._batch = None
 
     def _keep_spare(self, owner: Captioner, slots: Slots) -> None:
         """Keeps an emptied batch's cache for the next batch."""
