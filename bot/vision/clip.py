@@ -116,11 +116,12 @@ class Embedder:
 
     def predict_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """On a CPU a batch runs in parts of about `CPU_ROWS` tokens: SigLIP ViT-B/16 (196
-        tokens an image, int8 weights, 2-core AMD EPYC Zen 5) took 54-57 ms per image in
-        parts of 1 to 6 images against 84-104 in one call of 16, whose feed-forward layers
-        made 39 MB of activations each (3,136 x 3,072 floats): fresh memory faulted in at every
-        layer, and no longer cache-sized. CLIP ViT-B/32 (50 tokens) runs batches of 16 (800
-        tokens) whole, as before; in parts of 4 it took 11.7 against 11.2 ms."""
+        tokens an image, int8 weights, 2-core AMD EPYC Zen 5) took 59-60 ms per image in parts
+        of 3 to 6 images against 111 in one call of 16 (80 in parts of 8; medians of five
+        interleaved rounds), whose feed-forward layers made 39 MB of activations each (3,136 x
+        3,072 floats): fresh memory faulted in at every layer, and no longer cache-sized. CLIP
+        ViT-B/32 (50 tokens) runs batches of 16 (800 tokens) whole, as before; in parts of 4 it
+        took 11.7 against 11.2 ms."""
         with torch.inference_mode():
             pixels = pixel_values.to(self.device, self.dtype)
             parts = [pixels] if self.images_per_call is None else pixels.split(self.images_per_call)
