@@ -43,22 +43,28 @@ def test_a_cache_full_of_stale_values_changes_no_caption() -> None:
         assert finished[ticket] == alone(tiny, image, prompt), ticket
 
 
-async def test_a_stream_of_captions_allocates_its_cache_once_and_keeps_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    made: list[tuple[int, ...]] = []
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The caches allocated from here on: `empty_slots` arguments, one entry per cache."""
+    allocations: list[tuple[int, ...]] = []
     empty_slots = TextDecoder.empty_slots
 
     def counted(self: TextDecoder, *args: int) -> Slots:
-        made.append(args)
+        allocations.append(args)
         return empty_slots(self, *args)
 
+    monkeypatch.setattr(TextDecoder, "empty_slots", counted)
+    return allocations
+
+
+async def test_a_stream_of_captions_allocates_its_cache_once_and_keeps_it(
+    made: list[tuple[int, ...]],
+) -> None:
     async def quiet_captions() -> None:
         for _ in range(3):
             assert await vision.caption(GREEN_CIRCLE) == "a green circle"
             await asyncio.sleep(0.2)  # the batch empties between them
 
-    monkeypatch.setattr(TextDecoder, "empty_slots", counted)
     vision = VisionService(tiny_settings(), Workers())
     await vision.start()
     await vision.captioner()
@@ -77,17 +83,10 @@ async def test_a_stream_of_captions_allocates_its_cache_once_and_keeps_it(
 
 
 async def test_a_batch_whose_callers_all_gave_up_leaves_its_cache_for_the_next(
-    monkeypatch: pytest.MonkeyPatch,
+    made: list[tuple[int, ...]],
 ) -> None:
-    made: list[tuple[int, ...]] = []
-    empty_slots = TextDecoder.empty_slots
-
-    def counted(self: TextDecoder, *args: int) -> Slots:
-        made.append(args)
-        return empty_slots(self, *args)
-
     tiny = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
-    monkeypatch.setattr(TextDecoder, "empty_slots", counted)
+    made.clear()  # the load's warm-up steps ran on a throwaway cache of their own
 
     async def captioner() -> Captioner:
         return tiny
