@@ -136,7 +136,8 @@ async def measure_find(vision: VisionService, index: IndexStore, queries: int) -
 
 
 def peak_rss_mb(blip: Path, clip: Path, device: str, dtype: str) -> float:
-    """The service alone, in a fresh process: both models in the chosen dtype, 100k embeddings."""
+    """The service alone, in a fresh process: both models in the chosen dtype, 100k embeddings,
+    a burst of captions and a batch of photos as big as the service batches."""
     probe = [sys.executable, __file__, "--rss-probe", str(blip), str(clip)]
     probe += ["--device", device, "--dtype", dtype]
     result = subprocess.run(probe, capture_output=True, text=True, check=True)
@@ -148,9 +149,11 @@ async def rss_probe(blip: Path, clip: Path, device: str, dtype: str) -> None:
     await vision.start()
     with tempfile.TemporaryDirectory() as tmp:
         index = fill_index(Path(tmp) / "index.sqlite3", str(clip), 100_000, 512)
-        image = photo(640, 480, 0)
-        await vision.caption(image)
-        await vision.embed_images([image])
+        # The benchmark's heaviest moments: a full burst of captions (the decode cache for all
+        # of them) and a full batch of photos to embed.
+        images = [photo(640, 480, i) for i in range(vision.scheduler.max_batch)]
+        await asyncio.gather(*(vision.caption(image) for image in images))
+        await vision.embed_images(images)
         index.search((await vision.embed_text(["a photo"]))[0], set(range(1000, 1200)), top=10)
         index.close()
     print(own_peak_rss_mb())
