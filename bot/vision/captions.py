@@ -93,25 +93,23 @@ class CaptionStream:
         except BaseException:
             self._batch = None  # its sequences fail with this; the next request starts afresh
             raise
-        if not batch.sequences and batch is self._batch and batch.slots is not None:
-            self._keep_spare(owner, batch.slots)
-            self._batch = None
+        if not batch.sequences and batch is self._batch:
+            self._retire()
         return ended
 
     def leave(self, tickets: Iterable[int]) -> None:
         """Called between steps: no step is using the batch's cache."""
         self._leaving.update(tickets)
-        batch, owner = self._batch, self._owner
-        if batch is None or self.busy:
-            return
-        # Nothing left worth a step: its cache is kept as an emptied batch's is.
-        if batch.slots is not None and owner is not None:
-            self._keep_spare(owner, batch.slots)
-        self._batch = None
+        if self._batch is not None and not self.busy:
+            self._retire()
 
-    def _keep_spare(self, owner: Captioner, slots: Slots) -> None:
-        """Keeps an emptied batch's cache for the next batch."""
-        self._spare = (owner, slots)
+    def _retire(self) -> None:
+        """The running batch has nothing left to step (its sequences ended, or their callers
+        gave up): its cache is kept for the next batch."""
+        batch, owner = self._batch, self._owner
+        if batch is not None and batch.slots is not None and owner is not None:
+            self._spare = (owner, batch.slots)
+        self._batch = None
 
     def _take_spare(self, captioner: Captioner | None) -> Slots | None:
         """The kept cache, if `captioner` made it (a reloaded model starts afresh)."""
