@@ -377,7 +377,8 @@ def main() -> None:
     transformers.logging.disable_progress_bar()
     random.seed(0)
     if args.rss_probe:
-        asyncio.run(rss_probe(*args.rss_probe, args.device, args.dtype))
+        blip, clip = args.rss_probe
+        asyncio.run(rss_probe(blip, clip, args.device, args.dtype))
         return
     figures = asyncio.run(run(args))
     print(json.dumps(figures))
