@@ -19,7 +19,7 @@ from bot.images.decode import ImageLimits
 from bot.images.download import DOWNLOAD_TIMEOUT
 from bot.images.fetcher import CACHE_ENTRIES, ImageSource, MediaFetcher
 from bot.images.loader import ImageLoader
-from bot.index import background
+from bot.index import uploads
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
@@ -104,7 +104,7 @@ async def stopped_mid_batch(
             indexer = Indexer(index, service, fetcher, unused)
             await indexer.submit([cdn.source(n) for n in range(UPLOADS)])
             indexer.start()
-            await cdn.until_in_flight(background.FETCHES_AT_ONCE)
+            await cdn.until_in_flight(uploads.FETCHES_AT_ONCE)
             await indexer.stop()
             if fail_first:
                 cdn.release.set()

@@ -17,7 +17,7 @@ from PIL import Image
 from bot.images.decode import ImageLimits
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import ImageLoader
-from bot.index import background
+from bot.index import uploads
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
@@ -47,7 +47,7 @@ class SlowCdn:
     async def image(self, request: web.Request) -> web.Response:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        if self.in_flight >= background.FETCHES_AT_ONCE:
+        if self.in_flight >= uploads.FETCHES_AT_ONCE:
             self.crowded.set()
         try:
             with contextlib.suppress(TimeoutError):
@@ -101,7 +101,7 @@ async def test_a_batch_downloads_several_images_at_once(
     index = await index_all(service, tmp_path, [cdn.source(n) for n in range(UPLOADS)], unused)
     try:
         assert await index.count([CHANNEL]) == UPLOADS
-        assert 1 < cdn.most_in_flight == background.FETCHES_AT_ONCE
+        assert 1 < cdn.most_in_flight == uploads.FETCHES_AT_ONCE
     finally:
         await index.close()
 

@@ -24,9 +24,10 @@ from bot.chat.sources import indexable_sources, source_for
 from bot.config import Settings
 from bot.health import HEARTBEAT_FILE, Heartbeat
 from bot.images.fetcher import ImageSource, MediaFetcher
-from bot.index.background import Indexer, Unavailable
+from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
+from bot.index.uploads import Unavailable
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)

@@ -42,46 +42,59 @@ class MediaFetcher:
         self.session = session
         self.loader = loader
         self.allowed_hosts = allowed_hosts
-        self._recent: OrderedDict[Key, tuple[float, asyncio.Task[Decoded]]] = OrderedDict()
+        # Each upload's fetch: when it began, the fetch, and the signal its decoding waits for.
+        self._recent: OrderedDict[Key, tuple[float, asyncio.Task[Decoded], asyncio.Event]] = (
+            OrderedDict()
+        )
         # Every fetch until it ends, the cache's or not: one may outlive its cache entry (more
         # than CACHE_ENTRIES at once, or slower than CACHE_SECONDS) and must still be cancelled.
         self._running: set[asyncio.Task[Decoded]] = set()
 
-    async def fetch(self, source: ImageSource) -> Decoded:
+    async def fetch(self, source: ImageSource, *, decode: asyncio.Event | None = None) -> Decoded:
         """Downloaded and decoded once per upload, however many callers ask at once.
+
+        With `decode`, the download starts now and the decoding waits until it is set (the
+        background indexer's next batch, while the model runs); a caller who asks for the same
+        upload without one sets it, and so lets the rest of that batch decode too.
 
         Raises ImageError (refused) or DownloadError (could not fetch)."""
         key, now = source.ref.key, time.monotonic()
         self._expire(now)
         entry = self._recent.get(key)
+        if decode is None:
+            decode = asyncio.Event()
+            decode.set()
         if entry is None:
-            task = asyncio.ensure_future(self._fetch(source))
+            task = asyncio.ensure_future(self._fetch(source, decode))
             # A caller that gives up (cancelled) leaves the shielded fetch running; should it
             # then fail, nobody awaits it, and asyncio would log its traceback as lost.
             task.add_done_callback(_retrieve)
             task.add_done_callback(self._running.discard)
             self._running.add(task)
-            self._recent[key] = (now, task)
+            self._recent[key] = (now, task, decode)
         else:
             task = entry[1]
+            if decode.is_set():
+                entry[2].set()
         try:
             return await asyncio.shield(task)
         except Exception:
-            if self._recent.get(key, (0, None))[1] is task:
+            if key in self._recent and self._recent[key][1] is task:
                 del self._recent[key]  # a failure is not remembered: the next try fetches again
             raise
 
-    async def _fetch(self, source: ImageSource) -> Decoded:
+    async def _fetch(self, source: ImageSource, decode: asyncio.Event) -> Decoded:
         limit = self.loader.limits.max_bytes
         if source.size is not None and source.size > limit:
             raise too_large(source.size, limit)
         hosts = self.allowed_hosts if source.from_embed else None
         data = await download(self.session, source.url, limit, allowed_hosts=hosts)
+        await decode.wait()
         return await self.loader.decode(data)
 
     def _expire(self, now: float) -> None:
         while self._recent:
-            key, (started, _) = next(iter(self._recent.items()))
+            key, (started, _, _) = next(iter(self._recent.items()))
             if len(self._recent) <= CACHE_ENTRIES and now - started < CACHE_SECONDS:
                 break
             del self._recent[key]

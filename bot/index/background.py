@@ -14,18 +14,19 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from bot.images.decode import ImageError
-from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import Decoded
 from bot.index.embedding import embed_frames
 from bot.index.image_index import ImageIndex
 from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
+from bot.index.uploads import Batch, Resolver, Unavailable, Uploads
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
@@ -33,22 +34,6 @@ log = logging.getLogger(__name__)
 # Waits after a failure that is not the image's own; read at each use, so a test can scale them.
 RETRY_START_S = 1.0
 RETRY_CAP_S = 300.0
-
-# A batch's downloads in flight at once. Discord's CDN takes tens to hundreds of milliseconds to
-# answer each; one at a time, the model sat idle for most of a batch. A few at once hide that
-# wait while bounding the downloaded bytes held together (MAX_IMAGE_BYTES each). Fresh URLs
-# asked of Discord's API still go one at a time.
-FETCHES_AT_ONCE = 8
-
-Resolver = Callable[[ImageRef], Awaitable[ImageSource | None]]
-
-
-class Unavailable(Exception):
-    """Discord or the network failed for now; the work waits and is tried again."""
-
-
-class Gone(Exception):
-    """The image's message or attachment no longer exists (or can no longer be read)."""
 
 
 class Indexer:
@@ -60,17 +45,23 @@ class Indexer:
         resolve: Resolver,
         *,
         batch_size: int = 16,
+        decode_ahead: bool | None = None,
     ) -> None:
+        """`decode_ahead`: whether the next batch decodes while this one is embedded (by
+        default where the model does not run on the CPU; see below)."""
         self.index = index
         self.vision = vision
-        self.fetcher = fetcher
-        self.resolve = resolve
+        self.uploads = Uploads(fetcher, resolve)
         self.batch_size = batch_size
         self.progress = Progress()
-        self._urls: dict[Key, ImageSource] = {}  # URLs of queued uploads, while they are fresh
         self._held: dict[Key, ImageSource] = {}  # seen while the database refused new work
-        self._in_hand: set[Key] = set()  # the batch being indexed now
-        self._asking = asyncio.Lock()  # a channel's first 403 spares the rest of the batch
+        self._in_hand: set[Key] = set()  # the batch being indexed now, and the one fetched ahead
+        self._ahead: Batch | None = None  # the next batch, fetched while this one is embedded
+        # On a CPU the next batch's decoding waits for this batch's model call, which it slowed
+        # by taking the cores (through the indexer 21-27 against 15-16 ms per photo, 2-core
+        # AMD Zen 5); its downloads, which wait on the network, go ahead. A GPU needs the
+        # cores for nothing else, so there the next batch decodes ahead too.
+        self._decode_ahead = vision.device.type != "cpu" if decode_ahead is None else decode_ahead
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -84,9 +75,12 @@ class Indexer:
         """Stops after the current step; queued work stays in the database for the next start."""
         if self._task is not None:
             task, self._task = self._task, None
-            while not task.done():  # as in Heartbeat.stop: a cancel may be swallowed once
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            await _cancel(task)
+        if self._ahead is not None:  # its images stay queued for the next start
+            ahead, self._ahead = self._ahead, None
+            ahead.decode.set()  # else its shared downloads would wait to be decoded for good
+            await _cancel(ahead.fetching)
+        self._in_hand = set()
         with contextlib.suppress(sqlite3.Error):
             await self._queue_held()
         with contextlib.suppress(sqlite3.Error):
@@ -110,7 +104,7 @@ class Indexer:
             self._held.update(by_key)
             added = []
         # Only what was queued is fetched later; a skipped source's URL is not kept.
-        self._urls.update((ref.key, by_key[ref.key]) for ref in added)
+        self.uploads.urls.update((ref.key, by_key[ref.key]) for ref in added)
         self._wake.set()
         return len(added)
 
@@ -128,7 +122,7 @@ class Indexer:
             log.warning("%d fetched image(s) left to the indexer: %r", len(refs), exc)
             return
         for ref in refs:
-            self._urls.pop(ref.key, None)
+            self.uploads.urls.pop(ref.key, None)
         async with self._done:
             self._done.notify_all()
 
@@ -140,7 +134,7 @@ class Indexer:
             except BaseException:
                 self._held.update(held)
                 raise
-            self._urls.update((ref.key, held[ref.key]) for ref in added)
+            self.uploads.urls.update((ref.key, held[ref.key]) for ref in added)
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
@@ -176,13 +170,15 @@ class Indexer:
         refs: list[ImageRef] = []
         try:
             await self._queue_held()
-            refs = await self.index.pending(self.batch_size)
-            if not refs:
+            batch = self._ahead or await self._fetch_next(decode=True)
+            self._ahead = None
+            refs = batch.refs if batch else []
+            if batch is None:
                 self.progress.log_summary(0)
                 self._wake.clear()
                 await self._wake.wait()
                 return False
-            waiting = await self._process(refs)
+            waiting = await self._process(batch)
             self.progress.log_summary(await self.index.pending_count())
         except sqlite3.Error as exc:
             # The admin's to fix (a full disk, a lock held elsewhere); no image pays for it.
@@ -200,16 +196,29 @@ class Indexer:
             self._done.notify_all()
         return waiting
 
-    async def _process(self, refs: list[ImageRef]) -> bool:
+    async def _fetch_next(self, *, decode: bool) -> Batch | None:
+        """The oldest queued images not in hand, their fetching begun; None if there are none."""
+        queued = await self.index.pending(self.batch_size + len(self._in_hand))
+        refs = [ref for ref in queued if ref.key not in self._in_hand][: self.batch_size]
+        if not refs:
+            return None
+        self._in_hand.update(ref.key for ref in refs)
+        return self.uploads.fetch(refs, decode=decode)
+
+    async def _process(self, batch: Batch) -> bool:
         """Indexes what it can of a batch; True when some of it must wait for an outage."""
+        batch.decode.set()
+        try:
+            return await self._index(batch)
+        finally:  # done, or to be taken up again from the queue
+            self._in_hand.difference_update(ref.key for ref in batch.refs)
+
+    async def _index(self, batch: Batch) -> bool:
+        refs = batch.refs
         fetched: dict[Key, Decoded] = {}
         gone: list[ImageRef] = []
         waiting: list[ImageRef] = []
-        self._in_hand = {ref.key for ref in refs}
-        slots = asyncio.Semaphore(FETCHES_AT_ONCE)
-        async with asyncio.TaskGroup() as group:
-            tries = [group.create_task(self._try_fetch(ref, slots)) for ref in refs]
-        for ref, outcome in zip(refs, (done.result() for done in tries), strict=True):
+        for ref, outcome in zip(refs, await batch.fetching, strict=True):
             if isinstance(outcome, Decoded):
                 fetched[ref.key] = outcome
             elif isinstance(outcome, Unavailable):
@@ -220,12 +229,17 @@ class Indexer:
                 log.info("not indexing image %s of message %s: %s", *ref.key[::-1], outcome)
                 self.progress.dropped_for(reason)
                 gone.append(ref)
+        if not waiting:
+            # The next batch is fetched while this one is embedded: one after the other, the
+            # model sat idle while each batch crossed the network. Not during an outage, which
+            # the step's wait paces. A database that refuses this query fails the next step.
+            with contextlib.suppress(sqlite3.Error):
+                self._ahead = await self._fetch_next(decode=self._decode_ahead)
         ready = await self._embed([r for r in refs if r.key in fetched], fetched)
         self.progress.indexed += await self.index.settle(ready, gone)
-        self._in_hand = set()
         for ref in refs:
             if ref not in waiting:
-                self._urls.pop(ref.key, None)
+                self.uploads.urls.pop(ref.key, None)
         return bool(waiting)
 
     async def _embed(
@@ -251,36 +265,11 @@ class Indexer:
                 ready.extend((ref, digest, vector) for ref in twins)
         return ready
 
-    async def _try_fetch(
-        self, ref: ImageRef, slots: asyncio.Semaphore
-    ) -> Decoded | Unavailable | ImageError | Gone:
-        """The decoded image, or why it is not indexed now; any other failure is the batch's."""
-        async with slots:
-            try:
-                return await self._fetch(ref)
-            except (Unavailable, ImageError, Gone) as exc:
-                return exc
 
-    async def _fetch(self, ref: ImageRef) -> Decoded:
-        """Raises Unavailable (try later), Gone, or ImageError (refused)."""
-        source = self._urls.get(ref.key)
-        if source is not None:
-            try:
-                return await self._download(source)
-            except Gone:
-                self._urls.pop(ref.key, None)  # the URL may have expired: ask Discord again
-        async with self._asking:  # one question to Discord at a time, as the catch-up asks
-            source = await self.resolve(ref)
-        if source is None:
-            raise Gone("its message or attachment is gone")
-        self._urls[ref.key] = source
-        return await self._download(source)
-
-    async def _download(self, source: ImageSource) -> Decoded:
-        try:
-            return await self.fetcher.fetch(source)
-        except DownloadError as exc:
-            raise (Unavailable(str(exc)) if exc.transient else Gone(str(exc))) from None
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    while not task.done():  # as in Heartbeat.stop: a cancel may be swallowed once
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
 
 
 def _refs(sources: dict[Key, ImageSource]) -> list[ImageRef]:

@@ -66,4 +66,4 @@ async def test_edits_of_an_indexed_message_leave_no_url_behind(
     for n in range(5):  # each edit offers the same, already indexed, image again
         await server.edit_message(world.general, int(posted["id"]), content=f"edit {n}")
     await indexed(glimpse, 1)  # type: ignore[arg-type]
-    assert glimpse.indexer._urls == {}  # type: ignore[attr-defined]
+    assert glimpse.indexer.uploads.urls == {}
