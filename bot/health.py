@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.tasks import cancel_until_done
+
 if TYPE_CHECKING:
     from discord import Client
 
@@ -62,12 +64,9 @@ class Heartbeat:
         """Stops beating and removes the file: a stopped bot is not a healthy one."""
         if self._task is not None:
             task, self._task = self._task, None
-            # Cancelled until it ends: on Python 3.11, asyncio.wait_for (in `alive`) can swallow
-            # a cancel that lands as the inner call finishes (CPython gh-86296), and a single
-            # cancel then left close() waiting on this loop forever.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            # `alive` awaits asyncio.wait_for, which can swallow a cancel (bot/tasks.py): one
+            # cancel once left close() waiting on this loop forever.
+            await cancel_until_done(task)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

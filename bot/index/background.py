@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,6 +26,7 @@ from bot.index.image_index import ImageIndex
 from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
 from bot.index.uploads import Batch, Resolver, Unavailable, Uploads
+from bot.tasks import cancel_until_done
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,11 @@ class Indexer:
         """Stops after the current step; queued work stays in the database for the next start."""
         if self._task is not None:
             task, self._task = self._task, None
-            await _cancel(task)
+            await cancel_until_done(task)
         if self._ahead is not None:  # its images stay queued for the next start
             ahead, self._ahead = self._ahead, None
             ahead.decode.set()  # else its shared downloads would wait to be decoded for good
-            await _cancel(ahead.fetching)
+            await cancel_until_done(ahead.fetching)
         self._in_hand = set()
         with contextlib.suppress(sqlite3.Error):
             await self._queue_held()
@@ -264,12 +264,6 @@ class Indexer:
             for (digest, twins), vector in zip(to_embed.items(), vectors, strict=True):
                 ready.extend((ref, digest, vector) for ref in twins)
         return ready
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    while not task.done():  # as in Heartbeat.stop: a cancel may be swallowed once
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
 
 
 def _refs(sources: dict[Key, ImageSource]) -> list[ImageRef]:
