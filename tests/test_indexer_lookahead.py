@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from bot.index.uploads import FETCHES_AT_ONCE
 from bot.vision.service import VisionService
 from bot.workers import Workers
 from tests.conftest import encode
+from tests.e2e.harness import eventually
 from tests.local_http import serving
 
 CHANNEL = 41
@@ -81,6 +82,14 @@ class World:
     embedding: asyncio.Event  # set once the first batch is being embedded
     release: asyncio.Event  # until set, that embedding waits
 
+    async def downloaded_ahead(self) -> bool:
+        """As many of the next batch downloaded as may be at once."""
+        return len(self.cdn.of_next_batch(self.cdn.served)) >= FETCHES_AT_ONCE
+
+    async def decoded_ahead(self) -> bool:
+        """All of the next batch decoded."""
+        return len(self.cdn.of_next_batch(self.loader.decoded)) == BATCH
+
 
 @pytest.fixture
 async def world(
@@ -122,13 +131,6 @@ async def started(world: World, service: VisionService, **options: bool) -> Inde
     return indexer
 
 
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def finished(world: World, indexer: Indexer) -> None:
     world.release.set()
     assert await indexer.wait_until_done([CHANNEL], limit_s=60)
@@ -141,7 +143,7 @@ async def test_on_a_cpu_the_next_batch_downloads_while_one_is_embedded_and_decod
     service: VisionService, world: World
 ) -> None:
     indexer = await started(world, service)
-    await until(lambda: len(world.cdn.of_next_batch(world.cdn.served)) >= FETCHES_AT_ONCE)
+    await eventually(world.downloaded_ahead)
     await asyncio.sleep(0.3)  # time to go further, were anything to let it
     assert len(world.cdn.of_next_batch(world.cdn.served)) == FETCHES_AT_ONCE
     assert world.cdn.of_next_batch(world.loader.decoded) == []
@@ -153,7 +155,7 @@ async def test_where_the_model_needs_no_cores_the_next_batch_decodes_ahead_too(
     service: VisionService, world: World
 ) -> None:
     indexer = await started(world, service, decode_ahead=True)
-    await until(lambda: len(world.cdn.of_next_batch(world.loader.decoded)) == BATCH)
+    await eventually(world.decoded_ahead)
     await finished(world, indexer)
 
 
@@ -161,7 +163,7 @@ async def test_stopping_with_a_batch_fetched_ahead_loses_nothing_and_downloads_n
     service: VisionService, world: World
 ) -> None:
     first = await started(world, service)
-    await until(lambda: len(world.cdn.of_next_batch(world.cdn.served)) >= FETCHES_AT_ONCE)
+    await eventually(world.downloaded_ahead)
     await first.stop()
     world.release.set()
 
