@@ -1,15 +1,17 @@
-"""The background indexer's downloads: several in flight while a batch is fetched, and fresh
-URLs asked of Discord one at a time (a real index, the tiny models, a CDN on 127.0.0.1)."""
+"""The background indexer's downloads: several in flight while a batch is fetched, fresh URLs
+asked of Discord one at a time, and content indexed already never embedded again (a real
+index, the tiny models, a CDN on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -133,5 +135,40 @@ async def test_fresh_urls_are_asked_of_discord_one_at_a_time(
         assert sorted(asked) == [1000 + n for n in range(UPLOADS)]
         assert most_asking == 1
         assert cdn.most_in_flight > 1
+    finally:
+        await index.close()
+
+
+async def test_an_image_indexed_already_is_not_embedded_again(
+    service: VisionService, tmp_path: Path, cdn: SlowCdn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reposts of indexed images (new messages, the same bytes) are stored from the index's own
+    embeddings, looked up by content; only new content reaches the model."""
+    embedded: list[int] = []
+    real = service.embed_images
+
+    async def counted(images: Sequence[Image.Image], *, background: bool = False) -> np.ndarray:
+        embedded.append(len(images))
+        return await real(images, background=background)
+
+    async def unused(ref: ImageRef) -> ImageSource | None:
+        raise AssertionError("every URL was fresh")
+
+    monkeypatch.setattr(service, "embed_images", counted)
+    first = [cdn.source(n) for n in range(UPLOADS // 2)]
+    await (await index_all(service, tmp_path, first, unused)).close()
+    assert sum(embedded) == UPLOADS // 2
+    reposts = [
+        ImageSource(ImageRef(1, CHANNEL, 5000 + n, 1, 8, time.time()), source.url, "re.png", None)
+        for n, source in enumerate(cdn.source(n) for n in range(UPLOADS))
+    ]
+    index = await index_all(service, tmp_path, reposts, unused)
+    try:
+        assert sum(embedded) == UPLOADS, "an indexed image was embedded again"
+        assert await index.count([CHANNEL]) == UPLOADS // 2 + UPLOADS
+        for n in range(UPLOADS // 2):
+            (_, vector), *_ = (await index.of_message(1000 + n)).values()
+            (_, again), *_ = (await index.of_message(5000 + n)).values()
+            assert np.array_equal(vector, again)
     finally:
         await index.close()
