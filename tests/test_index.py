@@ -234,11 +234,25 @@ def test_same_content_in_two_messages_is_two_rows_one_embedding(index: IndexStor
     hits = index.search(vec, [10, 11], top=5)
     assert sorted(keys(hits)) == [(1, 1), (2, 1)]
     plan = index._conn.execute(
-        "EXPLAIN QUERY PLAN SELECT dim, embedding FROM images "
-        "WHERE content_hash = ? AND model_id = ? LIMIT 1",
-        ("abc", "clip-a"),
+        "EXPLAIN QUERY PLAN SELECT content_hash, dim, embedding FROM images "
+        "WHERE content_hash IN (?, ?) AND model_id = ?",
+        ("abc", "def", "clip-a"),
     ).fetchall()
     assert "USING INDEX images_hash" in str(plan)
+
+
+def test_a_batch_of_contents_is_looked_up_in_one_question(tmp_path: Path) -> None:
+    """What the indexer asks before embedding a batch: of these contents, which are stored."""
+    frames = np.stack([unit(2), unit(3)])  # an animation's two frames
+    with IndexStore(tmp_path / "index.sqlite3", "clip-b") as other:
+        queue_and_add(other, [(ref(9), "c", unit(9))])  # stored, but for another model
+    with IndexStore(tmp_path / "index.sqlite3", "clip-a") as index:
+        stored = [(ref(1), "a", unit(1)), (ref(2), "b", frames), (ref(3), "a", unit(1))]
+        queue_and_add(index, stored)
+        found = index.embeddings_for_hashes(["a", "b", "c", "new"])
+        assert sorted(found) == ["a", "b"]
+        assert np.array_equal(found["a"], unit(1)[None]) and np.array_equal(found["b"], frames)
+        assert index.embeddings_for_hashes([]) == {}
 
 
 # -- pruning ------------------------------------------------------------------------------

@@ -70,6 +70,12 @@ class ImageIndex:
         """The (frames, dim) embedding of an indexed image with these bytes, if any."""
         return await self._workers.run("db", self._store.embedding_for_hash, content_hash)
 
+    async def embeddings_for_hashes(
+        self, content_hashes: Collection[str]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """Of these contents, those indexed already: their (frames, dim) embeddings by hash."""
+        return await self._workers.run("db", self._store.embeddings_for_hashes, content_hashes)
+
     async def of_message(self, message_id: int) -> dict[Key, tuple[str, npt.NDArray[np.float32]]]:
         """Each indexed image of the message: its content hash and (frames, dim) embedding."""
         return await self._workers.run("db", self._store.of_message, message_id)

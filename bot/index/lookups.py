@@ -45,8 +45,14 @@ class Lookups(Database):
 
     def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
         """The (frames, dim) embedding (current model) of identical content, if stored."""
+        return self.embeddings_for_hashes([content_hash]).get(content_hash)
+
+    def embeddings_for_hashes(
+        self, content_hashes: Collection[str]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """Those of these contents that are stored, by hash: one query for a whole batch."""
         with self._lock:
-            return queries.embedding_for_hash(self._conn, content_hash, self.model_id)
+            return queries.embeddings_for_hashes(self._conn, content_hashes, self.model_id)
 
     def of_message(self, message_id: int) -> dict[Key, tuple[str, npt.NDArray[np.float32]]]:
         """Each indexed image of the message: its content hash and (frames, dim) embedding."""

@@ -65,17 +65,22 @@ def pending_count(conn: sqlite3.Connection, channel_ids: Collection[int] | None)
     return int(conn.execute(f"SELECT COUNT(*) FROM pending {where}", params).fetchone()[0])
 
 
-def embedding_for_hash(
-    conn: sqlite3.Connection, content_hash: str, model_id: str
-) -> npt.NDArray[np.float32] | None:
-    """The (frames, dim) embedding of an image with these bytes, if one is stored."""
-    row = conn.execute(
-        "SELECT dim, embedding FROM images WHERE content_hash = ? AND model_id = ? LIMIT 1",
-        (content_hash, model_id),
-    ).fetchone()
-    if row is None or not row[1] or len(row[1]) % (4 * row[0]):
-        return None
-    return np.frombuffer(row[1], np.float32).reshape(-1, row[0]).copy()
+def embeddings_for_hashes(
+    conn: sqlite3.Connection, content_hashes: Collection[str], model_id: str
+) -> dict[str, npt.NDArray[np.float32]]:
+    """The (frames, dim) embedding of each of these contents that is stored, by hash."""
+    hashes = list(content_hashes)
+    marks = ",".join("?" * len(hashes))
+    rows = conn.execute(
+        f"SELECT content_hash, dim, embedding FROM images "
+        f"WHERE content_hash IN ({marks}) AND model_id = ?",
+        (*hashes, model_id),
+    )
+    found: dict[str, npt.NDArray[np.float32]] = {}
+    for content_hash, dim, blob in rows:
+        if content_hash not in found and blob and not len(blob) % (4 * dim):
+            found[content_hash] = np.frombuffer(blob, np.float32).reshape(-1, dim).copy()
+    return found
 
 
 def with_hash(
