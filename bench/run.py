@@ -19,7 +19,8 @@ path serves one caption at a time in every case, so its time per caption is meas
 one-at-a-time requests; with `--quick` its staggered run is computed from those durations
 instead of run again. Half of the seed's captions and photos are measured before the service,
 half after it: on a shared machine whose neighbours' load comes and goes, both sides then see
-the same spans. Indexing goes through the bot's own background indexer (bench/indexing.py).
+the same spans. Indexing goes through the bot's own background indexer (bench/indexing.py);
+how busy it kept the model thread and the decoding threads says which bound it (bench/lanes.py).
 `batch_mean` is the mean number of captions per decode step in the concurrent and staggered
 runs. SigLIP ViT-B/16, the better search model, is measured beside CLIP the same way
 (indexing, `!find` p95), with no seed-path counterpart: its rows show what choosing it costs.
@@ -52,7 +53,8 @@ import transformers  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench import captions, random_models  # noqa: E402
-from bench.indexing import index_seconds  # noqa: E402
+from bench.indexing import Indexed, index_seconds  # noqa: E402
+from bench.lanes import TimedWorkers  # noqa: E402
 from bench.photos import jpeg, photo  # noqa: E402
 from bench.seed import SeedPath, on_own_thread  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
@@ -60,7 +62,6 @@ from bot.index.refs import ImageRef  # noqa: E402
 from bot.index.store import IndexStore  # noqa: E402
 from bot.vision.devices import configure_threads, precision_name  # noqa: E402
 from bot.vision.service import VisionService  # noqa: E402
-from bot.workers import Workers  # noqa: E402
 
 TOKENS = 20
 CONCURRENT_CAPTIONS = 16
@@ -98,7 +99,7 @@ def service_for(blip: Path, clip: Path, device: str, **env: str) -> VisionServic
             **env,
         }
     )
-    return VisionService(settings, Workers())
+    return VisionService(settings, TimedWorkers())
 
 
 async def pin_caption_length(vision: VisionService) -> None:
@@ -219,12 +220,12 @@ async def measure_search_model(
     try:
         await vision.embed_images([photo(640, 480, 99)], background=True)  # load, warm up
         with tempfile.TemporaryDirectory() as tmp:
-            index_s = await index_seconds(vision, jpegs, Path(tmp))
+            indexed = await index_seconds(vision, jpegs, Path(tmp))
         finds = await measure_finds(vision, vision.settings.search_model, queries)
     finally:
         await vision.close()
         vision.workers.shutdown()
-    return {"index_s": index_s, "finds": finds}
+    return {"index_s": indexed.s_per_image, "finds": finds}
 
 
 def seed_half(seed: SeedPath, photos: list[Image.Image], jpegs: list[bytes]) -> dict[str, Any]:
@@ -273,7 +274,7 @@ async def measure_service(
     lone_s = await captions.lone(vision, photos[: captions.LONE_REQUESTS])
     await vision.embed_images([photo(640, 480, 99)], background=True)  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
-        index_s = await index_seconds(vision, jpegs, Path(tmp))
+        indexed = await index_seconds(vision, jpegs, Path(tmp))
     return {
         "caption_s": caption_s,
         "first_burst_s": first_burst_s,
@@ -281,7 +282,8 @@ async def measure_service(
         "staggered": staggered,
         "batch_mean": batch_mean,
         "lone_s": lone_s,
-        "index_s": index_s,
+        "index_s": indexed.s_per_image,
+        "indexed": indexed,
     }
 
 
@@ -318,6 +320,11 @@ def report(
         " s/image (it makes the decode cache)"
     )
     print(f"staggered captions: p95 latency {staggered.p95_s:.2f} s")
+    indexed: Indexed = service["indexed"]
+    print(
+        f"indexing: the model thread busy {indexed.model_busy:.0%} of the time, "
+        f"{indexed.prep_busy:.1f} decoding threads busy on average"
+    )
     print(f"find p95: {finds[10_000]:.1f} ms over 10k, {finds[100_000]:.1f} ms over 100k")
     siglip_finds = siglip["finds"]
     print(
@@ -345,6 +352,8 @@ def report(
         "dtype": dtype,
         "threads": threads,
         "index_ms_per_image": round(service["index_s"] * 1000, 1),
+        "index_model_busy": round(indexed.model_busy, 2),
+        "index_prep_threads_busy": round(indexed.prep_busy, 2),
         "siglip_index_ms_per_image": round(siglip["index_s"] * 1000, 1),
         "siglip_find_p95_ms_10k": round(siglip_finds[10_000], 2),
         "siglip_find_p95_ms_100k": round(siglip_finds[100_000], 2),
