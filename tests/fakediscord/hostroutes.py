@@ -22,9 +22,7 @@ import _socket
 import os
 import socket
 import ssl
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import trustme
@@ -41,7 +39,6 @@ ENV_CA = "FAKEDISCORD_MEDIA_CA"
 _routes: dict[str, int] = {}
 _inner: Any = None
 _ca: trustme.CA | None = None
-_ca_file: Path | None = None
 _trusted: set[int] = set()
 _resolving = threading.local()
 
@@ -99,17 +96,6 @@ def server_context() -> ssl.SSLContext:
     return context
 
 
-def ca_file() -> Path:
-    """The test CA's certificate as a PEM file, for a child process."""
-    global _ca_file
-    if _ca_file is None:
-        handle, name = tempfile.mkstemp(prefix="fakediscord-ca-", suffix=".pem")
-        os.close(handle)
-        _ca_file = Path(name)
-        certificate_authority().cert_pem.write_to_path(str(_ca_file))
-    return _ca_file
-
-
 def trust_ca(pem: bytes | None = None) -> None:
     """Make aiohttp's default verifying context accept certificates of the test CA.
 
@@ -127,8 +113,11 @@ def trust_ca(pem: bytes | None = None) -> None:
 
 
 def child_environment(port: int) -> dict[str, str]:
-    """What ``python -m tests.fakediscord.child`` needs to route the media hosts the same way."""
-    return {ENV_PORT: str(port), ENV_CA: str(ca_file())}
+    """What ``python -m tests.fakediscord.child`` needs to route the media hosts the same way.
+
+    The CA's certificate travels in the variable itself (a few hundred bytes), so no file is
+    left behind in the temporary folder when the test run ends."""
+    return {ENV_PORT: str(port), ENV_CA: certificate_authority().cert_pem.bytes().decode()}
 
 
 def route_from_environment() -> bool:
@@ -136,5 +125,5 @@ def route_from_environment() -> bool:
     port, ca = os.environ.get(ENV_PORT), os.environ.get(ENV_CA)
     if not port or not ca:
         return False
-    route(int(port), ca_pem=Path(ca).read_bytes())
+    route(int(port), ca_pem=ca.encode())
     return True
