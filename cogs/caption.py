@@ -46,7 +46,7 @@ class Caption(commands.Cog):
         prompt: commands.Range[str, None, PROMPT_MAX] = "",
     ) -> None:
         """Caption the attached images, the replied-to message's, or the channel's latest."""
-        await ctx.defer()
+        await answers.defer(ctx.interaction)
         captions = self.bot.captions
         if ctx.interaction is None:
             # Every file of the message, so that a wrong kind of file hears why it was refused.
@@ -74,7 +74,7 @@ class Caption(commands.Cog):
         sources = self.bot.captions.sources_in(message)
         if not sources:
             raise NoImage
-        await interaction.response.defer(thinking=True)
+        await answers.defer(interaction)
         note = wording.menu_source_note(message.jump_url)
         text = await self.bot.captions.caption(sources, None, note)
         await answers.respond(interaction, text, private=False)

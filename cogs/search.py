@@ -42,7 +42,7 @@ class Search(commands.Cog):
         private = ctx.interaction is not None and request.scope == "server"
         # A public reply shows this channel's results only; the asker gets the rest by DM.
         split = not private and request.scope == "server" and ctx.guild is not None
-        await ctx.defer(ephemeral=private)
+        await answers.defer(ctx.interaction, private=private)
         scope = await finder.scope(request, ctx.channel, ctx.author)
         async with ctx.typing():
             example = None if request.query else await self._example(ctx, options)

@@ -231,6 +231,42 @@ async def test_command_replies_are_messages_of_the_application(
     assert menu_reply.reference.message_id == int(target["id"])
 
 
+async def test_a_followup_keeps_the_visibility_of_the_defer_it_fills(
+    server: FakeDiscord, world: World, start_bot: StartBot
+) -> None:
+    """The first followup after a deferral fills the loading message, whose visibility the
+    defer chose (receiving-and-responding.mdx, "Create Followup Message"): asking for an
+    ephemeral one then still answers in public. Once that message is deleted, a followup is a
+    message of its own, ephemeral when asked."""
+    bot = make_bot()
+
+    @bot.tree.command(name="loud", description="Defer in public, then follow up privately")
+    async def loud(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await interaction.followup.send("meant to be private", ephemeral=True)
+
+    @bot.tree.command(name="quiet", description="Defer in public, delete it, then privately")
+    async def quiet(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await interaction.delete_original_response()
+        await interaction.followup.send("private indeed", ephemeral=True)
+
+    await start_bot(bot)
+    await bot.tree.sync()
+    loud_it = await server.slash_command(world.general, world.alice, "loud")
+    filled = await loud_it.wait_for_response()
+    assert filled["content"] == "meant to be private" and not filled["ephemeral"]
+    assert int(filled["id"]) in server.messages[world.general]
+    quiet_it = await server.slash_command(world.general, world.alice, "quiet")
+    private = await quiet_it.wait_for_response()
+    assert private["content"] == "private indeed" and private["ephemeral"]
+    shown = [m["content"] for m in server.messages[world.general].values()]
+    assert "private indeed" not in shown and "meant to be private" in shown
+    assert all(m["interaction_metadata"]["id"] != str(quiet_it.id)
+               for m in server.messages[world.general].values()
+               if m.get("interaction_metadata"))  # fmt: skip  # the loading message is gone
+
+
 async def test_interaction_tokens_expire_after_fifteen_minutes(
     server: FakeDiscord, world: World, start_bot: StartBot
 ) -> None:

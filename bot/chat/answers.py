@@ -3,6 +3,7 @@ token has expired, in the channel (a public answer) or by direct message (a priv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,28 @@ log = logging.getLogger(__name__)
 # (opcodes-and-status-codes.mdx, "JSON Error Codes").
 TOKEN_EXPIRED = {(401, 50027), (404, 10015)}
 
+# A deferral's loading message keeps the visibility the defer chose, and the first followup
+# only fills it (receiving-and-responding.mdx, "Create Followup Message"): a private answer
+# after a public defer would be shown to everyone. So it deletes that message first ("Delete
+# Original Interaction Response"), and its followup is then a message of its own.
+PUBLIC_DEFER = "glimpse.deferred_in_public"
+
 Person = discord.User | discord.Member
+
+
+async def defer(interaction: discord.Interaction | None, *, private: bool = False) -> None:
+    """Acknowledges a slash command or menu ("thinking"); nothing for a text command."""
+    if interaction is None:
+        return
+    await interaction.response.defer(thinking=True, ephemeral=private)
+    interaction.extras[PUBLIC_DEFER] = not private
+
+
+async def _fill_or_clear_defer(interaction: discord.Interaction | None, private: bool) -> None:
+    """Before an interaction's answer: a private one clears a public defer's loading message."""
+    if interaction is not None and interaction.extras.pop(PUBLIC_DEFER, False) and private:
+        with contextlib.suppress(discord.NotFound):  # deleted already (a moderator can)
+            await interaction.delete_original_response()
 
 
 def token_expired(exc: discord.HTTPException) -> bool:
@@ -38,6 +60,7 @@ async def reply(
     """The command's reply; `private` makes a slash command's reply ephemeral."""
     content = clip(content)
     try:
+        await _fill_or_clear_defer(ctx.interaction, private)
         await ctx.reply(
             content or None, embeds=list(embeds), mention_author=False, ephemeral=private
         )
@@ -51,6 +74,7 @@ async def respond(interaction: discord.Interaction, content: str, *, private: bo
     """The interaction's response, or its followup once it was deferred."""
     content = clip(content)
     try:
+        await _fill_or_clear_defer(interaction, private)
         if interaction.response.is_done():
             await interaction.followup.send(content, ephemeral=private)
         else:

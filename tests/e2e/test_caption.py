@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bot.chat.client import Glimpse
+from bot.errors import UserError
 from tests.e2e.harness import World, held, mentions_disabled, shape_png, sync_commands
 from tests.fakediscord import FakeDiscord
 
@@ -117,6 +118,32 @@ async def test_slash_caption_and_context_menu(
     interaction = await server.slash_command(world.general, world.bob, "caption")
     response = await interaction.wait_for_response()
     assert response["content"].splitlines()[0] == "a red circle"  # the latest image
+
+
+async def test_a_refusal_after_thinking_is_the_askers_alone(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/caption and the menu think in public; a refusal that comes after that is private, and
+    the public "thinking" message goes (a followup would only fill it, and stay public:
+    tests/test_fakediscord_fidelity.py)."""
+
+    async def refuse(*args: object, **kwargs: object) -> str:
+        raise UserError("the models are being updated")
+
+    monkeypatch.setattr(glimpse.captions, "caption", refuse)
+    await sync_commands(server)
+    picture = ("g.png", shape_png("green", "circle"), "image/png")
+    slash = await server.slash_command(world.general, world.bob, "caption", attachments=[picture])
+    target = await server.post_message(world.general, world.carol, "", attachments=[picture])
+    menu = await server.context_menu(world.general, world.bob, "Caption image", int(target["id"]))
+    for it in (slash, menu):
+        answer = await it.wait_for_response()
+        assert answer["content"] == "the models are being updated" and answer["ephemeral"]
+        assert it.response_type == 5  # it had deferred in public first
+        public = server.messages[world.general].values()
+        assert not [
+            m for m in public if (m.get("interaction_metadata") or {}).get("id") == str(it.id)
+        ]
 
 
 async def test_caption_in_a_dm(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:

@@ -279,9 +279,13 @@ class MessagesMixin:
             msg["attachments"] = kept + self._new_attachments(cid, body, files)
         if "embeds" in body:
             msg["embeds"] = [self.fill_embed(e, msg["attachments"]) for e in body["embeds"] or []]
-        for key in ("components", "flags"):
-            if key in body and body[key] is not None:
-                msg[key] = body[key]
+        if body.get("components") is not None:
+            msg["components"] = body["components"]
+        if body.get("flags") is not None:
+            # Only these flags change on an edit (message.mdx, "Edit Message", JSON Params); an
+            # ephemeral message stays ephemeral and a public one public, whatever the body asks.
+            editable = p.SUPPRESS_EMBEDS | p.IS_COMPONENTS_V2
+            msg["flags"] = (msg["flags"] & ~editable) | (int(body["flags"]) & editable)
         if "allowed_mentions" in body or "content" in body:
             ids = self._mention_ids(msg["content"], body.get("allowed_mentions"), None)
             msg["mentions"] = [self.users[u] for u in dict.fromkeys(ids) if u in self.users]
