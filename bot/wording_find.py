@@ -63,6 +63,10 @@ def posted_by(mention: str, jump_url: str) -> str:
     return f"Posted by {mention}: {jump_url}"
 
 
+NO_EMBED_LINKS = (
+    "(I can't show the images here: a moderator can give me the Embed Links permission in this "
+    "channel.)"
+)
 SENT_BY_DM = "Results from other channels you can read were sent to you in a direct message."
 NOT_SENT_BY_DM = (
     "I couldn't send you a direct message; use /find with scope: server to see results from "

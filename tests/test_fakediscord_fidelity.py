@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.fakediscord import (
+    EMBED_LINKS,
     EXTERNAL_PROXY_HOSTS,
     INVITE_PERMISSIONS,
     MANAGE_THREADS,
@@ -265,6 +266,22 @@ async def test_a_followup_keeps_the_visibility_of_the_defer_it_fills(
     assert all(m["interaction_metadata"]["id"] != str(quiet_it.id)
                for m in server.messages[world.general].values()
                if m.get("interaction_metadata"))  # fmt: skip  # the loading message is gone
+
+
+async def test_without_embed_links_embeds_are_dropped_and_alone_refused(
+    server: FakeDiscord, world: World, start_bot: StartBot
+) -> None:
+    no_embeds = {"id": server.bot_role_id(world.guild), "type": 0, "allow": 0, "deny": EMBED_LINKS}
+    plain = server.add_channel(world.guild, "plain", overwrites=[no_embeds])
+    bot = await start_bot(make_bot())
+    channel = bot.get_channel(plain)
+    assert isinstance(channel, discord.TextChannel)
+    embed = discord.Embed(title="a result", url="https://discord.com/channels/1/2/3")
+    with pytest.raises(discord.Forbidden) as refused:
+        await channel.send(embed=embed)
+    assert refused.value.code == 50013
+    sent = await channel.send("words too", embed=embed)
+    assert sent.content == "words too" and sent.embeds == []
 
 
 async def test_interaction_tokens_expire_after_fifteen_minutes(

@@ -58,6 +58,8 @@ async def reply(
     private: bool = False,
 ) -> None:
     """The command's reply; `private` makes a slash command's reply ephemeral."""
+    if ctx.interaction is None:
+        content, embeds = _as_text_without_embed_links(ctx.channel, content, embeds)
     content = clip(content)
     try:
         await _fill_or_clear_defer(ctx.interaction, private)
@@ -121,9 +123,25 @@ async def _deliver_late(
     if not isinstance(channel, discord.abc.Messageable):
         log.warning("no channel to answer in after the interaction expired")
         return
+    content, embeds = _as_text_without_embed_links(channel, content, embeds)
     try:
         await channel.send(
             content or None, embeds=list(embeds), allowed_mentions=discord.AllowedMentions.none()
         )
     except (discord.Forbidden, discord.NotFound) as exc:
         log.warning("could not answer in channel %s after the token expired: %s", channel, exc)
+
+
+def _as_text_without_embed_links(
+    channel: object, content: str, embeds: Sequence[discord.Embed]
+) -> tuple[str, Sequence[discord.Embed]]:
+    """Embeds as lines of text where the bot may not embed: Discord drops a message's embeds
+    then, and refuses a message of embeds alone (discord/discord-api-docs#2601). Interaction
+    responses are webhooks' messages, which this does not limit."""
+    if not embeds or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return content, embeds
+    if channel.permissions_for(channel.guild.me).embed_links:
+        return content, embeds
+    lines = [content] if content else []
+    lines += [f"{embed.title}: <{embed.url}>" for embed in embeds]
+    return "\n".join([*lines, wording.NO_EMBED_LINKS]), ()

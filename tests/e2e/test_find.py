@@ -15,7 +15,7 @@ from tests.e2e.harness import (
     shape_png,
     sync_commands,
 )
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import EMBED_LINKS, FakeDiscord
 from tests.shapes import CLASSES
 
 
@@ -64,6 +64,23 @@ async def test_find_the_right_image_and_top_n(
     reply = await ask(server, world, '!find "a red square" top: 3')
     assert len(reply["embeds"]) == 3
     assert reply["embeds"][0]["url"].endswith(jump(world, world.general, posted["a red square"]))
+
+
+async def test_without_embed_links_the_results_come_as_links(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A channel that denies the bot Embed Links: Discord would refuse a reply of embeds alone,
+    so the results come as lines of links, with what a moderator can do about it."""
+    no_embeds = {"id": server.bot_role_id(world.guild), "type": 0, "allow": 0, "deny": EMBED_LINKS}
+    plain = server.add_channel(world.guild, "plain", overwrites=[no_embeds])
+    posted = await post_shapes(server, plain, [world.bob])
+    await indexed(glimpse, 12)
+    reply = await ask(server, world, "!find a green triangle top: 2", channel=plain)
+    assert reply["embeds"] == [] and mentions_disabled(reply)
+    first, second, note = reply["content"].splitlines()
+    assert first.startswith("#1 · score ")
+    assert first.endswith(jump(world, plain, posted["a green triangle"]) + ">")
+    assert second.startswith("#2 · score ") and note == wording.NO_EMBED_LINKS
 
 
 async def test_deleted_edited_and_forgotten_images_are_not_found(

@@ -222,6 +222,10 @@ class MessagesMixin:
         attachments = self._new_attachments(cid, body, files, ephemeral=ephemeral)
         embeds = [self.fill_embed(e, attachments) for e in body.get("embeds") or []]
         if check_embeds and not self.permissions_for(cid, self.bot_id) & p.EMBED_LINKS:
+            # Without Embed Links a message's embeds are dropped, and a message of embeds alone
+            # is refused as Missing Permissions (discord/discord-api-docs#2601).
+            if embeds and not (body.get("content") or attachments or body.get("components")):
+                raise p.missing_permissions()
             embeds = []
         reply_author = None
         if reply_to is not None:
