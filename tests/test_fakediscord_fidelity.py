@@ -25,6 +25,7 @@ from tests.fakediscord import (
     FakeDiscord,
     Upload,
 )
+from tests.fakediscord.payloads import CONNECT, VOICE_BASED
 from tests.test_fakediscord import (
     StartBot,
     World,
@@ -426,6 +427,39 @@ async def test_the_bot_has_exactly_the_invite_permissions(
     with pytest.raises(discord.Forbidden) as info:
         await user.send("hello")
     assert info.value.code == 50007
+
+
+async def test_voice_and_stage_chats_are_read_only_with_connect(
+    server: FakeDiscord, world: World, start_bot: StartBot
+) -> None:
+    """Reading the messages of a voice or stage channel needs Connect besides View Channel and
+    Read Message History (message.mdx, "Get Channel Messages" and "Get Channel Message");
+    without it Discord answers 403 Missing Access, although discord.py's `permissions_for`
+    still shows the channel as viewable with history."""
+    chats = [server.add_channel(world.guild, f"chat-{kind}", kind=kind) for kind in VOICE_BASED]
+    posted = [int((await server.post_message(chat, world.alice, "hi"))["id"]) for chat in chats]
+    bot = await start_bot(make_bot())
+    channels = [bot.get_channel(chat) for chat in chats]
+    for channel, message_id in zip(channels, posted, strict=True):
+        assert isinstance(channel, discord.VoiceChannel | discord.StageChannel)
+        perms = channel.permissions_for(channel.guild.me)
+        assert perms.view_channel and perms.read_message_history and not perms.connect
+        with pytest.raises(discord.Forbidden) as one:
+            await channel.fetch_message(message_id)
+        with pytest.raises(discord.Forbidden) as history:
+            await anext(channel.history())
+        assert one.value.code == history.value.code == 50001
+
+    bot_role = server.bot_role_id(world.guild)
+    for chat in chats:
+        server.set_overwrites(chat, [{"id": bot_role, "type": 0, "allow": CONNECT, "deny": 0}])
+    await server.flush()
+    await asyncio.sleep(0.02)
+    for channel, message_id in zip(channels, posted, strict=True):
+        assert isinstance(channel, discord.VoiceChannel | discord.StageChannel)
+        assert channel.permissions_for(channel.guild.me).connect
+        assert (await channel.fetch_message(message_id)).id == message_id
+        assert [m.id async for m in channel.history()] == [message_id]
 
 
 async def test_a_child_process_reaches_the_media_hosts_too(

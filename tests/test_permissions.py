@@ -29,7 +29,7 @@ READ = VIEW_CHANNEL | READ_MESSAGE_HISTORY
 ALL = -1  # every bit set
 
 # Channel types.
-TEXT, VOICE, CATEGORY, NEWS, FORUM = 0, 2, 4, 5, 15
+TEXT, VOICE, CATEGORY, NEWS, STAGE, FORUM = 0, 2, 4, 5, 13, 15
 NEWS_THREAD, PUBLIC_THREAD, PRIVATE_THREAD = 10, 11, 12
 
 GUILD_ID = 1000  # also the @everyone role's id
@@ -132,7 +132,7 @@ def _channel_payload(channel: Channel, position: int) -> dict[str, Any]:
     }
     if channel.type == FORUM:
         payload["available_tags"] = []
-    if channel.type == VOICE:
+    if channel.type in (VOICE, STAGE):
         payload.update(bitrate=64000, user_limit=0)
     return payload
 
@@ -261,7 +261,10 @@ def channel_permissions(server: Server, channel: Channel) -> int:
 
 
 def can_read(server: Server, channel: Channel) -> bool:
-    return channel_permissions(server, channel) & READ == READ
+    # A voice channel's chat needs Connect too (message.mdx, "Get Channel Messages"); a stage
+    # channel is a voice channel (channel.mdx, "Channel Types").
+    needed = READ | CONNECT if channel.type in (VOICE, STAGE) else READ
+    return channel_permissions(server, channel) & needed == needed
 
 
 def thread_readable(server: Server, thread: Thread) -> bool:
@@ -306,6 +309,24 @@ def test_readable_channels_and_forum_posts_count_but_not_categories_or_forums() 
         threads=(Thread(30, parent=14), Thread(31, parent=12)),
     )
     assert scope_from(server, 11) == {11, 12, 13, 30, 31}
+
+
+def test_a_voice_or_stage_chat_needs_connect_too() -> None:
+    no_connect = (member(deny=CONNECT),)
+    server = Server(
+        roles={ROLE_A: 0},
+        channels=(
+            Channel(11),
+            Channel(12, VOICE),
+            Channel(13, VOICE, overwrites=no_connect),  # viewable with history, no Connect
+            Channel(14, STAGE),
+            Channel(15, STAGE, overwrites=(everyone(deny=CONNECT), role(ROLE_A, allow=CONNECT))),
+            Channel(16, overwrites=no_connect),  # Connect means nothing in a text channel
+        ),
+    )
+    assert scope_from(server, 11) == {11, 12, 14, 16}
+    assert scope_from(replace(server, member_roles=(ROLE_A,)), 11) == {11, 12, 14, 15, 16}
+    assert scope_from(replace(server, everyone=READ | SEND_MESSAGES), 11) == {11, 16}
 
 
 def test_viewing_without_reading_history_is_not_enough() -> None:
@@ -502,7 +523,8 @@ def test_an_origin_thread_the_member_cannot_read_is_not_searched() -> None:
 @st.composite
 def role_permissions(draw: st.DrawFn) -> int:
     permissions = 0
-    for bit, chance in ((VIEW_CHANNEL, 4), (READ_MESSAGE_HISTORY, 4), (SEND_MESSAGES, 2)):
+    chances = ((VIEW_CHANNEL, 4), (READ_MESSAGE_HISTORY, 4), (SEND_MESSAGES, 2), (CONNECT, 2))
+    for bit, chance in chances:
         if draw(st.integers(0, chance)):  # mostly granted, sometimes not
             permissions |= bit
     if draw(st.integers(0, 7)) == 0:  # administrator now and then
@@ -518,7 +540,7 @@ def overwrites(draw: st.DrawFn, role_ids: list[int]) -> tuple[Overwrite, ...]:
     result = []
     for target, is_member in chosen:
         allow = deny = 0
-        for bit in (VIEW_CHANNEL, READ_MESSAGE_HISTORY, SEND_MESSAGES):
+        for bit in (VIEW_CHANNEL, READ_MESSAGE_HISTORY, SEND_MESSAGES, CONNECT):
             choice = draw(st.sampled_from(["inherit", "allow", "deny"]))
             if choice == "allow":
                 allow |= bit
@@ -542,7 +564,8 @@ def servers(draw: st.DrawFn) -> Server:
     channels: list[Channel] = []
     for i in range(draw(st.integers(1, 6))):
         # The first is somewhere to ask from; the rest are any kind.
-        kind = draw(st.sampled_from([TEXT, NEWS] if i == 0 else [TEXT, TEXT, NEWS, VOICE, FORUM]))
+        kinds = [TEXT, NEWS] if i == 0 else [TEXT, TEXT, NEWS, VOICE, STAGE, FORUM]
+        kind = draw(st.sampled_from(kinds))
         parent = draw(st.sampled_from([None, *categories]))
         if parent is not None and draw(st.booleans()):
             own = parent.overwrites  # synced with its category
@@ -603,6 +626,4 @@ def test_server_scope_matches_discords_permission_algorithm(
             assert channel.type not in (CATEGORY, FORUM), f"category or forum {found}"
             assert can_read(server, channel), f"unreadable channel {found}"
             assert nsfw_ok or not channel.nsfw, f"NSFW channel {found}"
-    # Equality for text channels, news channels and threads; voice chats only need to be safe.
-    voice = {c.id for c in server.channels if c.type == VOICE}
-    assert result - voice == expected - voice
+    assert result == expected

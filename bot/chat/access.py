@@ -36,7 +36,7 @@ class ReadAccess:
         channel = self._client.get_channel(channel_id)
         if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
             me = channel.guild.me
-            return me is None or can_read(channel.permissions_for(me))
+            return me is None or can_read(channel, me)
         return True  # not in the cache: Discord's answer will tell
 
     def refused(self, channel_id: int) -> None:

@@ -1,9 +1,10 @@
 """Which channels a member may search with `scope: server`.
 
 A channel counts when the member can view it and read its history right now, computed by
-discord.py from the member's roles and the channel's overwrites. Private threads are searched
-only from inside themselves; NSFW channels only when asked from an NSFW channel. Archived
-threads, which discord.py no longer holds, count by the same rules as active ones.
+discord.py from the member's roles and the channel's overwrites; the chat of a voice or stage
+channel also needs Connect. Private threads are searched only from inside themselves; NSFW
+channels only when asked from an NSFW channel. Archived threads, which discord.py no longer
+holds, count by the same rules as active ones.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def server_scope(
             continue
         if channel.is_nsfw() and not origin_nsfw:
             continue
-        if can_read(channel.permissions_for(member)):
+        if can_read(channel, member):
             readable.add(channel.id)
     # Forum posts are threads; the forum itself holds no messages.
     forums = {c.id for c in guild.channels if isinstance(c, discord.ForumChannel)}
@@ -42,17 +43,27 @@ def server_scope(
     for thread in guild.threads:
         if thread.is_private() or thread.parent_id not in readable:
             continue
-        if can_read(thread.permissions_for(member)):
+        if can_read(thread, member):
             allowed.add(thread.id)
     # Public threads are viewable by whoever views the parent (threads.mdx, "Public & Private
     # Threads"); a private one is searched only from inside, where posting unarchives it.
     allowed |= {t.id for t in archived if not t.private and t.parent_id in readable}
-    if isinstance(origin, discord.Thread) and can_read(origin.permissions_for(member)):
+    if isinstance(origin, discord.Thread) and can_read(origin, member):
         allowed.add(origin.id)  # asked from inside it: private threads count only then
     return allowed
 
 
-def can_read(permissions: discord.Permissions) -> bool:
+def can_read(channel: discord.abc.GuildChannel | discord.Thread, member: discord.Member) -> bool:
+    """Whether `member` (the bot's own `guild.me` included) may read the channel's messages.
+
+    A voice channel's chat also needs Connect (message.mdx, "Get Channel Messages" and "Get
+    Channel Message"), and a stage channel is a voice channel (channel.mdx, "Channel Types"):
+    discord.py's `permissions_for` leaves View Channel and Read Message History set there.
+    """
+    permissions = channel.permissions_for(member)
+    voice = isinstance(channel, discord.VoiceChannel | discord.StageChannel)
+    if voice and not permissions.connect:
+        return False
     return permissions.view_channel and permissions.read_message_history
 
 

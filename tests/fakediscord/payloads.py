@@ -317,13 +317,18 @@ def apply_overwrites(
     return perms
 
 
+#: GUILD_VOICE and GUILD_STAGE_VOICE, a kind of voice channel (channel.mdx, "Channel Types"):
+#: Connect applies to both (permissions.mdx, "Bitwise Permission Flags").
+VOICE_BASED = (VOICE, 13)
+
+
 def implicit_permissions(perms: int, channel_type: int) -> int:
     """The implicit denials Discord (and discord.py's ``permissions_for``) apply."""
     if not perms & SEND_MESSAGES:
         perms &= ~(SEND_TTS_MESSAGES | MENTION_EVERYONE | EMBED_LINKS | ATTACH_FILES)
     if not perms & VIEW_CHANNEL:
         perms &= ~ALL_CHANNEL_PERMISSIONS
-    if channel_type in (VOICE, 13):
+    if channel_type in VOICE_BASED:
         if not perms & CONNECT:
             perms &= ~(VOICE_PERMISSIONS | MANAGE_CHANNELS | MANAGE_ROLES)
     elif channel_type != CATEGORY:

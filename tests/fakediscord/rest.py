@@ -154,6 +154,15 @@ class RestMixin:
         if perms & perm != perm:
             raise p.missing_permissions()
 
+    def _require_readable(self, cid: int, perm: int) -> None:
+        """Reading messages: in the text chat of a voice or stage channel, Connect as well as
+        View Channel, or Discord answers Missing Access (message.mdx, "Get Channel Messages"
+        and "Get Channel Message")."""
+        voice = self.channels[cid]["type"] in p.VOICE_BASED
+        if voice and not self.permissions_for(cid, self.bot_id) & p.CONNECT:
+            raise p.missing_access()
+        self._require(cid, perm)
+
     def _stored(self, cid: int, request: web.Request) -> dict:
         msg = self.messages[cid].get(int(request.match_info["mid"]))
         if msg is None:
@@ -215,7 +224,7 @@ class RestMixin:
 
     async def _get_messages(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
-        self._require(cid, 0)
+        self._require_readable(cid, 0)
         q = request.query
         limit = int(q.get("limit", 50))
         if not 1 <= limit <= 100:
@@ -227,7 +236,7 @@ class RestMixin:
 
     async def _get_message(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
-        self._require(cid, p.READ_MESSAGE_HISTORY)  # message.mdx, "Get Channel Message"
+        self._require_readable(cid, p.READ_MESSAGE_HISTORY)  # message.mdx, "Get Channel Message"
         return p.json_response(self._rest_view(self._stored(cid, request)))
 
     async def _post_message(self, request: web.Request) -> web.Response:
