@@ -135,6 +135,12 @@ def no_image(lookback: int) -> str:
     )
 
 
+NO_PREVIEW = (
+    "Discord shows no image preview for that link, so I have nothing to caption: "
+    "attach the image itself instead."
+)
+
+
 def caption_refused(filename: str, reason: object) -> str:
     return f"can't use {filename}: {reason}"
 

@@ -10,7 +10,7 @@ from discord.ext import commands
 
 from bot import wording
 from bot.chat import answers
-from bot.chat.captions import NoImage
+from bot.chat.captions import LINK, NoImage, NoPreview, previewed_links
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.hybrid import hybrid_command
@@ -53,6 +53,13 @@ class Caption(commands.Cog):
             sources = captions.sources_in(ctx.message, every_attachment=True)
             hosts = self.bot.fetcher.allowed_hosts
             sources = sources or await replied_sources(ctx.message, hosts)
+            if not sources and LINK.search(prompt):
+                # The image is behind a link, not the channel's latest one, nor the prompt.
+                if previewed_links(prompt):
+                    sources = await captions.preview_sources(self.bot, ctx.message)
+                if not sources:
+                    raise NoPreview
+            prompt = LINK.sub("", prompt)
         else:
             sources = [attachment_source(ctx.interaction, image)] if image else []
         note = ""

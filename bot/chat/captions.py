@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 
 import discord
@@ -18,11 +19,25 @@ from bot.vision.service import VisionService
 
 MAX_IMAGES = 4
 LOOKBACK = 50
+# Discord previews a message's links after posting it, in a MESSAGE_UPDATE (usually within a
+# second or two); a link in angle brackets is never previewed.
+PREVIEW_WAIT_S = 5.0
+LINK = re.compile(r"<?https?://[^\s<>]+>?")
 
 
 class NoImage(UserError):
     def __init__(self) -> None:
         super().__init__(wording.no_image(LOOKBACK))
+
+
+class NoPreview(UserError):
+    def __init__(self) -> None:
+        super().__init__(wording.NO_PREVIEW)
+
+
+def previewed_links(text: str) -> list[str]:
+    """The links in `text` that Discord previews (not those in angle brackets)."""
+    return [link for link in LINK.findall(text) if not link.startswith("<")]
 
 
 class Captions:
@@ -39,6 +54,25 @@ class Captions:
         attached one to a command hears what is wrong with it instead of being ignored."""
         hosts = self.fetcher.allowed_hosts
         return image_sources(message, hosts, every_attachment=every_attachment)
+
+    async def preview_sources(
+        self, client: discord.Client, message: discord.Message
+    ) -> list[ImageSource]:
+        """The images of `message`'s link previews, waiting up to PREVIEW_WAIT_S for them.
+        discord.py updates the cached `message` in place when they arrive."""
+
+        def previewed(_before: discord.Message, after: discord.Message) -> bool:
+            return after.id == message.id and bool(self.sources_in(after))
+
+        if found := self.sources_in(message):
+            return found
+        try:  # (no await since the check above, so no edit can slip between the two)
+            _, after = await client.wait_for(
+                "message_edit", check=previewed, timeout=PREVIEW_WAIT_S
+            )
+        except TimeoutError:
+            return []
+        return self.sources_in(after)
 
     async def latest_image(
         self, channel: discord.abc.Messageable, before: discord.Message | None

@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from bot import wording
+from bot.chat import captions as captions_module
 from bot.chat.client import Glimpse
 from bot.errors import UserError
 from tests.e2e.harness import World, held, mentions_disabled, shape_png, sync_commands
@@ -144,6 +146,25 @@ async def test_a_refusal_after_thinking_is_the_askers_alone(
         assert not [
             m for m in public if (m.get("interaction_metadata") or {}).get("id") == str(it.id)
         ]
+
+
+async def test_an_image_link_is_captioned_once_discord_previews_it(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discord previews a link after the message arrives; `!caption LINK` waits for that
+    preview, and neither captions the channel's latest image nor takes the link as words."""
+    monkeypatch.setattr(captions_module, "PREVIEW_WAIT_S", 1.0)
+    server.preview_delay = 0.3
+    server.host_on_web("https://example.com/g.png", shape_png("green", "circle"))
+    await server.post_message(world.general, world.bob, "", attachments=[
+        ("r.png", shape_png("red", "square"), "image/png")])  # fmt: skip
+    await server.post_message(world.general, world.alice, "!caption https://example.com/g.png")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a green circle"
+    for link in ("<https://example.com/g.png>", "https://example.com/nothing-there"):
+        await server.post_message(world.general, world.alice, f"!caption {link}")
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert reply["content"] == wording.NO_PREVIEW
 
 
 async def test_caption_in_a_dm(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
