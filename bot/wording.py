@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-# The sentences of finding images (!find, its results, reposts) live in bot.wording_find.
+# The sentences of finding images (!find, its results, reposts) live in bot.wording_find, and
+# those of automatic alt text in bot.wording_alt_text.
+from bot.wording_alt_text import *  # noqa: F403
 from bot.wording_find import *  # noqa: F403
 
 # -- images that cannot be used (the CLI prints these too, or the `_file` variant) ----------------
@@ -179,6 +181,14 @@ def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
     return f"Removed {removed} of {owner} image{_s(removed)} from {where} index."
 
 
+def forget_nobody(prefix: str) -> str:
+    """`forget` named someone, or something, that is no member or user."""
+    return (
+        "I found no member or user by that name or ID, so I removed nothing. Name one person: "
+        f"`{prefix}forget @member`, or `{prefix}forget` and their user ID if they have left."
+    )
+
+
 def opted_out(removed: int, in_server: bool) -> str:
     where = "this server" if in_server else "this conversation"
     return (
@@ -212,45 +222,6 @@ def backfill_done(added: int, seen: int) -> str:
 def synced(count: int, everywhere: bool, names: list[str]) -> str:
     scope = "every server" if everywhere else "this server"
     return f"Synced {count} commands to {scope}: {', '.join(names)}."
-
-
-# -- automatic alt text (`alttext on`) -------------------------------------------------------------
-
-ALT_TEXT_USAGE = "say `alttext on`, `alttext off`, or just `alttext` to see whether it is on"
-
-
-def alt_text_on(channel: str, already: bool) -> str:
-    start = "Images are already described" if already else "Done: I'll describe images"
-    return (
-        f"{start} in {channel} and its threads: an image posted without alt text gets a reply "
-        "with an automatic description, which its poster or a moderator can delete by reacting "
-        "with 🗑️. `alttext off` stops it."
-    )
-
-
-def alt_text_off(channel: str, was_on: bool) -> str:
-    if not was_on:
-        return f"Images were not described in {channel}."
-    return f"Done: I no longer describe images in {channel}."
-
-
-def alt_text_state(channel: str, on: bool) -> str:
-    if on:
-        return (
-            f"Images without alt text are described in {channel} and its threads; "
-            "`alttext off` stops it."
-        )
-    return (
-        f"Images without alt text are not described in {channel}; `alttext on` starts it "
-        "(Manage Messages)."
-    )
-
-
-def automatic_alt_text(description: str, position: int = 1, total: int = 1) -> str:
-    """One image's line in a description reply: saying it is automatic comes first, then the
-    description; its number, when there are several, last."""
-    number = f" (image {position})" if total > 1 else ""
-    return f"Automatic alt text: {description}{number}"
 
 
 # -- errors ---------------------------------------------------------------------------------------

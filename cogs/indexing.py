@@ -10,6 +10,7 @@ from discord.ext import commands
 from bot import wording
 from bot.chat import history
 from bot.chat.client import Glimpse
+from bot.chat.people import may_name, person_named, unquoted
 
 BACKFILL_WAIT_S = 30 * 60
 
@@ -18,13 +19,22 @@ class Indexing(commands.Cog):
     def __init__(self, bot: Glimpse) -> None:
         self.bot = bot
 
-    @commands.command(name="forget", usage="[@member]")
-    async def forget_command(
-        self, ctx: commands.Context[Any], member: discord.Member | None = None
-    ) -> None:
-        """Remove your images (or, with Manage Messages, a member's) from this server's index."""
-        target = member or ctx.author
-        if target.id != ctx.author.id and not ctx.permissions.manage_messages:
+    @commands.command(name="forget", usage="[@member | user ID | name]")
+    async def forget_command(self, ctx: commands.Context[Any], *, who: str = "") -> None:
+        """Remove your images (or, with Manage Messages, someone's) from this server's index.
+
+        Name them by mention, user ID or name; a mention or ID works after they left, too."""
+        who = unquoted(who)
+        can_forget_others = ctx.permissions.manage_messages
+        # Refused before any lookup: someone without the permission learns nothing about who
+        # exists, and cannot make the bot ask Discord about strangers.
+        if who and not can_forget_others and not may_name(ctx.author, who):
+            raise commands.MissingPermissions(["manage_messages"])
+        target = await person_named(ctx, who) if who else ctx.author
+        if target is None:
+            prefix = self.bot.settings.command_prefix
+            raise commands.BadArgument(wording.forget_nobody(prefix))
+        if target.id != ctx.author.id and not can_forget_others:
             raise commands.MissingPermissions(["manage_messages"])
         guild_id = ctx.guild.id if ctx.guild else None
         removed = await self.bot.index.forget_author(guild_id, target.id)

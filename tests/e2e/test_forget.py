@@ -1,0 +1,112 @@
+"""`!forget` naming someone: a member, someone who has left, or nobody, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot import wording
+from bot.chat.client import Glimpse
+from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
+from tests.fakediscord import FakeDiscord
+
+NOBODY = wording.forget_nobody("!")
+REFUSED = wording.permission_needed(["manage_messages"])
+UNKNOWN_ID = "123456789012345678"  # a well-formed user ID that the server does not know
+
+
+async def post_images(server: FakeDiscord, world: World, counts: dict[int, int]) -> None:
+    """Each author posts this many images (different ones) in #general."""
+    for author, count in counts.items():
+        for seed in range(count):
+            png = shape_png("red", "circle", seed=author * 10 + seed)
+            await server.post_message(
+                world.general, author, "", attachments=[(f"{seed}.png", png, "image/png")]
+            )
+
+
+async def ask(server: FakeDiscord, world: World, author: int, text: str) -> str:
+    await server.post_message(world.general, author, text)
+    reply = await server.wait_for_sent(channel_id=world.general)
+    return str(reply["content"])
+
+
+async def test_naming_nobody_removes_nothing_and_says_so(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await post_images(server, world, {world.alice: 2, world.carol: 1})
+    await indexed(glimpse, 3)
+    # alice has Manage Messages: a name nobody has, an ID nobody has, a mention with more words
+    # after it (not "carol", and certainly not alice herself).
+    for text in ("!forget nosuchperson", f"!forget {UNKNOWN_ID}", f"!forget <@{world.carol}> too"):
+        assert await ask(server, world, world.alice, text) == NOBODY, text
+        assert await glimpse.index.count() == 3, text
+    assert await ask(server, world, world.alice, "!forget") == (
+        "Removed 2 of your images from this server's index."
+    )
+    assert await ask(server, world, world.alice, '!forget "carol"') == (
+        "Removed 1 of carol's image from this server's index."
+    )
+
+
+async def test_a_moderator_forgets_someone_who_has_left(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    dave = server.add_user("dave")
+    server.add_member(world.guild, dave)
+    await post_images(server, world, {dave: 2, world.alice: 1})
+    await indexed(glimpse, 3)
+    # dave leaves. Without the privileged members intent the bot is not told (GUILD_MEMBER_REMOVE
+    # needs it: gateway.mdx, "List of Intents"); the server just no longer has him.
+    del server.guilds[world.guild].members[dave]
+
+    assert await ask(server, world, world.alice, f"!forget {dave}") == (
+        "Removed 2 of dave's images from this server's index."
+    )
+    assert await glimpse.index.count() == 1
+    assert await ask(server, world, world.alice, f"!forget <@{dave}>") == (
+        "Removed 0 of dave's images from this server's index."
+    )
+    # Someone the bot has never seen, by ID: Discord's API knows them.
+    erin = server.add_user("erin")
+    assert await ask(server, world, world.alice, f"!forget {erin}") == (
+        "Removed 0 of erin's images from this server's index."
+    )
+    assert ("GET", f"/users/{erin}") in server.requests
+    assert await ask(server, world, world.alice, "!forget") == (
+        "Removed 1 of your image from this server's index."
+    )
+
+
+async def test_without_manage_messages_only_your_own(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    dave = server.add_user("dave")
+    server.add_member(world.guild, dave)
+    await post_images(server, world, {world.bob: 2, world.carol: 1, dave: 1})
+    await indexed(glimpse, 4)
+    del server.guilds[world.guild].members[dave]
+    asked = len(server.requests)
+    for text in (
+        "!forget nosuchperson",
+        f"!forget {UNKNOWN_ID}",
+        f"!forget <@{world.carol}>",
+        "!forget carol",
+        f"!forget {dave}",
+        f"!forget <@{world.bob}> and carol",
+    ):
+        # The same refusal whether that person exists or not, and Discord is not asked.
+        assert await ask(server, world, world.bob, text) == REFUSED, text
+        assert await glimpse.index.count() == 4, text
+    assert not [r for r in server.requests[asked:] if r[1].startswith("/users/")]
+    assert await ask(server, world, world.bob, f"!forget <@{world.bob}>") == (
+        "Removed 2 of your images from this server's index."
+    )
+    assert await glimpse.index.count() == 2
+
+
+async def test_the_answer_names_the_configured_prefix(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    async with running(bot_settings(server, tmp_path / "data", COMMAND_PREFIX="?")):
+        reply = await ask(server, world, world.alice, "?forget nosuchperson")
+    assert reply == wording.forget_nobody("?") and "`?forget @member`" in reply
