@@ -35,6 +35,12 @@ PARSED = [
     ("top: 3 of the charts", "top: 3 of the charts", 1, "channel"),
     ("desktop top: 2", "desktop", 2, "channel"),
     ("scope:server parrots", "scope:server parrots", 1, "channel"),
+    # An opening apostrophe quotes only when it closes and nothing but flags follows.
+    ("'90s cars", "'90s cars", 1, "channel"),
+    ("‘tis the season top: 2", "‘tis the season", 2, "channel"),
+    ("'90s and 2000's cars", "'90s and 2000's cars", 1, "channel"),
+    ("'a stop: sign' top: 2", "a stop: sign", 2, "channel"),
+    ("‘a stop: sign’", "a stop: sign", 1, "channel"),
 ]
 
 

@@ -20,6 +20,9 @@ from bot import wording
 Scope = Literal["channel", "server"]
 MAX_TOP = 10
 _QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "'": "'", "‘": "’"}
+# Also apostrophes (`'90s cars`, `‘tis the season`, as phones type them): a query that opens
+# with one is quoted only when it closes and nothing but flags follows.
+_APOSTROPHES = ("'", "‘")
 _FLAG = re.compile(r"^(top|scope):(.*)$", re.IGNORECASE)
 
 
@@ -38,12 +41,13 @@ class FindRequest:
 def parse_find(text: str, example: bool = False) -> FindRequest:
     """`example`: an image may stand for a missing query."""
     text = text.strip()
-    if text[:1] in _QUOTES:
-        closing = text.find(_QUOTES[text[0]], 1)
+    closing = text.find(_QUOTES[text[0]], 1) if text[:1] in _QUOTES else -1
+    rest = text[closing + 1 :].split() if closing != -1 else []
+    apostrophe = text[:1] in _APOSTROPHES and (closing == -1 or _flags_start(rest) != 0)
+    if text[:1] in _QUOTES and not apostrophe:
         if closing == -1:
             raise FindSyntaxError(wording.QUOTE_NOT_CLOSED)
-        query, flags = text[1:closing], text[closing + 1 :].split()
-        options = _parse_flags(flags)
+        query, options = text[1:closing], _parse_flags(rest)
     else:
         words = text.split()
         start = _flags_start(words)
