@@ -7,6 +7,7 @@ alt texts say (bot.index.ranking).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -109,7 +110,8 @@ class Finder:
         if vectors is None:
             (vectors,) = await embed_frames(self.vision, [decoded.frames])
         excluded = Excluded(example.ref.key, decoded.digest)
-        return Query(vectors, request.top, await self._weak_below(), excluded=excluded)
+        # WEAK_MATCH_BELOW is on a text's scale; two pictures' cosine is not, so no label.
+        return Query(vectors, request.top, -math.inf, excluded=excluded)
 
     async def _weak_below(self) -> float:
         """WEAK_MATCH_BELOW, or the search model family's default."""

@@ -133,3 +133,19 @@ async def test_only_the_example_itself_is_indexed_here(
     reply = await command(server, world.other, world.alice, "!find",
                           reply_to=int(first["id"]))  # fmt: skip
     assert reply["content"] == wording.NO_OTHER_IMAGES and not reply["embeds"]
+
+
+async def test_images_like_an_example_are_never_called_weak_matches(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """WEAK_MATCH_BELOW is on the scale of a text's score; two pictures' cosine is not, so the
+    label would say nothing about them."""
+    await post_shapes(server, world.general, world.bob)
+    await settled(server, glimpse, 12)
+    example = image("mine.png", "red", "circle", seed=7)
+    ask = await server.post_message(
+        world.general, world.alice, "!find top: 10", attachments=[example]
+    )
+    reply = await reply_to(server, ask)
+    titles = [embed["title"] for embed in reply["embeds"]]
+    assert len(titles) == 10 and not [t for t in titles if "weak match" in t]
