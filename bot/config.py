@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -178,7 +179,7 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
             value = float(raw)
         except ValueError:
             raise ValueError("must be a number") from None
-        if not low <= value <= high:
+        if not (math.isfinite(value) and low <= value <= high):  # nan or inf, whatever the bounds
             raise ValueError(f"must be between {low:g} and {high:g}")
         return value
 
@@ -223,6 +224,7 @@ def _cooldown(raw: str) -> Cooldown | None:
         cooldown = Cooldown(int(rate), float(per)) if sep else None
     except ValueError:
         cooldown = None
-    if cooldown is None or cooldown.rate < 1 or cooldown.per <= 0:
+    # A period of nan or inf would pass `per <= 0`, then break the "try again in" reply.
+    if cooldown is None or cooldown.rate < 1 or not 0 < cooldown.per < math.inf:
         raise ValueError("must be COMMANDS/SECONDS like 5/60, or 0 for off")
     return cooldown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,36 @@ def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
         parse_settings({name: value})
     assert str(caught.value).startswith(f"{name}: ")
     assert caught.value.name == name
+
+
+# Every numeric setting, from its declared type (COOLDOWN's is Cooldown: COMMANDS/SECONDS).
+NUMERIC = [
+    field.name.upper()
+    for field in dataclasses.fields(Settings)
+    if re.search(r"\b(int|float|Cooldown)\b", str(field.type))
+]
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+@pytest.mark.parametrize("number", ["nan", "NaN", "inf", "-inf", "Infinity", "1e400"])
+def test_a_number_that_is_not_finite_is_refused(name: str, number: str) -> None:
+    """A COOLDOWN of 5/nan or 5/inf once passed, and the first member to spend the budget got
+    no reply but a traceback (the wait before the next command cannot be rounded)."""
+    value = f"5/{number}" if name == "COOLDOWN" else number
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({name: value})
+    assert str(caught.value).startswith(f"{name}: ") and str(caught.value).endswith(
+        f"(got {value!r})"
+    )
+
+
+def test_cooldown_refuses_a_period_that_is_not_finite_in_its_own_words() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"COOLDOWN": "5/nan"})
+    assert str(caught.value) == (
+        "COOLDOWN: must be COMMANDS/SECONDS like 5/60, or 0 for off (got '5/nan')"
+    )
+    assert "COOLDOWN" in NUMERIC and "WEAK_MATCH_BELOW" in NUMERIC and "BATCH_MAX" in NUMERIC
 
 
 def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
