@@ -224,6 +224,19 @@ def synced(count: int, everywhere: bool, names: list[str]) -> str:
     return f"Synced {count} commands to {scope}: {', '.join(names)}."
 
 
+SYNC_USAGE = (
+    "say `sync` (publish the slash commands to every server), `sync here` (to this server only, "
+    "at once) or `sync clear` (remove this server's copies)"
+)
+SYNC_CLEARED = (
+    "Removed the slash commands synced to this server only; those synced to every server stay."
+)
+
+
+def sync_needs_server(form: str) -> str:
+    return f"`sync {form}` works only in a server; `sync` publishes the commands to every server."
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,69 @@
+"""`!sync`: publishing the slash commands everywhere, to one server, or clearing that server's
+copies; anything else is refused without syncing (it once synced everywhere and said so)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import wording
+from bot.chat.client import Glimpse
+from tests.e2e.harness import World, reply_to
+from tests.fakediscord import FakeDiscord
+
+COMMANDS = {("caption", 1), ("find", 1), ("Caption image", 3)}
+
+
+async def sync(server: FakeDiscord, channel: int, text: str) -> str:
+    """The owner types `text` in `channel`; the bot's reply."""
+    posted = await server.post_message(channel, server.owner_id, text)
+    return str((await reply_to(server, posted))["content"])
+
+
+def syncs(server: FakeDiscord) -> list[str]:
+    """The command syncs (bulk overwrites) the bot has sent, global or per server."""
+    return [path for method, path in server.requests if method == "PUT" and "/commands" in path]
+
+
+@pytest.mark.parametrize("argument", ["hre", "everywhere", "here!"])
+async def test_an_unknown_argument_is_refused_without_syncing(
+    server: FakeDiscord, world: World, glimpse: Glimpse, argument: str
+) -> None:
+    assert await sync(server, world.general, f"!sync {argument}") == wording.SYNC_USAGE
+    dm = server.dm_channel(server.owner_id)
+    assert await sync(server, dm, f"!sync {argument}") == wording.SYNC_USAGE
+    assert syncs(server) == [] and server.commands == {}
+
+
+@pytest.mark.parametrize("form", ["here", "clear", "HERE"])
+async def test_a_server_form_in_a_dm_is_refused_without_syncing(
+    server: FakeDiscord, glimpse: Glimpse, form: str
+) -> None:
+    dm = server.dm_channel(server.owner_id)
+    assert await sync(server, dm, f"!sync {form}") == wording.sync_needs_server(form.lower())
+    assert syncs(server) == [] and server.commands == {}
+
+
+async def test_here_then_everywhere_then_clear_leaves_each_command_once(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    reply = await sync(server, world.general, "!sync HERE")  # any case, like `reposts ON`
+    assert reply.startswith("Synced 3 commands to this server")
+    assert set(server.commands[world.guild]) == COMMANDS and None not in server.commands
+    reply = await sync(server, world.general, "!sync")
+    assert reply.startswith("Synced 3 commands to every server")
+    assert set(server.commands[None]) == COMMANDS  # and still in the server: shown twice there
+    assert set(server.commands[world.guild]) == COMMANDS
+
+    assert await sync(server, world.general, "!sync clear") == wording.SYNC_CLEARED
+    assert server.commands[world.guild] == {} and set(server.commands[None]) == COMMANDS
+    # The global copy answers in that server, as ever.
+    interaction = await server.slash_command(world.general, world.bob, "find", {"query": "x"})
+    response = await interaction.wait_for_response(timeout=30)
+    assert "no images indexed" in response["content"]
+
+
+async def test_only_owners_may_sync(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
+    for text in ("!sync", "!sync clear", "!sync hre"):
+        posted = await server.post_message(world.general, world.alice, text)
+        assert (await reply_to(server, posted))["content"] == wording.OWNERS_ONLY
+    assert syncs(server) == []
