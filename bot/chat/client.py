@@ -103,7 +103,8 @@ class Glimpse(commands.Bot):
         )
         self.description_removal = DescriptionRemoval(self, index, self.descriptions)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
-        self._catch_up: asyncio.Task[int] | None = None
+        self._catch_up: asyncio.Task[None] | None = None
+        self._catch_up_again = False
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -115,13 +116,25 @@ class Glimpse(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id, len(self.guilds))
-        if self._catch_up is None:  # on_ready fires again after every reconnect
-            self._catch_up = asyncio.create_task(
-                history.catch_up(
+        # Also after each new session (a RESUME replays what was missed and fires no on_ready):
+        # Discord never replays a lost session's events, so the channels' history is read
+        # again. One catch-up at a time; a new session during one brings another after it.
+        if self._catch_up is not None and not self._catch_up.done():
+            self._catch_up_again = True
+            return
+        self._catch_up = asyncio.create_task(self._catching_up(), name="glimpse-catch-up")
+
+    async def _catching_up(self) -> None:
+        again = True
+        while again:
+            self._catch_up_again = False
+            try:
+                await history.catch_up(
                     self, self.access, self.indexer, self.indexable, self.settings.index_per_channel
-                ),
-                name="glimpse-catch-up",
-            )
+                )
+            except Exception:  # the next new session (or start) tries again
+                log.exception("catching up on the channels' history failed")
+            again = self._catch_up_again
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
         """The images of a message that the index takes (see `indexable_sources`); none from a

@@ -35,8 +35,9 @@ async def message_of(client: discord.Client, ref: ImageRef) -> discord.Message |
 async def catch_up(
     client: discord.Client, access: ReadAccess, indexer: Indexer, sources: Sources, limit: int
 ) -> int:
-    """Queues images posted while the bot was down, in every channel already indexed that it
-    can still read (a 403 is asked once, then remembered)."""
+    """Queues images posted while the bot was down or between two gateway sessions (whose
+    events Discord never sends), in every channel already indexed that it can still read (a 403
+    is asked once, then remembered)."""
     queued = 0
     index = indexer.index
     for _guild_id, channel_id in await index.channels():

@@ -1,0 +1,126 @@
+"""Catching up after a new gateway session: a RESUME replays the events missed meanwhile, a new
+session (after Discord invalidates the old one) does not, so the bot reads the channels' history
+again, after every new session, one catch-up at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.chat import history
+from bot.chat.client import Glimpse
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    indexed,
+    is_indexed,
+    running,
+    shape_png,
+)
+from tests.fakediscord import FakeDiscord
+
+
+async def upload(server: FakeDiscord, world: World, name: str, colour: str) -> dict:
+    png = shape_png(colour, "square", seed=len(name))
+    return await server.post_message(
+        world.general, world.bob, "", attachments=[(name, png, "image/png")]
+    )
+
+
+async def new_session_missing(
+    server: FakeDiscord, bot: Glimpse, post: Callable[[], Awaitable[dict]]
+) -> dict:
+    """Discord drops the bot's session; `post` happens while the bot has none, so no event
+    brings it (the bot RESUMEs, is refused with op 9 and IDENTIFYs, held until then)."""
+    posted = asyncio.Event()
+
+    async def after_the_post(shard_id: int | None, *, initial: bool = False) -> None:
+        await posted.wait()  # (and not discord.py's 5 s before a re-IDENTIFY)
+
+    bot.before_identify_hook = after_the_post  # type: ignore[method-assign]
+    identifies, resumes = server.identifies, server.resumes
+    ready = asyncio.ensure_future(bot.wait_for("ready", timeout=15))
+    await server.disconnect(resumable=False)
+    message = await post()
+    posted.set()
+    await ready
+    await asyncio.sleep(0.1)  # on_ready has run (it was scheduled just after `ready`)
+    assert (server.identifies, server.resumes) == (identifies + 1, resumes)
+    assert all(m.id != int(message["id"]) for m in bot.cached_messages)  # never dispatched
+    return message
+
+
+async def attachment_indexed(bot: Glimpse, message: dict) -> None:
+    attachment = int(message["attachments"][0]["id"])
+    await eventually(lambda: is_indexed(bot, int(message["id"]), attachment), timeout=15)
+
+
+async def test_an_upload_missed_by_a_new_session_is_indexed(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        for colour in ("green", "blue"):  # the second new session too, not only the first
+            missed = await new_session_missing(
+                server, bot, lambda c=colour: upload(server, world, f"{c}.png", c)
+            )
+            await attachment_indexed(bot, missed)
+        await indexed(bot, 3)
+
+
+async def test_a_new_session_during_a_catch_up_brings_one_more_after_it(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second catch-up has read the channel when the next session begins: only another
+    catch-up after it finds what that session missed. Never two at once."""
+    real = history.catch_up
+    hold = asyncio.Event()
+    hold.set()
+    running_now, most, calls = 0, 0, 0
+    read, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def held_catch_up(*args: Any) -> int:
+        nonlocal running_now, most, calls
+        running_now, calls = running_now + 1, calls + 1
+        most = max(most, running_now)
+        try:
+            queued = await real(*args)
+            read.set()
+            await hold.wait()  # done reading, not yet finished
+            return queued
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finally:
+            running_now -= 1
+
+    monkeypatch.setattr(history, "catch_up", held_catch_up)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        assert calls == 1  # at start
+        hold.clear()
+        first = await new_session_missing(
+            server, bot, lambda: upload(server, world, "a.png", "green")
+        )
+        await attachment_indexed(bot, first)  # read by the second catch-up, which is held
+        second = await new_session_missing(
+            server, bot, lambda: upload(server, world, "b.png", "blue")
+        )
+        assert calls == 2  # the third waits for the second
+        hold.set()
+        await attachment_indexed(bot, second)
+        assert calls == 3 and most == 1
+
+        hold.clear()  # a catch-up still running when the bot closes is cancelled
+        read.clear()
+        await new_session_missing(server, bot, lambda: upload(server, world, "c.png", "yellow"))
+        await asyncio.wait_for(read.wait(), 10)
+        assert calls == 4
+    assert cancelled.is_set()
