@@ -178,7 +178,9 @@ def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
     """`whose` is None for the asker's own images, else the member's display name."""
     owner = "your" if whose is None else f"{whose}'s"
     where = "this server's" if in_server else "this conversation's"
-    return f"Removed {removed} of {owner} image{_s(removed)} from {where} index."
+    if removed == 1:
+        return f"Removed 1 image of {'yours' if whose is None else owner} from {where} index."
+    return f"Removed {removed} of {owner} images from {where} index."
 
 
 def forget_nobody(prefix: str) -> str:

@@ -37,7 +37,7 @@ class Indexing(commands.Cog):
         if target.id != ctx.author.id and not can_forget_others:
             raise commands.MissingPermissions(["manage_messages"])
         guild_id = ctx.guild.id if ctx.guild else None
-        removed = await self.bot.index.forget_author(guild_id, target.id)
+        removed = await self.bot.index.forget_author(guild_id, target.id, ctx.message.id)
         whose = None if target.id == ctx.author.id else target.display_name
         text = wording.forgotten(removed, whose, in_server=ctx.guild is not None)
         await ctx.reply(text, mention_author=False)

@@ -28,6 +28,7 @@ from bot.index.vectors import VectorStore
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 8
+FORGET_AT = 10**9  # a `!forget` message after every message of these tests
 
 
 def unit(seed: int, dim: int = DIM) -> np.ndarray:
@@ -203,7 +204,7 @@ def test_an_image_removed_while_it_was_embedded_stays_removed(index: IndexStore)
     index.add_pending([ref(1), ref(2), ref(3, author=101), ref(4, 2)])
     taken = index.pending()  # the indexer takes a batch, then embeds it for a while
     index.remove_messages([1])  # deleted meanwhile
-    index.forget_author(1, 101)  # forgotten meanwhile
+    index.forget_author(1, 101, FORGET_AT)  # forgotten meanwhile
     index.keep_only_attachments(4, [1])  # edited away meanwhile
     assert index.add([item(r) for r in taken]) == 1
     assert contains(index, 2, 1) and index.count() == 1 and index.pending_count() == 0
@@ -335,8 +336,8 @@ def test_remove_guild_and_forget_author(index: IndexStore) -> None:
         ],
     )
     index.add_pending([ref(5, guild=1, author=7), ref(6, guild=None, channel=30, author=7)])
-    assert index.forget_author(1, 7) == 2
-    assert index.forget_author(None, 7) == 2  # DMs only
+    assert index.forget_author(1, 7, FORGET_AT) == 2
+    assert index.forget_author(None, 7, FORGET_AT) == 2  # DMs only
     assert sorted(keys(index.search(unit(0), [10, 20, 30], top=5))) == [(2, 1), (3, 1)]
     assert index.remove_guild(2) == 1
     assert keys(index.search(unit(0), [10, 20, 30], top=5)) == [(2, 1)]
@@ -568,6 +569,7 @@ class IndexMachine(RuleBasedStateMachine):
         self.indexed: dict[Key, tuple[ImageRef, str]] = {}
         self.pend: dict[Key, ImageRef] = {}
         self.in_flight: list[Key] = []
+        self.kept_out: dict[tuple[int, int], int] = {}  # each member's `forget` boundary
         self.index = self.open()
 
     def open(self) -> IndexStore:
@@ -613,6 +615,8 @@ class IndexMachine(RuleBasedStateMachine):
         expected = 0
         for r in refs:
             if r.key in self.indexed or r.key in self.pend:
+                continue
+            if r.message_id < self.kept_out.get((r.guild_id or 0, r.author_id), 0):
                 continue
             floor = self.floor(r.channel_id)
             if r.created_at < self.now - RETENTION * 86400 or (floor is not None and r.key < floor):
@@ -671,10 +675,17 @@ class IndexMachine(RuleBasedStateMachine):
         expected = self.drop(lambda r: r.guild_id == guild)
         assert self.index.remove_guild(guild) == expected
 
-    @rule(guild=st.sampled_from([1, 2, None]), author=st.sampled_from([100, 101]))
-    def forget_author(self, guild: int | None, author: int) -> None:
+    @rule(
+        guild=st.sampled_from([1, 2, None]),
+        author=st.sampled_from([100, 101]),
+        at=st.integers(1, 41),
+    )
+    def forget_author(self, guild: int | None, author: int, at: int) -> None:
+        """Forgotten at message `at`: their uploads from before it never come back."""
         expected = self.drop(lambda r: r.guild_id == guild and r.author_id == author)
-        assert self.index.forget_author(guild, author) == expected
+        member = (guild or 0, author)
+        self.kept_out[member] = max(self.kept_out.get(member, 0), at)
+        assert self.index.forget_author(guild, author, at) == expected
 
     @rule(picks=st.lists(key_st, max_size=4))
     def drop_pending(self, picks: list[Key]) -> None:
@@ -853,6 +864,24 @@ def test_uploads_posted_while_opted_out_stay_out_when_read_after_opting_in(db: P
         assert idx.keeps_out(1, 7, 30)
         assert idx.opt_in(1, 7, 40) is True  # a second return moves the line
         assert idx.keeps_out(1, 7, 30) and not idx.keeps_out(1, 7, 41)
+
+
+def test_a_forgotten_members_earlier_uploads_stay_out_when_read_again(db: Path) -> None:
+    """Catch-up and `!index` read old history again: what `!forget` removed stays out, and the
+    member's uploads from the `!forget` message on are indexed as before."""
+    with IndexStore(db, "clip-a") as idx:
+        queue_and_add(idx, [item(ref(1, author=7)), item(ref(2, author=8))])
+        assert idx.forget_author(1, 7, 10) == 1
+        assert idx.add_pending([ref(1, author=7)]) == []  # read again
+        assert idx.keeps_out(1, 7, 9) and not idx.keeps_out(1, 7, 11)
+        assert not idx.keeps_out(2, 7, 9) and not idx.keeps_out(1, 8, 9)  # nobody else
+        assert idx.forget_author(1, 7, 5) == 0 and idx.keeps_out(1, 7, 9)  # never moved back
+    with IndexStore(db, "clip-a") as idx:  # remembered across a restart
+        assert idx.keeps_out(1, 7, 9) and idx.add_pending([ref(3, author=7)]) == []
+        assert [r.message_id for r in idx.add_pending([ref(11, author=7)])] == [11]
+        idx.opt_out(1, 7)
+        assert idx.opt_in(1, 7, 8) is True
+        assert idx.keeps_out(1, 7, 9) and not idx.keeps_out(1, 7, 12)  # the later boundary
 
 
 def test_a_version_5_index_keeps_its_opt_outs_and_gains_opt_ins(db: Path) -> None:

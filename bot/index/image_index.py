@@ -198,5 +198,8 @@ class ImageIndex:
     async def remove_guild(self, guild_id: int) -> int:
         return await self._workers.run("db", self._store.remove_guild, guild_id)
 
-    async def forget_author(self, guild_id: int | None, author_id: int) -> int:
-        return await self._workers.run("db", self._store.forget_author, guild_id, author_id)
+    async def forget_author(self, guild_id: int | None, author_id: int, message_id: int) -> int:
+        """Removes the author's images here; their uploads from before the `forget` message
+        `message_id` never come back (catch-up and `index` read them again)."""
+        run = self._workers.run
+        return await run("db", self._store.forget_author, guild_id, author_id, message_id)

@@ -167,8 +167,12 @@ def opted_out(conn: sqlite3.Connection) -> frozenset[Member]:
     return frozenset(conn.execute("SELECT guild_id, author_id FROM optouts").fetchall())
 
 
-def opted_in(conn: sqlite3.Connection) -> dict[Member, int]:
-    rows = conn.execute("SELECT guild_id, author_id, message_id FROM optins").fetchall()
+def kept_out_before(conn: sqlite3.Connection) -> dict[Member, int]:
+    """Each member's boundary: the later of their `optin` and their latest `forget`."""
+    rows = conn.execute(
+        "SELECT guild_id, author_id, max(message_id) FROM "
+        "(SELECT * FROM optins UNION ALL SELECT * FROM forgets) GROUP BY guild_id, author_id"
+    ).fetchall()
     return {(guild_id, author_id): message_id for guild_id, author_id, message_id in rows}
 
 

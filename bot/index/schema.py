@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -112,6 +112,15 @@ def _migrate_to_6(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_7(conn: sqlite3.Connection) -> None:
+    # The `!forget` message of each member forgotten: their uploads from before it stay out
+    # when catch-up or `!index` reads them again.
+    conn.execute(
+        "CREATE TABLE forgets (guild_id INTEGER NOT NULL, author_id INTEGER NOT NULL, "
+        "message_id INTEGER NOT NULL, PRIMARY KEY (guild_id, author_id))"
+    )
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
@@ -120,6 +129,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _migrate_to_4,
     5: _migrate_to_5,
     6: _migrate_to_6,
+    7: _migrate_to_7,
 }
 
 

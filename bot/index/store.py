@@ -23,7 +23,8 @@ from bot.index.channel_settings import ChannelSettings
 from bot.index.described import Described
 from bot.index.frame_vectors import FrameVectors
 from bot.index.lookups import Lookups
-from bot.index.refs import REF_COLUMNS, ImageRef, Key, Member, member_of, ref_params
+from bot.index.members import Members
+from bot.index.refs import REF_COLUMNS, ImageRef, Key, ref_params
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _REQUEUE = (
 Embedded = tuple[ImageRef, str, npt.ArrayLike]
 
 
-class IndexStore(Lookups, ChannelSettings, Described):
+class IndexStore(Lookups, ChannelSettings, Described, Members):
     def __init__(
         self,
         path: Path,
@@ -56,9 +57,6 @@ class IndexStore(Lookups, ChannelSettings, Described):
         self.retention_days = retention_days
         self._clock = clock
         self._vectors = FrameVectors()
-        # Replaced whole, so that any thread may read them.
-        self.opted_out: frozenset[Member] = frozenset()
-        self.opted_in_at: dict[Member, int] = {}  # the `!optin` message of each
         try:
             self._load()
         except BaseException:
@@ -69,8 +67,7 @@ class IndexStore(Lookups, ChannelSettings, Described):
         """Fill the matrix with the current model's rows; re-queue rows of a bad size."""
         with self._lock:
             self._vectors, bad = queries.load_vectors(self._conn, self.model_id)
-            self.opted_out = queries.opted_out(self._conn)
-            self.opted_in_at = queries.opted_in(self._conn)
+            self._read_members(self._conn)
             self._read_settings(self._conn)
         if bad:
             log.warning("image index: re-queueing %d rows with a bad embedding size", len(bad))
@@ -243,45 +240,6 @@ class IndexStore(Lookups, ChannelSettings, Described):
 
     def remove_guild(self, guild_id: int) -> int:
         return self._remove_where("guild_id = ?", [(guild_id,)], settings="guild_id = ?")
-
-    def forget_author(self, guild_id: int | None, author_id: int) -> int:
-        """Remove an author's images in one guild (``None``: in DMs); indexed + pending."""
-        return self._remove_where("guild_id IS ? AND author_id = ?", [(guild_id, author_id)])
-
-    def opt_out(self, guild_id: int | None, author_id: int) -> int:
-        """Stops indexing the member's uploads here and removes their images; returns how many."""
-        member = member_of(guild_id, author_id)
-        gone: list[Key] = []
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO optouts (guild_id, author_id) VALUES (?, ?)", member
-            )
-            where = "guild_id IS ? AND author_id = ?"
-            removed = removal.delete_where(conn, where, [(guild_id, author_id)], gone)
-        self.opted_out = self.opted_out | {member}
-        self._vectors.remove(gone)
-        return removed
-
-    def opt_in(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
-        """Indexes the member's uploads here again from their message `message_id` on; False if
-        they had not opted out."""
-        member = member_of(guild_id, author_id)
-        with self._tx() as conn:
-            cur = conn.execute("DELETE FROM optouts WHERE guild_id = ? AND author_id = ?", member)
-            if was_out := bool(cur.rowcount):
-                conn.execute(
-                    "INSERT OR REPLACE INTO optins VALUES (?, ?, ?)", (*member, message_id)
-                )
-        if was_out:  # before leaving `opted_out`, so that no reader sees neither
-            self.opted_in_at = {**self.opted_in_at, member: message_id}
-        self.opted_out = self.opted_out - {member}
-        return was_out
-
-    def keeps_out(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
-        """Whether a message's uploads stay out of the index: its author opted out here, or
-        posted it before opting back in (while out, though read only afterwards)."""
-        member = member_of(guild_id, author_id)
-        return member in self.opted_out or message_id < self.opted_in_at.get(member, 0)
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention and the per-channel bound everywhere; returns rows removed."""

@@ -44,7 +44,7 @@ async def test_naming_nobody_removes_nothing_and_says_so(
         "Removed 2 of your images from this server's index."
     )
     assert await ask(server, world, world.alice, '!forget "carol"') == (
-        "Removed 1 of carol's image from this server's index."
+        "Removed 1 image of carol's from this server's index."
     )
 
 
@@ -73,7 +73,7 @@ async def test_a_moderator_forgets_someone_who_has_left(
     )
     assert ("GET", f"/users/{erin}") in server.requests
     assert await ask(server, world, world.alice, "!forget") == (
-        "Removed 1 of your image from this server's index."
+        "Removed 1 image of yours from this server's index."
     )
 
 
@@ -110,3 +110,27 @@ async def test_the_answer_names_the_configured_prefix(
     async with running(bot_settings(server, tmp_path / "data", COMMAND_PREFIX="?")):
         reply = await ask(server, world, world.alice, "?forget nosuchperson")
     assert reply == wording.forget_nobody("?") and "`?forget @member`" in reply
+
+
+async def test_what_was_forgotten_stays_forgotten_when_history_is_read_again(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """`!index` and a restart's catch-up read the channel's history again: the images `!forget`
+    removed stay out, and the member's uploads after it are indexed as before."""
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await post_images(server, world, {world.carol: 1, world.bob: 2})
+        await indexed(bot, 3)
+        assert await ask(server, world, world.bob, "!forget") == (
+            "Removed 2 of your images from this server's index."
+        )
+        await server.post_message(world.general, world.alice, "!index")  # alice moderates
+        progress = await server.wait_for_sent(channel_id=world.general)
+        await server.wait_for_sent(
+            lambda e: e["id"] == progress["id"] and e["content"].startswith("Done"), timeout=30
+        )
+        assert await bot.index.count() == 1
+    later = ("later.png", shape_png("blue", "square"), "image/png")
+    await server.post_message(world.general, world.bob, "", attachments=[later])  # bot down
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await indexed(bot, 2)  # the catch-up brings the new upload only
+        assert await bot.index.count() == 2 and await bot.index.pending_count() == 0
