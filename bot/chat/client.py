@@ -75,6 +75,7 @@ class Glimpse(commands.Bot):
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=commands.DefaultHelpCommand(dm_help=False),
+            case_insensitive=True,  # phones capitalise a message's first word: `!Caption`
             owner_ids=set(settings.owner_ids) or None,
             **options,
         )

@@ -30,6 +30,16 @@ async def test_caption_an_attached_image(
     assert world.general in server.typing
 
 
+async def test_a_capitalised_command_is_the_same_command(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Phones capitalise a message's first word."""
+    await server.post_message(world.general, world.alice, "!Caption", attachments=[
+        ("s.png", shape_png("blue", "square"), "image/png")])  # fmt: skip
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a blue square"
+
+
 async def test_several_images_are_numbered_and_extra_ones_skipped(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
