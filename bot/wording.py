@@ -137,6 +137,7 @@ def no_image(lookback: int) -> str:
     )
 
 
+NO_IMAGE_IN_MESSAGE = "That message has no image or file to caption."
 NO_PREVIEW = (
     "Discord shows no image preview for that link, so I have nothing to caption: "
     "attach the image itself instead."

@@ -10,7 +10,7 @@ from discord.ext import commands
 
 from bot import wording
 from bot.chat import answers
-from bot.chat.captions import LINK, NoImage, NoPreview, previewed_links
+from bot.chat.captions import LINK, NoImage, NoImageInMessage, NoPreview, previewed_links
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.hybrid import hybrid_command
@@ -78,9 +78,10 @@ class Caption(commands.Cog):
     async def caption_menu(
         self, interaction: discord.Interaction, message: discord.Message
     ) -> None:
-        sources = self.bot.captions.sources_in(message)
+        # Every file, as `!caption` takes them: a PDF hears why it cannot be captioned.
+        sources = self.bot.captions.sources_in(message, every_attachment=True)
         if not sources:
-            raise NoImage
+            raise NoImageInMessage
         await answers.defer(interaction)
         note = wording.menu_source_note(message.jump_url)
         text = await self.bot.captions.caption(sources, None, note)

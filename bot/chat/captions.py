@@ -30,6 +30,11 @@ class NoImage(UserError):
         super().__init__(wording.no_image(LOOKBACK))
 
 
+class NoImageInMessage(UserError):
+    def __init__(self) -> None:
+        super().__init__(wording.NO_IMAGE_IN_MESSAGE)
+
+
 class NoPreview(UserError):
     def __init__(self) -> None:
         super().__init__(wording.NO_PREVIEW)

@@ -177,6 +177,23 @@ async def test_an_image_link_is_captioned_once_discord_previews_it(
         assert reply["content"] == wording.NO_PREVIEW
 
 
+async def test_the_menu_on_a_message_without_an_image_says_so(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """The menu names one message: its refusal speaks of that message, and a file that is not
+    an image hears why, as with `!caption`."""
+    await sync_commands(server)
+    words = await server.post_message(world.general, world.carol, "just words")
+    pdf = await server.post_message(world.general, world.carol, "", attachments=[
+        ("notes.pdf", b"%PDF-1.4 not an image", "application/pdf")])  # fmt: skip
+    it = await server.context_menu(world.general, world.bob, "Caption image", int(words["id"]))
+    answer = await it.wait_for_response()
+    assert answer["content"] == wording.NO_IMAGE_IN_MESSAGE and answer["ephemeral"]
+    it = await server.context_menu(world.general, world.bob, "Caption image", int(pdf["id"]))
+    answer = await it.wait_for_response()
+    assert "PDF" in answer["content"] and answer["ephemeral"]
+
+
 async def test_caption_in_a_dm(server: FakeDiscord, world: World, glimpse: Glimpse) -> None:
     dm = server.dm_channel(world.carol)
     await server.post_message(
