@@ -111,6 +111,22 @@ async def test_link_previews_arrive_later_through_the_external_proxy(
     assert edit.message.edited_at is None  # an unfurl is not an edit by the author
 
 
+async def test_a_spoilered_link_previews_and_one_without_embed_links_does_not(
+    server: FakeDiscord, world: World, start_bot: StartBot
+) -> None:
+    no_embeds = {"id": world.guild, "type": 0, "allow": 0, "deny": EMBED_LINKS}  # @everyone
+    plain = server.add_channel(world.guild, "plain", overwrites=[no_embeds])
+    await start_bot(make_bot())
+    server.preview_delay = 0.05
+    server.host_on_web("https://example.com/cat.png", png(24, "blue"))
+    covered = await server.post_message(world.general, world.bob, "||https://example.com/cat.png||")
+    bare = await server.post_message(plain, world.bob, "https://example.com/cat.png")
+    await server.previews_settled()
+    (preview,) = server.messages[world.general][int(covered["id"])]["embeds"]
+    assert preview["url"] == "https://example.com/cat.png"
+    assert server.messages[plain][int(bare["id"])]["embeds"] == []
+
+
 async def test_bot_embeds_are_filled_in_and_limits_refused(
     server: FakeDiscord, world: World, start_bot: StartBot
 ) -> None:

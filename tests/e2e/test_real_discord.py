@@ -133,6 +133,21 @@ async def test_a_spoilered_image_is_found_without_a_preview(
     assert "(spoiler)" in embed.get("title", "") + embed.get("description", "")
 
 
+async def test_a_spoilered_links_preview_is_found_covered(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A link under a spoiler cover previews covered; its result never shows the image."""
+    server.preview_delay = 0.1
+    server.host_on_web("https://example.com/secret.png", shape_png("green", "circle"))
+    await server.post_message(world.general, world.bob, "||https://example.com/secret.png||")
+    await server.previews_settled()
+    await settled(server, glimpse, 1)
+    reply = await command(server, world.general, world.alice, "!find a green circle")
+    (embed,) = reply["visible_embeds"]
+    assert "image" not in embed and "thumbnail" not in embed
+    assert "(spoiler)" in embed.get("title", "")
+
+
 async def test_server_scope_covers_archived_threads(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:

@@ -238,14 +238,19 @@ class EventsMixin:
     # --- link previews --------------------------------------------------------------------------
 
     def _unfurl_later(self, msg: dict) -> None:
-        # A link in angle brackets is not unfurled.
-        links = [u for u in _LINK.findall(msg["content"]) if not u.startswith("<")]
+        # A link in angle brackets is not unfurled; one under a spoiler cover (`||link||`) is,
+        # covered. Only a poster with Embed Links gets previews (permissions.mdx, "Bitwise
+        # Permission Flags", EMBED_LINKS).
+        found = [u.removesuffix("||") for u in _LINK.findall(msg["content"])]
+        links = [u for u in found if not u.startswith("<")]
         images = [
             u
             for u in dict.fromkeys(links)
             if (self.web.get(u, (b"", None))[1] or "").startswith("image/")
         ]
-        if not images or msg["flags"] & p.SUPPRESS_EMBEDS:
+        poster = int(msg["author"]["id"])
+        embeds = self.permissions_for(int(msg["channel_id"]), poster) & p.EMBED_LINKS
+        if not images or msg["flags"] & p.SUPPRESS_EMBEDS or not embeds:
             return
         task = asyncio.get_running_loop().create_task(self._unfurl(msg, images))
         self._previews.add(task)
