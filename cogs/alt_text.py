@@ -12,6 +12,7 @@ from bot import wording
 from bot.chat.alt_text_lines import undescribed
 from bot.chat.client import Glimpse
 from bot.chat.reposts import root_of
+from bot.images.fetcher import ImageSource
 
 
 class AltText(commands.Cog):
@@ -52,6 +53,26 @@ class AltText(commands.Cog):
             descriptions.posted(message, sources)  # a command is a query, not a post
 
     @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edit that changes a described message's images (one removed, alt text or a spoiler
+        cover added) takes its description down, which could describe a picture no longer there
+        or show what is now covered; what is still without alt text is described anew."""
+        own_id = self.bot.user.id if self.bot.user else None
+        if payload.message.author.id == own_id:
+            return  # (a description itself: its rows match its own ID too)
+        hosts = self.bot.fetcher.allowed_hosts
+        now = undescribed(payload.message, own_id, hosts)
+        before = payload.cached_message
+        if before is None:  # not in the cache (after a restart): only a description left bare
+            changed = not now
+        else:  # not when only the words changed, or a link preview came
+            changed = _covered(undescribed(before, own_id, hosts)) != _covered(now)
+        if not changed or not await self.bot.description_removal.deleted([payload.message_id]):
+            return
+        if now and self.bot.descriptions.watched(payload.message.channel):
+            self.bot.descriptions.posted(payload.message, now)
+
+    @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         await self.bot.description_removal.reacted(payload)
 
@@ -62,6 +83,11 @@ class AltText(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         await self.bot.description_removal.deleted(payload.message_ids)
+
+
+def _covered(sources: list[ImageSource]) -> list[tuple[int, bool]]:
+    """What a description covers of a message: each undescribed image, and its spoiler cover."""
+    return [(source.ref.attachment_id, source.spoiler) for source in sources]
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,6 +1,6 @@
 """Taking automatic descriptions down: a 🗑️ on one (U+1F5D1, with or without U+FE0F) from the
-poster of the message it describes or from a member with Manage Messages in that channel, or
-the deletion of that message.
+poster of the message it describes or from a member with Manage Messages in that channel, the
+deletion of that message, or an edit that changes its images.
 
 The bot never adds the reaction itself, so it needs no permission to react; it reads reactions
 from the gateway's raw events, which arrive whether or not the message is in discord.py's
@@ -53,11 +53,14 @@ class DescriptionRemoval:
         await self._delete(found)
         await self.index.forget_descriptions([found.description_id])
 
-    async def deleted(self, message_ids: Collection[int]) -> None:
-        """Messages were deleted: the descriptions of those that had one go with them."""
-        self.descriptions.deleted(message_ids)
-        for found in await self.index.forget_descriptions(message_ids):
-            await self._delete(found)
+    async def deleted(self, message_ids: Collection[int]) -> bool:
+        """Messages were deleted (or their images changed): the descriptions of those that had
+        one go with them, posted or on their way. True if there was any."""
+        dropped = self.descriptions.deleted(message_ids)
+        found = await self.index.forget_descriptions(message_ids)
+        for description in found:
+            await self._delete(description)
+        return dropped or bool(found)
 
     async def _moderates(self, payload: discord.RawReactionActionEvent) -> bool:
         """Whether the member who reacted has Manage Messages in that channel."""

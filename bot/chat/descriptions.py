@@ -95,17 +95,25 @@ class Descriptions:
         waiting = self._waiting[message.id] = _Waiting()
         task = asyncio.create_task(self._describe(message, sources, waiting), name="glimpse-alt")
         waiting.task = task
-        task.add_done_callback(lambda _: self._waiting.pop(message.id, None))
 
-    def deleted(self, message_ids: Collection[int]) -> None:
-        """These messages are gone: their descriptions still on the way are dropped."""
+        def done(_: object) -> None:  # (an edit may have started another for the same message)
+            if self._waiting.get(message.id) is waiting:
+                del self._waiting[message.id]
+
+        task.add_done_callback(done)
+
+    def deleted(self, message_ids: Collection[int]) -> bool:
+        """These messages are gone: their descriptions still on the way are dropped (True if
+        there were any)."""
+        dropped = False
         for message_id in message_ids:
             waiting = self._waiting.get(message_id)
             if waiting is None:
                 continue
-            waiting.gone = True
+            dropped = waiting.gone = True
             if not waiting.posting and waiting.task is not None:
                 waiting.task.cancel()
+        return dropped
 
     async def close(self) -> None:
         """Drops the descriptions still on their way (they are not kept across restarts)."""

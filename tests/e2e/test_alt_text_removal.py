@@ -129,3 +129,37 @@ async def test_deleting_the_original_deletes_the_description(
     release.set()
     await asyncio.sleep(0.5)
     assert replies_to(server, late) == []
+
+
+async def test_an_edit_that_changes_the_images_takes_the_description_down(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """An image edited away leaves a description of a picture no longer there, and a spoiler
+    cover added leaves one showing what is now covered: the description goes, and what is
+    still without alt text is described anew. An edit of the words alone changes nothing."""
+    await turn_on(server, world, world.general)
+    two = await server.post_message(world.general, world.bob, "two", attachments=[
+        image("a.png", "red", "circle"), image("b.png", "blue", "square")])  # fmt: skip
+    first = await described_by(server, two)
+    b = int(two["attachments"][1]["id"])
+    await server.edit_message(world.general, int(two["id"]), content="two, edited")
+    await asyncio.sleep(0.5)
+    assert exists(server, first) and len(replies_to(server, two)) == 1
+    await server.edit_message(world.general, int(two["id"]), keep_attachment_ids=[b])
+    await gone(server, first)
+    await eventually(lambda: _replies(server, two, 2))
+    second = replies_to(server, two)[-1]
+    assert second["content"] == "Automatic alt text: a blue square"
+    await server.edit_message(world.general, int(two["id"]), attachment_changes={
+        b: {"description": None, "is_spoiler": True}})  # fmt: skip
+    await gone(server, second)
+    await eventually(lambda: _replies(server, two, 3))
+    assert replies_to(server, two)[-1]["content"] == "Automatic alt text: ||a blue square||"
+    await server.edit_message(world.general, int(two["id"]), attachment_changes={
+        b: {"description": "my own words", "is_spoiler": True}})  # fmt: skip
+    await gone(server, replies_to(server, two)[-1])
+    assert rows(glimpse) == 0
+
+
+async def _replies(server: FakeDiscord, message: dict, count: int) -> bool:
+    return len(replies_to(server, message)) == count
