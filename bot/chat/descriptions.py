@@ -25,6 +25,7 @@ import discord
 
 from bot.chat.alt_text_lines import Described, reply_text
 from bot.chat.pacing import ChannelPace
+from bot.chat.permissions import may_reply
 from bot.chat.reposts import root_of
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError
@@ -89,7 +90,7 @@ class Descriptions:
                 len(self._waiting),
             )
             return
-        if not _may_reply(message.channel):
+        if not may_reply(message.channel):
             log.debug("alt text skipped for message %s: cannot reply there", message.id)
             return
         waiting = self._waiting[message.id] = _Waiting()
@@ -178,19 +179,6 @@ class Descriptions:
         # handler found the record first (one of the two does).
         if waiting.gone and await self.index.forget_descriptions([message.id]):
             await _delete_quietly(reply)
-
-
-def _may_reply(channel: object) -> bool:
-    """Whether the bot may post a reply here (replies need Read Message History)."""
-    if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-        return False
-    perms = channel.permissions_for(channel.guild.me)
-    send = (
-        perms.send_messages_in_threads
-        if isinstance(channel, discord.Thread)
-        else perms.send_messages
-    )
-    return perms.view_channel and perms.read_message_history and send
 
 
 def _record(message: discord.Message, reply: discord.Message) -> Description:

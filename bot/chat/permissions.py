@@ -71,3 +71,17 @@ def _is_nsfw(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
     if isinstance(channel, discord.Thread):
         return channel.parent is not None and channel.parent.is_nsfw()
     return bool(getattr(channel, "nsfw", False))
+
+
+def may_reply(channel: object) -> bool:
+    """Whether the bot may post a reply here unasked (a description, a repost note): replies
+    need Read Message History, and a locked thread Manage Threads (threads.mdx, "Locked
+    Threads")."""
+    if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return False
+    perms = channel.permissions_for(channel.guild.me)
+    if isinstance(channel, discord.Thread):
+        send = perms.send_messages_in_threads and (not channel.locked or perms.manage_threads)
+    else:
+        send = perms.send_messages
+    return can_read(channel, channel.guild.me) and send

@@ -23,6 +23,7 @@ import discord
 
 from bot import wording
 from bot.chat.access import ReadAccess
+from bot.chat.permissions import may_reply
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
 from bot.index.ranking import Earlier
@@ -89,6 +90,8 @@ class Reposts:
             await self._check(message, post)
 
     async def _check(self, message: discord.Message, post: _Post) -> None:
+        if not may_reply(message.channel):
+            return  # a refused reply still counts towards Discord's invalid-request limit
         async with post.lock:
             fresh = [s for s in self.sources(message) if s.ref.key not in post.checked]
             if post.answered or not fresh:

@@ -3,8 +3,9 @@
 As threads.mdx describes ("Active & Archived Threads", "Unarchiving a Thread"):
 - a thread archives after ``auto_archive_duration`` minutes without activity (on
   ``FakeDiscord.advance``), or when ``archive_thread`` says so: THREAD_UPDATE;
-- a message posted in an archived thread unarchives it first (unless it is locked and the poster
-  lacks Manage Threads): THREAD_UPDATE, then THREAD_MEMBER_UPDATE to the bot if it is a member;
+- a message posted in an archived thread unarchives it first: THREAD_UPDATE, then
+  THREAD_MEMBER_UPDATE to the bot if it is a member; a locked thread (``lock_thread``, or
+  archived locked) takes posts only from members with Manage Threads;
 - archived threads are not in GUILD_CREATE (only active ones are synced) and are listed by
   ``GET /channels/{id}/threads/archived/public``, ``.../archived/private`` and
   ``/channels/{id}/users/@me/threads/archived/private`` (channel.mdx, "List ... Archived
@@ -46,6 +47,17 @@ class ThreadsMixin:
         self._set_archived(thread_id, True, locked=locked)
         await self.flush()
 
+    async def lock_thread(self, thread_id: int, locked: bool = True) -> None:
+        """A moderator locks (or unlocks) an active thread (THREAD_UPDATE); only members with
+        Manage Threads may post there then (threads.mdx, "Locked Threads")."""
+        thread = self.channels[thread_id]
+        thread["thread_metadata"]["locked"] = locked
+        guild_id = int(thread["guild_id"])
+        self._dispatch(
+            "THREAD_UPDATE", self.thread_view(thread_id), guild_id=guild_id, channel_id=thread_id
+        )
+        await self.flush()
+
     def _set_archived(self, thread_id: int, archived: bool, *, locked: bool = False) -> None:
         thread = self.channels[thread_id]
         meta = thread["thread_metadata"]
@@ -71,16 +83,14 @@ class ThreadsMixin:
         self._thread_activity[thread_id] = self.clock.now()
 
     def _before_post(self, channel_id: int, author_id: int) -> None:
-        """A message is about to be posted: an archived thread unarchives (or refuses)."""
+        """A message is about to be posted: a locked thread refuses it without Manage Threads
+        (threads.mdx, "Locked Threads"); an archived one unarchives."""
         if self.channels[channel_id]["type"] not in p.THREAD_TYPES:
             return
+        meta = self.channels[channel_id]["thread_metadata"]
+        if meta["locked"] and not self.permissions_for(channel_id, author_id) & p.MANAGE_THREADS:
+            raise p.ApiError(403, 160005, "Thread is locked")
         if self.is_archived(channel_id):
-            meta = self.channels[channel_id]["thread_metadata"]
-            if (
-                meta["locked"]
-                and not self.permissions_for(channel_id, author_id) & p.MANAGE_THREADS
-            ):
-                raise p.ApiError(403, 160005, "Thread is locked")
             self._set_archived(channel_id, False)
         self._thread_activity[channel_id] = self.clock.now()
 
