@@ -18,6 +18,12 @@ from bot.wording_find import *  # noqa: F403
 EMPTY_FILE = "the file is empty"
 IMAGE_BOMB = "the image is too large to open safely"
 IMAGE_TRUNCATED = "the image is cut off; try uploading it again"
+
+
+def too_many_scans(limit: int) -> str:
+    return f"the JPEG is split into more than {limit} scans, too many to decode safely"
+
+
 FILE_TRUNCATED = "the image is cut off: the file is incomplete"
 IMAGE_CORRUPT = "the image is damaged and cannot be read"
 IMAGE_NO_SIZE = "the image is damaged and cannot be read (it has no size)"

@@ -101,3 +101,45 @@ def test_frames_are_reduced_like_stills_under_one_budget_hold() -> None:
     assert budget.holds == [1600 * 1600]  # the size of one frame, held once
     assert len(decoded.embedded) == 4
     assert all(max(picture.size) <= 768 for picture in decoded.embedded)
+
+
+def _gif_blocks(data: bytes) -> tuple[bytes, list[bytes]]:
+    """A GIF's header (with its colour table) and its image blocks, extensions dropped."""
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    head, blocks = data[:pos], []
+    while data[pos] != 0x3B:
+        start = pos
+        if data[pos] == 0x21:  # an extension: its label, then sub-blocks
+            pos += 2
+        else:  # an image: descriptor, local colour table, LZW code size, then sub-blocks
+            local = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((local & 7) + 1) if local & 0x80 else 0) + 1
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+        if data[start] == 0x2C:
+            blocks.append(data[start:pos])
+    return head, blocks
+
+
+def test_a_frame_that_outgrows_the_declared_canvas_ends_the_animation() -> None:
+    """A 1 x 1 GIF whose second frame is 3000 x 3000: Pillow would enlarge the canvas to it,
+    past the size checks made at open. The walk stops before decoding it."""
+
+    def gif(image: Image.Image) -> bytes:
+        out = io.BytesIO()
+        image.convert("P").save(out, "GIF")
+        return out.getvalue()
+
+    head, (tiny,) = _gif_blocks(gif(Image.new("RGB", (1, 1), "white")))
+    halves = Image.new("RGB", (3000, 3000), "white")
+    halves.paste((0, 0, 0), (0, 0, 1500, 3000))  # not blank: it would be the caption frame
+    _, (huge,) = _gif_blocks(gif(halves))
+    crafted = head + tiny + huge + b";"
+    with Image.open(io.BytesIO(crafted)) as opened:
+        assert opened.size == (1, 1) and opened.n_frames == 2
+    budget = CountingBudget()
+    decoded = load_frames(crafted, budget=budget)
+    assert decoded.caption.size == (1, 1) and decoded.embedded == (decoded.caption,)
+    assert budget.holds == [1]

@@ -13,6 +13,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -22,12 +23,15 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from bot.images import decode as images
+from bot.images.bombs import MAX_JPEG_SCANS, jpeg_scans
+from bot.images.budget import PixelBudget
 from bot.images.decode import (
     ALLOWED_FORMATS,
     DRAFT_SIZE,
     IMAGE_EXTENSIONS,
     ImageError,
     ImageLimits,
+    load_frames,
     load_image,
     load_image_file,
 )
@@ -473,3 +477,45 @@ def test_damaged_corpus_files_only_raise_image_error(
     for where, value in flips:
         damaged[int(where * len(damaged))] = value
     outcome(bytes(damaged[: max(1, int(len(damaged) * keep))]), FUZZ_LIMITS)
+
+
+def _progressive(size: tuple[int, int] = (640, 480)) -> bytes:
+    picture = Image.new("RGB", size, "white")
+    picture.paste((200, 30, 30), (0, 0, size[0] // 2, size[1]))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", progressive=True, quality=90)
+    return out.getvalue()
+
+
+def test_a_progressive_jpeg_of_too_many_scans_is_refused_before_decoding() -> None:
+    """Each scan is a pass over every block whatever the reduced size: thousands of tiny scans
+    held a decoding thread for seconds per 100 KB. The last scan, repeated, makes a file of
+    200; the scans of an embedded thumbnail (inside APP1) do not count."""
+    data = _progressive()
+    assert 2 <= jpeg_scans(data) <= 20
+    last = data.rindex(b"\xff\xda")
+    many = data[:last] + data[last:-2] * 200 + b"\xff\xd9"
+    assert jpeg_scans(many) == MAX_JPEG_SCANS + 1  # counting stops past the limit
+    with pytest.raises(ImageError) as info:
+        load_image(many)
+    assert info.value.code == "bomb" and "scans" in info.value.reason
+    thumbnail = b"\xff\xe1" + (2 + 3 * 2000).to_bytes(2, "big") + data[last : last + 6] * 1000
+    assert jpeg_scans(data[:2] + thumbnail + data[2:]) == jpeg_scans(data)
+    assert load_image(data).size == (640, 480)
+
+
+def test_a_progressive_jpeg_holds_the_budget_for_its_full_size() -> None:
+    """It keeps the whole picture's coefficients while it decodes, at any reduced size."""
+    held: list[int] = []
+
+    class Recording(PixelBudget):
+        @contextmanager
+        def hold(self, pixels: int) -> Iterator[None]:
+            held.append(pixels)
+            yield
+
+    load_frames(_progressive((2000, 1500)), budget=Recording())
+    baseline = io.BytesIO()
+    Image.new("RGB", (2000, 1500), "white").save(baseline, "JPEG")
+    load_frames(baseline.getvalue(), budget=Recording())
+    assert held[0] == 2000 * 1500 and held[1] <= 2000 * 1500 // 4  # drafted at half or less

@@ -57,16 +57,23 @@ def read_animation(img: ImageFile.ImageFile, finish: Finish) -> Frames:
         MAX_WALK_FRAMES,
         max(1, WALK_PIXELS // (img.width * img.height)),
     )
-    first, caption = _first_shown(img, total, finish)
+    canvas = img.size
+    first, caption = _first_shown(img, total, finish, canvas)
     if first is None:
         return Frames.still(caption)  # every frame blank: the first stands for them all
     embedded = [caption]
     for index in spread(first, total)[1:]:
         try:
-            embedded.append(_frame(img, index, finish))
+            embedded.append(_frame(img, index, finish, canvas))
         except DECODE_ERRORS:
             break
     return Frames(caption, tuple(embedded))
+
+
+class CanvasGrew(EOFError):
+    """A frame larger than the canvas its header declared: Pillow enlarges the canvas for it,
+    past every check made at open (a 1 x 1 GIF of 8000 x 8000 frames took 0.56 s a frame). The
+    animation ends before it, as at a damaged frame."""
 
 
 def spread(first: int, total: int) -> list[int]:
@@ -76,16 +83,16 @@ def spread(first: int, total: int) -> list[int]:
 
 
 def _first_shown(
-    img: ImageFile.ImageFile, total: int, finish: Finish
+    img: ImageFile.ImageFile, total: int, finish: Finish, canvas: tuple[int, int]
 ) -> tuple[int | None, Image.Image]:
     """The first frame that is not blank and its number; None and frame 0 when there is none.
     Frame 0 must decode; a later frame that does not ends the search."""
-    opening = _frame(img, 0, finish)
+    opening = _frame(img, 0, finish, canvas)
     if not is_blank(opening):
         return 0, opening
     for index in range(1, total):
         try:
-            frame = _frame(img, index, finish)
+            frame = _frame(img, index, finish, canvas)
         except DECODE_ERRORS:
             break
         if not is_blank(frame):
@@ -93,6 +100,15 @@ def _first_shown(
     return None, opening
 
 
-def _frame(img: ImageFile.ImageFile, index: int, finish: Finish) -> Image.Image:
-    img.seek(index)  # Pillow composites the frames in between itself
+def _frame(
+    img: ImageFile.ImageFile, index: int, finish: Finish, canvas: tuple[int, int]
+) -> Image.Image:
+    """Frame `index`, reached one frame at a time (each composited onto the last, as Pillow
+    would itself), so that a frame outgrowing the canvas is caught before it is decoded."""
+    if index == 0:
+        img.seek(0)
+    while img.tell() < index:
+        img.seek(img.tell() + 1)
+        if img.size != canvas:
+            raise CanvasGrew(f"frame {img.tell()} is {img.size}, the canvas {canvas}")
     return finish(img.copy())  # a copy: the file object keeps its state for the next seek
