@@ -20,6 +20,10 @@ DEFAULT_API_URL = "https://discord.com/api/v10"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
+# Pillow refuses any image above its own limit as a decompression bomb (PIL.Image's
+# MAX_IMAGE_PIXELS, 1 GiB / 4 / 3), so a larger MAX_IMAGE_PIXELS would promise what it cannot.
+PILLOW_MAX_PIXELS = 89_478_485
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
@@ -114,7 +118,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         dtype=get("DTYPE", _choice(DTYPES), "auto"),
         data_dir=get("DATA_DIR", Path, Path("./data")),
         max_image_bytes=get("MAX_IMAGE_BYTES", _int_range(1024, 1 << 31), 26_214_400),
-        max_image_pixels=get("MAX_IMAGE_PIXELS", _int_range(1, 1 << 31), 50_000_000),
+        max_image_pixels=get("MAX_IMAGE_PIXELS", _int_range(1, PILLOW_MAX_PIXELS), 50_000_000),
         max_aspect_ratio=get("MAX_ASPECT_RATIO", _float_range(1.0, 1e6), 20.0),
         caption_max_tokens=get("CAPTION_MAX_TOKENS", _int_range(1, 512), 30),
         preload_models=get("PRELOAD_MODELS", _bool, True),

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
-from bot.config import ConfigError, Cooldown, Settings, load_settings, parse_settings
+from bot.config import (
+    PILLOW_MAX_PIXELS,
+    ConfigError,
+    Cooldown,
+    Settings,
+    load_settings,
+    parse_settings,
+)
 from bot.vision.devices import resolve_device, resolve_dtype
 
 
@@ -59,6 +67,7 @@ def test_values_are_typed() -> None:
         ("DTYPE", "int4"),
         ("MAX_IMAGE_BYTES", "ten"),
         ("MAX_IMAGE_PIXELS", "-5"),
+        ("MAX_IMAGE_PIXELS", "150000000"),  # above Pillow's own limit: it would refuse anyway
         ("MAX_ASPECT_RATIO", "0.5"),
         ("CAPTION_MAX_TOKENS", "0"),
         ("PRELOAD_MODELS", "maybe"),
@@ -148,3 +157,11 @@ def test_every_setting_is_listed_in_env_example_and_the_readme() -> None:
     for name in (field.name.upper() for field in dataclasses.fields(Settings)):
         assert f"\n{name}=" in example, name
         assert f"\n| `{name}` |" in readme, name
+
+
+def test_the_pixel_limit_stops_at_pillows_own() -> None:
+    """Pillow refuses larger images as bombs whatever MAX_IMAGE_PIXELS says."""
+    assert PILLOW_MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+    assert parse_settings({"MAX_IMAGE_PIXELS": str(PILLOW_MAX_PIXELS)}).max_image_pixels == (
+        PILLOW_MAX_PIXELS
+    )
