@@ -49,7 +49,7 @@ class Members(Database):
                 conn.execute(
                     "INSERT OR REPLACE INTO optins VALUES (?, ?, ?)", (*member, message_id)
                 )
-            self._read_members(conn)
+        self._reread_members()
         return was_out
 
     def keeps_out(self, guild_id: int | None, author_id: int, message_id: int) -> bool:
@@ -73,6 +73,11 @@ class Members(Database):
                     (*member, message_id),
                 )
             removed = removal.delete_where(conn, _MEMBER_ROWS, [(guild_id, author_id)], gone)
-            self._read_members(conn)
+        self._reread_members()
         self._vectors.remove(gone)
         return removed
+
+    def _reread_members(self) -> None:
+        """After a change is committed (memory never runs ahead of the file)."""
+        with self._lock:
+            self._read_members(self._conn)
