@@ -143,6 +143,10 @@ def no_image(lookback: int) -> str:
     )
 
 
+NO_HISTORY_TO_CAPTION = (
+    "You can't read this channel's earlier messages, so I won't caption its latest image: "
+    "attach one, or reply to a message with one."
+)
 NO_IMAGE_IN_MESSAGE = "That message has no image or file to caption."
 NO_PREVIEW = (
     "Discord shows no image preview for that link, so I have nothing to caption: "

@@ -44,6 +44,7 @@ EMPTY_INDEX = (
 NOTHING_SHOWABLE = (
     "The images that match are gone, or in channels I can no longer read, so I have none to show."
 )
+NO_HISTORY = "You can't read this channel's earlier messages, so I won't show you its images."
 NO_OTHER_IMAGES = "I have no other images indexed here to compare yours with."
 
 

@@ -10,10 +10,18 @@ from discord.ext import commands
 
 from bot import wording
 from bot.chat import answers
-from bot.chat.captions import LINK, NoImage, NoImageInMessage, NoPreview, previewed_links
+from bot.chat.captions import (
+    LINK,
+    NoHistory,
+    NoImage,
+    NoImageInMessage,
+    NoPreview,
+    previewed_links,
+)
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.hybrid import hybrid_command
+from bot.chat.permissions import reads_history
 from bot.chat.sources import attachment_source, replied_sources
 
 # At most a message's length: on `/caption` the option's `max_length` (application-commands.mdx,
@@ -64,6 +72,8 @@ class Caption(commands.Cog):
             sources = [attachment_source(ctx.interaction, image)] if image else []
         note = ""
         if not sources:
+            if not reads_history(ctx.channel, ctx.author):
+                raise NoHistory  # the latest image is earlier history, hidden from the asker
             before = ctx.message if ctx.interaction is None else None
             found = await captions.latest_image(ctx.channel, before)
             if found is None:

@@ -47,7 +47,8 @@ class Search(commands.Cog):
         async with ctx.typing():
             example = None if request.query else await self._example(ctx, options)
             query = await finder.query(request, example)
-            here = {ctx.channel.id} if split else scope
+            # Only what the asker may read here, even in a reply everyone sees.
+            here = {ctx.channel.id} & scope if split else scope
             reply = await finder.find(query, here, ctx.channel.id, private=private)
             if split:
                 everything = await finder.find(query, scope, ctx.channel.id, private=True)

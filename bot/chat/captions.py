@@ -30,6 +30,11 @@ class NoImage(UserError):
         super().__init__(wording.no_image(LOOKBACK))
 
 
+class NoHistory(UserError):
+    def __init__(self) -> None:
+        super().__init__(wording.NO_HISTORY_TO_CAPTION)
+
+
 class NoImageInMessage(UserError):
     def __init__(self) -> None:
         super().__init__(wording.NO_IMAGE_IN_MESSAGE)

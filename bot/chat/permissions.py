@@ -85,3 +85,12 @@ def may_reply(channel: object) -> bool:
     else:
         send = perms.send_messages
     return can_read(channel, channel.guild.me) and send
+
+
+def reads_history(channel: object, user: object) -> bool:
+    """Whether the asker may read the channel's earlier messages: what `!find` and `!caption`
+    with no image show from it. Always in a DM; in a server, by the member's permissions
+    there (a channel can grant View Channel without Read Message History)."""
+    if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return isinstance(user, discord.Member) and can_read(channel, user)
+    return isinstance(channel, discord.DMChannel | discord.GroupChannel)

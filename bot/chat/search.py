@@ -18,7 +18,7 @@ import numpy as np
 from bot import wording
 from bot.chat.access import ReadAccess
 from bot.chat.find_syntax import FindRequest, FindSyntaxError
-from bot.chat.permissions import server_scope
+from bot.chat.permissions import reads_history, server_scope
 from bot.chat.sources import source_for
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.alt_text import Terms, query_terms
@@ -85,7 +85,7 @@ class Finder:
         self, request: FindRequest, channel: MessageableChannel, asker: discord.abc.User
     ) -> set[int]:
         """This channel only, or every channel the asking member can read now, archived
-        threads included."""
+        threads included; empty when the asker may not read this channel's history."""
         if (
             request.scope == "server"
             and isinstance(asker, discord.Member)
@@ -93,7 +93,7 @@ class Finder:
         ):
             archived = await self.access.archived_threads(asker.guild)
             return server_scope(asker, channel, archived)
-        return {channel.id}
+        return {channel.id} if reads_history(channel, asker) else set()
 
     async def query(self, request: FindRequest, example: ImageSource | None) -> Query:
         """The request's text; without one, the example image (raises FindSyntaxError when
@@ -121,6 +121,8 @@ class Finder:
 
     async def find(self, query: Query, scope: set[int], origin_id: int, *, private: bool) -> Reply:
         """`private`: only the asker sees the reply, so images from other channels may be shown."""
+        if not scope:
+            return Reply(wording.NO_HISTORY, [])
         await self.indexer.wait_until_done(scope, PENDING_WAIT_S)
         readable = {channel_id for channel_id in scope if self.access.can_read(channel_id)}
         budget = fetch_budget(query.top)
