@@ -44,10 +44,13 @@ async def catch_up(
         channel = client.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             continue
-        last = await index.last_message_id(channel_id)
-        after = discord.Object(last) if last else None
+        last = await index.last_message_id(channel_id) or 0
         try:
-            async for message in channel.history(limit=limit, after=after, oldest_first=True):
+            # Newest first, down to the last image indexed: when more than `limit` messages
+            # came since, the newest are the ones the index keeps.
+            async for message in channel.history(limit=limit):
+                if message.id <= last:
+                    break
                 queued += await indexer.submit(sources(message))
         except discord.Forbidden:
             access.refused(channel_id)

@@ -74,6 +74,26 @@ async def test_an_upload_missed_by_a_new_session_is_indexed(
         await indexed(bot, 3)
 
 
+async def test_a_missed_upload_after_much_talk_is_read_newest_first(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """More messages than INDEX_PER_CHANNEL since the last indexed image: the catch-up reads
+    the newest ones, where the upload is, not the oldest after the mark."""
+    settings = bot_settings(server, tmp_path / "data", INDEX_PER_CHANNEL="3")
+    async with running(settings) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+
+        async def talk_then_upload() -> dict:
+            for n in range(5):
+                await server.post_message(world.general, world.alice, f"chat {n}")
+            return await upload(server, world, "after.png", "green")
+
+        missed = await new_session_missing(server, bot, talk_then_upload)
+        await attachment_indexed(bot, missed)
+        await indexed(bot, 2)
+
+
 async def test_a_new_session_during_a_catch_up_brings_one_more_after_it(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
