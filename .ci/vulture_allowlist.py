@@ -9,6 +9,9 @@ _ = object()
 _.setup
 _.setup_hook
 _.on_ready
+_.on_connect
+_.on_resumed
+_.on_guild_available
 _.on_command_error
 _.cog_load
 _.cog_unload

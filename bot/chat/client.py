@@ -106,6 +106,7 @@ class Glimpse(commands.Bot):
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
         self._catch_up: asyncio.Task[None] | None = None
         self._catch_up_again = False
+        self._session_ready = False  # the session's own guilds all known (its on_ready ran)
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -114,12 +115,29 @@ class Glimpse(commands.Bot):
         self.indexer.start()
         self.heartbeat.start()
 
+    async def on_connect(self) -> None:
+        self._session_ready = False
+
+    async def on_resumed(self) -> None:
+        self._session_ready = True
+
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id, len(self.guilds))
-        # Also after each new session (a RESUME replays what was missed and fires no on_ready):
-        # Discord never replays a lost session's events, so the channels' history is read
-        # again. One catch-up at a time; a new session during one brings another after it.
+        self._session_ready = True
+        self._start_catch_up()
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        # A guild in an outage at READY comes later; its channels were unknown to the catch-up.
+        # Before on_ready, the guilds of the session arrive this way too: on_ready covers them.
+        if self._session_ready:
+            log.info("server %s is available again; catching up", guild.id)
+            self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        """Also after each new session (a RESUME replays what was missed and fires no
+        on_ready): Discord never replays a lost session's events, so the channels' history is
+        read again. One catch-up at a time; one asked for during another runs after it."""
         if self._catch_up is not None and not self._catch_up.done():
             self._catch_up_again = True
             return

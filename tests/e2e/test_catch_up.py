@@ -144,3 +144,22 @@ async def test_a_new_session_during_a_catch_up_brings_one_more_after_it(
         await asyncio.wait_for(read.wait(), 10)
         assert calls == 4
     assert cancelled.is_set()
+
+
+async def test_a_guild_unavailable_at_start_is_caught_up_when_it_comes_back(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """An outage of the guild at start: its channels are unknown when the catch-up runs, so
+    they are read once Discord sends the guild (gateway-events.mdx, "Guild Create")."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+    missed = await upload(server, world, "while-down.png", "green")
+    server.outages.add(world.guild)
+    async with running(settings) as bot:
+        await asyncio.sleep(0.5)
+        assert bot.get_guild(world.guild) is None or bot.get_guild(world.guild).unavailable
+        await server.end_outage(world.guild)
+        await attachment_indexed(bot, missed)
+        await indexed(bot, 2)

@@ -51,7 +51,8 @@ class GatewayMixin:
     Attributes: ``heartbeat_interval_ms`` (HELLO), ``identifies`` / ``resumes`` (counters),
     ``gateway_paths`` (path and query of every gateway connection), ``enabled_intents`` (the
     privileged intents switched on in the "developer portal"; asking for others closes 4014),
-    ``session_intents`` (intents of the current session, or None).
+    ``session_intents`` (intents of the current session, or None), ``outages`` (guilds
+    unavailable to the bot now: see :meth:`start_outage`).
     """
 
     def _init_gateway(self) -> None:
@@ -63,6 +64,7 @@ class GatewayMixin:
         self.resumes = 0
         self.gateway_paths: list[str] = []
         self.enabled_intents = p.PRIVILEGED_INTENTS
+        self.outages: set[int] = set()
 
     @property
     def session_intents(self) -> int | None:
@@ -93,7 +95,7 @@ class GatewayMixin:
         for are not sent; without the message content intent, message payloads are stripped.
         """
         s = self._session
-        if s is None:
+        if s is None or (guild_id in self.outages and guild_create is None):
             return
         if guild_create is not None:
             guild_id = guild_create
@@ -179,6 +181,21 @@ class GatewayMixin:
             conn.progress.set()
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=code, message=b"fake disconnect")
+
+    def start_outage(self, guild_id: int) -> None:
+        """The guild becomes unavailable (GUILD_DELETE with ``unavailable``); no event of it
+        reaches the bot until :meth:`end_outage` (gateway-events.mdx, "Guild Delete")."""
+        self._dispatch(
+            "GUILD_DELETE", {"id": str(guild_id), "unavailable": True}, guild_id=guild_id
+        )
+        self.outages.add(guild_id)
+
+    async def end_outage(self, guild_id: int) -> None:
+        """The guild is available again: a full GUILD_CREATE, ``unavailable`` false
+        (gateway-events.mdx, "Guild Create", scenario 2)."""
+        self.outages.discard(guild_id)
+        self._dispatch("GUILD_CREATE", {}, guild_create=guild_id, initial=True)
+        await self.flush()
 
     async def send_reconnect(self) -> None:
         """Send op 7 RECONNECT: discord.py closes and RESUMEs."""
@@ -300,7 +317,10 @@ class GatewayMixin:
             ready["shard"] = s.shard
         s.append("READY", ready)
         for g in my_guilds:
-            self._dispatch("GUILD_CREATE", {}, guild_create=g.id, initial=True)
+            if g.id in self.outages:  # gateway-events.mdx, "Guild Create", scenario 1
+                s.append("GUILD_DELETE", {"id": str(g.id), "unavailable": True})
+            else:
+                self._dispatch("GUILD_CREATE", {}, guild_create=g.id, initial=True)
         conn.wake.set()
         await self._wait_written(conn, len(s.log))
         self._ready.set()
