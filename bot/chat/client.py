@@ -17,6 +17,7 @@ from bot.chat.captions import Captions
 from bot.chat.cooldowns import MemberCooldown
 from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
+from bot.chat.permissions import may_reply
 from bot.chat.replies import reply_for
 from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
@@ -107,6 +108,8 @@ class Glimpse(commands.Bot):
         self._catch_up: asyncio.Task[None] | None = None
         self._catch_up_again = False
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
+        self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
+        self.add_check(self._may_answer_here)
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -190,10 +193,26 @@ class Glimpse(commands.Bot):
             return None
         return source_for(message, ref.attachment_id, self.fetcher.allowed_hosts)
 
+    async def _may_answer_here(self, ctx: commands.Context[Any]) -> bool:
+        """A text command is run only where its reply can be posted: each post Discord refuses
+        (403) counts towards its invalid-request limit, and the error reply would be a second."""
+        if ctx.interaction is not None or ctx.guild is None or may_reply(ctx.channel):
+            return True
+        raise CannotAnswerHere
+
     async def on_command_error(
         self, ctx: commands.Context[Any], error: commands.CommandError
     ) -> None:
         if isinstance(error, commands.CommandNotFound):
+            return
+        if isinstance(error, CannotAnswerHere):
+            if ctx.channel.id not in self._mute_channels:
+                self._mute_channels.add(ctx.channel.id)
+                log.warning(
+                    "commands in channel %s go unanswered: the bot needs Send Messages and "
+                    "Read Message History there",
+                    ctx.channel.id,
+                )
             return
         # A slash command's error is shown to the asker only, as discord.py's own errors are.
         private = ctx.interaction is not None
@@ -211,3 +230,7 @@ class Glimpse(commands.Bot):
         await self.descriptions.close()
         await self.indexer.stop()
         await super().close()
+
+
+class CannotAnswerHere(commands.CheckFailure):
+    """The bot may not reply in this channel; the command is dropped unanswered."""
