@@ -64,17 +64,27 @@ class Indexing(commands.Cog):
         """Add this channel's earlier images to the index (up to INDEX_PER_CHANNEL)."""
         bot, channel = self.bot, ctx.channel
         before = await bot.index.count([channel.id])
+        progress: discord.Message | None
         progress = await ctx.reply(wording.BACKFILL_STARTED, mention_author=False)
 
+        async def show(text: str) -> None:
+            nonlocal progress
+            if progress is None:
+                return
+            try:
+                await progress.edit(content=text)
+            except discord.NotFound:  # deleted by a moderator: the backfill goes on unseen
+                progress = None
+
         async def report(seen: int, queued: int) -> None:
-            await progress.edit(content=wording.backfill_progress(seen, queued))
+            await show(wording.backfill_progress(seen, queued))
 
         limit = bot.settings.index_per_channel
         seen, queued = await history.backfill(channel, bot.indexer, bot.indexable, limit, report)
-        await progress.edit(content=wording.backfill_read(seen, queued))
+        await show(wording.backfill_read(seen, queued))
         await bot.indexer.wait_until_done([channel.id], limit_s=BACKFILL_WAIT_S)
         added = await bot.index.count([channel.id]) - before
-        await progress.edit(content=wording.backfill_done(added, seen))
+        await show(wording.backfill_done(added, seen))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

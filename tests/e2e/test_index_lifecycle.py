@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from bot.chat import history
 from bot.chat.client import Glimpse
 from tests.conftest import TINY_CLIP
-from tests.e2e.harness import World, bot_settings, eventually, indexed, running, shape_png
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    held,
+    indexed,
+    running,
+    shape_png,
+)
 from tests.fakediscord import EXTERNAL_PROXY_HOSTS, FakeDiscord
 
 
@@ -121,6 +131,27 @@ async def test_backfill_with_index_command(
         )
         assert final["content"] == "Done: added 5 images from 9 messages."
         assert await count(bot, world.general) == 5
+
+
+async def test_index_goes_on_when_its_progress_message_is_deleted(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moderator may delete the progress message: the backfill still finishes, and says
+    nothing more (no error)."""
+    for i in range(3):
+        await server.post_message(
+            world.general, world.bob, "", attachments=[png_attachment("green", "square", i)]
+        )
+    release = held(monkeypatch, history, "backfill")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await server.post_message(world.general, world.alice, "!index")
+        progress = await server.wait_for_sent(channel_id=world.general)
+        await server.delete_message(world.general, int(progress["id"]))
+        sent = len(server.sent)
+        release.set()
+        await indexed(bot, 3)
+        await asyncio.sleep(0.3)
+        assert server.sent[sent:] == []
 
 
 async def test_cooldown_applies_per_member(
