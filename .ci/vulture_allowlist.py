@@ -23,6 +23,7 @@ _.on_raw_bulk_message_delete
 _.on_raw_message_edit
 _.on_raw_reaction_add
 _.on_guild_channel_delete
+_.on_channel_update  # registered as on_guild_channel_update
 _.on_raw_thread_delete
 _.on_guild_remove
 _.on_permissions_change  # registered under the names of four events

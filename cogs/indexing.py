@@ -112,7 +112,12 @@ class Indexing(commands.Cog):
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        self.bot.spoiler_channels.changed(channel.id)
         await self.bot.index.remove_channel(channel.id)
+
+    @commands.Cog.listener("on_guild_channel_update")
+    async def on_channel_update(self, _before: object, after: discord.abc.GuildChannel) -> None:
+        self.bot.spoiler_channels.changed(after.id)  # its flags may have changed
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:

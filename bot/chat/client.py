@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -14,6 +13,7 @@ from discord.ext import commands
 from bot.chat import answers, history
 from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
+from bot.chat.catching_up import CatchUps
 from bot.chat.cooldowns import MemberCooldown
 from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
@@ -22,6 +22,7 @@ from bot.chat.replies import reply_for
 from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
 from bot.chat.sources import indexable_sources, source_for
+from bot.chat.spoiler_channels import SpoilerChannels
 from bot.config import Settings
 from bot.health import HEARTBEAT_FILE, Heartbeat
 from bot.images.fetcher import ImageSource, MediaFetcher
@@ -58,6 +59,13 @@ def intents() -> discord.Intents:
     )
 
 
+def _quiet_voice_warnings() -> None:
+    # discord.py warns at every start that voice libraries are missing; the bot has no voice
+    # feature, so the warning only alarms the admin. These flags are its warn-once.
+    for flag in ("warn_nacl", "warn_dave"):
+        setattr(discord.VoiceClient, flag, False)
+
+
 class Glimpse(commands.Bot):
     def __init__(
         self,
@@ -67,10 +75,7 @@ class Glimpse(commands.Bot):
         fetcher: MediaFetcher,
         **options: Any,
     ) -> None:
-        # discord.py warns at every start that voice libraries are missing; the bot has no
-        # voice feature, so the warning only alarms the admin. These flags are its warn-once.
-        for flag in ("warn_nacl", "warn_dave"):
-            setattr(discord.VoiceClient, flag, False)
+        _quiet_voice_warnings()
         super().__init__(
             command_prefix=commands.when_mentioned_or(settings.command_prefix),
             intents=intents(),
@@ -88,6 +93,7 @@ class Glimpse(commands.Bot):
         self.indexer = Indexer(index, vision, fetcher, self.resolve_image)
         self.captions = Captions(vision, fetcher)
         self.access = ReadAccess(self, index)
+        self.spoiler_channels = SpoilerChannels(self)
         self.finder = Finder(
             index,
             self.indexer,
@@ -95,6 +101,7 @@ class Glimpse(commands.Bot):
             fetcher,
             self.message_of,
             self.access,
+            self.spoiler_channels,
             settings.weak_match_below,
         )
         self.reposts = Reposts(
@@ -105,8 +112,7 @@ class Glimpse(commands.Bot):
         )
         self.description_removal = DescriptionRemoval(self, index, self.descriptions)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
-        self._catch_up: asyncio.Task[None] | None = None
-        self._catch_up_again = False
+        self.catch_ups = CatchUps(self._catch_up)
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
         self.add_check(self._may_answer_here)
@@ -128,35 +134,18 @@ class Glimpse(commands.Bot):
         assert self.user is not None
         log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id, len(self.guilds))
         self._session_ready = True
-        self._start_catch_up()
+        self.catch_ups.start()  # after each new session too: see bot.chat.catching_up
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         # A guild in an outage at READY comes later; its channels were unknown to the catch-up.
         # Before on_ready, the guilds of the session arrive this way too: on_ready covers them.
         if self._session_ready:
             log.info("server %s is available again; catching up", guild.id)
-            self._start_catch_up()
+            self.catch_ups.start()
 
-    def _start_catch_up(self) -> None:
-        """Also after each new session (a RESUME replays what was missed and fires no
-        on_ready): Discord never replays a lost session's events, so the channels' history is
-        read again. One catch-up at a time; one asked for during another runs after it."""
-        if self._catch_up is not None and not self._catch_up.done():
-            self._catch_up_again = True
-            return
-        self._catch_up = asyncio.create_task(self._catching_up(), name="glimpse-catch-up")
-
-    async def _catching_up(self) -> None:
-        again = True
-        while again:
-            self._catch_up_again = False
-            try:
-                await history.catch_up(
-                    self, self.access, self.indexer, self.indexable, self.settings.index_per_channel
-                )
-            except Exception:  # the next new session (or start) tries again
-                log.exception("catching up on the channels' history failed")
-            again = self._catch_up_again
+    async def _catch_up(self) -> int:
+        limit = self.settings.index_per_channel
+        return await history.catch_up(self, self.access, self.indexer, self.indexable, limit)
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
         """The images of a message that the index takes (see `indexable_sources`); none from a
@@ -224,8 +213,7 @@ class Glimpse(commands.Bot):
         await answers.respond(interaction, reply_for(error, interaction.command), private=True)
 
     async def close(self) -> None:
-        if self._catch_up is not None:
-            self._catch_up.cancel()
+        self.catch_ups.cancel()
         await self.heartbeat.stop()
         await self.descriptions.close()
         await self.indexer.stop()

@@ -20,6 +20,7 @@ from bot.chat.access import ReadAccess
 from bot.chat.find_syntax import FindRequest, FindSyntaxError
 from bot.chat.permissions import reads_history, server_scope
 from bot.chat.sources import source_for
+from bot.chat.spoiler_channels import SpoilerChannels
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.alt_text import Terms, query_terms
 from bot.index.background import Indexer
@@ -70,6 +71,7 @@ class Finder:
         fetcher: MediaFetcher,
         locate: Locate,
         access: ReadAccess,
+        spoilers: SpoilerChannels,
         weak_below: float | None,
     ) -> None:
         self.index = index
@@ -78,6 +80,7 @@ class Finder:
         self.fetcher = fetcher
         self.locate = locate
         self.access = access
+        self.spoilers = spoilers
         self.allowed_hosts = fetcher.allowed_hosts
         self.weak_below = weak_below  # None: the search model family's default
 
@@ -145,7 +148,8 @@ class Finder:
                 shown.append((hit, message))
         if not shown:
             return Reply(await self._nothing(scope, readable, bool(hits), query), [])
-        return Reply("", self._embeds(shown, query, origin_id, private))
+        covered = await self._spoiler_channels(shown, origin_id) if private else set()
+        return Reply("", self._embeds(shown, query, origin_id, private, covered))
 
     async def _nothing(self, scope: set[int], readable: set[int], hits: bool, query: Query) -> str:
         """Why there is nothing to show: nothing indexed, nothing but the example, or nothing
@@ -155,6 +159,18 @@ class Finder:
         if not hits and query.excluded is not None and await self.index.count(readable):
             return wording.NO_OTHER_IMAGES
         return wording.NOTHING_SHOWABLE
+
+    async def _spoiler_channels(
+        self, shown: list[tuple[Hit, discord.Message]], origin_id: int
+    ) -> set[int]:
+        """The other channels among the results that are spoiler channels (the asker's own
+        channel is one they have opted in to see)."""
+        channels = {hit.ref.channel_id: hit.ref.parent_id for hit, _ in shown}
+        return {
+            channel_id
+            for channel_id, parent_id in channels.items()
+            if channel_id != origin_id and await self.spoilers.covered(parent_id or channel_id)
+        }
 
     async def _fetch(self, hit: Hit) -> discord.Message | None:
         """The original message (image URLs expire, so it is fetched afresh); drops vanished
@@ -174,6 +190,7 @@ class Finder:
         query: Query,
         origin_id: int,
         private: bool,
+        covered: set[int],
     ) -> list[discord.Embed]:
         embeds: list[discord.Embed] = []
         per_message: dict[int, int] = {}
@@ -183,7 +200,8 @@ class Finder:
             nth = per_message[message.id] = per_message.get(message.id, 0) + 1
             link = message.jump_url if nth == 1 else f"{message.jump_url}?image={nth}"
             show_all = private or hit.ref.channel_id == origin_id
-            embeds.append(self._embed(hit, message, link, show_all, rank, query))
+            cover = hit.ref.channel_id in covered
+            embeds.append(self._embed(hit, message, link, show_all, rank, query, cover))
         return embeds
 
     def _embed(
@@ -194,9 +212,10 @@ class Finder:
         show_all: bool,
         rank: int,
         query: Query,
+        cover: bool,
     ) -> discord.Embed:
         source = source_for(message, hit.ref.attachment_id, self.allowed_hosts)
-        spoiler = source is not None and source.spoiler
+        spoiler = source is not None and (source.spoiler or cover)
         shown = query.scores.shown(hit.score)
         weak = shown < query.weak_below
         score = query.scores.text(shown)

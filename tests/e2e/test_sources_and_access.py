@@ -158,3 +158,25 @@ async def test_gone_messages_are_passed_over_within_the_fetch_budget(
     assert (await command(server, world.other, world.alice, "!find a red circle"))["content"] == (
         wording.EMPTY_INDEX
     )
+
+
+async def test_a_spoiler_channels_images_are_shown_covered_elsewhere(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Members opt in to see a spoiler channel's contents (channel.mdx, "Channel Flags"): a
+    server-wide result from it elsewhere is covered, in its channel it is not, and the flag
+    is followed when it changes."""
+    spoilers = server.add_channel(world.guild, "spoilers", spoiler=True)
+    await server.post_message(spoilers, world.bob, "", attachments=[
+        image("s.png", "green", "circle")])  # fmt: skip
+    await settled(server, glimpse, 1)
+    await sync_commands(server)
+    (embed,) = (await private_find(server, world, "a green circle"))["embeds"]
+    assert f"/{spoilers}/" in embed["url"]
+    assert "image" not in embed and "(spoiler)" in embed["title"]
+    reply = await command(server, spoilers, world.alice, "!find a green circle")
+    assert "image" in reply["visible_embeds"][0]  # asked from inside: opted in already
+    server.set_spoiler_channel(spoilers, False)
+    await server.flush()
+    (embed,) = (await private_find(server, world, "a green circle"))["embeds"]
+    assert "image" in embed and "(spoiler)" not in embed["title"]

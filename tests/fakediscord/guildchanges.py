@@ -4,6 +4,7 @@ Channels": a Guild Role Update, Guild Member Update or Channel Update is all the
 - ``set_role_permissions`` / ``set_everyone_permissions``: GUILD_ROLE_UPDATE;
 - ``delete_role``: GUILD_ROLE_DELETE (members lose the role);
 - ``set_overwrites``: CHANNEL_UPDATE (the inner payload is the whole channel);
+- ``set_spoiler_channel``: CHANNEL_UPDATE with the IS_SPOILER_CHANNEL flag set or cleared;
 - ``set_member_roles``: GUILD_MEMBER_UPDATE, which the bot receives for itself only: other
   members' updates need the privileged GUILD_MEMBERS intent (gateway.mdx, "Caveats"), which the
   bot does not ask for; their roles arrive with each message and interaction instead.
@@ -87,6 +88,14 @@ class GuildChangesMixin:
             self._dispatch("CHANNEL_UPDATE", channel, guild_id=guild_id)
 
         self._syncing_access(guild_id, change)
+
+    def set_spoiler_channel(self, channel_id: int, spoiler: bool) -> None:
+        """Turn IS_SPOILER_CHANNEL on or off (CHANNEL_UPDATE; channel.mdx, "Channel Flags")."""
+        channel = self.channels[channel_id]
+        p.check_spoiler_channel(channel["type"], channel["nsfw"], spoiler)
+        flags = channel["flags"] & ~p.IS_SPOILER_CHANNEL
+        channel["flags"] = flags | (p.IS_SPOILER_CHANNEL if spoiler else 0)
+        self._dispatch("CHANNEL_UPDATE", channel, guild_id=int(channel["guild_id"]))
 
     def _syncing_access(self, guild_id: int, change: Callable[[], None]) -> None:
         """Apply ``change``; THREAD_LIST_SYNC for the channels the bot can see only since."""

@@ -84,6 +84,8 @@ TEXT, DM, VOICE, CATEGORY, NEWS = 0, 1, 2, 4, 5
 PUBLIC_THREAD, PRIVATE_THREAD, FORUM = 11, 12, 15
 THREAD_TYPES = (10, PUBLIC_THREAD, PRIVATE_THREAD)
 
+# channel.mdx, "Channel Flags": members opt in to see the channel's contents
+IS_SPOILER_CHANNEL = 1 << 21
 # message flags (message.mdx, "Message Flags") and attachment flags ("Attachment Flags")
 SUPPRESS_EMBEDS = 1 << 2
 EPHEMERAL = 1 << 6
@@ -232,6 +234,13 @@ def overwrite_payload(ow: dict) -> dict:
     }
 
 
+def check_spoiler_channel(kind: int, nsfw: bool, spoiler: bool) -> None:
+    """IS_SPOILER_CHANNEL is refused on NSFW channels, stages and non-text channels
+    (channel.mdx, "Channel Flags")."""
+    if spoiler and (nsfw or kind not in (TEXT, VOICE, NEWS, 15, 16)):
+        raise ValueError("only a textual or voice channel that is not NSFW can be a spoiler one")
+
+
 def guild_channel_payload(
     channel_id: int,
     guild_id: int,
@@ -242,11 +251,12 @@ def guild_channel_payload(
     parent_id: int | None,
     nsfw: bool,
     overwrites: list[dict],
+    flags: int = 0,
 ) -> dict:
     channel: dict[str, Any] = {
         "id": str(channel_id), "type": kind, "guild_id": str(guild_id), "name": name,
         "position": position, "permission_overwrites": [overwrite_payload(o) for o in overwrites],
-        "nsfw": nsfw, "parent_id": None if parent_id is None else str(parent_id), "flags": 0,
+        "nsfw": nsfw, "parent_id": None if parent_id is None else str(parent_id), "flags": flags,
     }  # fmt: skip
     if kind != CATEGORY:
         channel.update({"topic": None, "last_message_id": None, "rate_limit_per_user": 0})

@@ -141,8 +141,11 @@ class World:
         parent_id: int | None = None,
         nsfw: bool = False,
         overwrites: Sequence[dict] = (),
+        spoiler: bool = False,
     ) -> int:
-        """Create a guild channel; ``overwrites``: ``{id, type (0 role/1 member), allow, deny}``."""
+        """Create a guild channel; ``overwrites``: ``{id, type (0 role/1 member), allow, deny}``;
+        ``spoiler``: a spoiler channel (see :meth:`set_spoiler_channel`)."""
+        p.check_spoiler_channel(kind, nsfw, spoiler)
         guild = self.guilds[guild_id]
         channel_id = self.ids.next()
         position = sum(
@@ -157,6 +160,7 @@ class World:
             parent_id=parent_id,
             nsfw=nsfw,
             overwrites=list(overwrites),
+            flags=p.IS_SPOILER_CHANNEL if spoiler else 0,
         )
         self.channels[channel_id] = channel
         self.messages[channel_id] = {}
