@@ -172,3 +172,25 @@ async def test_an_image_indexed_already_is_not_embedded_again(
             assert np.array_equal(vector, again)
     finally:
         await index.close()
+
+
+async def test_urls_of_uploads_removed_before_indexing_are_not_kept(
+    service: VisionService, tmp_path: Path, cdn: SlowCdn
+) -> None:
+    """Uploads deleted (or forgotten) while queued: their rows go, and so do their URLs."""
+    index = await ImageIndex.open(
+        tmp_path / "index.sqlite3", "tiny", service.workers, per_channel=100, retention_days=0
+    )
+    async with aiohttp.ClientSession() as session:
+        fetcher = MediaFetcher(session, ImageLoader(service.workers, ImageLimits()), frozenset())
+        indexer = Indexer(index, service, fetcher, lambda ref: asyncio.sleep(0, None))
+        await indexer.submit([cdn.source(n) for n in range(4)])
+        await index.remove_messages([1000, 1001])  # deleted before the indexer got to them
+        indexer.start()
+        try:
+            assert await indexer.wait_until_done([CHANNEL], limit_s=60)
+            assert await index.count([CHANNEL]) == 2
+            assert indexer.uploads.urls == {}
+        finally:
+            await indexer.stop()
+            await index.close()

@@ -198,7 +198,11 @@ class Indexer:
 
     async def _fetch_next(self, *, decode: bool) -> Batch | None:
         """The oldest queued images not in hand, their fetching begun; None if there are none."""
-        queued = await self.index.pending(self.batch_size + len(self._in_hand))
+        asked = self.batch_size + len(self._in_hand)
+        known = set(self.uploads.urls)
+        queued = await self.index.pending(asked)
+        if len(queued) < asked:  # the whole queue: a URL kept for no row of it is of no use
+            self.uploads.forget(known - {ref.key for ref in queued} - self._in_hand)
         refs = [ref for ref in queued if ref.key not in self._in_hand][: self.batch_size]
         if not refs:
             return None

@@ -52,6 +52,12 @@ class Uploads:
         self.urls: dict[Key, ImageSource] = {}  # URLs of queued uploads, while they are fresh
         self._asking = asyncio.Lock()  # a channel's first 403 spares the rest of the batch
 
+    def forget(self, keys: set[Key]) -> None:
+        """URLs of uploads no longer queued (deleted, forgotten or opted out before they were
+        indexed): the rows went, the URLs would stay for good."""
+        for key in keys:
+            self.urls.pop(key, None)
+
     def fetch(self, refs: list[ImageRef], *, decode: bool) -> Batch:
         """Starts fetching `refs`; with `decode` False, decoding waits for `Batch.decode`."""
         ready = asyncio.Event()
