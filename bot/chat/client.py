@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -17,11 +16,12 @@ from bot.chat.catching_up import CatchUps
 from bot.chat.cooldowns import MemberCooldown
 from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
+from bot.chat.fresh_urls import FreshUrls
 from bot.chat.permissions import may_reply
 from bot.chat.replies import reply_for
 from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
-from bot.chat.sources import indexable_sources, source_for
+from bot.chat.sources import indexable_sources
 from bot.chat.spoiler_channels import SpoilerChannels
 from bot.config import Settings
 from bot.health import HEARTBEAT_FILE, Heartbeat
@@ -29,7 +29,6 @@ from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
-from bot.index.uploads import Unavailable
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
@@ -90,9 +89,10 @@ class Glimpse(commands.Bot):
         self.index = index
         self.fetcher = fetcher
         self.cooldown = MemberCooldown(settings.cooldown)
-        self.indexer = Indexer(index, vision, fetcher, self.resolve_image)
-        self.captions = Captions(vision, fetcher)
         self.access = ReadAccess(self, index)
+        fresh_urls = FreshUrls(self, self.access, fetcher.allowed_hosts)
+        self.indexer = Indexer(index, vision, fetcher, fresh_urls.resolve)
+        self.captions = Captions(vision, fetcher)
         self.spoiler_channels = SpoilerChannels(self)
         self.finder = Finder(
             index,
@@ -159,28 +159,6 @@ class Glimpse(commands.Bot):
 
     async def message_of(self, ref: ImageRef) -> discord.Message | None:
         return await history.message_of(self, ref)
-
-    async def resolve_image(self, ref: ImageRef) -> ImageSource | None:
-        """A fresh URL for a queued image (URLs are never stored), or None if it is gone.
-        Raises Unavailable when Discord or the network fails for now."""
-        if not self.access.can_read(ref.channel_id):
-            return None
-        try:
-            message = await self.message_of(ref)
-        except discord.NotFound:
-            return None
-        except discord.Forbidden:
-            self.access.refused(ref.channel_id)
-            return None
-        except discord.HTTPException as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise Unavailable(f"Discord answered HTTP {exc.status}") from exc
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"Discord could not be reached: {exc!r}") from exc
-        if message is None:
-            return None
-        return source_for(message, ref.attachment_id, self.fetcher.allowed_hosts)
 
     async def _may_answer_here(self, ctx: commands.Context[Any]) -> bool:
         """A text command is run only where its reply can be posted: each post Discord refuses

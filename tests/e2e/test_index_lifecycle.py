@@ -11,6 +11,7 @@ import pytest
 
 from bot.chat import history
 from bot.chat.client import Glimpse
+from bot.index.background import Indexer
 from tests.conftest import TINY_CLIP
 from tests.e2e.harness import (
     World,
@@ -152,6 +153,28 @@ async def test_index_goes_on_when_its_progress_message_is_deleted(
         await indexed(bot, 3)
         await asyncio.sleep(0.3)
         assert server.sent[sent:] == []
+
+
+async def test_expired_urls_of_one_message_cost_one_request(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message's queued images whose URLs expired are asked for with one fetch of the
+    message, not one per image."""
+    release = held(monkeypatch, Indexer, "_fetch_next")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        posted = await server.post_message(world.general, world.bob, "", attachments=[
+            png_attachment("green", "square", i) for i in range(3)])  # fmt: skip
+
+        async def queued() -> bool:  # with the URLs it came with
+            return len(await bot.index.pending(10)) == 3
+
+        await eventually(queued)
+        server.expire_media_urls()
+        before = len(server.requests)
+        release.set()
+        await indexed(bot, 3)
+        path = f"/channels/{world.general}/messages/{posted['id']}"
+        assert [p for m, p in server.requests[before:] if m == "GET" and p == path] == [path]
 
 
 async def test_cooldown_applies_per_member(
