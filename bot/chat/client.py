@@ -121,6 +121,8 @@ class Glimpse(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.tree.error(self.on_app_command_error)
+        if ignored := await self.index.remove_ignored(self.settings.ignore_channels):
+            log.info("removed %d image(s) of channels in IGNORE_CHANNELS", ignored)
         self.indexer.start()
         self.heartbeat.start()
 

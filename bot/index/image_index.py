@@ -195,6 +195,9 @@ class ImageIndex:
     async def remove_channel(self, channel_id: int) -> int:
         return await self._workers.run("db", self._store.remove_channel, channel_id)
 
+    async def remove_ignored(self, channel_ids: Collection[int]) -> int:
+        return await self._workers.run("db", self._store.remove_ignored, channel_ids)
+
     async def remove_guild(self, guild_id: int) -> int:
         return await self._workers.run("db", self._store.remove_guild, guild_id)
 

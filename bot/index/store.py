@@ -238,6 +238,12 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
         where, twice = "channel_id = ? OR parent_id = ?", (channel_id, channel_id)
         return self._remove_where(where, [twice], settings="channel_id = ? OR channel_id = ?")
 
+    def remove_ignored(self, channel_ids: Collection[int]) -> int:
+        """The images of channels now in IGNORE_CHANNELS, their threads' too; their settings
+        stay, for when they are no longer ignored."""
+        params: list[tuple[object, ...]] = [(channel, channel) for channel in channel_ids]
+        return self._remove_where("channel_id = ? OR parent_id = ?", params) if params else 0
+
     def remove_guild(self, guild_id: int) -> int:
         return self._remove_where("guild_id = ?", [(guild_id,)], settings="guild_id = ?")
 

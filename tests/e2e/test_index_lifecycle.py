@@ -226,3 +226,17 @@ async def test_the_indexing_summary_counts_what_was_indexed(
     # Stopping forces the summary line an admin reads (bot/index/progress.py).
     lines = [r.getMessage() for r in caplog.records if r.name == "bot.index.progress"]
     assert lines[-1].startswith("indexing: 2 image(s) indexed, 0 pending")
+
+
+async def test_a_channel_ignored_later_leaves_the_index_at_start(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    thread = server.add_thread(world.other, "more")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        for channel in (world.general, world.other, thread):
+            await server.post_message(channel, world.bob, "", attachments=[
+                png_attachment("green", "square", channel)])  # fmt: skip
+        await indexed(bot, 3)
+    settings = bot_settings(server, tmp_path / "data", IGNORE_CHANNELS=str(world.other))
+    async with running(settings) as bot:
+        assert await count(bot) == 1 and await count(bot, world.general) == 1
