@@ -46,7 +46,7 @@ class Search(commands.Cog):
         scope = await finder.scope(request, ctx.channel, ctx.author)
         async with ctx.typing():
             example = None if request.query else await self._example(ctx, options)
-            query = await finder.query(request, example)
+            query = await finder.query(request, example, scope)
             # Only what the asker may read here, even in a reply everyone sees.
             here = {ctx.channel.id} & scope if split else scope
             reply = await finder.find(query, here, ctx.channel.id, private=private)

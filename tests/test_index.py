@@ -226,10 +226,11 @@ def test_add_validates_before_writing(index: IndexStore) -> None:
 
 def test_same_content_in_two_messages_is_two_rows_one_embedding(index: IndexStore) -> None:
     vec = unit(42)
-    assert index.embedding_for_hash("abc") is None
+    assert index.embedding_for_hash("abc", [10]) is None
     queue_and_add(index, [(ref(1), "abc", vec)])
-    cached = index.embedding_for_hash("abc")
+    cached = index.embedding_for_hash("abc", [10, 12])
     assert cached is not None and np.array_equal(cached, vec[None])  # (frames, dim)
+    assert index.embedding_for_hash("abc", [11]) is None  # only in the channels asked about
     queue_and_add(index, [(ref(2, channel=11), "abc", cached)])
     assert index.count() == 2
     hits = index.search(vec, [10, 11], top=5)
@@ -429,7 +430,7 @@ def test_model_change_never_mixes_embedding_spaces(db: Path) -> None:
         assert idx.count() == 0
         assert idx.search(unit(11), [10], top=5) == []
         assert not contains(idx, 1, 1)
-        assert idx.embedding_for_hash("hash11") is None
+        assert idx.embedding_for_hash("hash11", [10]) is None
         assert stale_refs(idx) == [ref(1), ref(2), ref(3)]
         assert len(idx.add_pending([ref(1)])) == 1  # moved to pending, no longer stale
         assert stale_refs(idx) == [ref(2), ref(3)]
@@ -716,7 +717,7 @@ class IndexMachine(RuleBasedStateMachine):
             for a in (1, 2):
                 assert contains(idx, m, a) == ((m, a) in self.indexed)
         for h in HASHES:
-            found = idx.embedding_for_hash(h)
+            found = idx.embedding_for_hash(h, CHANNEL_IDS)
             if any(hh == h for _, hh in self.indexed.values()):
                 assert found is not None and np.allclose(found, HASH_VECS[h])
             else:

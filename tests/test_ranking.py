@@ -147,7 +147,7 @@ def test_an_animation_scores_its_best_frame_and_keeps_its_frames(tmp_path: Path)
         assert hit.ref == ref(1) and hit.score == pytest.approx(1.0, abs=1e-5)
     with IndexStore(db, "clip-a") as store:  # frames come back from the file
         assert store.search(q, [10], 1)[0].score == pytest.approx(0.95, abs=1e-5)
-        cached = store.embedding_for_hash("gif")
+        cached = store.embedding_for_hash("gif", [10])
         assert cached is not None and cached.shape == (4, DIM)
         store.add_pending([ref(3)])
         store.add([(ref(3), "one", frames[:1])])

@@ -98,9 +98,13 @@ class Finder:
             return server_scope(asker, channel, archived)
         return {channel.id} if reads_history(channel, asker) else set()
 
-    async def query(self, request: FindRequest, example: ImageSource | None) -> Query:
+    async def query(
+        self, request: FindRequest, example: ImageSource | None, scope: set[int]
+    ) -> Query:
         """The request's text; without one, the example image (raises FindSyntaxError when
-        there is none, ImageError or DownloadError when it cannot be used)."""
+        there is none, ImageError or DownloadError when it cannot be used). An example indexed
+        in `scope` already is not embedded again; one indexed elsewhere is, so that the answer's
+        time says nothing of channels the asker may not read."""
         if request.query:
             vector = await self.vision.embed_text([request.query])
             scores = await self.vision.text_scores()
@@ -109,7 +113,7 @@ class Finder:
         if example is None:
             raise FindSyntaxError(wording.QUERY_MISSING)
         decoded = await self.fetcher.fetch(example)
-        vectors = await self.index.embedding_for_hash(decoded.digest)  # indexed already
+        vectors = await self.index.embedding_for_hash(decoded.digest, scope)
         if vectors is None:
             (vectors,) = await embed_frames(self.vision, [decoded.frames])
         excluded = Excluded(example.ref.key, decoded.digest)

@@ -66,9 +66,13 @@ class ImageIndex:
     async def record_failure(self, refs: list[ImageRef]) -> int:
         return await self._workers.run("db", self._store.record_failure, refs)
 
-    async def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
-        """The (frames, dim) embedding of an indexed image with these bytes, if any."""
-        return await self._workers.run("db", self._store.embedding_for_hash, content_hash)
+    async def embedding_for_hash(
+        self, content_hash: str, channel_ids: Collection[int]
+    ) -> npt.NDArray[np.float32] | None:
+        """The (frames, dim) embedding of an image with these bytes indexed in these channels,
+        if any."""
+        run = self._workers.run
+        return await run("db", self._store.embedding_for_hash, content_hash, channel_ids)
 
     async def embeddings_for_hashes(
         self, content_hashes: Collection[str]

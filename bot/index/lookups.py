@@ -43,9 +43,16 @@ class Lookups(Database):
 
     # -- embeddings --------------------------------------------------------------------------
 
-    def embedding_for_hash(self, content_hash: str) -> npt.NDArray[np.float32] | None:
-        """The (frames, dim) embedding (current model) of identical content, if stored."""
-        return self.embeddings_for_hashes([content_hash]).get(content_hash)
+    def embedding_for_hash(
+        self, content_hash: str, channel_ids: Collection[int]
+    ) -> npt.NDArray[np.float32] | None:
+        """The (frames, dim) embedding (current model) of identical content stored in these
+        channels, if any."""
+        with self._lock:
+            found = queries.embeddings_for_hashes(
+                self._conn, [content_hash], self.model_id, channel_ids
+            )
+        return found.get(content_hash)
 
     def embeddings_for_hashes(
         self, content_hashes: Collection[str]

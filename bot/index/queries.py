@@ -66,15 +66,20 @@ def pending_count(conn: sqlite3.Connection, channel_ids: Collection[int] | None)
 
 
 def embeddings_for_hashes(
-    conn: sqlite3.Connection, content_hashes: Collection[str], model_id: str
+    conn: sqlite3.Connection,
+    content_hashes: Collection[str],
+    model_id: str,
+    channel_ids: Collection[int] | None = None,
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """The (frames, dim) embedding of each of these contents that is stored, by hash."""
+    """The (frames, dim) embedding of each of these contents that is stored (in these
+    channels, unless None), by hash."""
     hashes = list(content_hashes)
     marks = ",".join("?" * len(hashes))
+    where, ids = _channel_filter(channel_ids)
     rows = conn.execute(
-        f"SELECT content_hash, dim, embedding FROM images "
-        f"WHERE content_hash IN ({marks}) AND model_id = ?",
-        (*hashes, model_id),
+        f"SELECT content_hash, dim, embedding FROM images {where or 'WHERE 1'} "
+        f"AND content_hash IN ({marks}) AND model_id = ?",
+        (*ids, *hashes, model_id),
     )
     found: dict[str, npt.NDArray[np.float32]] = {}
     for content_hash, dim, blob in rows:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from bot import wording
+from bot.chat import search
 from bot.chat.client import Glimpse
 from tests.e2e.harness import World, indexed, mentions_disabled, reply_to, shape_png, sync_commands
 from tests.e2e.test_real_discord import command, image, settled
@@ -149,3 +154,27 @@ async def test_images_like_an_example_are_never_called_weak_matches(
     reply = await reply_to(server, ask)
     titles = [embed["title"] for embed in reply["embeds"]]
     assert len(titles) == 10 and not [t for t in titles if "weak match" in t]
+
+
+async def test_an_example_indexed_only_where_the_asker_cannot_read_is_embedded_anew(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reusing the stored embedding of an identical file answers sooner: only files in the
+    asker's scope are reused, so the answer's time tells nothing of other channels (or
+    servers) that hold the file."""
+    embedded: list[int] = []
+    real = search.embed_frames
+
+    async def counting(*args: Any) -> Any:
+        embedded.append(1)
+        return await real(*args)
+
+    monkeypatch.setattr(search, "embed_frames", counting)
+    await server.post_message(world.hidden, world.alice, "", attachments=[
+        image("secret.png", "red", "circle")])  # fmt: skip
+    await settled(server, glimpse, 1)
+    example = image("same.png", "red", "circle")  # the very same bytes
+    reply = await command(server, world.general, world.bob, "!find", attachments=[example])
+    assert reply["embeds"] == [] and embedded == [1]
+    reply = await command(server, world.hidden, world.alice, "!find", attachments=[example])
+    assert reply["content"] == wording.NO_OTHER_IMAGES and embedded == [1]  # reused there
