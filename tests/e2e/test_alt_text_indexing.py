@@ -4,6 +4,7 @@ ignored channel is described and not indexed (and still downloaded once)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,25 @@ async def test_opted_out_or_ignored_images_are_described_not_indexed(
         await settled(server, bot, 0)
         assert await bot.index.count() == 0
         assert downloads(server, mine) == downloads(server, there) == [1]
+
+
+async def test_a_busy_channel_leaves_room_for_the_others(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALT_TEXT_MAX_PENDING is shared: one channel holds at most a quarter of it, so a burst
+    there does not leave another channel's images undescribed."""
+    settings = bot_settings(server, tmp_path / "data", ALT_TEXT_MAX_PENDING="8")
+    async with running(settings) as bot:
+        await turn_on(server, world, world.general)
+        await turn_on(server, world, world.other)
+        release = held(monkeypatch, bot.descriptions, "_describe")
+        for n in range(10):
+            await server.post_message(world.general, world.carol, "", attachments=[
+                image(f"{n}.png", *CLASSES[n % len(CLASSES)], seed=n)])  # fmt: skip
+        quiet = await server.post_message(world.other, world.bob, "", attachments=[
+            image("q.png", "yellow", "triangle")])  # fmt: skip
+        await server.flush()
+        await asyncio.sleep(0.3)
+        assert bot.descriptions.waiting == 2 + 1  # two of general's, and the quiet channel's
+        release.set()
+        assert (await described_by(server, quiet))["content"].endswith("a yellow triangle")
