@@ -404,6 +404,8 @@ def test_last_message_id_and_channels(index: IndexStore) -> None:
     queue_and_add(index, [item(ref(5)), item(ref(3, channel=30, guild=None))])
     index.add_pending([ref(9), ref(2, channel=11)])
     assert index.last_message_id(10) == 9
+    assert index.last_message_id(10, before=9) == 5  # pending and indexed alike
+    assert index.last_message_id(10, before=5) is None
     assert index.last_message_id(30) == 3
     assert index.channels() == [(1, 10), (1, 11), (None, 30)]
 

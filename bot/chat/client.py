@@ -145,9 +145,10 @@ class Glimpse(commands.Bot):
             log.info("server %s is available again; catching up", guild.id)
             self.catch_ups.start()
 
-    async def _catch_up(self) -> int:
+    async def _catch_up(self, before: int) -> int:
         limit = self.settings.index_per_channel
-        return await history.catch_up(self, self.access, self.indexer, self.indexable, limit)
+        index, sources = self.indexer, self.indexable
+        return await history.catch_up(self, self.access, index, sources, limit, before)
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
         """The images of a message that the index takes (see `indexable_sources`); none from a

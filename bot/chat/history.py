@@ -33,32 +33,51 @@ async def message_of(client: discord.Client, ref: ImageRef) -> discord.Message |
 
 
 async def catch_up(
-    client: discord.Client, access: ReadAccess, indexer: Indexer, sources: Sources, limit: int
+    client: discord.Client,
+    access: ReadAccess,
+    indexer: Indexer,
+    sources: Sources,
+    limit: int,
+    before: int,
 ) -> int:
     """Queues images posted while the bot was down or between two gateway sessions (whose
     events Discord never sends), in every channel already indexed that it can still read (a 403
-    is asked once, then remembered)."""
+    is asked once, then remembered). `before`: the snowflake of the session's start; messages
+    from then on arrive as events, and never count as where the reading stops."""
     queued = 0
     index = indexer.index
     for _guild_id, channel_id in await index.channels():
         channel = client.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             continue
-        last = await index.last_message_id(channel_id) or 0
+        last = await index.last_message_id(channel_id, before) or 0
         try:
-            # Newest first, down to the last image indexed: when more than `limit` messages
-            # came since, the newest are the ones the index keeps.
-            async for message in channel.history(limit=limit):
-                if message.id <= last:
-                    break
-                queued += await indexer.submit(sources(message))
+            missed = await _newest_after(channel, last, limit)
         except discord.Forbidden:
             access.refused(channel_id)
+            continue
         except discord.HTTPException as exc:
             log.info("cannot catch up on channel %s: %s", channel_id, exc)
+            continue
+        # Oldest first: a catch-up cut short leaves its mark where the reading can go on.
+        for message in reversed(missed):
+            queued += await indexer.submit(sources(message))
     if queued:
         log.info("queued %d image(s) posted while the bot was offline", queued)
     return queued
+
+
+async def _newest_after(
+    channel: discord.abc.Messageable, last: int, limit: int
+) -> list[discord.Message]:
+    """The channel's messages after `last`, newest first, at most `limit`: when more came
+    since, the newest are the ones the index keeps."""
+    found = []
+    async for message in channel.history(limit=limit):
+        if message.id <= last:
+            break
+        found.append(message)
+    return found
 
 
 async def backfill(

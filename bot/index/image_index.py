@@ -180,8 +180,8 @@ class ImageIndex:
         """(thread_id, parent_id) of the threads of these channels that hold indexed images."""
         return await self._workers.run("db", self._store.threads_under, list(parent_ids))
 
-    async def last_message_id(self, channel_id: int) -> int | None:
-        return await self._workers.run("db", self._store.last_message_id, channel_id)
+    async def last_message_id(self, channel_id: int, before: int | None = None) -> int | None:
+        return await self._workers.run("db", self._store.last_message_id, channel_id, before)
 
     # -- removal ---------------------------------------------------------------------------
 

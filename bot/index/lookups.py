@@ -106,10 +106,11 @@ class Lookups(Database):
 
     # -- where images are --------------------------------------------------------------------
 
-    def last_message_id(self, channel_id: int) -> int | None:
-        """The newest message id indexed (any model) or pending in the channel."""
+    def last_message_id(self, channel_id: int, before: int | None = None) -> int | None:
+        """The newest message id indexed (any model) or pending in the channel (below
+        `before`, if given)."""
         with self._lock:
-            return queries.last_message_id(self._conn, channel_id)
+            return queries.last_message_id(self._conn, channel_id, before)
 
     def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
         with self._lock:

@@ -137,11 +137,15 @@ def pending_among(conn: sqlite3.Connection, keys: Collection[Key]) -> int:
     return sum(conn.execute(query, key).fetchone()[0] for key in keys)
 
 
-def last_message_id(conn: sqlite3.Connection, channel_id: int) -> int | None:
+def last_message_id(
+    conn: sqlite3.Connection, channel_id: int, before: int | None = None
+) -> int | None:
+    below = (1 << 63) - 1 if before is None else before
     (newest,) = conn.execute(
         "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE channel_id = ? "
-        "UNION ALL SELECT MAX(message_id) FROM pending WHERE channel_id = ?)",
-        (channel_id, channel_id),
+        "AND message_id < ? UNION ALL "
+        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ?)",
+        (channel_id, below, channel_id, below),
     ).fetchone()
     return None if newest is None else int(newest)
 

@@ -163,3 +163,68 @@ async def test_a_guild_unavailable_at_start_is_caught_up_when_it_comes_back(
         await server.end_outage(world.guild)
         await attachment_indexed(bot, missed)
         await indexed(bot, 2)
+
+
+async def test_a_catch_up_cut_short_is_finished_by_the_next(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up that stops after queuing one of three missed uploads (a crash, say): the next
+    one reads on from there, because the oldest was queued first."""
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        real, calls = bot.indexer.submit, 0
+
+        async def submit_then_stop(sources: Any) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise RuntimeError("stopped here")
+            return await real(sources)
+
+        monkeypatch.setattr(bot.indexer, "submit", submit_then_stop)
+
+        async def three() -> dict:
+            for colour in ("green", "blue"):
+                await upload(server, world, f"{colour}.png", colour)
+            return await upload(server, world, "yellow.png", "yellow")
+
+        await new_session_missing(server, bot, three)
+        await eventually(lambda: _true(calls >= 2))
+        await indexed(bot, 2)  # the oldest only
+        monkeypatch.setattr(bot.indexer, "submit", real)
+        await new_session_missing(server, bot, lambda: server.post_message(
+            world.general, world.alice, "back"))  # fmt: skip
+        await indexed(bot, 4)
+
+
+async def test_a_live_upload_before_the_catch_up_reaches_its_channel_hides_nothing(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload that arrives as an event before the catch-up has read its channel is not where
+    the reading of that channel stops: what was missed before it is still read."""
+    real = history.catch_up
+    go = asyncio.Event()
+    go.set()
+
+    async def waiting_catch_up(*args: Any) -> int:
+        await go.wait()
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", waiting_catch_up)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        go.clear()
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "green")
+        )
+        live = await upload(server, world, "live.png", "blue")
+        await attachment_indexed(bot, live)
+        go.set()
+        await attachment_indexed(bot, missed)
+        await indexed(bot, 3)
+
+
+async def _true(value: bool) -> bool:
+    return value
