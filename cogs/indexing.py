@@ -8,7 +8,8 @@ import discord
 from discord.ext import commands
 
 from bot import wording
-from bot.chat import history
+from bot.chat import answers, history
+from bot.chat.answers import ANYWHERE
 from bot.chat.client import Glimpse
 from bot.chat.people import may_name, person_named, unquoted
 
@@ -19,7 +20,7 @@ class Indexing(commands.Cog):
     def __init__(self, bot: Glimpse) -> None:
         self.bot = bot
 
-    @commands.command(name="forget", usage="[@member | user ID | name]")
+    @commands.command(name="forget", usage="[@member | user ID | name]", extras=ANYWHERE)
     async def forget_command(self, ctx: commands.Context[Any], *, who: str = "") -> None:
         """Remove your images (or, with Manage Messages, someone's) from this server's index.
 
@@ -40,22 +41,22 @@ class Indexing(commands.Cog):
         removed = await self.bot.index.forget_author(guild_id, target.id, ctx.message.id)
         whose = None if target.id == ctx.author.id else target.display_name
         text = wording.forgotten(removed, whose, in_server=ctx.guild is not None)
-        await ctx.reply(text, mention_author=False)
+        await answers.reply(ctx, text)
 
-    @commands.command(name="optout")
+    @commands.command(name="optout", extras=ANYWHERE)
     async def optout_command(self, ctx: commands.Context[Any]) -> None:
         """Remove your images from this server's index and stop indexing your uploads here."""
         guild_id = ctx.guild.id if ctx.guild else None
         removed = await self.bot.index.opt_out(guild_id, ctx.author.id)
         text = wording.opted_out(removed, in_server=ctx.guild is not None)
-        await ctx.reply(text, mention_author=False)
+        await answers.reply(ctx, text)
 
-    @commands.command(name="optin")
+    @commands.command(name="optin", extras=ANYWHERE)
     async def optin_command(self, ctx: commands.Context[Any]) -> None:
         """Index your uploads in this server again, from now on (after `optout`)."""
         guild_id = ctx.guild.id if ctx.guild else None
         was_out = await self.bot.index.opt_in(guild_id, ctx.author.id, ctx.message.id)
-        await ctx.reply(wording.opted_in(was_out, ctx.guild is not None), mention_author=False)
+        await answers.reply(ctx, wording.opted_in(was_out, ctx.guild is not None))
 
     @commands.command(name="index")
     @commands.guild_only()

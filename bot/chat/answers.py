@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot import wording
 from bot.chat.fitting import clip
+from bot.chat.permissions import may_reply
 from bot.chat.search import Reply
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,14 @@ TOKEN_EXPIRED = {(401, 50027), (404, 10015)}
 PUBLIC_DEFER = "glimpse.deferred_in_public"
 
 Person = discord.User | discord.Member
+
+# The `extras` of a command that runs even where the bot may not reply (a member's choices
+# about their own images must take effect); its answer comes by direct message there.
+ANYWHERE = {"answers_by_dm_where_it_cannot_reply": True}
+
+
+def runs_anywhere(command: object) -> bool:
+    return isinstance(command, commands.Command) and command.extras == ANYWHERE
 
 
 async def defer(interaction: discord.Interaction | None, *, private: bool = False) -> None:
@@ -57,7 +66,11 @@ async def reply(
     *,
     private: bool = False,
 ) -> None:
-    """The command's reply; `private` makes a slash command's reply ephemeral."""
+    """The command's reply; `private` makes a slash command's reply ephemeral. Where the bot
+    may not reply, a command that runs anyway answers by direct message."""
+    if ctx.interaction is None and ctx.guild is not None and not may_reply(ctx.channel):
+        await direct_message(ctx.author, content, embeds)
+        return
     if ctx.interaction is None:
         content, embeds = _as_text_without_embed_links(ctx.channel, content, embeds)
     content = clip(content)

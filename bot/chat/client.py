@@ -168,6 +168,8 @@ class Glimpse(commands.Bot):
         (403) counts towards its invalid-request limit, and the error reply would be a second."""
         if ctx.interaction is not None or ctx.guild is None or may_reply(ctx.channel):
             return True
+        if answers.runs_anywhere(ctx.command):
+            return True
         raise CannotAnswerHere
 
     async def on_command_error(

@@ -10,6 +10,7 @@ import logging
 
 import pytest
 
+from bot import wording
 from bot.chat.client import Glimpse
 from tests.e2e.harness import World, indexed, sync_commands
 from tests.e2e.test_real_discord import image
@@ -69,3 +70,29 @@ async def test_slash_commands_are_answered_there(
         world.other, world.alice, "caption", attachments=[image("b.png", "blue", "circle")]
     )
     assert (await it.wait_for_response())["content"] == "a blue circle"
+
+
+async def test_a_members_choices_about_their_images_still_take_effect_there(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """`!forget`, `!optout` and `!optin` run even where the bot may not reply: a member's
+    privacy must not depend on the channel's permissions. The answer comes by DM."""
+    await server.post_message(world.other, world.bob, "", attachments=[
+        image("b.png", "blue", "circle")])  # fmt: skip
+    await indexed(glimpse, 1)
+    bot_role = server.bot_role_id(world.guild)
+    server.set_overwrites(world.other, [
+        {"id": bot_role, "type": 0, "allow": 0, "deny": SEND_MESSAGES}])  # fmt: skip
+    await server.flush()
+    before = len(server.requests)
+    await server.post_message(world.other, world.bob, "!forget")
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.bob))
+    assert dm["content"] == wording.forgotten(1, None, in_server=True)
+    await indexed(glimpse, 0)
+    await server.post_message(world.other, world.bob, "!optout")
+    opted_out = wording.opted_out(0, in_server=True)
+    await server.wait_for_sent(
+        lambda sent: sent["content"] == opted_out, channel_id=server.dm_channel(world.bob)
+    )
+    assert glimpse.index.keeps_out(world.guild, world.bob, 1 << 62)
+    assert posts_to(server, world.other, before) == []
