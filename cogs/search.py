@@ -6,6 +6,7 @@ from typing import Any
 
 from discord.ext import commands
 
+from bot import wording
 from bot.chat import answers
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
@@ -44,6 +45,9 @@ class Search(commands.Cog):
         split = not private and request.scope == "server" and ctx.guild is not None
         await answers.defer(ctx.interaction, private=private)
         scope = await finder.scope(request, ctx.channel, ctx.author)
+        if not scope:  # before an example image is fetched and embedded for nothing
+            await answers.reply(ctx, wording.NO_HISTORY, private=private)
+            return
         async with ctx.typing():
             example = None if request.query else await self._example(ctx, options)
             query = await finder.query(request, example, scope)

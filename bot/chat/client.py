@@ -128,6 +128,7 @@ class Glimpse(commands.Bot):
 
     async def on_connect(self) -> None:
         self._session_ready = False
+        self.spoiler_channels.clear()
 
     async def on_resumed(self) -> None:
         self._session_ready = True
@@ -143,6 +144,7 @@ class Glimpse(commands.Bot):
         # Before on_ready, the guilds of the session arrive this way too: on_ready covers them.
         if self._session_ready:
             log.info("server %s is available again; catching up", guild.id)
+            self.spoiler_channels.clear()
             self.catch_ups.start()
 
     async def _catch_up(self, before: int) -> int:
@@ -181,8 +183,8 @@ class Glimpse(commands.Bot):
             if ctx.channel.id not in self._mute_channels:
                 self._mute_channels.add(ctx.channel.id)
                 log.warning(
-                    "commands in channel %s go unanswered: the bot needs Send Messages and "
-                    "Read Message History there",
+                    "commands in channel %s go unanswered: the bot needs Send Messages (in a "
+                    "thread: Send Messages in Threads) and Read Message History there",
                     ctx.channel.id,
                 )
             return

@@ -7,6 +7,7 @@ from bot import wording
 from bot.chat.client import Glimpse
 from bot.chat.search import fetch_budget
 from tests.e2e.harness import World, sync_commands
+from tests.e2e.test_catch_up import new_session_missing
 from tests.e2e.test_real_discord import command, image, settled
 from tests.fakediscord import VIEW_CHANNEL, FakeDiscord
 
@@ -180,3 +181,25 @@ async def test_a_spoiler_channels_images_are_shown_covered_elsewhere(
     await server.flush()
     (embed,) = (await private_find(server, world, "a green circle"))["embeds"]
     assert "image" in embed and "(spoiler)" not in embed["title"]
+
+
+async def test_a_spoiler_channel_made_during_a_lost_session_is_covered(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Discord never replays a lost session's CHANNEL_UPDATE: what the bot knew of the
+    channel's flags is asked again after a new session."""
+    maybe = server.add_channel(world.guild, "maybe")
+    await server.post_message(maybe, world.bob, "", attachments=[
+        image("m.png", "green", "circle")])  # fmt: skip
+    await settled(server, glimpse, 1)
+    await sync_commands(server)
+    (embed,) = (await private_find(server, world, "a green circle"))["embeds"]
+    assert "image" in embed
+
+    async def flag_it() -> dict:
+        server.set_spoiler_channel(maybe, True)
+        return await server.post_message(world.general, world.alice, "meanwhile")
+
+    await new_session_missing(server, glimpse, flag_it)
+    (embed,) = (await private_find(server, world, "a green circle"))["embeds"]
+    assert "image" not in embed and "(spoiler)" in embed["title"]
