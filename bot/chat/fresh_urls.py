@@ -4,6 +4,7 @@ asks Discord for the image's message again (message.mdx, "Get Channel Message").
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import aiohttp
 import discord
@@ -15,9 +16,11 @@ from bot.images.fetcher import ImageSource
 from bot.index.refs import ImageRef
 from bot.index.uploads import Unavailable
 
-# A message's images are queued side by side and asked for one after another: the message
-# fetched for the first serves the others (its URLs last hours), sparing a request each.
+# A message's images are queued side by side and asked for one after another (give or take
+# the batch's parallel downloads): the message fetched for the first serves the others (its
+# URLs last hours), sparing a request each.
 REUSE_S = 60.0
+KEPT = 8  # messages, as many as a batch downloads at once
 
 
 class FreshUrls:
@@ -27,7 +30,7 @@ class FreshUrls:
         self.client = client
         self.access = access
         self.allowed_hosts = allowed_hosts
-        self._last: tuple[int, float, discord.Message] | None = None
+        self._recent: OrderedDict[int, tuple[float, discord.Message]] = OrderedDict()
 
     async def resolve(self, ref: ImageRef) -> ImageSource | None:
         """A fresh URL for a queued image, or None if it is gone. Raises Unavailable when
@@ -41,10 +44,9 @@ class FreshUrls:
 
     async def _message(self, ref: ImageRef) -> discord.Message | None:
         now = time.monotonic()
-        if self._last is not None:
-            message_id, fetched_at, message = self._last
-            if message_id == ref.message_id and now - fetched_at < REUSE_S:
-                return message
+        kept = self._recent.get(ref.message_id)
+        if kept is not None and now - kept[0] < REUSE_S:
+            return kept[1]
         try:
             found = await history.message_of(self.client, ref)
         except discord.NotFound:
@@ -58,5 +60,9 @@ class FreshUrls:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Unavailable(f"Discord could not be reached: {exc!r}") from exc
-        self._last = (ref.message_id, now, found) if found is not None else None
+        if found is not None:
+            self._recent[ref.message_id] = (now, found)
+            self._recent.move_to_end(ref.message_id)
+            while len(self._recent) > KEPT:
+                self._recent.popitem(last=False)
         return found
