@@ -147,6 +147,10 @@ NO_HISTORY_TO_CAPTION = (
     "You can't read this channel's earlier messages, so I won't caption its latest image: "
     "attach one, or reply to a message with one."
 )
+BOT_CANNOT_READ_TO_CAPTION = (
+    "I can't read this channel's earlier messages, so I can't find its latest image: "
+    "attach the image instead."
+)
 NO_IMAGE_IN_MESSAGE = "That message has no image or file to caption."
 NO_PREVIEW = (
     "Discord shows no image preview for that link, so I have nothing to caption: "

@@ -45,6 +45,10 @@ NOTHING_SHOWABLE = (
     "The images that match are gone, or in channels I can no longer read, so I have none to show."
 )
 NO_HISTORY = "You can't read this channel's earlier messages, so I won't show you its images."
+BOT_CANNOT_READ = (
+    "I can't read this channel's messages, so I have none of its images: a server admin can "
+    "give me View Channel and Read Message History here."
+)
 NO_OTHER_IMAGES = "I have no other images indexed here to compare yours with."
 
 

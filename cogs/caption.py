@@ -12,6 +12,7 @@ from bot import wording
 from bot.chat import answers
 from bot.chat.captions import (
     LINK,
+    CannotReadChannel,
     NoHistory,
     NoImage,
     NoImageInMessage,
@@ -74,6 +75,8 @@ class Caption(commands.Cog):
         if not sources:
             if not reads_history(ctx.channel, ctx.author):
                 raise NoHistory  # the latest image is earlier history, hidden from the asker
+            if not self.bot.access.can_read(ctx.channel.id):
+                raise CannotReadChannel  # a slash command works where the bot cannot read
             before = ctx.message if ctx.interaction is None else None
             found = await captions.latest_image(ctx.channel, before)
             if found is None:

@@ -35,6 +35,11 @@ class NoHistory(UserError):
         super().__init__(wording.NO_HISTORY_TO_CAPTION)
 
 
+class CannotReadChannel(UserError):
+    def __init__(self) -> None:
+        super().__init__(wording.BOT_CANNOT_READ_TO_CAPTION)
+
+
 class NoImageInMessage(UserError):
     def __init__(self) -> None:
         super().__init__(wording.NO_IMAGE_IN_MESSAGE)
@@ -87,11 +92,15 @@ class Captions:
     async def latest_image(
         self, channel: discord.abc.Messageable, before: discord.Message | None
     ) -> tuple[discord.Message, list[ImageSource]] | None:
-        """The newest message with an image among the channel's last LOOKBACK messages."""
-        async for message in channel.history(limit=LOOKBACK, before=before):
-            found = self.sources_in(message)
-            if found:
-                return message, found
+        """The newest message with an image among the channel's last LOOKBACK messages
+        (raises CannotReadChannel when Discord refuses to show them)."""
+        try:
+            async for message in channel.history(limit=LOOKBACK, before=before):
+                found = self.sources_in(message)
+                if found:
+                    return message, found
+        except discord.Forbidden:
+            raise CannotReadChannel from None
         return None
 
     async def caption(

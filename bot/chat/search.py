@@ -158,6 +158,8 @@ class Finder:
     async def _nothing(self, scope: set[int], readable: set[int], hits: bool, query: Query) -> str:
         """Why there is nothing to show: nothing indexed, nothing but the example, or nothing
         that can still be shown."""
+        if not readable and len(scope) == 1:  # asked by a slash command, which works anywhere
+            return wording.BOT_CANNOT_READ
         if await self.index.count(scope) == 0:
             return wording.EMPTY_INDEX
         if not hits and query.excluded is not None and await self.index.count(readable):

@@ -14,7 +14,7 @@ from bot import wording
 from bot.chat.client import Glimpse
 from tests.e2e.harness import World, indexed, sync_commands
 from tests.e2e.test_real_discord import image
-from tests.fakediscord import READ_MESSAGE_HISTORY, SEND_MESSAGES, FakeDiscord
+from tests.fakediscord import READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL, FakeDiscord
 
 UNANSWERED = "commands in channel %s go unanswered"
 
@@ -96,3 +96,22 @@ async def test_a_members_choices_about_their_images_still_take_effect_there(
     )
     assert glimpse.index.keeps_out(world.guild, world.bob, 1 << 62)
     assert posts_to(server, world.other, before) == []
+
+
+@pytest.mark.parametrize("denied", [VIEW_CHANNEL, READ_MESSAGE_HISTORY])
+async def test_slash_commands_where_the_bot_cannot_read_say_so(
+    server: FakeDiscord, world: World, glimpse: Glimpse, denied: int
+) -> None:
+    """Slash commands are offered wherever the member may use them, whatever the bot may
+    read: without the channel's history, there is no latest image and nothing indexed."""
+    await server.post_message(world.other, world.bob, "", attachments=[
+        image("b.png", "blue", "circle")])  # fmt: skip
+    await indexed(glimpse, 1)
+    bot_role = server.bot_role_id(world.guild)
+    server.set_overwrites(world.other, [{"id": bot_role, "type": 0, "allow": 0, "deny": denied}])
+    await sync_commands(server)
+    it = await server.slash_command(world.other, world.alice, "caption")
+    assert (await it.wait_for_response())["content"] == wording.BOT_CANNOT_READ_TO_CAPTION
+    it = await server.slash_command(world.other, world.alice, "find", {"query": "a circle"})
+    reply = await it.wait_for_response(timeout=30)
+    assert reply["content"] == wording.BOT_CANNOT_READ and reply["embeds"] == []
