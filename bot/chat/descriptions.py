@@ -39,9 +39,6 @@ log = logging.getLogger(__name__)
 
 CAPTIONS_AT_ONCE = 2
 POSTS_PER_PERIOD, PERIOD_S = 2, 5.0  # of Discord's 5 messages per 5 s in a channel
-# One channel holds at most this fraction of ALT_TEXT_MAX_PENDING: with the default 20, five
-# waiting descriptions, posted within 12.5 s at the pace above.
-CHANNEL_SHARE = 4
 
 Sources = Callable[[discord.Message], list[ImageSource]]
 
@@ -71,7 +68,6 @@ class Descriptions:
         self.index = indexer.index
         self.indexable = indexable
         self.max_pending = max_pending
-        self.channel_share = max(1, max_pending // CHANNEL_SHARE)
         self.pace = ChannelPace(POSTS_PER_PERIOD, PERIOD_S)
         self._captioning = asyncio.Semaphore(CAPTIONS_AT_ONCE)
         self._waiting: dict[int, _Waiting] = {}
@@ -87,16 +83,14 @@ class Descriptions:
         return in_server and self.index.describes_images(root_of(channel))
 
     def posted(self, message: discord.Message, sources: list[ImageSource]) -> None:
-        """Starts describing in the background, unless more than `max_pending` wait already,
-        or the channel holds its share of them: one busy channel, paced at a few posts a
-        period, would otherwise fill every place and leave the other channels none."""
-        here = sum(1 for w in self._waiting.values() if w.channel_id == message.channel.id)
-        if len(self._waiting) > self.max_pending or here >= self.channel_share:
+        """Starts describing in the background, unless more than `max_pending` wait already.
+        A channel with none waiting still gets one (up to twice `max_pending` in all): one busy
+        channel, paced at a few posts a period, would otherwise leave the others none."""
+        count = len(self._waiting)
+        quiet = all(w.channel_id != message.channel.id for w in self._waiting.values())
+        if count > self.max_pending and not (quiet and count < 2 * self.max_pending):
             log.info(
-                "alt text skipped for message %s: %d descriptions are waiting (%d in its channel)",
-                message.id,
-                len(self._waiting),
-                here,
+                "alt text skipped for message %s: %d descriptions are waiting", message.id, count
             )
             return
         if not may_reply(message.channel):
