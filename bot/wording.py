@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from bot.markdown import as_typed
+
 # The sentences of finding images (!find, its results, reposts) live in bot.wording_find, and
 # those of automatic alt text in bot.wording_alt_text.
 from bot.wording_alt_text import *  # noqa: F403
@@ -184,14 +186,9 @@ def alt_text_line(alt_text: str) -> str:
     return f"-# alt text: {alt_text}"
 
 
-def spoiler(text: str) -> str:
-    """Under Discord's spoiler cover (`||...||`); a `|` inside cannot end the cover early."""
-    return "||" + text.replace("|", "\\|") + "||"
-
-
 def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
     """`whose` is None for the asker's own images, else the member's display name."""
-    owner = "your" if whose is None else f"{whose}'s"
+    owner = "your" if whose is None else f"{as_typed(whose)}'s"
     where = "this server's" if in_server else "this conversation's"
     if removed == 1:
         return f"Removed 1 image of {'yours' if whose is None else owner} from {where} index."

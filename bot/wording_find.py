@@ -5,6 +5,8 @@ Part of `bot.wording`, which re-exports it: callers write `wording.X` for any se
 
 from __future__ import annotations
 
+from bot.markdown import as_typed
+
 # -- the syntax of find ---------------------------------------------------------------------------
 
 QUOTE_NOT_CLOSED = "the query's closing quote is missing"
@@ -18,7 +20,7 @@ SCOPE_CHOICES = "`scope:` must be `channel` or `server`"
 
 def unknown_find_word(word: str) -> str:
     return (
-        f"I don't understand {word!r}: after the query, use `top: 3` or "
+        f"I don't understand '{as_typed(word)}': after the query, use `top: 3` or "
         "`scope: server` (put the query in quotes if it contains such words)"
     )
 

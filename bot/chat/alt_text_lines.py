@@ -17,6 +17,7 @@ from bot import wording
 from bot.chat.fitting import fit_rendered
 from bot.chat.sources import image_sources, is_command_reply
 from bot.images.fetcher import ImageSource
+from bot.markdown import as_typed, spoiler
 
 Described = tuple[str, ImageSource]  # a caption, and the image it describes
 
@@ -39,7 +40,7 @@ def reply_text(described: list[Described]) -> str:
     def render(texts: list[str]) -> str:
         lines = []
         for number, (text, (_, source)) in enumerate(zip(texts, described, strict=True), 1):
-            text = wording.spoiler(text) if source.spoiler else text
+            text = spoiler(text) if source.spoiler else as_typed(text)
             lines.append(wording.automatic_alt_text(text, number, len(described)))
         return "\n".join(lines)
 

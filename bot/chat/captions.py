@@ -15,6 +15,7 @@ from bot.errors import UserError
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
+from bot.markdown import as_typed, spoiler
 from bot.vision.service import VisionService
 
 MAX_IMAGES = 4
@@ -126,7 +127,7 @@ class Captions:
         return await self.vision.caption(fetched.image, prompt)
 
 
-Part = tuple[str, str | BaseException, ImageSource, bool]  # text, result, source, is alt text
+Part = tuple[str, ImageSource, bool]  # text, source, is alt text
 
 
 def _reply(captioned: list[tuple[str | BaseException, ImageSource]], ending: str) -> str:
@@ -136,42 +137,42 @@ def _reply(captioned: list[tuple[str | BaseException, ImageSource]], ending: str
     parts: list[Part] = []
     for result, source in captioned:
         if isinstance(result, BaseException):
-            parts.append((_refusal(result, source), result, source, False))
+            parts.append((_refusal(result, source), source, False))
             continue
-        parts.append((result, result, source, False))
+        parts.append((result, source, False))
         alt = _alt_text(source.alt_text, result)
         if alt:
-            parts.append((alt, result, source, True))
+            parts.append((alt, source, True))
 
     def render(shortened: list[str]) -> str:
         lines, number = [], 0
-        for text, (_, result, source, is_alt) in zip(shortened, parts, strict=True):
+        for text, (_, source, is_alt) in zip(shortened, parts, strict=True):
             if is_alt:
                 lines.append(wording.alt_text_line(_covered(text, source)))
                 continue
             number += 1
-            line = text if isinstance(result, BaseException) else _covered(text, source)
-            lines.append(wording.numbered(number, len(captioned), line))
+            lines.append(wording.numbered(number, len(captioned), _covered(text, source)))
         return "\n".join(lines) + ending
 
     return fit_rendered([text for text, *_ in parts], render)
 
 
 def _refusal(error: BaseException, source: ImageSource) -> str:
-    return wording.caption_refused(discord.utils.escape_markdown(source.filename), error)
+    return wording.caption_refused(source.filename, error)
 
 
 def _covered(text: str, source: ImageSource) -> str:
-    # A spoilered image's caption would give it away: it goes under the same cover.
-    return wording.spoiler(text) if source.spoiler else text
+    """A caption, alt text or refusal as it reads; a spoilered image's would give it away
+    (its file name too), so it goes under the same cover."""
+    return spoiler(text) if source.spoiler else as_typed(text)
 
 
 def _alt_text(alt_text: str | None, caption: str) -> str:
-    """The alt text on one line, its markdown shown as typed; empty when it says what the
-    caption says (in any case, spacing or final punctuation)."""
+    """The alt text on one line; empty when it says what the caption says (in any case,
+    spacing or final punctuation)."""
     alt = " ".join((alt_text or "").split())
 
     def plain(text: str) -> str:
         return " ".join(text.split()).casefold().rstrip(".!")
 
-    return "" if plain(alt) == plain(caption) else discord.utils.escape_markdown(alt)
+    return "" if plain(alt) == plain(caption) else alt

@@ -150,8 +150,14 @@ def attachment_source(
         author_id=interaction.user.id,
         created_at=interaction.created_at.timestamp(),
     )
+    spoiler = is_spoiler(attachment)
     return ImageSource(
-        ref, attachment.url, attachment.filename, attachment.size, alt_text=attachment.description
+        ref,
+        attachment.url,
+        attachment.filename,
+        attachment.size,
+        spoiler=spoiler,
+        alt_text=attachment.description,
     )
 
 

@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, indexed, shape_png, sync_commands
-from tests.fakediscord import FakeDiscord
+from tests.e2e.harness import World, indexed, reply_to, shape_png, sync_commands
+from tests.e2e.test_alt_text_and_animations import described
+from tests.fakediscord import FakeDiscord, Upload
 
 
 def hostile(world: World) -> str:
@@ -99,3 +100,38 @@ async def test_caption_and_find_in_a_dm_see_only_that_dm(
     await server.post_message(world.general, world.carol, "!find a blue square top: 5")
     reply = await server.wait_for_sent(channel_id=world.general)
     assert all(f"/{dm}/" not in e["url"] for e in reply["embeds"])  # and the other way round
+
+
+async def test_member_text_repeated_by_the_bot_reads_as_typed(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """No masked link, heading or broken spoiler cover reaches the bot's own replies from what a
+    member wrote: a search word, alt text, a file name."""
+    posted = await server.post_message(
+        world.general, world.bob, '!find "cats" [Claim_Nitro](https://evil.example)'
+    )
+    reply = await reply_to(server, posted)
+    assert r"'\[Claim\_Nitro\](https://evil.example)'" in reply["content"], reply["content"]
+
+    links = "[a](https://b.co) [Verify here](https://evil.example)"
+    posted = await server.post_message(world.general, world.bob, "!caption", attachments=[
+        described("a.png", "red", "circle", links)])  # fmt: skip
+    reply = await reply_to(server, posted)
+    assert reply["content"].endswith(r"\[a\](https://b.co) \[Verify here\](https://evil.example)")
+
+    posted = await server.post_message(world.general, world.bob, "!caption", attachments=[
+        described("b.png", "blue", "square", "cats | dogs", spoiler=True),
+        Upload("SPOILER_plot.pdf", b"%PDF-1.4\n", "application/pdf")])  # fmt: skip
+    reply = await reply_to(server, posted)
+    first, alt, refused = reply["content"].split("\n")
+    assert first == "1. ||a blue square||" and alt == r"-# alt text: ||cats \| dogs||"
+    assert refused.startswith("2. ||can't use SPOILER\\_plot.pdf") and refused.endswith("||")
+
+
+async def test_a_spoiler_file_given_to_slash_caption_is_captioned_covered(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    await sync_commands(server)
+    it = await server.slash_command(world.general, world.bob, "caption", attachments=[
+        ("SPOILER_g.png", shape_png("green", "circle"), "image/png")])  # fmt: skip
+    assert (await it.wait_for_response())["content"] == "||a green circle||"
