@@ -58,6 +58,17 @@ def intents() -> discord.Intents:
     )
 
 
+# Slash commands and the menu are offered in servers and in DMs with the bot, never as a
+# user-installed app nor in group DMs, where the bot can read nothing (application-commands.mdx,
+# "Contexts"). Left unset, they follow the portal's installation settings.
+SLASH_COMMAND_PLACES: dict[str, Any] = {
+    "allowed_contexts": app_commands.AppCommandContext(
+        guild=True, dm_channel=True, private_channel=False
+    ),
+    "allowed_installs": app_commands.AppInstallationType(guild=True, user=False),
+}
+
+
 def _quiet_voice_warnings() -> None:
     # discord.py warns at every start that voice libraries are missing; the bot has no voice
     # feature, so the warning only alarms the admin. These flags are its warn-once.
@@ -82,6 +93,7 @@ class Glimpse(commands.Bot):
             help_command=commands.DefaultHelpCommand(dm_help=False),
             case_insensitive=True,  # phones capitalise a message's first word: `!Caption`
             owner_ids=set(settings.owner_ids) or None,
+            **SLASH_COMMAND_PLACES,
             **options,
         )
         self.settings = settings
@@ -115,9 +127,9 @@ class Glimpse(commands.Bot):
         self.catch_ups = CatchUps(self._catch_up)
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
-        self.add_check(self._may_answer_here)
 
     async def setup_hook(self) -> None:
+        self.add_check(self._may_answer_here)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.tree.error(self.on_app_command_error)

@@ -67,3 +67,14 @@ async def test_only_owners_may_sync(server: FakeDiscord, world: World, glimpse: 
         posted = await server.post_message(world.general, world.alice, text)
         assert (await reply_to(server, posted))["content"] == wording.OWNERS_ONLY
     assert syncs(server) == []
+
+
+async def test_commands_are_offered_only_where_the_bot_can_answer(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """In servers and DMs with the bot; not to a user who installs the app for themselves, nor
+    in group DMs, where it could read nothing (application-commands.mdx, "Contexts")."""
+    assert (await sync(server, world.general, "!sync")).startswith("Synced 3 commands")
+    for command in server.commands[None].values():
+        assert command["integration_types"] == [0], command
+        assert command["contexts"] == [0, 1], command
