@@ -246,6 +246,11 @@ SYNC_CLEARED = (
     "Removed the slash commands synced to this server only; those synced to every server stay."
 )
 
+SYNC_HELD = (
+    "Discord is holding back command updates for now (it allows 200 new commands a day); "
+    "try again later."
+)
+
 
 def sync_needs_server(form: str) -> str:
     return f"`sync {form}` works only in a server; `sync` publishes the commands to every server."

@@ -3,6 +3,9 @@ copies; anything else is refused without syncing (it once synced everywhere and 
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
 
 from bot import wording
@@ -78,3 +81,19 @@ async def test_commands_are_offered_only_where_the_bot_can_answer(
     for command in server.commands[None].values():
         assert command["integration_types"] == [0], command
         assert command["contexts"] == [0, 1], command
+
+
+async def test_a_sync_held_back_by_discord_says_so(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """discord.py sleeps through a 429's whole Retry-After, hours once the 200 creates a day
+    are spent: the owner hears why after a minute instead of nothing."""
+
+    async def held_back(**_: object) -> list[object]:
+        await asyncio.sleep(3600)  # as discord.py waits out a long Retry-After
+        return []
+
+    # The module the extension loader made (discord.py loads each extension afresh).
+    monkeypatch.setattr(sys.modules["cogs.admin"], "SYNC_WAIT_S", 0.2)
+    monkeypatch.setattr(glimpse.tree, "sync", held_back)
+    assert await sync(server, world.general, "!sync") == wording.SYNC_HELD
