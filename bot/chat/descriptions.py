@@ -87,8 +87,9 @@ class Descriptions:
         A channel with none waiting still gets one (up to twice `max_pending` in all): one busy
         channel, paced at a few posts a period, would otherwise leave the others none."""
         count = len(self._waiting)
-        quiet = all(w.channel_id != message.channel.id for w in self._waiting.values())
-        if count > self.max_pending and not (quiet and count < 2 * self.max_pending):
+        if count > self.max_pending and not (
+            count < 2 * self.max_pending and self._none_waiting_in(message.channel.id)
+        ):
             log.info(
                 "alt text skipped for message %s: %d descriptions are waiting", message.id, count
             )
@@ -105,6 +106,9 @@ class Descriptions:
                 del self._waiting[message.id]
 
         task.add_done_callback(done)
+
+    def _none_waiting_in(self, channel_id: int) -> bool:
+        return all(w.channel_id != channel_id for w in self._waiting.values())
 
     def deleted(self, message_ids: Collection[int]) -> bool:
         """These messages are gone: their descriptions still on the way are dropped (True if
