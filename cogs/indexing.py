@@ -90,6 +90,7 @@ class Indexing(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         await self.bot.indexer.submit(self.bot.indexable(message))
+        self.bot.catch_ups.saw(message)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:

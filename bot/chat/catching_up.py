@@ -1,42 +1,95 @@
-"""Running the catch-up (bot.chat.history.catch_up) one at a time.
+"""Running the catch-up (bot.chat.history.catch_up) one at a time, and writing its read marks.
 
 It runs after each new gateway session (a RESUME replays what was missed; a new session does
 not, and Discord never replays a lost session's events) and when a server comes back from an
 outage. A catch-up asked for while one runs runs once more after it, so nothing posted in
 between is missed, and never two at once.
+
+A read mark (bot.chat.read_marks) says that nothing below it is left unread, so marks are
+written only while that holds: not from a new session's start until its catch-up has read
+what the session missed, nor while a catch-up runs. A mark lost (a crash, say) only makes the
+next catch-up read further back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import discord
 
+from bot.chat.read_marks import ReadMarks
+from bot.index.store import ReadMark
+
 log = logging.getLogger(__name__)
+
+WRITE_EVERY_S = 60.0
 
 
 class CatchUps:
-    def __init__(self, catch_up: Callable[[int], Awaitable[int]]) -> None:
+    def __init__(self, catch_up: Callable[[int], Awaitable[int]], marks: ReadMarks) -> None:
         self._catch_up = catch_up  # given the snowflake of the moment it was asked for
+        self.marks = marks
         self._task: asyncio.Task[None] | None = None
         self._again_before: int | None = None
+        self._unread = True  # a session began and its catch-up was not asked for yet
+        self._writing: asyncio.Task[None] | None = None
+        self._written_at = time.monotonic()
+
+    def new_session(self) -> None:
+        """A new gateway session began (READY): what was posted since the last one is unread.
+        The marks held until now are below that, so they are written first."""
+        self._write_marks()
+        self._unread = True
 
     def start(self) -> None:
         """Asked for at the start of a session: what is posted from now on arrives as events."""
         now = discord.utils.time_snowflake(discord.utils.utcnow())
-        if self._task is not None and not self._task.done():
+        self._unread = False  # the catch-up asked for now reads it
+        if self._running():
             if self._again_before is None:  # the earliest start not yet caught up on
                 self._again_before = now
             return
         self._task = asyncio.create_task(self._run(now), name="glimpse-catch-up")
 
-    def cancel(self) -> None:
+    def saw(self, message: discord.Message) -> None:
+        """A message posted live was handled; its mark is written within WRITE_EVERY_S."""
+        self.marks.saw(message)
+        if time.monotonic() - self._written_at >= WRITE_EVERY_S:
+            self._write_marks()
+
+    async def close(self) -> None:
+        """Stops a catch-up that runs; the marks are written if nothing is left unread."""
+        self._write_marks()
         if self._task is not None:
             self._task.cancel()
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+
+    def _running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _write_marks(self) -> None:
+        if self._unread or self._running():
+            return
+        self._written_at = time.monotonic()
+        # Taken now: a mark seen later may lie above a stretch not yet read.
+        marks = self.marks.take()
+        self._writing = asyncio.create_task(self._write(marks, self._writing))
+
+    async def _write(self, marks: list[ReadMark], earlier: asyncio.Task[None] | None) -> None:
+        if earlier is not None:
+            await asyncio.gather(earlier, return_exceptions=True)
+        try:
+            await self.marks.write(marks)
+        except Exception:  # the next catch-up reads from the older marks
+            log.exception("writing the channels' read marks failed")
 
     async def _run(self, before: int) -> None:
+        if self._writing is not None:  # the marks it starts from
+            await asyncio.gather(self._writing, return_exceptions=True)
         again: int | None = before
         while again is not None:
             try:
@@ -44,3 +97,6 @@ class CatchUps:
             except Exception:  # the next new session (or start) tries again
                 log.exception("catching up on the channels' history failed")
             again, self._again_before = self._again_before, None
+        if not self._unread:  # everything up to the latest session's start is read
+            self._task = None
+            self._write_marks()

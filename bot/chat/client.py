@@ -18,6 +18,7 @@ from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
 from bot.chat.fresh_urls import FreshUrls
 from bot.chat.permissions import may_reply
+from bot.chat.read_marks import ReadMarks
 from bot.chat.replies import reply_for
 from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
@@ -124,7 +125,7 @@ class Glimpse(commands.Bot):
         )
         self.description_removal = DescriptionRemoval(self, index, self.descriptions)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
-        self.catch_ups = CatchUps(self._catch_up)
+        self.catch_ups = CatchUps(self._catch_up, ReadMarks(index, settings.ignore_channels))
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
 
@@ -140,6 +141,7 @@ class Glimpse(commands.Bot):
 
     async def on_connect(self) -> None:
         self._session_ready = False
+        self.catch_ups.new_session()
         self.spoiler_channels.clear()
 
     async def on_resumed(self) -> None:
@@ -161,8 +163,8 @@ class Glimpse(commands.Bot):
 
     async def _catch_up(self, before: int) -> int:
         limit = self.settings.index_per_channel
-        index, sources = self.indexer, self.indexable
-        return await history.catch_up(self, self.access, index, sources, limit, before)
+        index, sources, marks = self.indexer, self.indexable, self.catch_ups.marks
+        return await history.catch_up(self, self.access, index, sources, limit, before, marks)
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
         """The images of a message that the index takes (see `indexable_sources`); none from a
@@ -210,7 +212,7 @@ class Glimpse(commands.Bot):
         await answers.respond(interaction, reply_for(error, interaction.command), private=True)
 
     async def close(self) -> None:
-        self.catch_ups.cancel()
+        await self.catch_ups.close()
         await self.heartbeat.stop()
         await self.descriptions.close()
         await self.indexer.stop()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.chat.access import ReadAccess
+from bot.chat.read_marks import ReadMarks
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
 from bot.index.refs import ImageRef
@@ -39,11 +40,13 @@ async def catch_up(
     sources: Sources,
     limit: int,
     before: int,
+    marks: ReadMarks,
 ) -> int:
     """Queues images posted while the bot was down or between two gateway sessions (whose
-    events Discord never sends), in every channel already indexed that it can still read (a 403
-    is asked once, then remembered). `before`: the snowflake of the session's start; messages
-    from then on arrive as events, and never count as where the reading stops."""
+    events Discord never sends), in every channel with indexed images or a read mark that it
+    can still read (a 403 is asked once, then remembered), and marks how far each was read.
+    `before`: the snowflake of the session's start; images from then on arrive as events, and
+    never count as where the reading stops."""
     queued = 0
     index = indexer.index
     for _guild_id, channel_id in await index.channels():
@@ -62,6 +65,8 @@ async def catch_up(
         # Oldest first: a catch-up cut short leaves its mark where the reading can go on.
         for message in reversed(missed):
             queued += await indexer.submit(sources(message))
+        if missed:
+            marks.saw(missed[0])
     if queued:
         log.info("queued %d image(s) posted while the bot was offline", queued)
     return queued

@@ -17,7 +17,7 @@ from bot.index.alt_text import Terms
 from bot.index.described import Description
 from bot.index.ranking import Earlier, Excluded
 from bot.index.refs import Hit, ImageRef, Key
-from bot.index.store import Embedded, IndexStore
+from bot.index.store import Embedded, IndexStore, ReadMark
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,9 @@ class ImageIndex:
 
     async def last_message_id(self, channel_id: int, before: int | None = None) -> int | None:
         return await self._workers.run("db", self._store.last_message_id, channel_id, before)
+
+    async def mark_read(self, marks: Iterable[ReadMark]) -> None:
+        await self._workers.run("db", self._store.mark_read, list(marks))
 
     # -- removal ---------------------------------------------------------------------------
 

@@ -107,8 +107,9 @@ class Lookups(Database):
     # -- where images are --------------------------------------------------------------------
 
     def last_message_id(self, channel_id: int, before: int | None = None) -> int | None:
-        """The newest message id indexed (any model) or pending in the channel (below
-        `before`, if given)."""
+        """Where a catch-up stops reading the channel: its newest message id indexed (any
+        model) or pending (below `before`, if given), or the newest message the bot saw there
+        if later."""
         with self._lock:
             return queries.last_message_id(self._conn, channel_id, before)
 
@@ -117,6 +118,7 @@ class Lookups(Database):
             return queries.threads_under(self._conn, parent_ids)
 
     def channels(self) -> list[tuple[int | None, int]]:
-        """(guild_id, channel_id) of every channel with indexed or pending images."""
+        """(guild_id, channel_id) of every channel with indexed or pending images, or with
+        a message the bot saw (its read mark)."""
         with self._lock:
             return queries.channels(self._conn)

@@ -144,8 +144,9 @@ def last_message_id(
     (newest,) = conn.execute(
         "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE channel_id = ? "
         "AND message_id < ? UNION ALL "
-        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ?)",
-        (channel_id, below, channel_id, below),
+        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ? UNION ALL "
+        "SELECT message_id FROM read_marks WHERE channel_id = ?)",
+        (channel_id, below, channel_id, below, channel_id),
     ).fetchone()
     return None if newest is None else int(newest)
 
@@ -156,7 +157,8 @@ def channels(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
         "SELECT c.channel_id, (SELECT guild_id FROM images i WHERE "
         "i.channel_id = c.channel_id LIMIT 1) AS guild_id "
         "FROM (SELECT DISTINCT channel_id FROM images) c "
-        "UNION ALL SELECT channel_id, guild_id FROM pending) ORDER BY channel_id"
+        "UNION ALL SELECT channel_id, guild_id FROM pending "
+        "UNION ALL SELECT channel_id, guild_id FROM read_marks) ORDER BY channel_id"
     ).fetchall()
     return [(guild, channel) for guild, channel in rows]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -121,6 +121,15 @@ def _migrate_to_7(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_8(conn: sqlite3.Connection) -> None:
+    # The newest message the bot has seen in each channel, images or not: where a catch-up
+    # after downtime stops reading (bot.chat.read_marks).
+    conn.execute(
+        "CREATE TABLE read_marks (channel_id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL, "
+        "parent_id INTEGER, message_id INTEGER NOT NULL)"
+    )
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
@@ -130,6 +139,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _migrate_to_5,
     6: _migrate_to_6,
     7: _migrate_to_7,
+    8: _migrate_to_8,
 }
 
 

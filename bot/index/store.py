@@ -35,6 +35,8 @@ _REQUEUE = (
 )
 # A ref, its content hash, its embedding: one row, or one per frame (frames, dim).
 Embedded = tuple[ImageRef, str, npt.ArrayLike]
+# The newest message seen in a channel: (channel_id, guild_id, parent_id, message_id).
+ReadMark = tuple[int, int, int | None, int]
 
 
 class IndexStore(Lookups, ChannelSettings, Described, Members):
@@ -186,20 +188,37 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
         self._vectors.remove(gone)
         return len(written)
 
+    def mark_read(self, marks: Iterable[ReadMark]) -> None:
+        """Where a catch-up may stop reading each channel; a mark never moves back."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO read_marks (channel_id, guild_id, parent_id, message_id) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET "
+                "message_id = MAX(message_id, excluded.message_id)",
+                marks,
+            )
+
     # -- removal ---------------------------------------------------------------------------
 
     def _remove_where(
-        self, where: str, params: list[tuple[object, ...]], settings: str | None = None
+        self,
+        where: str,
+        params: list[tuple[object, ...]],
+        settings: str | None = None,
+        *,
+        read_marks: bool = False,
     ) -> int:
         """Delete matching rows from both tables in one transaction; with `settings` (a channel
         or server gone), the channel settings matching it with the same parameters and the
-        descriptions matching `where`. Returns how many images."""
+        descriptions and read marks matching `where`. Returns how many images."""
         gone: list[Key] = []
         with self._tx() as conn:
             removed = removal.delete_where(conn, where, params, gone)
             if settings is not None:
                 self._forget_settings(conn, settings, params)
                 conn.executemany(f"DELETE FROM descriptions WHERE {where}", params)
+            if settings is not None or read_marks:
+                conn.executemany(f"DELETE FROM read_marks WHERE {where}", params)
         self._vectors.remove(gone)
         return removed
 
@@ -239,10 +258,11 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
         return self._remove_where(where, [twice], settings="channel_id = ? OR channel_id = ?")
 
     def remove_ignored(self, channel_ids: Collection[int]) -> int:
-        """The images of channels now in IGNORE_CHANNELS, their threads' too; their settings
-        stay, for when they are no longer ignored."""
+        """The images and read marks of channels now in IGNORE_CHANNELS, their threads' too;
+        their settings stay, for when they are no longer ignored."""
         params: list[tuple[object, ...]] = [(channel, channel) for channel in channel_ids]
-        return self._remove_where("channel_id = ? OR parent_id = ?", params) if params else 0
+        where = "channel_id = ? OR parent_id = ?"
+        return self._remove_where(where, params, read_marks=True) if params else 0
 
     def remove_guild(self, guild_id: int) -> int:
         return self._remove_where("guild_id = ?", [(guild_id,)], settings="guild_id = ?")
