@@ -9,7 +9,78 @@ from aiohttp import web
 from . import payloads as p
 from .rest import API_PREFIX, read_body
 
-_NAME = re.compile(r"^[-_\w]{1,32}$")
+# application-commands.mdx, "Application Command Naming": letters, digits, `-_'`, 1-32 long,
+# lower case where a letter has a lower case (\w stands in for \p{L}\p{N} and the scripts).
+_NAME = re.compile(r"^[-_'\w]{1,32}$")
+_SUBCOMMAND_TYPES = (1, 2)
+MAX_COMMAND_SIZE = 8000  # application-commands.mdx, "Slash Commands" (the warning)
+
+
+def _bad_name(name: object) -> bool:
+    return not isinstance(name, str) or not _NAME.match(name) or name != name.lower()
+
+
+def _check_description(description: object, at: str) -> None:
+    if not isinstance(description, str) or not 1 <= len(description) <= 100:
+        raise p.form_error(at, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+
+
+def _check_options(options: list[dict], at: str) -> int:
+    """The documented rules of a command's options (application-commands.mdx, "Application
+    Command Option Structure" and its notes): names as commands' and unique, descriptions of
+    1-100, required before optional, at most 25 options and 25 choices of 1-100 characters,
+    no autocomplete beside choices. Returns the characters they count towards the size."""
+    if len(options) > 25:
+        raise p.form_error(at, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    size, names, optional_seen = 0, set(), False
+    for i, option in enumerate(options):
+        name = option.get("name")
+        if _bad_name(name):
+            raise p.form_error(f"{at}.{i}.name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
+        if name in names:
+            raise p.form_error(
+                f"{at}.{i}.name",
+                "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME",
+                "Option names must be unique",
+            )
+        names.add(name)
+        _check_description(option.get("description"), f"{at}.{i}.description")
+        size += len(name) + len(option["description"])
+        if option.get("type") in _SUBCOMMAND_TYPES:
+            size += _check_options(option.get("options") or [], f"{at}.{i}.options")
+            continue
+        if option.get("required") and optional_seen:
+            why = "Required options must be placed before non-required options"
+            raise p.form_error(
+                f"{at}.{i}.required", "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID", why
+            )
+        optional_seen |= not option.get("required")
+        size += _check_choices(option, f"{at}.{i}")
+    return size
+
+
+def _check_choices(option: dict, at: str) -> int:
+    choices = option.get("choices") or []
+    if len(choices) > 25:
+        raise p.form_error(
+            f"{at}.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+        )
+    if choices and option.get("autocomplete"):
+        raise p.form_error(
+            f"{at}.autocomplete",
+            "APPLICATION_COMMAND_OPTION_CHOICES_AUTOCOMPLETE",
+            "Autocomplete cannot be set with choices",
+        )
+    size = 0
+    for j, choice in enumerate(choices):
+        _check_description(choice.get("name"), f"{at}.choices.{j}.name")
+        value = choice.get("value")
+        if isinstance(value, str) and len(value) > 100:
+            raise p.form_error(
+                f"{at}.choices.{j}.value", "BASE_TYPE_BAD_LENGTH", "Must be 100 or fewer in length."
+            )
+        size += len(choice["name"]) + len(str(value))
+    return size
 
 
 class CommandsMixin:
@@ -50,21 +121,34 @@ class CommandsMixin:
                 "BASE_TYPE_BAD_LENGTH",
                 "Must be between 1 and 100 in length.",
             )
-        if len(body.get("options") or []) > 25:
-            raise p.form_error(f"{index}.options", "BASE_TYPE_MAX_LENGTH", "Too many options.")
+        size = (
+            len(name)
+            + len(description)
+            + _check_options(body.get("options") or [], f"{index}.options")
+        )
+        if kind == 1 and size > MAX_COMMAND_SIZE:
+            raise p.form_error(
+                str(index),
+                "APPLICATION_COMMAND_TOO_LARGE",
+                f"Command exceeds maximum size ({MAX_COMMAND_SIZE})",
+            )
         old = self.commands.get(scope, {}).get((name, kind))
         cmd = {
             "id": old["id"] if old else str(self.ids.next()),
-            "application_id": str(self.application_id), "version": str(self.ids.next()),
-            "type": kind, "name": name, "description": description,
-            "options": body.get("options") or [], "nsfw": bool(body.get("nsfw", False)),
+            "application_id": str(self.application_id),
+            "version": str(self.ids.next()),
+            "type": kind,
+            "name": name,
+            "description": description,
+            "options": body.get("options") or [],
+            "nsfw": bool(body.get("nsfw", False)),
             "default_member_permissions": body.get("default_member_permissions"),
             "dm_permission": body.get("dm_permission", True),
             "integration_types": body.get("integration_types") or [0],
             "contexts": body.get("contexts"),
             "name_localizations": body.get("name_localizations"),
             "description_localizations": body.get("description_localizations"),
-        }  # fmt: skip
+        }
         if scope is not None:
             cmd["guild_id"] = str(scope)
         return cmd
