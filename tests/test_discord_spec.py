@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from tests.discord_spec.gateway import frame_errors
-from tests.discord_spec.validate import ref, response_errors, schema_errors
+from tests.discord_spec.validate import ref, request_errors, response_errors, schema_errors
 from tests.fakediscord import FakeDiscord
 
 
@@ -65,6 +65,20 @@ def test_rest_responses_are_checked_against_their_operation() -> None:
         "GET /nope/1 -> 200: no such operation in the spec"
     ]
     assert response_errors("DELETE", "/channels/1/messages/2", 204, headers, None) == []
+
+
+def test_rest_requests_are_checked_against_their_operation() -> None:
+    """As discord.py sends them: snowflakes as integers, which Discord takes."""
+    reply = {"content": "hi", "message_reference": {"message_id": 1 << 60, "channel_id": 1 << 59}}
+    assert request_errors("POST", "/channels/1/messages", reply, multipart=True) == []
+    too_long = {"content": "x" * 4001}
+    assert any("['content']" in e for e in request_errors("POST", "/channels/1/messages", too_long))
+    command = {"type": 1, "name": "find", "description": "d" * 101}
+    errors = request_errors("PUT", "/applications/1/commands", [command])
+    assert any("[0]['description']" in e for e in errors), errors
+    assert request_errors("GET", "/users/@me", {"x": 1}) == [
+        "GET /users/@me (request): a JSON body where the spec takes none for /users/@me"
+    ]
 
 
 def test_gateway_frames_are_checked_against_the_documented_tables() -> None:

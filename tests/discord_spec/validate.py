@@ -9,6 +9,7 @@
 - :func:`response_errors` finds the operation of a REST request in the spec's ``paths`` and
   checks the response against it: a status the operation lists, the headers it lists, the body
   against the schema of that status (``4XX`` for errors, ``429`` for rate limits).
+- :func:`request_errors` checks a request's JSON body against the operation's request body.
 """
 
 from __future__ import annotations
@@ -272,3 +273,36 @@ def response_errors(
         return [*errors, f"{where}: no JSON body"]
     schema = _absolute(content["schema"])
     return errors + schema_errors(body, schema, where)
+
+
+def request_errors(method: str, path: str, body: Any, *, multipart: bool = False) -> list[str]:
+    """How a REST request's JSON body (a multipart request's ``payload_json``) differs from
+    the operation's request body in the spec; a body where the spec takes none is one."""
+    where = f"{method} {path} (request)"
+    found = operation(method, path)
+    if found is None:
+        return [f"{where}: no such operation in the spec"]
+    template, op = found
+    content = op.get("requestBody", {}).get("content", {})
+    if body is None:
+        return []
+    described = content.get("application/json")
+    if described is None:
+        return [f"{where}: a JSON body where the spec takes none for {template}"]
+    if multipart and "multipart/form-data" not in content:
+        return [f"{where}: multipart, which the spec does not take for {template}"]
+    schema = _absolute(described["schema"])
+    return [
+        f"{where}{''.join(f'[{p!r}]' for p in e.absolute_path)}: {e.message[:300]}"
+        for e in _validator(schema).iter_errors(_snowflakes_as_sent(body))
+    ]
+
+
+def _snowflakes_as_sent(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: _snowflakes_as_sent(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_snowflakes_as_sent(v) for v in body]
+    if isinstance(body, int) and not isinstance(body, bool) and body >= 1 << 32:
+        return str(body)
+    return body

@@ -5,8 +5,9 @@ gateway event it relies on (plus the routes the next steps will need: archived t
 provokes the answers that matter to it (403, 404, 50035, 401 for an expired token, 429 of both
 kinds). Every REST response the server sent is then checked against Discord's OpenAPI
 description (tests/discord_spec/openapi.json: status, headers, body), and every gateway frame
-against the documented field tables (tests/discord_spec/gateway.py). Nothing is waived: a
-payload that does not match fails the test with the field named. (Where the description
+against the documented field tables (tests/discord_spec/gateway.py), and every request the
+product sent against the operation's request body. Nothing is waived: a payload that does not
+match fails the test with the field named. (Where the description
 contradicts Discord's documentation, the documentation wins: two corrections, listed in
 tests/discord_spec/README.md.)
 """
@@ -23,7 +24,7 @@ import pytest
 
 from bot.chat.client import Glimpse
 from tests.discord_spec.gateway import frame_errors
-from tests.discord_spec.validate import operation, response_errors
+from tests.discord_spec.validate import operation, request_errors, response_errors
 from tests.e2e.harness import (
     World,
     bot_settings,
@@ -266,6 +267,11 @@ async def test_everything_the_server_sends_matches_discords_description(
         for error in response_errors(t["method"], t["path"], t["status"], t["headers"], t["body"])
     ]
     errors += [error for frame in frames(server.traffic) for error in frame_errors(frame)]
+    errors += [
+        error
+        for t in rest(server.traffic)
+        for error in request_errors(t["method"], t["path"], t["request"], multipart=t["multipart"])
+    ]
     assert errors == [], "\n".join(errors[:40])
 
     reached = {(t["method"], found[0]) for t in rest(server.traffic)

@@ -24,6 +24,10 @@ API_PREFIX = "/api/v10"
 NO_AUTH = re.compile(r"^/(interactions/\d+/[^/]+/callback|webhooks/\d+/[^/]+)")
 
 
+# What the client sent (a multipart request's payload_json), for the recorded traffic.
+PAYLOAD = web.RequestKey("payload", object)
+
+
 async def read_body(request: web.Request) -> tuple[dict, dict[int, tuple[str, bytes]]]:
     """JSON body, or multipart ``payload_json`` + ``files[n]``; returns (payload, {n: file})."""
     if request.content_type.startswith("multipart/"):
@@ -37,9 +41,11 @@ async def read_body(request: web.Request) -> tuple[dict, dict[int, tuple[str, by
             elif name.startswith("files[") or name == "file":
                 index = int(name[6:-1]) if name != "file" else 0
                 files[index] = (part.filename or "file", bytes(await part.read()))  # type: ignore[union-attr]
+        request[PAYLOAD] = payload
         return payload, files
     if request.body_exists:
         data = await request.json()
+        request[PAYLOAD] = data
         return (data if isinstance(data, dict) else {"_list": data}), {}
     return {}, {}
 

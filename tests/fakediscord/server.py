@@ -46,7 +46,7 @@ from .media import MediaMixin
 from .messages import MessagesMixin
 from .ratelimits import RateLimits
 from .reactions import ReactionsMixin
-from .rest import API_PREFIX, NO_AUTH, RestMixin
+from .rest import API_PREFIX, NO_AUTH, PAYLOAD, RestMixin
 from .threads import ThreadsMixin
 from .world import World
 
@@ -190,7 +190,7 @@ class FakeDiscord(
         response = await self._answer(request, handler, rel)
         self.ratelimits.record(request.method, rel, response.status, response.headers)  # type: ignore[arg-type]
         if self.record_traffic:
-            self._record_response(request.method, rel, response)
+            self._record_response(request, rel, response)
         return response
 
     async def _answer(self, request: web.Request, handler: Any, rel: str) -> web.StreamResponse:
@@ -224,7 +224,9 @@ class FakeDiscord(
         response.headers.update(headers)
         return response
 
-    def _record_response(self, method: str, rel: str, response: web.StreamResponse) -> None:
+    def _record_response(
+        self, request: web.Request, rel: str, response: web.StreamResponse
+    ) -> None:
         raw = getattr(response, "body", None)
         body = None
         if isinstance(raw, bytes) and response.content_type == "application/json":
@@ -232,8 +234,10 @@ class FakeDiscord(
         self.traffic.append(
             {
                 "kind": "rest",
-                "method": method,
+                "method": request.method,
                 "path": rel,
+                "request": request.get(PAYLOAD),
+                "multipart": request.content_type.startswith("multipart/"),
                 "status": response.status,
                 "headers": dict(response.headers),
                 "body": body,
