@@ -1,6 +1,8 @@
 """The test server refuses command definitions as Discord does: the documented rules of names,
 options and choices (application-commands.mdx, "Application Command Naming", "Application Command
-Option Structure" and "Slash Commands"), so that a sync that passes here is not refused there."""
+Option Structure" and "Slash Commands"), so that a sync that passes here is not refused there;
+and a simulated member runs only what their Discord client would offer them
+(tests/fakediscord/offered.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakediscord import FakeDiscord
-from tests.test_fakediscord import server
+from tests.fakediscord import ADMINISTRATOR, USE_APPLICATION_COMMANDS, FakeDiscord, NotOffered
+from tests.test_fakediscord import World, server, world
 
-__all__ = ["server"]  # fixture
+__all__ = ["server", "world"]  # fixtures
 
 
 def option(name: str, *, required: bool = False, kind: int = 3, **more: Any) -> dict:
@@ -124,3 +126,56 @@ async def test_a_command_over_8000_characters_in_all_is_refused(server: FakeDisc
     assert status == 400 and refused_at(body, "0") == "APPLICATION_COMMAND_TOO_LARGE"
     status, _ = await put(server, [command(many[0])])  # 5000-odd characters
     assert status == 200
+
+
+async def test_only_synced_commands_can_be_run(server: FakeDiscord, world: World) -> None:
+    with pytest.raises(NotOffered, match="not synced"):
+        await server.slash_command(world.general, world.bob, "find", {"query": "a cat"})
+    posted = await server.post_message(world.general, world.alice, "look")
+    with pytest.raises(NotOffered, match="not synced"):
+        await server.context_menu(world.general, world.bob, "Caption", int(posted["id"]))
+    assert (await put(server, [command(option("query", required=True))]))[0] == 200
+    it = await server.slash_command(world.general, world.bob, "find", {"query": "a cat"})
+    assert it.payload["data"]["id"] == server.commands[None][("find", 1)]["id"]
+
+
+async def test_what_a_client_sends_is_only_the_commands_own_options(
+    server: FakeDiscord, world: World
+) -> None:
+    scopes = [{"name": "Server", "value": "server"}]
+    find = command(option("query", required=True), option("scope", choices=scopes))
+    assert (await put(server, [find]))[0] == 200
+    for options, why in [
+        ({"query": "x", "top": 3}, "no option 'top'"),
+        ({"scope": "server"}, r"required option\(s\) \['query'\]"),
+        ({"query": "x", "scope": "everywhere"}, "not among the choices"),
+    ]:
+        with pytest.raises(NotOffered, match=why):
+            await server.slash_command(world.general, world.bob, "find", options)
+    with pytest.raises(NotOffered, match="no subcommand"):
+        await server.slash_command(world.general, world.bob, "find query", {"query": "x"})
+
+
+async def test_where_and_to_whom_a_command_is_offered(server: FakeDiscord, world: World) -> None:
+    guild_only = dict(command(name="index", description="Index"), contexts=[0])
+    no_dm = dict(command(name="sync", description="Sync"), dm_permission=False)
+    for_admins = dict(command(name="admin", description="Admin"), default_member_permissions="0")
+    anywhere = command(name="help", description="Help")
+    assert (await put(server, [guild_only, no_dm, for_admins, anywhere]))[0] == 200
+    dm = server.dm_channel(world.bob)
+    for name, why in [("index", "interaction context 1"), ("sync", "dm_permission")]:
+        with pytest.raises(NotOffered, match=why):
+            await server.slash_command(dm, world.bob, name)
+    it = await server.slash_command(dm, world.bob, "help")
+    assert it.payload["context"] == 1 and it.payload["authorizing_integration_owners"] == {"0": "0"}
+
+    with pytest.raises(NotOffered, match="default_member_permissions"):
+        await server.slash_command(world.general, world.bob, "admin")
+    server.set_role_permissions(world.guild, world.mods, ADMINISTRATOR)
+    await server.slash_command(world.general, world.alice, "admin")  # an administrator may
+
+    denied = str(USE_APPLICATION_COMMANDS)
+    server.set_overwrites(world.general, [{"id": str(world.guild), "type": 0, "allow": "0",
+                                           "deny": denied}])  # fmt: skip
+    with pytest.raises(NotOffered, match="Use Application Commands"):
+        await server.slash_command(world.general, world.bob, "help")

@@ -6,6 +6,7 @@ See :class:`FakeDiscord` for the API and :class:`Interaction` for simulated app 
 from .hostroutes import CDN_HOST, EXTERNAL_PROXY_HOSTS, MEDIA_HOSTS, MEDIA_PROXY_HOST
 from .interaction import Interaction
 from .media import URL_LIFETIME_S
+from .offered import NotOffered
 from .payloads import (
     ADD_REACTIONS,
     ADMINISTRATOR,
@@ -49,5 +50,6 @@ __all__ = [
     "VIEW_CHANNEL",
     "FakeDiscord",
     "Interaction",
+    "NotOffered",
     "Upload",
 ]

@@ -21,6 +21,7 @@ from aiohttp import web
 from . import payloads as p
 from .interaction import Interaction
 from .limits import validate_message_body
+from .offered import BOT_DM, GUILD, NotOffered, check_offered, check_options
 from .rest import API_PREFIX, read_body
 
 
@@ -74,7 +75,9 @@ class InteractionsMixin:
             payload.update(
                 user=self.users[user_id],
                 context=1,
-                authorizing_integration_owners={"0": str(user_id)},
+                # GUILD_INSTALL's value in a DM with the bot is "0" (receiving-and-
+                # responding.mdx, "Authorizing Integration Owners Object").
+                authorizing_integration_owners={"0": "0"},
             )
         it = Interaction(payload, channel_id, user_id, self.clock.now())
         self.interactions[it.token] = it
@@ -125,57 +128,48 @@ class InteractionsMixin:
         ``options`` map option names to values: str/int/float/bool by value, a user/channel/role
         id for those option types (resolved payloads are added), or a ``(filename, bytes,
         content_type)`` tuple for an attachment option. ``attachments`` fill the command's
-        attachment options (from the synced definition) in declaration order. Option types are
-        taken from the synced command; unsynced commands get a generated id and types guessed
-        from the Python values.
+        attachment options in declaration order. Only what a Discord client would send: a
+        synced command offered there to this member, with its own options (tests.fakediscord.
+        offered; NotOffered otherwise).
         """
         guild = self.guild_of(channel_id)
         parts = name.split()
-        cmd = self._find_command(parts[0], 1, guild.id if guild else None)
-        data: dict[str, Any] = {
-            "id": cmd["id"] if cmd else str(self.ids.next()),
-            "name": parts[0],
-            "type": 1,
-        }
-        if cmd and cmd.get("guild_id"):
+        found = self._find_command(parts[0], 1, guild.id if guild else None)
+        cmd = self._offered(found, f"/{name}", channel_id, user_id)
+        data: dict[str, Any] = {"id": cmd["id"], "name": parts[0], "type": 1}
+        if cmd.get("guild_id"):
             data["guild_id"] = cmd["guild_id"]
-        defs: list[dict] | None = cmd["options"] if cmd else None
+        defs: list[dict] = cmd["options"]
         container = data
-        for i, sub in enumerate(parts[1:]):
-            d = next((o for o in defs or [] if o["name"] == sub), None)
-            last = i == len(parts) - 2
-            opt = {"name": sub, "type": d["type"] if d else (1 if last else 2), "options": []}
+        for sub in parts[1:]:
+            d = next((o for o in defs if o["name"] == sub and o["type"] in (1, 2)), None)
+            if d is None:
+                raise NotOffered(f"/{name}: /{parts[0]} has no subcommand {sub!r}")
+            opt = {"name": sub, "type": d["type"], "options": []}
             container["options"] = [opt]
-            container, defs = opt, (d.get("options") or [] if d else None)
+            container, defs = opt, d.get("options") or []
         values = dict(options or {})
         pending = list(attachments)
-        for d in defs or []:
+        for d in defs:
             if d["type"] == 11 and d["name"] not in values and pending:
                 values[d["name"]] = pending.pop(0)
         if pending:
             raise ValueError(
                 f"no free attachment option for {len(pending)} attachment(s) on /{name}"
             )
+        check_options(defs, values, f"/{name}")
         resolved: dict[str, dict] = {}
-        opts = []
-        for oname, value in values.items():
-            d = next((o for o in defs or [] if o["name"] == oname), None)
-            guess = (
-                11
-                if isinstance(value, tuple)
-                else 5
-                if isinstance(value, bool)
-                else 4
-                if isinstance(value, int)
-                else 10
-                if isinstance(value, float)
-                else 3
-            )
-            opts.append(self._option(channel_id, oname, d["type"] if d else guess, value, resolved))
+        types = {d["name"]: d["type"] for d in defs}
+        opts = [self._option(channel_id, k, types[k], v, resolved) for k, v in values.items()]
         container["options"] = opts
         if resolved:
             data["resolved"] = resolved
         return await self._start_interaction(channel_id, user_id, data)
+
+    def _offered(self, cmd: dict | None, label: str, channel_id: int, user_id: int) -> dict:
+        guild = self.guild_of(channel_id)
+        perms = self.permissions_for(channel_id, user_id) if guild is not None else None
+        return check_offered(cmd, label, GUILD if guild is not None else BOT_DM, perms)
 
     async def context_menu(
         self, channel_id: int, user_id: int, name: str, message_id: int
@@ -189,13 +183,14 @@ class InteractionsMixin:
         target = self.messages[channel_id].get(message_id)
         if target is None:
             raise ValueError(f"no message {message_id} in channel {channel_id}")
-        cmd = self._find_command(name, 3, guild.id if guild else None)
+        found = self._find_command(name, 3, guild.id if guild else None)
+        cmd = self._offered(found, f"menu {name!r}", channel_id, user_id)
         data: dict[str, Any] = {
-            "id": cmd["id"] if cmd else str(self.ids.next()), "name": name, "type": 3,
+            "id": cmd["id"], "name": name, "type": 3,
             "target_id": str(message_id),
             "resolved": {"messages": {str(message_id): copy.deepcopy(self.refresh_urls(target))}},
         }  # fmt: skip
-        if cmd and cmd.get("guild_id"):
+        if cmd.get("guild_id"):
             data["guild_id"] = cmd["guild_id"]
         return await self._start_interaction(channel_id, user_id, data)
 

@@ -58,10 +58,12 @@ assert INVITE_PERMISSIONS == 274877991936
 #: The bot's managed role: exactly what the invite link grants.
 DEFAULT_BOT_PERMISSIONS = INVITE_PERMISSIONS
 #: @everyone of a test guild: members may read, post and link in channels and threads (their
-#: uploads are not checked against Attach Files),
-#: and nothing the invite does not grant, so that the bot's effective permissions (@everyone
-#: included) are exactly the invite's. Tests that need more grant it explicitly.
-DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS
+#: uploads are not checked against Attach Files) and use application commands, which a new
+#: server's @everyone may, and which a member's client needs to offer any (permissions.mdx,
+#: "Permission Flags"); nothing else the invite does not grant, so that the bot's effective
+#: permissions (@everyone included) are the invite's and that one, which it never uses. Tests
+#: that need more grant it explicitly.
+DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS | USE_APPLICATION_COMMANDS
 #: What a DM channel allows.
 DM_PERMISSIONS = (
     VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY
