@@ -115,6 +115,7 @@ class Indexing(commands.Cog):
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         self.bot.spoiler_channels.changed(channel.id)
+        self.bot.catch_ups.marks.forget(channel_id=channel.id)
         await self.bot.index.remove_channel(channel.id)
 
     @commands.Cog.listener("on_guild_channel_update")
@@ -123,10 +124,12 @@ class Indexing(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        self.bot.catch_ups.marks.forget(channel_id=payload.thread_id)
         await self.bot.index.remove_channel(payload.thread_id)
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
+        self.bot.catch_ups.marks.forget(guild_id=guild.id)
         await self.bot.index.remove_guild(guild.id)
 
     # What may give the bot back a channel it lost (gateway-events.mdx; GUILD_MEMBER_UPDATE

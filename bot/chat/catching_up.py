@@ -26,6 +26,7 @@ from bot.index.store import ReadMark
 log = logging.getLogger(__name__)
 
 WRITE_EVERY_S = 60.0
+RETRY_S = 60.0  # after a catch-up that failed (Discord unreachable, say)
 
 
 class CatchUps:
@@ -37,6 +38,8 @@ class CatchUps:
         self._unread = True  # a session began and its catch-up was not asked for yet
         self._writing: asyncio.Task[None] | None = None
         self._written_at = time.monotonic()
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def new_session(self) -> None:
         """A new gateway session began (READY): what was posted since the last one is unread.
@@ -46,6 +49,8 @@ class CatchUps:
 
     def start(self) -> None:
         """Asked for at the start of a session: what is posted from now on arrives as events."""
+        if self._closed:
+            return
         now = discord.utils.time_snowflake(discord.utils.utcnow())
         self._unread = False  # the catch-up asked for now reads it
         if self._running():
@@ -55,24 +60,33 @@ class CatchUps:
         self._task = asyncio.create_task(self._run(now), name="glimpse-catch-up")
 
     def saw(self, message: discord.Message) -> None:
-        """A message posted live was handled; its mark is written within WRITE_EVERY_S."""
-        self.marks.saw(message)
-        if time.monotonic() - self._written_at >= WRITE_EVERY_S:
+        """A message posted live was handled; its mark is written within WRITE_EVERY_S, or at
+        once if it is the first seen in its channel (a process killed before a channel's first
+        mark is written would never catch up on it)."""
+        if self._closed:
+            return
+        first = self.marks.saw(message)
+        if first or time.monotonic() - self._written_at >= WRITE_EVERY_S:
             self._write_marks()
 
     async def close(self) -> None:
-        """Stops a catch-up that runs; the marks are written if nothing is left unread."""
+        """Stops a catch-up that runs; the marks are written if nothing is left unread, and
+        none after this."""
         self._write_marks()
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
         if self._task is not None:
             self._task.cancel()
-        if self._writing is not None:
-            await asyncio.gather(self._writing, return_exceptions=True)
+        for task in (self._task, self._writing):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
 
     def _running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def _write_marks(self) -> None:
-        if self._unread or self._running():
+        if self._closed or self._unread or self._running():
             return
         self._written_at = time.monotonic()
         # Taken now: a mark seen later may lie above a stretch not yet read.
@@ -84,19 +98,29 @@ class CatchUps:
             await asyncio.gather(earlier, return_exceptions=True)
         try:
             await self.marks.write(marks)
-        except Exception:  # the next catch-up reads from the older marks
+        except Exception:  # held again: until written, catch-ups read them from memory
+            self.marks.put_back(marks)
             log.exception("writing the channels' read marks failed")
 
     async def _run(self, before: int) -> None:
         if self._writing is not None:  # the marks it starts from
             await asyncio.gather(self._writing, return_exceptions=True)
         again: int | None = before
+        failed = False
         while again is not None:
             try:
                 await self._catch_up(again)
-            except Exception:  # the next new session (or start) tries again
+                failed = False  # it read all that an earlier one that failed would have
+            except Exception:
+                failed = True
                 log.exception("catching up on the channels' history failed")
             again, self._again_before = self._again_before, None
-        if not self._unread:  # everything up to the latest session's start is read
-            self._task = None
+        self._task = None
+        if failed:  # what it missed stays unread: no mark is written above it
+            self._unread = True
+            log.info("catching up again in %d s", RETRY_S)
+            if self._retry is not None:
+                self._retry.cancel()
+            self._retry = asyncio.get_running_loop().call_later(RETRY_S, self.start)
+        elif not self._unread:  # everything up to the latest session's start is read
             self._write_marks()

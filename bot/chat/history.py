@@ -49,24 +49,27 @@ async def catch_up(
     never count as where the reading stops."""
     queued = 0
     index = indexer.index
-    for _guild_id, channel_id in await index.channels():
+    channels = {channel for _guild, channel in await index.channels()} | marks.held()
+    for channel_id in sorted(channels):
         channel = client.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
+            marks.unread(channel_id)
             continue
-        last = await index.last_message_id(channel_id, before) or 0
+        last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
         try:
             missed = await _newest_after(channel, last, limit)
         except discord.Forbidden:
             access.refused(channel_id)
+            marks.unread(channel_id)
             continue
         except discord.HTTPException as exc:
             log.info("cannot catch up on channel %s: %s", channel_id, exc)
+            marks.unread(channel_id)
             continue
         # Oldest first: a catch-up cut short leaves its mark where the reading can go on.
         for message in reversed(missed):
             queued += await indexer.submit(sources(message))
-        if missed:
-            marks.saw(missed[0])
+        marks.read(channel_id, missed[0] if missed else None)
     if queued:
         log.info("queued %d image(s) posted while the bot was offline", queued)
     return queued

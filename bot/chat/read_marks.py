@@ -3,12 +3,13 @@
 The bot sees every message of a channel it can read as it is posted, so after downtime it need
 only read what came after the newest one it saw, and a channel where no image was indexed yet
 is caught up on like any other. Marks are held here and written by `bot.chat.catching_up`
-only when no unread stretch lies below them.
+only when no unread stretch lies below them; a channel that a catch-up could not read keeps
+its marks held until one does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Iterable
 
 import discord
 
@@ -17,28 +18,71 @@ from bot.index.store import ReadMark
 
 
 class ReadMarks:
-    def __init__(self, index: ImageIndex, ignored: Collection[int]) -> None:
+    def __init__(self, index: ImageIndex, ignored: Iterable[int]) -> None:
         self._index = index
         self._ignored = frozenset(ignored)
         self._held: dict[int, ReadMark] = {}
+        self._unread: set[int] = set()  # channels the last catch-up could not read
+        self._first: dict[int, int] = {}  # the first message handled in each, by this process
 
-    def saw(self, message: discord.Message) -> None:
-        """The message was handled (its images queued), live or read by a catch-up."""
+    def saw(self, message: discord.Message) -> bool:
+        """The message was handled (its images queued), live or read by a catch-up; True if
+        it is the first of its channel that this process handled."""
         if message.guild is None:  # DMs are never caught up on
-            return
+            return False
         channel = message.channel
         parent_id = getattr(channel, "parent_id", None)
         if {channel.id, parent_id} & self._ignored:
-            return
-        held = self._held.get(channel.id)
-        if held is None or held[3] < message.id:
-            self._held[channel.id] = (channel.id, message.guild.id, parent_id, message.id)
+            return False
+        self._hold((channel.id, message.guild.id, parent_id, message.id))
+        return self._first.setdefault(channel.id, message.id) == message.id
+
+    def first(self, channel_id: int) -> int | None:
+        """Where a channel without a written mark is read down to: what came before the bot
+        first saw it there is history, which only `!index` reads."""
+        return self._first.get(channel_id)
+
+    def read(self, channel_id: int, newest: discord.Message | None) -> None:
+        """A catch-up read the channel, down to where it stops, up to `newest` (None: nothing
+        was posted since)."""
+        self._unread.discard(channel_id)
+        if newest is not None:
+            self.saw(newest)
+
+    def unread(self, channel_id: int) -> None:
+        """A catch-up could not read the channel: its marks wait for one that can."""
+        self._unread.add(channel_id)
+
+    def held(self) -> set[int]:
+        """The channels with a mark not written yet, which a catch-up reads too."""
+        return set(self._held)
+
+    def forget(self, channel_id: int | None = None, guild_id: int | None = None) -> None:
+        """A channel (and its threads) or a server is gone: its marks are not written."""
+        self._held = {
+            channel: mark
+            for channel, mark in self._held.items()
+            if channel_id not in (mark[0], mark[2]) and guild_id != mark[1]
+        }
+        for gone in self._first.keys() - self._held.keys():
+            del self._first[gone]
 
     def take(self) -> list[ReadMark]:
-        """The marks held so far; those seen from now on are held for the next take."""
-        marks, self._held = list(self._held.values()), {}
-        return marks
+        """The marks that may be written now; the rest, and those seen from now on, stay."""
+        taken = [mark for channel, mark in self._held.items() if channel not in self._unread]
+        self._held = {c: mark for c, mark in self._held.items() if c in self._unread}
+        return taken
+
+    def put_back(self, marks: Iterable[ReadMark]) -> None:
+        """Marks whose write failed: held again, for the next write."""
+        for mark in marks:
+            self._hold(mark)
 
     async def write(self, marks: list[ReadMark]) -> None:
         if marks:
             await self._index.mark_read(marks)
+
+    def _hold(self, mark: ReadMark) -> None:
+        held = self._held.get(mark[0])
+        if held is None or held[3] < mark[3]:
+            self._held[mark[0]] = mark

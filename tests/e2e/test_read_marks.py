@@ -13,7 +13,15 @@ import pytest
 
 from bot.chat import history
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, bot_settings, eventually, indexed, running
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    indexed,
+    is_indexed,
+    running,
+    shape_png,
+)
 from tests.e2e.test_catch_up import attachment_indexed, new_session_missing, upload
 from tests.fakediscord import FakeDiscord
 
@@ -83,6 +91,18 @@ async def test_marks_are_written_while_the_bot_runs(
         assert int(first["id"]) < int(second["id"])
 
 
+async def test_a_channels_first_mark_is_written_at_once(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """Not a minute later: a process killed before would not know the channel at all."""
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        first = await talk(server, bot, world.other, world.bob, "one")
+        await eventually(lambda: _marked_at_least(bot, world.other, int(first["id"])), timeout=5)
+        second = await talk(server, bot, world.other, world.bob, "two")
+        await asyncio.sleep(0.3)
+        assert await bot.index.last_message_id(world.other) < int(second["id"])  # in a minute
+
+
 async def test_no_mark_is_written_above_what_a_catch_up_has_yet_to_read(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,3 +152,136 @@ async def test_no_mark_is_written_between_a_new_session_and_its_catch_up(
         assert await bot.index.last_message_id(world.general) == int(before["id"])
     async with running(settings) as bot:
         await attachment_indexed(bot, missed)
+
+
+def write_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 0.0)
+
+
+async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discord unreachable while it reads, say: what it missed stays unread, so a message seen
+    meanwhile is not written as a mark above it, and it tries again a little later."""
+    write_every_time(monkeypatch)
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.5)
+    real, calls = history.catch_up, 0
+
+    async def fails_once(*args: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("connection reset")
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", fails_once)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "blue")
+        )
+        after = await talk(server, bot, world.general, world.alice, "after")
+        assert calls == 2 and await bot.index.last_message_id(world.general) == int(before["id"])
+        await attachment_indexed(bot, missed)
+        assert calls == 3
+        await eventually(lambda: _marked_at_least(bot, world.general, int(after["id"])))
+
+
+async def test_a_channel_a_catch_up_could_not_read_keeps_its_marks_held(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_every_time(monkeypatch)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        server.fail_next("GET", rf"^/channels/{world.general}/messages$", 404)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "blue")
+        )
+        await eventually(lambda: _true(bool(server.faults_served)))
+        await talk(server, bot, world.general, world.alice, "after")
+        await talk(server, bot, world.other, world.alice, "elsewhere")  # a write happens
+        await eventually(lambda: _marked_at_least(bot, world.other, 1))
+        assert await bot.index.last_message_id(world.general) == int(before["id"])
+        await new_session_missing(server, bot, lambda: upload(server, world, "b.png", "red"))
+        await attachment_indexed(bot, missed)
+
+
+async def test_a_channel_first_seen_during_a_catch_up_is_read_from_there(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its mark is held (a catch-up runs), not yet written, when the next session misses an
+    upload there: the catch-up reads it all the same, down to the first message the bot saw
+    there, and not the images from before the bot saw the channel (`!index` reads those)."""
+    history_image = await upload_in(server, world, world.other, "history.png", "green")
+    go = held_catch_ups(monkeypatch)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await talk(server, bot, world.general, world.alice, "before")
+        go.clear()
+        await new_session_missing(server, bot, lambda: server.post_message(
+            world.general, world.alice, "a new session"))  # fmt: skip
+        await talk(server, bot, world.other, world.alice, "first seen here")
+        assert await bot.index.last_message_id(world.other) is None
+        missed = await new_session_missing(
+            server, bot, lambda: upload_in(server, world, world.other, "missed.png", "blue")
+        )
+        go.set()
+        await attachment_indexed(bot, missed)
+        await indexed(bot, 1)
+        await eventually(lambda: _marked_at_least(bot, world.other, int(missed["id"])))
+        assert await bot.index.count() == 1
+        attachment = int(history_image["attachments"][0]["id"])
+        assert not await is_indexed(bot, int(history_image["id"]), attachment)
+
+
+async def test_no_mark_is_written_once_closing(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message that arrives while the bot closes, after its catch-up was cancelled, is not
+    written as a mark above what that catch-up had yet to read."""
+    write_every_time(monkeypatch)
+    go = held_catch_ups(monkeypatch)
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        go.clear()
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "blue")
+        )
+        await bot.catch_ups.close()  # the first step of the bot's close
+        await talk(server, bot, world.general, world.alice, "while closing")
+        assert await bot.index.last_message_id(world.general) == int(before["id"])
+    go.set()
+    async with running(settings) as bot:
+        await attachment_indexed(bot, missed)
+
+
+async def test_a_deleted_channel_leaves_no_mark_behind(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its held mark is dropped with it, not written back when the bot closes."""
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 3600.0)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        first = await talk(server, bot, world.other, world.alice, "one")
+        await eventually(lambda: _marked_at_least(bot, world.other, int(first["id"])))
+        await talk(server, bot, world.other, world.alice, "two")  # held
+        await server.delete_channel(world.other)
+        await eventually(lambda: _true(bot.get_channel(world.other) is None))
+        await asyncio.sleep(0.1)
+        assert await bot.index.channels() == []
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        assert await bot.index.channels() == []
+
+
+async def upload_in(
+    server: FakeDiscord, world: World, channel: int, name: str, colour: str
+) -> dict:
+    png = shape_png(colour, "square", seed=len(name))
+    return await server.post_message(channel, world.bob, "", attachments=[(name, png, "image/png")])
+
+
+async def _true(value: bool) -> bool:
+    return value
