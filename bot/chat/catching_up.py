@@ -29,12 +29,17 @@ WRITE_EVERY_S = 60.0
 RETRY_S = 60.0  # after a catch-up that failed (Discord unreachable, say)
 
 
+# Given the snowflake of the moment it was asked for, and the servers to read (None: all).
+CatchUp = Callable[[int, frozenset[int] | None], Awaitable[int]]
+
+
 class CatchUps:
-    def __init__(self, catch_up: Callable[[int], Awaitable[int]], marks: ReadMarks) -> None:
-        self._catch_up = catch_up  # given the snowflake of the moment it was asked for
+    def __init__(self, catch_up: CatchUp, marks: ReadMarks) -> None:
+        self._catch_up = catch_up
         self.marks = marks
         self._task: asyncio.Task[None] | None = None
         self._again_before: int | None = None
+        self._again_guilds: frozenset[int] | None = None
         self._unread = True  # a session began and its catch-up was not asked for yet
         self._writing: asyncio.Task[None] | None = None
         self._written_at = time.monotonic()
@@ -47,17 +52,25 @@ class CatchUps:
         self._write_marks()
         self._unread = True
 
-    def start(self) -> None:
-        """Asked for at the start of a session: what is posted from now on arrives as events."""
+    def start(self, guild_id: int | None = None) -> None:
+        """Asked for at the start of a session, or with `guild_id` when that server comes back
+        from an outage (only its channels missed anything): what is posted from now on
+        arrives as events."""
         if self._closed:
             return
         now = discord.utils.time_snowflake(discord.utils.utcnow())
+        # While a session's catch-up is still owed, every server's channels are read.
+        guilds = None if guild_id is None or self._unread else frozenset({guild_id})
         self._unread = False  # the catch-up asked for now reads it
         if self._running():
             if self._again_before is None:  # the earliest start not yet caught up on
-                self._again_before = now
+                self._again_before, self._again_guilds = now, guilds
+            elif guilds is None or self._again_guilds is None:
+                self._again_guilds = None
+            else:
+                self._again_guilds |= guilds
             return
-        self._task = asyncio.create_task(self._run(now), name="glimpse-catch-up")
+        self._task = asyncio.create_task(self._run(now, guilds), name="glimpse-catch-up")
 
     def saw(self, message: discord.Message) -> None:
         """A message posted live was handled; its mark is written within WRITE_EVERY_S, or at
@@ -102,19 +115,19 @@ class CatchUps:
             self.marks.put_back(marks)
             log.exception("writing the channels' read marks failed")
 
-    async def _run(self, before: int) -> None:
+    async def _run(self, before: int, guilds: frozenset[int] | None) -> None:
         if self._writing is not None:  # the marks it starts from
             await asyncio.gather(self._writing, return_exceptions=True)
         again: int | None = before
         failed = False
         while again is not None:
             try:
-                await self._catch_up(again)
-                failed = False  # it read all that an earlier one that failed would have
+                await self._catch_up(again, guilds)
+                failed &= guilds is not None  # a full one read all that a failed one would
             except Exception:
                 failed = True
                 log.exception("catching up on the channels' history failed")
-            again, self._again_before = self._again_before, None
+            again, guilds, self._again_before = self._again_before, self._again_guilds, None
         self._task = None
         if failed:  # what it missed stays unread: no mark is written above it
             self._unread = True

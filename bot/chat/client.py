@@ -159,12 +159,13 @@ class Glimpse(commands.Bot):
         if self._session_ready:
             log.info("server %s is available again; catching up", guild.id)
             self.spoiler_channels.clear()
-            self.catch_ups.start()
+            self.catch_ups.start(guild.id)
 
-    async def _catch_up(self, before: int) -> int:
-        limit = self.settings.index_per_channel
-        index, sources, marks = self.indexer, self.indexable, self.catch_ups.marks
-        return await history.catch_up(self, self.access, index, sources, limit, before, marks)
+    async def _catch_up(self, before: int, guilds: frozenset[int] | None) -> int:
+        limit, marks = self.settings.index_per_channel, self.catch_ups.marks
+        return await history.catch_up(
+            self, self.access, self.indexer, self.indexable, limit, before, marks, guilds
+        )
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:
         """The images of a message that the index takes (see `indexable_sources`); none from a

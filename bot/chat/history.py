@@ -4,7 +4,7 @@ backfill, and fetching an indexed image's message afresh (its URLs expire)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import discord
 
@@ -41,16 +41,17 @@ async def catch_up(
     limit: int,
     before: int,
     marks: ReadMarks,
+    guilds: Collection[int] | None = None,
 ) -> int:
     """Queues images posted while the bot was down or between two gateway sessions (whose
     events Discord never sends), in every channel with indexed images or a read mark that it
     can still read (a 403 is asked once, then remembered), and marks how far each was read.
     `before`: the snowflake of the session's start; images from then on arrive as events, and
-    never count as where the reading stops."""
+    never count as where the reading stops. `guilds`: only these servers' channels."""
     queued = 0
     index = indexer.index
-    channels = {channel for _guild, channel in await index.channels()} | marks.held()
-    for channel_id in sorted(channels):
+    channels = marks.held() | {channel: guild for guild, channel in await index.channels()}
+    for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
         channel = client.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             marks.unread(channel_id)

@@ -53,9 +53,9 @@ class ReadMarks:
         """A catch-up could not read the channel: its marks wait for one that can."""
         self._unread.add(channel_id)
 
-    def held(self) -> set[int]:
-        """The channels with a mark not written yet, which a catch-up reads too."""
-        return set(self._held)
+    def held(self) -> dict[int, int]:
+        """{channel_id: guild_id} of the marks not written yet, which a catch-up reads too."""
+        return {channel: guild for channel, guild, _, _ in self._held.values()}
 
     def forget(self, channel_id: int | None = None, guild_id: int | None = None) -> None:
         """A channel (and its threads) or a server is gone: its marks are not written."""

@@ -5,6 +5,7 @@ again, after every new session, one catch-up at a time."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,66 @@ async def test_a_guild_unavailable_at_start_is_caught_up_when_it_comes_back(
         await server.end_outage(world.guild)
         await attachment_indexed(bot, missed)
         await indexed(bot, 2)
+
+
+async def test_a_server_back_from_an_outage_is_the_only_one_read_again(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """The other servers' channels missed nothing: reading them again would only cost
+    requests (one per channel)."""
+    second = server.add_guild("Second")
+    server.add_member(second, world.bob)
+    lounge = server.add_channel(second, "lounge")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        png = shape_png("green", "circle")
+        await server.post_message(lounge, world.bob, "", attachments=[("a.png", png, "image/png")])
+        await indexed(bot, 2)
+        server.start_outage(second)
+
+        async def gone() -> bool:
+            guild = bot.get_guild(second)
+            return guild is None or guild.unavailable
+
+        await eventually(gone)
+        png = shape_png("blue", "circle")
+        missed = await server.post_message(
+            lounge, world.bob, "", attachments=[("b.png", png, "image/png")]
+        )
+        asked = len(server.requests)
+        await server.end_outage(second)
+        await attachment_indexed(bot, missed)
+        read = {path for method, path in server.requests[asked:]
+                if method == "GET" and path.endswith("/messages")}  # fmt: skip
+        assert read == {f"/channels/{lounge}/messages"}
+
+
+async def test_a_server_back_while_a_failed_catch_up_waits_brings_a_full_one(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other servers' channels are still unread then: the catch-up reads them too."""
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 3600.0)
+    real, calls = history.catch_up, 0
+
+    async def fails_once(*args: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("connection reset")
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", fails_once)
+    second = server.add_guild("Second")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "green")
+        )
+        assert calls == 2
+        server.start_outage(second)
+        await server.end_outage(second)
+        await attachment_indexed(bot, missed)
 
 
 async def test_a_catch_up_cut_short_is_finished_by_the_next(
