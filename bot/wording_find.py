@@ -109,3 +109,8 @@ def reposts_state(channel: str, on: bool) -> str:
 def repost_line(link: str, score: float, identical: bool) -> str:
     same = "the same file, " if identical else ""
     return f"Posted here before: {link} ({same}score {score:.2f})"
+
+
+def reposts_not_shown(count: int) -> str:
+    plural = "s" if count > 1 else ""
+    return f"(and {count} more image{plural} of this post posted here before)"

@@ -23,6 +23,7 @@ import discord
 
 from bot import wording
 from bot.chat.access import ReadAccess
+from bot.chat.fitting import CONTENT_MAX, clip
 from bot.chat.permissions import may_reply
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
@@ -104,9 +105,8 @@ class Reposts:
             if not lines:
                 return
             post.answered = True
-            numbered = (wording.numbered(i, len(lines), line) for i, line in enumerate(lines, 1))
             try:
-                await message.reply("\n".join(numbered), mention_author=False)
+                await message.reply(_reply_text(lines), mention_author=False)
             except discord.HTTPException as exc:
                 log.info("cannot point out a repost in channel %s: %s", message.channel.id, exc)
 
@@ -155,3 +155,16 @@ class Reposts:
             if earlier is not None:
                 return match, earlier
         return None
+
+
+def _reply_text(lines: list[str]) -> str:
+    """One numbered line per image, as many as fit in a message (a webhook's post can repeat
+    one picture twenty times), then how many more there are."""
+    numbered = [wording.numbered(i, len(lines), line) for i, line in enumerate(lines, 1)]
+    for shown in range(len(numbered), 0, -1):
+        text = "\n".join(numbered[:shown])
+        if shown < len(numbered):
+            text += "\n" + wording.reposts_not_shown(len(numbered) - shown)
+        if len(text) <= CONTENT_MAX:
+            return text
+    return clip(numbered[0])

@@ -236,3 +236,28 @@ async def test_repost_min_score_sets_how_alike_is_a_repost(
         )
         await settled(server, bot, 3)
         assert replies_to(server, other) == []
+
+
+async def test_a_post_repeating_a_picture_many_times_gets_a_reply_that_fits(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A webhook's post of ten attachments and ten embeds of one picture posted before: a line
+    for each would pass Discord's 2000 characters, and the reply would be refused."""
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    _, picture, _ = image("a.png", "red", "circle")
+    links = [f"https://example.com/red-{n}.png" for n in range(10)]
+    for url in links:
+        server.host_on_web(url, picture)
+    hook = server.add_user("captain-hook", bot=True)
+    many = await server.post_message(
+        world.general, hook, "", webhook=True,
+        attachments=[image(f"{n}.png", "red", "circle") for n in range(10)],
+        embeds=[{"type": "rich", "image": {"url": url}} for url in links],
+    )  # fmt: skip
+    content = await repost_reply(server, many)
+    lines = content.split("\n")
+    assert len(content) <= 2000 and 10 <= len(lines) < 20
+    shown = lines[:-1]
+    assert all(link(world, world.general, first) in line for line in shown)
+    assert lines[-1] == wording.reposts_not_shown(20 - len(shown))
