@@ -16,6 +16,7 @@ from bot.chat.catching_up import CatchUps
 from bot.chat.cooldowns import MemberCooldown
 from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
+from bot.chat.fitting import clip
 from bot.chat.fresh_urls import FreshUrls
 from bot.chat.permissions import may_reply
 from bot.chat.read_marks import ReadMarks
@@ -91,7 +92,7 @@ class Glimpse(commands.Bot):
             command_prefix=commands.when_mentioned_or(settings.command_prefix),
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
-            help_command=commands.DefaultHelpCommand(dm_help=False),
+            help_command=Help(dm_help=False),
             case_insensitive=True,  # phones capitalise a message's first word: `!Caption`
             owner_ids=set(settings.owner_ids) or None,
             **SLASH_COMMAND_PLACES,
@@ -218,6 +219,14 @@ class Glimpse(commands.Bot):
         await self.descriptions.close()
         await self.indexer.stop()
         await super().close()
+
+
+class Help(commands.DefaultHelpCommand):
+    """discord.py's help, its answer to `help WORD` for no such command clipped: it repeats
+    the word, and a reply over Discord's 2000 characters is refused."""
+
+    async def send_error_message(self, error: str, /) -> None:
+        await super().send_error_message(clip(error))
 
 
 class CannotAnswerHere(commands.CheckFailure):

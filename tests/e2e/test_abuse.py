@@ -135,3 +135,14 @@ async def test_a_spoiler_file_given_to_slash_caption_is_captioned_covered(
     it = await server.slash_command(world.general, world.bob, "caption", attachments=[
         ("SPOILER_g.png", shape_png("green", "circle"), "image/png")])  # fmt: skip
     assert (await it.wait_for_response())["content"] == "||a green circle||"
+
+
+async def test_help_for_a_very_long_word_fits_in_a_reply(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """discord.py's help repeats the word it found no command for; a message of one long word
+    (2000 characters, or mentions that grow when defused) would make a refused reply."""
+    for word in ("x" * 1994, "@here" * 398):
+        await server.post_message(world.general, world.bob, f"!help {word}")
+        said = await server.wait_for_sent(lambda e: e["content"].startswith("No command called"))
+        assert len(said["content"]) <= 2000
