@@ -97,6 +97,17 @@ def load_settings(
     return parse_settings(values)
 
 
+def export_hub_settings(env_file: Path = Path(".env")) -> None:
+    """Puts `env_file`'s HF_* variables (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN...) into the process
+    environment where it has none: huggingface_hub reads only that, once, when first imported,
+    so without this they counted under Docker (whose env_file exports them) and not otherwise."""
+    if not env_file.is_file():
+        return
+    for name, value in dotenv_values(env_file).items():
+        if name.startswith("HF_") and value is not None and name not in os.environ:
+            os.environ[name] = value
+
+
 def parse_settings(env: Mapping[str, str]) -> Settings:
     def get(name: str, parse: Callable[[str], T], default: T) -> T:
         raw = env.get(name, "").strip()

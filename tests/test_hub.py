@@ -174,6 +174,20 @@ def test_offline_without_the_model_in_the_cache(tmp_path: Path, image: str) -> N
     ]
 
 
+def test_hub_settings_in_the_env_file_count_without_docker(tmp_path: Path, image: str) -> None:
+    """As the README tells: HF_HUB_OFFLINE=1 in .env (not exported) forbids downloading."""
+    (tmp_path / ".env").write_text(f"HF_HUB_OFFLINE=1\nHF_HOME={tmp_path / 'hf'}\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    environ.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+    environ.pop("SEARCH_MODEL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "find", "a red circle", image],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"({tmp_path / 'hf' / 'hub'}) and HF_HUB_OFFLINE=1 forbids" in result.stderr
+
+
 def test_a_cached_model_loads_offline_or_with_the_hub_out_of_reach(
     tmp_path: Path, image: str
 ) -> None:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, export_hub_settings, load_settings
 
 EXIT_FAILED = 1
 
@@ -87,6 +87,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    export_hub_settings()  # before anything imports huggingface_hub
     # The one-shot commands print results; routine INFO lines would only bury them.
     quiet = command != "run" and settings.log_level != "DEBUG"
     setup_logging("WARNING" if quiet else settings.log_level)
