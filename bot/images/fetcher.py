@@ -72,6 +72,9 @@ class MediaFetcher:
             task.add_done_callback(self._running.discard)
             self._running.add(task)
             self._recent[key] = (now, task, decode)
+            # Expired in time even if no other fetch comes: on a quiet server the last ones'
+            # decoded pictures (megabytes each) would otherwise stay until the next.
+            asyncio.get_running_loop().call_later(CACHE_SECONDS, self._forget, key, task)
         else:
             task = entry[1]
             if decode.is_set():
@@ -91,6 +94,11 @@ class MediaFetcher:
         data = await download(self.session, source.url, limit, allowed_hosts=hosts)
         await decode.wait()
         return await self.loader.decode(data)
+
+    def _forget(self, key: Key, task: asyncio.Task[Decoded]) -> None:
+        entry = self._recent.get(key)
+        if entry is not None and entry[1] is task:
+            del self._recent[key]
 
     def _expire(self, now: float) -> None:
         while self._recent:
