@@ -23,7 +23,7 @@ class ReadMarks:
         self._ignored = frozenset(ignored)
         self._held: dict[int, ReadMark] = {}
         self._unread: set[int] = set()  # channels the last catch-up could not read
-        self._first: dict[int, int] = {}  # the first message handled in each, by this process
+        self._first: dict[int, ReadMark] = {}  # the first message handled in each, here
 
     def saw(self, message: discord.Message) -> bool:
         """The message was handled (its images queued), live or read by a catch-up; True if
@@ -34,13 +34,15 @@ class ReadMarks:
         parent_id = getattr(channel, "parent_id", None)
         if {channel.id, parent_id} & self._ignored:
             return False
-        self._hold((channel.id, message.guild.id, parent_id, message.id))
-        return self._first.setdefault(channel.id, message.id) == message.id
+        mark = (channel.id, message.guild.id, parent_id, message.id)
+        self._hold(mark)
+        return self._first.setdefault(channel.id, mark) is mark
 
     def first(self, channel_id: int) -> int | None:
         """Where a channel without a written mark is read down to: what came before the bot
         first saw it there is history, which only `!index` reads."""
-        return self._first.get(channel_id)
+        first = self._first.get(channel_id)
+        return None if first is None else first[3]
 
     def read(self, channel_id: int, newest: discord.Message | None) -> None:
         """A catch-up read the channel, down to where it stops, up to `newest` (None: nothing
@@ -59,13 +61,14 @@ class ReadMarks:
 
     def forget(self, channel_id: int | None = None, guild_id: int | None = None) -> None:
         """A channel (and its threads) or a server is gone: its marks are not written."""
-        self._held = {
-            channel: mark
-            for channel, mark in self._held.items()
-            if channel_id not in (mark[0], mark[2]) and guild_id != mark[1]
-        }
-        for gone in self._first.keys() - self._held.keys():
-            del self._first[gone]
+
+        def kept(mark: ReadMark) -> bool:
+            return channel_id not in (mark[0], mark[2]) and guild_id != mark[1]
+
+        self._held = {channel: mark for channel, mark in self._held.items() if kept(mark)}
+        self._first = {channel: mark for channel, mark in self._first.items() if kept(mark)}
+        if channel_id is not None:
+            self._unread.discard(channel_id)
 
     def take(self) -> list[ReadMark]:
         """The marks that may be written now; the rest, and those seen from now on, stay."""

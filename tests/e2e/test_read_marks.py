@@ -213,8 +213,10 @@ async def test_a_channel_first_seen_during_a_catch_up_is_read_from_there(
 ) -> None:
     """Its mark is held (a catch-up runs), not yet written, when the next session misses an
     upload there: the catch-up reads it all the same, down to the first message the bot saw
-    there, and not the images from before the bot saw the channel (`!index` reads those)."""
+    there, and not the images from before the bot saw the channel (`!index` reads those),
+    even after another channel was deleted meanwhile."""
     history_image = await upload_in(server, world, world.other, "history.png", "green")
+    spare = server.add_channel(world.guild, "spare")
     go = held_catch_ups(monkeypatch)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await talk(server, bot, world.general, world.alice, "before")
@@ -222,6 +224,10 @@ async def test_a_channel_first_seen_during_a_catch_up_is_read_from_there(
         await new_session_missing(server, bot, lambda: server.post_message(
             world.general, world.alice, "a new session"))  # fmt: skip
         await talk(server, bot, world.other, world.alice, "first seen here")
+        await talk(server, bot, spare, world.alice, "soon gone")
+        await server.delete_channel(spare)
+        await eventually(lambda: _true(bot.get_channel(spare) is None))
+        await asyncio.sleep(0.1)
         assert await bot.index.last_message_id(world.other) is None
         missed = await new_session_missing(
             server, bot, lambda: upload_in(server, world, world.other, "missed.png", "blue")
