@@ -38,6 +38,10 @@ from bot.vision.service import VisionService
 log = logging.getLogger(__name__)
 
 CAPTIONS_AT_ONCE = 2
+# Messages whose pictures are downloaded, decoded and captioned at once; the rest wait their
+# turn without holding decoded pictures (up to ten per message, megabytes each, for up to twice
+# ALT_TEXT_MAX_PENDING messages in a burst).
+MESSAGES_AT_ONCE = 2
 POSTS_PER_PERIOD, PERIOD_S = 2, 5.0  # of Discord's 5 messages per 5 s in a channel
 
 Sources = Callable[[discord.Message], list[ImageSource]]
@@ -70,6 +74,7 @@ class Descriptions:
         self.max_pending = max_pending
         self.pace = ChannelPace(POSTS_PER_PERIOD, PERIOD_S)
         self._captioning = asyncio.Semaphore(CAPTIONS_AT_ONCE)
+        self._working = asyncio.Semaphore(MESSAGES_AT_ONCE)
         self._waiting: dict[int, _Waiting] = {}
 
     @property
@@ -134,13 +139,15 @@ class Descriptions:
         self, message: discord.Message, sources: list[ImageSource], waiting: _Waiting
     ) -> None:
         try:
-            fetched = await asyncio.gather(*(self._fetch(source) for source in sources))
-            got = [(s, d) for s, d in zip(sources, fetched, strict=True) if d is not None]
-            captions, _ = await asyncio.gather(
-                asyncio.gather(*(self._caption(s, d) for s, d in got)),
-                self._index(message, got),
-            )
-            described = [(c, s) for c, (s, _) in zip(captions, got, strict=True) if c]
+            async with self._working:
+                fetched = await asyncio.gather(*(self._fetch(source) for source in sources))
+                got = [(s, d) for s, d in zip(sources, fetched, strict=True) if d is not None]
+                captions, _ = await asyncio.gather(
+                    asyncio.gather(*(self._caption(s, d) for s, d in got)),
+                    self._index(message, got),
+                )
+                described = [(c, s) for c, (s, _) in zip(captions, got, strict=True) if c]
+                del fetched, got  # the pictures are not held while the reply waits its turn
             if described:
                 await self._reply(message, described, waiting)
         except asyncio.CancelledError:

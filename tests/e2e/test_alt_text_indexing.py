@@ -101,3 +101,39 @@ async def test_a_busy_channel_leaves_room_for_the_others(
         assert bot.descriptions.waiting == 9 + 1  # more than 8 of general's, and other's
         release.set()
         assert (await described_by(server, quiet))["content"].endswith("a yellow triangle")
+
+
+async def test_a_burst_holds_the_pictures_of_two_messages_at_a_time(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four posts of three images each: the others wait their turn before anything of theirs
+    is downloaded or decoded (a burst of ten-image posts would otherwise hold hundreds of
+    decoded pictures at once), and each still gets its description."""
+    await turn_on(server, world, world.general)
+    await turn_on(server, world, world.other)  # (two channels: no pacing between the replies)
+    real, go = glimpse.descriptions._fetch, asyncio.Event()
+    fetching = most = 0
+
+    async def counted(source: object) -> object:
+        nonlocal fetching, most
+        fetching += 1
+        most = max(most, fetching)
+        try:
+            await go.wait()
+            return await real(source)  # type: ignore[arg-type]
+        finally:
+            fetching -= 1
+
+    monkeypatch.setattr(glimpse.descriptions, "_fetch", counted)
+    posts = []
+    for n in range(4):
+        files = [image(f"{n}-{k}.png", *CLASSES[(n + k) % len(CLASSES)], seed=n) for k in range(3)]
+        channel = (world.general, world.other)[n % 2]
+        posts.append(await server.post_message(channel, world.carol, "", attachments=files))
+    await server.flush()
+    await asyncio.sleep(0.3)
+    assert glimpse.descriptions.waiting == 4 and fetching == 2 * 3
+    go.set()
+    for posted in posts:
+        await described_by(server, posted)
+    assert most == 2 * 3
