@@ -26,6 +26,7 @@ class ChannelPace:
 
     async def wait(self, channel_id: int) -> None:
         """Returns when one more post fits in the channel's share; callers go in turn."""
+        self._forget_quiet(self._clock())
         turn = self._turns.setdefault(channel_id, asyncio.Lock())
         async with turn:
             recent = self._recent.setdefault(channel_id, deque())
@@ -35,3 +36,12 @@ class ChannelPace:
                 await asyncio.sleep(recent[0] + self.period - self._clock())
                 recent.popleft()
             recent.append(self._clock())
+
+    def _forget_quiet(self, now: float) -> None:
+        """Channels (threads, forum posts) with no post in the last period: nothing of theirs
+        is needed any more, and they keep arriving. A lock just released still has its post
+        of a moment ago, so a caller woken by it is never left with a forgotten one."""
+        for channel_id, recent in list(self._recent.items()):
+            turn = self._turns[channel_id]
+            if not turn.locked() and (not recent or now - recent[-1] >= self.period):
+                del self._recent[channel_id], self._turns[channel_id]
