@@ -184,7 +184,10 @@ class Glimpse(commands.Bot):
     async def _may_answer_here(self, ctx: commands.Context[Any]) -> bool:
         """A text command is run only where its reply can be posted: each post Discord refuses
         (403) counts towards its invalid-request limit, and the error reply would be a second."""
-        if ctx.interaction is not None or ctx.guild is None or may_reply(ctx.channel):
+        if ctx.interaction is not None or ctx.guild is None:
+            return True
+        if may_reply(ctx.channel):
+            self._mute_channels.discard(ctx.channel.id)  # so that a later loss is told again
             return True
         if answers.runs_anywhere(ctx.command):
             return True
