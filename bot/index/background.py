@@ -86,6 +86,11 @@ class Indexer:
         with contextlib.suppress(sqlite3.Error):
             self.progress.log_summary(await self.index.pending_count(), force=True)
 
+    @property
+    def holding(self) -> bool:
+        """Uploads wait in memory for the database: no read mark may pass them."""
+        return bool(self._held)
+
     async def submit(self, sources: Iterable[ImageSource]) -> int:
         """Queues uploads in the database; if it is unavailable, holds them and keeps trying."""
         by_key = {source.ref.key: source for source in sources}

@@ -5,6 +5,7 @@ a mark is never written above a stretch that a catch-up has yet to read."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,31 @@ async def upload_in(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_no_mark_passes_uploads_waiting_in_memory_for_the_database(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses to queue an upload (locked, say): the indexer holds it in memory
+    and retries; until then no mark is written above it, or a restart would lose it."""
+    write_every_time(monkeypatch)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        real, refusing = bot.index.add_pending, True
+
+        async def locked(*args: Any) -> Any:
+            if refusing:
+                raise sqlite3.OperationalError("database is locked")
+            return await real(*args)
+
+        monkeypatch.setattr(bot.index, "add_pending", locked)
+        held = await upload(server, world, "held.png", "blue")
+        await eventually(lambda: _true(bot.indexer.holding))
+        after = await talk(server, bot, world.general, world.alice, "after")
+        assert await bot.index.last_message_id(world.general) == int(before["id"])
+        refusing = False
+        await attachment_indexed(bot, held)
+        later = await talk(server, bot, world.general, world.alice, "later")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(later["id"])))
+        assert int(after["id"]) < int(later["id"])
