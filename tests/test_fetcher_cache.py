@@ -62,3 +62,31 @@ async def test_a_recent_result_is_let_go_without_another_fetch(
             await fetcher.close()
     finally:
         workers.shutdown()
+
+
+async def test_no_more_pictures_are_held_than_the_cache_keeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of fetches (the indexer's backlog): those that left the cache for newer ones are
+    let go at once, not kept until their time would have run out."""
+    monkeypatch.setattr(sys.modules["bot.images.fetcher"], "CACHE_ENTRIES", 4)
+
+    async def image(_request: web.Request) -> web.Response:
+        return web.Response(body=png(), content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{name}", image)
+    workers = Workers()
+    try:
+        async with serving(app) as port, aiohttp.ClientSession() as session:
+            fetcher = MediaFetcher(session, ImageLoader(workers, ImageLimits()), frozenset())
+            pictures = []
+            for n in range(12):
+                ref = ImageRef(1, 2, 3, 100 + n, 5, time.time())
+                source = ImageSource(ref, f"http://127.0.0.1:{port}/{n}.png", f"{n}.png", None)
+                pictures.append(weakref.ref((await fetcher.fetch(source)).image))
+            gc.collect()
+            assert sum(p() is not None for p in pictures) <= 5  # the cache's 4, and the last
+            await fetcher.close()
+    finally:
+        workers.shutdown()

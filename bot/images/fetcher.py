@@ -73,8 +73,9 @@ class MediaFetcher:
             self._running.add(task)
             self._recent[key] = (now, task, decode)
             # Expired in time even if no other fetch comes: on a quiet server the last ones'
-            # decoded pictures (megabytes each) would otherwise stay until the next.
-            asyncio.get_running_loop().call_later(CACHE_SECONDS, self._forget, key, task)
+            # decoded pictures (megabytes each) would otherwise stay until the next. The timer
+            # holds the key and start only, never the picture.
+            asyncio.get_running_loop().call_later(CACHE_SECONDS, self._forget, key, now)
         else:
             task = entry[1]
             if decode.is_set():
@@ -95,9 +96,9 @@ class MediaFetcher:
         await decode.wait()
         return await self.loader.decode(data)
 
-    def _forget(self, key: Key, task: asyncio.Task[Decoded]) -> None:
+    def _forget(self, key: Key, started: float) -> None:
         entry = self._recent.get(key)
-        if entry is not None and entry[1] is task:
+        if entry is not None and entry[0] == started:
             del self._recent[key]
 
     def _expire(self, now: float) -> None:
