@@ -90,8 +90,7 @@ class Indexing(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         await self.bot.indexer.submit(self.bot.indexable(message))
-        if not self.bot.indexer.holding:  # else a restart would lose what waits in memory
-            self.bot.catch_ups.saw(message)
+        self.bot.catch_ups.saw(message)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:

@@ -126,7 +126,7 @@ class Glimpse(commands.Bot):
         )
         self.description_removal = DescriptionRemoval(self, index, self.descriptions)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
-        self.catch_ups = CatchUps(self._catch_up, ReadMarks(index, settings.ignore_channels))
+        self.catch_ups = CatchUps(self._catch_up, ReadMarks(self.indexer, settings.ignore_channels))
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
 

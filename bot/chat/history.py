@@ -70,10 +70,7 @@ async def catch_up(
         # Oldest first: a catch-up cut short leaves its mark where the reading can go on.
         for message in reversed(missed):
             queued += await indexer.submit(sources(message))
-        if indexer.holding:  # queued in memory only, for now: read again next time
-            marks.unread(channel_id)
-        else:
-            marks.read(channel_id, missed[0] if missed else None)
+        marks.read(channel_id, missed[0] if missed else None)
     if queued:
         log.info("queued %d image(s) posted while the bot was offline", queued)
     return queued

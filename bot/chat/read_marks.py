@@ -13,13 +13,13 @@ from collections.abc import Iterable
 
 import discord
 
-from bot.index.image_index import ImageIndex
+from bot.index.background import Indexer
 from bot.index.store import ReadMark
 
 
 class ReadMarks:
-    def __init__(self, index: ImageIndex, ignored: Iterable[int]) -> None:
-        self._index = index
+    def __init__(self, indexer: Indexer, ignored: Iterable[int]) -> None:
+        self._indexer = indexer
         self._ignored = frozenset(ignored)
         self._held: dict[int, ReadMark] = {}
         self._unread: set[int] = set()  # channels the last catch-up could not read
@@ -71,7 +71,11 @@ class ReadMarks:
             self._unread.discard(channel_id)
 
     def take(self) -> list[ReadMark]:
-        """The marks that may be written now; the rest, and those seen from now on, stay."""
+        """The marks that may be written now; the rest, and those seen from now on, stay.
+        None while uploads wait in memory for the database: a mark written above them, then a
+        restart, would lose them."""
+        if self._indexer.holding:
+            return []
         taken = [mark for channel, mark in self._held.items() if channel not in self._unread]
         self._held = {c: mark for c, mark in self._held.items() if c in self._unread}
         return taken
@@ -83,7 +87,7 @@ class ReadMarks:
 
     async def write(self, marks: list[ReadMark]) -> None:
         if marks:
-            await self._index.mark_read(marks)
+            await self._indexer.index.mark_read(marks)
 
     def _hold(self, mark: ReadMark) -> None:
         held = self._held.get(mark[0])

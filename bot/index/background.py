@@ -55,6 +55,7 @@ class Indexer:
         self.batch_size = batch_size
         self.progress = Progress()
         self._held: dict[Key, ImageSource] = {}  # seen while the database refused new work
+        self._submitting = 0  # submits waiting for the database
         self._in_hand: set[Key] = set()  # the batch being indexed now, and the one fetched ahead
         self._ahead: Batch | None = None  # the next batch, fetched while this one is embedded
         # On a CPU the next batch's decoding waits for this batch's model call, which it slowed
@@ -88,14 +89,16 @@ class Indexer:
 
     @property
     def holding(self) -> bool:
-        """Uploads wait in memory for the database: no read mark may pass them."""
-        return bool(self._held)
+        """Uploads wait in memory for the database (or are on their way to it): no read mark
+        may be written until they are queued there, or a restart would lose them."""
+        return bool(self._held) or self._submitting > 0
 
     async def submit(self, sources: Iterable[ImageSource]) -> int:
         """Queues uploads in the database; if it is unavailable, holds them and keeps trying."""
         by_key = {source.ref.key: source for source in sources}
         if not by_key:
             return 0
+        self._submitting += 1
         try:
             added = await self.index.add_pending(_refs(by_key), _alt_texts(by_key))
         except sqlite3.Error as exc:
@@ -108,6 +111,8 @@ class Indexer:
             )
             self._held.update(by_key)
             added = []
+        finally:
+            self._submitting -= 1
         # Only what was queued is fetched later; a skipped source's URL is not kept.
         self.uploads.urls.update((ref.key, by_key[ref.key]) for ref in added)
         self._wake.set()
@@ -133,12 +138,10 @@ class Indexer:
 
     async def _queue_held(self) -> None:
         if self._held:
-            held, self._held = self._held, {}
-            try:
-                added = await self.index.add_pending(_refs(held), _alt_texts(held))
-            except BaseException:
-                self._held.update(held)
-                raise
+            held = dict(self._held)  # still held (see `holding`) until the database has them
+            added = await self.index.add_pending(_refs(held), _alt_texts(held))
+            for key in held:
+                self._held.pop(key, None)
             self.uploads.urls.update((ref.key, held[ref.key]) for ref in added)
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:

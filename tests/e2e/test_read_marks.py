@@ -320,3 +320,28 @@ async def test_no_mark_passes_uploads_waiting_in_memory_for_the_database(
         later = await talk(server, bot, world.general, world.alice, "later")
         await eventually(lambda: _marked_at_least(bot, world.general, int(later["id"])))
         assert int(after["id"]) < int(later["id"])
+
+
+async def test_no_mark_passes_an_upload_still_on_its_way_to_the_database(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow queueing (SQLite waiting on a lock): a message seen meanwhile in the same channel
+    is not written as a mark until the upload before it is queued."""
+    write_every_time(monkeypatch)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        real, go = bot.index.add_pending, asyncio.Event()
+
+        async def slow(*args: Any) -> Any:
+            await go.wait()
+            return await real(*args)
+
+        monkeypatch.setattr(bot.index, "add_pending", slow)
+        slowed = await upload(server, world, "slow.png", "blue")
+        after = await talk(server, bot, world.general, world.alice, "after")
+        assert await bot.index.last_message_id(world.general) == int(before["id"])
+        go.set()
+        await attachment_indexed(bot, slowed)
+        await talk(server, bot, world.other, world.alice, "a write happens")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(after["id"])))
