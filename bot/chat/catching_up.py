@@ -62,6 +62,9 @@ class CatchUps:
         # While a session's catch-up is still owed, every server's channels are read.
         guilds = None if guild_id is None or self._unread else frozenset({guild_id})
         self._unread = False  # the catch-up asked for now reads it
+        if guilds is None and self._retry is not None:  # it reads all a retry would
+            self._retry.cancel()
+            self._retry = None
         if self._running():
             if self._again_before is None:  # the earliest start not yet caught up on
                 self._again_before, self._again_guilds = now, guilds

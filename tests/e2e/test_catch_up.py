@@ -226,6 +226,34 @@ async def test_a_server_back_while_a_failed_catch_up_waits_brings_a_full_one(
         await attachment_indexed(bot, missed)
 
 
+async def test_a_retry_is_dropped_once_a_full_catch_up_has_read_it_all(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed catch-up arms a retry; a new session's catch-up reads everything first, so the
+    retry would only cost a request per channel again."""
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 1.0)
+    real, calls = history.catch_up, 0
+
+    async def fails_once(*args: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("connection reset")
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", fails_once)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        await new_session_missing(server, bot, lambda: upload(server, world, "a.png", "green"))
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "b.png", "blue")
+        )
+        await attachment_indexed(bot, missed)
+        await asyncio.sleep(1.5)
+        assert calls == 3
+
+
 async def test_a_catch_up_cut_short_is_finished_by_the_next(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
