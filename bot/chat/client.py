@@ -31,6 +31,7 @@ from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
+from bot.markdown import as_typed
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,12 @@ class Glimpse(commands.Bot):
 
 
 class Help(commands.DefaultHelpCommand):
-    """discord.py's help, its answer to `help WORD` for no such command clipped: it repeats
-    the word, and a reply over Discord's 2000 characters is refused."""
+    """discord.py's help, its answer to `help WORD` for no such command shown as typed (it
+    repeats the word: a masked link there would be the bot's) and clipped (a reply over
+    Discord's 2000 characters is refused)."""
+
+    def command_not_found(self, string: str, /) -> str:
+        return super().command_not_found(as_typed(string))
 
     async def send_error_message(self, error: str, /) -> None:
         await super().send_error_message(clip(error))

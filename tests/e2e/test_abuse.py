@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from bot.chat.client import Glimpse
+from bot.markdown import as_typed
 from tests.e2e.harness import World, indexed, reply_to, shape_png, sync_commands
 from tests.e2e.test_alt_text_and_animations import described
 from tests.fakediscord import FakeDiscord, Upload
@@ -146,3 +147,14 @@ async def test_help_for_a_very_long_word_fits_in_a_reply(
         await server.post_message(world.general, world.bob, f"!help {word}")
         said = await server.wait_for_sent(lambda e: e["content"].startswith("No command called"))
         assert len(said["content"]) <= 2000
+
+
+async def test_help_repeats_a_word_as_typed(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A masked link in the word would be a link the bot posted."""
+    word = "[click](https://example.com)"
+    await server.post_message(world.general, world.bob, f"!help {word}")
+    said = await server.wait_for_sent(lambda e: e["content"].startswith("No command called"))
+    assert said["content"] == f'No command called "{as_typed(word)}" found.'
+    assert "[click](" not in said["content"]
