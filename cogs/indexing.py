@@ -139,7 +139,7 @@ class Indexing(commands.Cog):
     @commands.Cog.listener("on_guild_role_delete")
     @commands.Cog.listener("on_member_update")
     async def on_permissions_change(self, *_: object) -> None:
-        self.bot.access.permissions_changed()
+        self.bot.permissions_changed()
 
 
 async def setup(bot: commands.Bot) -> None:

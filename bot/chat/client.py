@@ -182,6 +182,12 @@ class Glimpse(commands.Bot):
     async def message_of(self, ref: ImageRef) -> discord.Message | None:
         return await history.message_of(self, ref)
 
+    def permissions_changed(self) -> None:
+        """A channel, role or the bot's roles changed: what it can read and where it may
+        answer are judged afresh (and a channel where it may not is told of again)."""
+        self.access.permissions_changed()
+        self._mute_channels.clear()
+
     async def _may_answer_here(self, ctx: commands.Context[Any]) -> bool:
         """A text command is run only where its reply can be posted: each post Discord refuses
         (403) counts towards its invalid-request limit, and the error reply would be a second."""

@@ -63,14 +63,22 @@ async def test_the_admin_is_told_again_after_the_permission_came_back_and_went(
     denied = [{"id": server.bot_role_id(world.guild), "type": 0, "allow": 0,
                "deny": SEND_MESSAGES}]  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="bot.chat.client"):
-        for overwrites in (denied, [], denied):
+        for overwrites, asked in ((denied, True), ([], True), ([], False), (denied, True)):
             server.set_overwrites(world.other, overwrites)
             await server.flush()
-            await server.post_message(world.other, world.alice, "!find a red circle")
+            if asked:
+                await server.post_message(world.other, world.alice, "!find a red circle")
+                await server.flush()
+                await asyncio.sleep(0.3)
+        # and once more, with no command while it could answer
+        for overwrites in ([], denied):
+            server.set_overwrites(world.other, overwrites)
             await server.flush()
-            await asyncio.sleep(0.3)
+        await server.post_message(world.other, world.alice, "!find a red circle")
+        await server.flush()
+        await asyncio.sleep(0.3)
     warnings = [r for r in caplog.records if r.getMessage().startswith(UNANSWERED % world.other)]
-    assert len(warnings) == 2, caplog.text
+    assert len(warnings) == 3, caplog.text
     assert [e["channel_id"] for e in server.sent] == [str(world.other)]  # answered in between
 
 
