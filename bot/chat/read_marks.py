@@ -63,7 +63,8 @@ class ReadMarks:
         """A channel (and its threads) or a server is gone: its marks are not written."""
 
         def kept(mark: ReadMark) -> bool:
-            return channel_id not in (mark[0], mark[2]) and guild_id != mark[1]
+            channel_gone = channel_id is not None and channel_id in (mark[0], mark[2])
+            return not channel_gone and (guild_id is None or guild_id != mark[1])
 
         self._held = {channel: mark for channel, mark in self._held.items() if kept(mark)}
         self._first = {channel: mark for channel, mark in self._first.items() if kept(mark)}

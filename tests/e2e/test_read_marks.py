@@ -283,6 +283,23 @@ async def test_a_deleted_channel_leaves_no_mark_behind(
         assert await bot.index.channels() == []
 
 
+async def test_leaving_a_server_keeps_the_other_servers_marks(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 3600.0)
+    second = server.add_guild("Second")
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        first = await talk(server, bot, world.general, world.alice, "one")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(first["id"])))
+        last = await talk(server, bot, world.general, world.alice, "two")  # held
+        await server.remove_bot_from_guild(second)
+        await eventually(lambda: _true(bot.get_guild(second) is None))
+        await asyncio.sleep(0.1)
+    async with running(settings) as bot:  # the close wrote the held mark
+        assert await bot.index.last_message_id(world.general) == int(last["id"])
+
+
 async def upload_in(
     server: FakeDiscord, world: World, channel: int, name: str, colour: str
 ) -> dict:
