@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import discord
 
+from bot.chat.sources import in_ignored
 from bot.index.background import Indexer
 from bot.index.store import ReadMark
 
@@ -31,10 +32,9 @@ class ReadMarks:
         if message.guild is None:  # DMs are never caught up on
             return False
         channel = message.channel
-        parent_id = getattr(channel, "parent_id", None)
-        if {channel.id, parent_id} & self._ignored:
+        if in_ignored(channel, self._ignored):
             return False
-        mark = (channel.id, message.guild.id, parent_id, message.id)
+        mark = (channel.id, message.guild.id, getattr(channel, "parent_id", None), message.id)
         self._hold(mark)
         return self._first.setdefault(channel.id, mark) is mark
 

@@ -99,9 +99,16 @@ def indexable_sources(
         return []
     if message.author.bot and message.webhook_id is None:
         return []
-    if {message.channel.id, getattr(message.channel, "parent_id", None)} & ignore_channels:
+    if in_ignored(message.channel, ignore_channels):
         return []
     return image_sources(message, allowed_hosts)
+
+
+def in_ignored(channel: object, ignore_channels: frozenset[int]) -> bool:
+    """The channel is in IGNORE_CHANNELS, or a thread of one."""
+    return bool(
+        {getattr(channel, "id", None), getattr(channel, "parent_id", None)} & ignore_channels
+    )
 
 
 def source_for(
