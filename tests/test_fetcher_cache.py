@@ -5,11 +5,13 @@ served on 127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import io
 import sys
 import time
 import weakref
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -30,48 +32,23 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
-async def test_a_recent_result_is_let_go_without_another_fetch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(sys.modules["bot.images.fetcher"], "CACHE_SECONDS", 0.3)
-    served = 0
+class Images:
+    """Pictures served on 127.0.0.1 (any name), counted, and a fetcher of them."""
+
+    def __init__(self, fetcher: MediaFetcher, port: int) -> None:
+        self.fetcher, self.port, self.served = fetcher, port, 0
+
+    def source(self, n: int) -> ImageSource:
+        ref = ImageRef(1, 2, 3, 100 + n, 5, time.time())
+        return ImageSource(ref, f"http://127.0.0.1:{self.port}/{n}.png", f"{n}.png", None)
+
+
+@contextlib.asynccontextmanager
+async def served_images() -> AsyncIterator[Images]:
+    images: list[Images] = []
 
     async def image(_request: web.Request) -> web.Response:
-        nonlocal served
-        served += 1
-        return web.Response(body=png(), content_type="image/png")
-
-    app = web.Application()
-    app.router.add_get("/a.png", image)
-    workers = Workers()
-    try:
-        async with serving(app) as port, aiohttp.ClientSession() as session:
-            fetcher = MediaFetcher(session, ImageLoader(workers, ImageLimits()), frozenset())
-            ref = ImageRef(1, 2, 3, 4, 5, time.time())
-            source = ImageSource(ref, f"http://127.0.0.1:{port}/a.png", "a.png", None)
-            first = await fetcher.fetch(source)
-            again = await fetcher.fetch(source)
-            assert again is first and served == 1  # the cache at work
-            picture = weakref.ref(first.image)
-            del first, again
-            await asyncio.sleep(0.5)
-            gc.collect()
-            assert picture() is None
-            await fetcher.fetch(source)
-            assert served == 2
-            await fetcher.close()
-    finally:
-        workers.shutdown()
-
-
-async def test_no_more_pictures_are_held_than_the_cache_keeps(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A burst of fetches (the indexer's backlog): those that left the cache for newer ones are
-    let go at once, not kept until their time would have run out."""
-    monkeypatch.setattr(sys.modules["bot.images.fetcher"], "CACHE_ENTRIES", 4)
-
-    async def image(_request: web.Request) -> web.Response:
+        images[0].served += 1
         return web.Response(body=png(), content_type="image/png")
 
     app = web.Application()
@@ -80,13 +57,42 @@ async def test_no_more_pictures_are_held_than_the_cache_keeps(
     try:
         async with serving(app) as port, aiohttp.ClientSession() as session:
             fetcher = MediaFetcher(session, ImageLoader(workers, ImageLimits()), frozenset())
-            pictures = []
-            for n in range(12):
-                ref = ImageRef(1, 2, 3, 100 + n, 5, time.time())
-                source = ImageSource(ref, f"http://127.0.0.1:{port}/{n}.png", f"{n}.png", None)
-                pictures.append(weakref.ref((await fetcher.fetch(source)).image))
-            gc.collect()
-            assert sum(p() is not None for p in pictures) <= 5  # the cache's 4, and the last
+            images.append(Images(fetcher, port))
+            yield images[0]
             await fetcher.close()
     finally:
         workers.shutdown()
+
+
+async def test_a_recent_result_is_let_go_without_another_fetch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.modules["bot.images.fetcher"], "CACHE_SECONDS", 0.3)
+    async with served_images() as images:
+        source = images.source(0)
+        first = await images.fetcher.fetch(source)
+        again = await images.fetcher.fetch(source)
+        assert again is first and images.served == 1  # the cache at work
+        picture = weakref.ref(first.image)
+        del first, again
+        await asyncio.sleep(0.5)
+        gc.collect()
+        assert picture() is None
+        await images.fetcher.fetch(source)
+        assert images.served == 2
+
+
+async def test_no_more_pictures_are_held_than_the_cache_keeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of fetches (the indexer's backlog): those that left the cache for newer ones are
+    let go at once, not kept until their time would have run out."""
+    monkeypatch.setattr(sys.modules["bot.images.fetcher"], "CACHE_ENTRIES", 4)
+    async with served_images() as images:
+        pictures = []
+        for n in range(12):
+            decoded = await images.fetcher.fetch(images.source(n))
+            pictures.append(weakref.ref(decoded.image))
+        del decoded
+        gc.collect()
+        assert sum(p() is not None for p in pictures) <= 5  # the cache's 4, and the last

@@ -61,6 +61,35 @@ async def attachment_indexed(bot: Glimpse, message: dict) -> None:
     await eventually(lambda: is_indexed(bot, int(message["id"]), attachment), timeout=15)
 
 
+def second_catch_up_fails(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """The second catch-up raises (Discord unreachable while it reads, say); the others run.
+    Returns how many were asked for so far."""
+    real, calls = history.catch_up, 0
+
+    async def fails_once(*args: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("connection reset")
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", fails_once)
+    return lambda: calls
+
+
+def held_catch_ups(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Catch-ups wait for the event returned (set: they run at once)."""
+    real, go = history.catch_up, asyncio.Event()
+    go.set()
+
+    async def waiting(*args: Any) -> int:
+        await go.wait()
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", waiting)
+    return go
+
+
 async def test_an_upload_missed_by_a_new_session_is_indexed(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
@@ -203,16 +232,7 @@ async def test_a_server_back_while_a_failed_catch_up_waits_brings_a_full_one(
 ) -> None:
     """The other servers' channels are still unread then: the catch-up reads them too."""
     monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 3600.0)
-    real, calls = history.catch_up, 0
-
-    async def fails_once(*args: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise OSError("connection reset")
-        return await real(*args)
-
-    monkeypatch.setattr(history, "catch_up", fails_once)
+    calls = second_catch_up_fails(monkeypatch)
     second = server.add_guild("Second")
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await upload(server, world, "before.png", "red")
@@ -220,7 +240,7 @@ async def test_a_server_back_while_a_failed_catch_up_waits_brings_a_full_one(
         missed = await new_session_missing(
             server, bot, lambda: upload(server, world, "missed.png", "green")
         )
-        assert calls == 2
+        assert calls() == 2
         server.start_outage(second)
         await server.end_outage(second)
         await attachment_indexed(bot, missed)
@@ -232,16 +252,7 @@ async def test_a_retry_is_dropped_once_a_full_catch_up_has_read_it_all(
     """A failed catch-up arms a retry; a new session's catch-up reads everything first, so the
     retry would only cost a request per channel again."""
     monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 1.0)
-    real, calls = history.catch_up, 0
-
-    async def fails_once(*args: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise OSError("connection reset")
-        return await real(*args)
-
-    monkeypatch.setattr(history, "catch_up", fails_once)
+    calls = second_catch_up_fails(monkeypatch)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await upload(server, world, "before.png", "red")
         await indexed(bot, 1)
@@ -251,7 +262,7 @@ async def test_a_retry_is_dropped_once_a_full_catch_up_has_read_it_all(
         )
         await attachment_indexed(bot, missed)
         await asyncio.sleep(1.5)
-        assert calls == 3
+        assert calls() == 3
 
 
 async def test_a_catch_up_cut_short_is_finished_by_the_next(
@@ -292,15 +303,7 @@ async def test_a_live_upload_before_the_catch_up_reaches_its_channel_hides_nothi
 ) -> None:
     """An upload that arrives as an event before the catch-up has read its channel is not where
     the reading of that channel stops: what was missed before it is still read."""
-    real = history.catch_up
-    go = asyncio.Event()
-    go.set()
-
-    async def waiting_catch_up(*args: Any) -> int:
-        await go.wait()
-        return await real(*args)
-
-    monkeypatch.setattr(history, "catch_up", waiting_catch_up)
+    go = held_catch_ups(monkeypatch)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await upload(server, world, "before.png", "red")
         await indexed(bot, 1)

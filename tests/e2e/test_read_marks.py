@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from bot.chat import history
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
@@ -23,7 +22,13 @@ from tests.e2e.harness import (
     running,
     shape_png,
 )
-from tests.e2e.test_catch_up import attachment_indexed, new_session_missing, upload
+from tests.e2e.test_catch_up import (
+    attachment_indexed,
+    held_catch_ups,
+    new_session_missing,
+    second_catch_up_fails,
+    upload,
+)
 from tests.fakediscord import FakeDiscord
 
 
@@ -39,17 +44,8 @@ async def talk(server: FakeDiscord, bot: Glimpse, channel: int, user: int, text:
     return message
 
 
-def held_catch_ups(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """Catch-ups wait for the event returned (set: they run at once)."""
-    real, go = history.catch_up, asyncio.Event()
-    go.set()
-
-    async def waiting(*args: Any) -> int:
-        await go.wait()
-        return await real(*args)
-
-    monkeypatch.setattr(history, "catch_up", waiting)
-    return go
+def write_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 0.0)
 
 
 async def test_an_upload_missed_where_nothing_was_indexed_yet_is_indexed(
@@ -80,7 +76,7 @@ async def test_marks_are_written_while_the_bot_runs(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Not only at close: a process killed keeps the marks written up to a minute before."""
-    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 0.0)
+    write_every_time(monkeypatch)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         first = await talk(server, bot, world.other, world.bob, "one")
         second = await talk(server, bot, world.other, world.bob, "two")
@@ -135,7 +131,7 @@ async def test_no_mark_is_written_between_a_new_session_and_its_catch_up(
 ) -> None:
     """Events of a new session can come before its on_ready asks for the catch-up (while the
     guilds stream in): a message seen then is not written as a mark either."""
-    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 0.0)
+    write_every_time(monkeypatch)
     settings = bot_settings(server, tmp_path / "data")
     async with running(settings) as bot:
         before = await talk(server, bot, world.general, world.alice, "before")
@@ -155,10 +151,6 @@ async def test_no_mark_is_written_between_a_new_session_and_its_catch_up(
         await attachment_indexed(bot, missed)
 
 
-def write_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "WRITE_EVERY_S", 0.0)
-
-
 async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,16 +158,7 @@ async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
     meanwhile is not written as a mark above it, and it tries again a little later."""
     write_every_time(monkeypatch)
     monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.5)
-    real, calls = history.catch_up, 0
-
-    async def fails_once(*args: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise OSError("connection reset")
-        return await real(*args)
-
-    monkeypatch.setattr(history, "catch_up", fails_once)
+    calls = second_catch_up_fails(monkeypatch)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         before = await talk(server, bot, world.general, world.alice, "before")
         await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
@@ -183,9 +166,9 @@ async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
             server, bot, lambda: upload(server, world, "missed.png", "blue")
         )
         after = await talk(server, bot, world.general, world.alice, "after")
-        assert calls == 2 and await bot.index.last_message_id(world.general) == int(before["id"])
+        assert calls() == 2 and await bot.index.last_message_id(world.general) == int(before["id"])
         await attachment_indexed(bot, missed)
-        assert calls == 3
+        assert calls() == 3
         await eventually(lambda: _marked_at_least(bot, world.general, int(after["id"])))
 
 
