@@ -25,6 +25,8 @@ def _check_description(description: object, at: str) -> None:
         raise p.form_error(at, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
 
 
+# The field errors' codes below follow reference.mdx, "Error Messages" in shape; the docs list
+# no code for each rule, so the codes are ours (the bot only logs a refused sync).
 def _check_options(options: list[dict], at: str) -> int:
     """The documented rules of a command's options (application-commands.mdx, "Application
     Command Option Structure" and its notes): names as commands' and unique, descriptions of

@@ -2,7 +2,9 @@
 context menus refuse (NotOffered) what no client could send, so that a test cannot run a
 command Discord would not show.
 
-- Only synced commands are listed (application-commands.mdx, "Registering a Command").
+- Only synced commands are listed: an interaction carries the invoked command's id
+  (receiving-and-responding.mdx, "Application Command Data Structure"), which only a
+  registered command has (application-commands.mdx, "Registering a Command").
 - A command's ``contexts`` (or, without them, ``dm_permission``) say where it is offered
   (application-commands.mdx, "Contexts"); the test server's DMs are DMs with the bot (BOT_DM).
 - In a server, the member needs USE_APPLICATION_COMMANDS in the channel (permissions.mdx,
