@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
 from bot.images.loader import ImageLoader, limits_from
 from bot.index.image_index import ImageIndex
+from bot.index.schema import NewerSchema
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.service import VisionService
 from bot.workers import Workers
@@ -49,6 +51,8 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
     vision = VisionService(settings, workers)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # SQLite tells of a folder it may not write in only as "unable to open database file".
+        tempfile.TemporaryFile(dir=settings.data_dir).close()
         index = await ImageIndex.open(
             settings.data_dir / "index.sqlite3",
             settings.search_model,
@@ -56,7 +60,7 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
             per_channel=settings.index_per_channel,
             retention_days=settings.retention_days,
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, NewerSchema) as exc:
         workers.shutdown(wait=False)
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError("DATA_DIR", f"cannot use {str(settings.data_dir)!r}: {reason}") from None

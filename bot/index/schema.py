@@ -143,6 +143,10 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
 }
 
 
+class NewerSchema(RuntimeError):
+    """The file was written by a newer version of the bot (rolled back after an upgrade)."""
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """An autocommit connection in WAL mode, migrated to SCHEMA_VERSION."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +168,7 @@ def connect(path: Path) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise NewerSchema(
             f"{path} has schema version {version}, newer than this code's "
             f"{SCHEMA_VERSION}: upgrade the bot"
         )

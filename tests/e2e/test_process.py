@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
+from bot.index.schema import SCHEMA_VERSION
 from tests.e2e.harness import World, bot_process, bot_settings, indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
 
@@ -66,3 +69,39 @@ async def test_a_rejected_token_is_one_clear_line(
     )
     assert not [line for line in lines[:-1] if "ERROR" in line or "error" in line], lines
     assert "Traceback" not in stderr.decode()
+
+
+async def last_line(process: asyncio.subprocess.Process) -> str:
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr.decode()
+    return stderr.decode().splitlines()[-1]
+
+
+async def test_an_index_from_a_newer_bot_is_one_clear_line(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """The admin rolled back after an upgrade: the index is left as it is, and said so."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "index.sqlite3") as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    process = await start_process(server, data, tmp_path)
+    assert await last_line(process) == (
+        f"error: DATA_DIR: cannot use '{data}': {data / 'index.sqlite3'} has schema version "
+        f"{SCHEMA_VERSION + 1}, newer than this code's {SCHEMA_VERSION}: upgrade the bot"
+    )
+    assert server.identifies == 0
+
+
+async def test_a_data_folder_the_bot_cannot_write_is_one_clear_line(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """A host folder mounted at DATA_DIR that the bot's user may not write in (README,
+    Troubleshooting): SQLite alone says only "unable to open database file"."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes in any folder a mode protects; sysfs refuses even root
+        data = Path("/sys/kernel")
+    process = await start_process(server, data, tmp_path)
+    assert await last_line(process) == f"error: DATA_DIR: cannot use '{data}': Permission denied"
