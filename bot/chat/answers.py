@@ -59,6 +59,12 @@ def token_expired(exc: discord.HTTPException) -> bool:
     return (exc.status, exc.code) in TOKEN_EXPIRED
 
 
+def command_deleted(exc: discord.HTTPException) -> bool:
+    """Discord refused a reply to a message that is gone (message.mdx, "Message Reference
+    Structure": fail_if_not_exists, default true): 400, code 50035, on `message_reference`."""
+    return exc.status == 400 and exc.code == 50035 and "In message_reference:" in exc.text
+
+
 async def reply(
     ctx: commands.Context[Any],
     content: str,
@@ -80,6 +86,11 @@ async def reply(
             content or None, embeds=list(embeds), mention_author=False, ephemeral=private
         )
     except discord.HTTPException as exc:
+        if ctx.interaction is None and command_deleted(exc):
+            # Deleted before its answer: the asker took the question back, and an image it
+            # carried is gone, so its caption is not posted on its own either.
+            log.info("command message %s was deleted before its answer", ctx.message.id)
+            return
         if ctx.interaction is None or not token_expired(exc):
             raise
         await _deliver_late(ctx.channel, ctx.author, content, embeds, private)

@@ -259,3 +259,48 @@ async def test_a_full_disk_is_reported_and_indexing_recovers(
     assert reply["content"].startswith(OOPS), reply["content"]
     assert len(errors_logged(caplog, sqlite3.OperationalError)) == 1  # the command's failure
     assert await caption(server, world, png("b.png", "blue", "circle")) == "a blue circle"
+
+
+async def test_a_command_deleted_before_its_answer_gets_none(
+    server: FakeDiscord,
+    world: World,
+    glimpse: Glimpse,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Discord refuses a reply to a deleted message (400, code 50035): a caption, or the error
+    reply for a download that failed, is dropped, not reported as the bot's own failure."""
+    captioned, release = asyncio.Event(), asyncio.Event()
+    real_caption = glimpse.vision.caption
+
+    async def held(*args: Any, **kwargs: Any) -> str:
+        text = await real_caption(*args, **kwargs)
+        captioned.set()
+        await release.wait()
+        return text
+
+    monkeypatch.setattr(glimpse.vision, "caption", held)
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+    server.stall_media(r"/slow\.png$")
+
+    def sends() -> int:
+        return server.requests.count(("POST", f"/channels/{world.general}/messages"))
+
+    for name, answer_ready in [("a.png", captioned), ("slow.png", None)]:
+        command = await server.post_message(
+            world.general, world.bob, "!caption", attachments=[png(name)]
+        )
+        tries = sends()
+        if answer_ready is not None:
+            await asyncio.wait_for(answer_ready.wait(), 10)
+        await server.delete_message(world.general, int(command["id"]))
+        release.set()
+
+        async def tried(before: int = tries) -> bool:
+            return sends() > before
+
+        await eventually(tried)
+    await asyncio.sleep(0.2)
+    assert server.sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert await caption(server, world, png("b.png", "yellow", "square")) == "a yellow square"
