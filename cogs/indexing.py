@@ -26,7 +26,12 @@ class Indexing(commands.Cog):
 
         Name them by mention, user ID or name; a mention or ID works after they left, too."""
         who = unquoted(who)
-        can_forget_others = ctx.permissions.manage_messages
+        # Server-wide, as the forgetting is: one channel's overwrite granting Manage Messages
+        # makes a moderator of that channel only, who may not see the others.
+        author = ctx.author
+        can_forget_others = isinstance(author, discord.Member) and (
+            author.guild_permissions.manage_messages
+        )
         # Refused before any lookup: someone without the permission learns nothing about who
         # exists, and cannot make the bot ask Discord about strangers.
         if who and not can_forget_others and not may_name(ctx.author, who):

@@ -7,7 +7,7 @@ from pathlib import Path
 from bot import wording
 from bot.chat.client import Glimpse
 from tests.e2e.harness import World, bot_settings, indexed, running, shape_png
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import MANAGE_MESSAGES, FakeDiscord
 
 NOBODY = wording.forget_nobody("!")
 REFUSED = wording.permission_needed(["manage_messages"])
@@ -134,3 +134,21 @@ async def test_what_was_forgotten_stays_forgotten_when_history_is_read_again(
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await indexed(bot, 2)  # the catch-up brings the new upload only
         assert await bot.index.count() == 2 and await bot.index.pending_count() == 0
+
+
+async def test_manage_messages_in_one_channel_forgets_nobody_else(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Forgetting someone reaches every channel of the server, so it takes Manage Messages for
+    the server (a role's), not an overwrite that grants it in one channel."""
+    await post_images(server, world, {world.carol: 2})
+    await indexed(glimpse, 2)
+    overwrite = {"id": world.bob, "type": 1, "allow": MANAGE_MESSAGES, "deny": 0}
+    server.set_overwrites(world.general, [overwrite])
+    await server.flush()
+    assert server.permissions_for(world.general, world.bob) & MANAGE_MESSAGES
+    assert await ask(server, world, world.bob, f"!forget <@{world.carol}>") == REFUSED
+    assert await glimpse.index.count() == 2
+    assert await ask(server, world, world.alice, f"!forget <@{world.carol}>") == (
+        "Removed 2 of carol's images from this server's index."
+    )
