@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.chat.find_syntax import FindRequest, FindSyntaxError, make_request, parse_find
+from bot.chat.people import unquoted
 
 PARSED = [
     # (what the user types after `!find`, query, top, scope)
@@ -41,6 +42,10 @@ PARSED = [
     ("'90s and 2000's cars", "'90s and 2000's cars", 1, "channel"),
     ("'a stop: sign' top: 2", "a stop: sign", 2, "channel"),
     ("‘a stop: sign’", "a stop: sign", 1, "channel"),
+    # „ closes with “ (German) or ” (Polish, Romanian, Hungarian, Dutch).
+    ("„Papageien auf: Ästen“ top: 2", "Papageien auf: Ästen", 2, "channel"),
+    ("„papugi na: gałęzi” scope: server", "papugi na: gałęzi", 1, "server"),
+    ("«perroquets» top: 3", "perroquets", 3, "channel"),
 ]
 
 
@@ -209,3 +214,11 @@ def test_any_text_parses_or_gives_a_syntax_error(text: str) -> None:
         assert request.query.strip()
         assert 1 <= request.top <= 10
         assert request.scope in ("channel", "server")
+
+
+@pytest.mark.parametrize(
+    "typed", ['"Jan Kowalski"', "“Jan Kowalski”", "„Jan Kowalski“", "„Jan Kowalski”"]
+)
+def test_a_name_in_quotes_is_the_name(typed: str) -> None:
+    assert unquoted(typed) == "Jan Kowalski"
+    assert unquoted(typed[:-1]) == typed[:-1]  # never closed: taken as typed

@@ -19,7 +19,9 @@ from bot import wording
 
 Scope = Literal["channel", "server"]
 MAX_TOP = 10
-_QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "'": "'", "‘": "’"}
+# Each opening quote and the ones that close it: „ closes with “ in German, ” in Polish,
+# Romanian, Hungarian and Dutch.
+_QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“”", "«": "»", "'": "'", "‘": "’"}
 # Also apostrophes (`'90s cars`, `‘tis the season`, as phones type them): a query that opens
 # with one is quoted only when it closes and nothing but flags follows.
 _APOSTROPHES = ("'", "‘")
@@ -38,10 +40,17 @@ class FindRequest:
     scope: Scope = "channel"
 
 
+def _closing_quote(text: str) -> int:
+    """Where the quote that `text` opens with closes; -1 if it opens with none or never
+    closes."""
+    closers = _QUOTES.get(text[:1], "")
+    return next((i for i, c in enumerate(text[1:], 1) if c in closers), -1)
+
+
 def parse_find(text: str, example: bool = False) -> FindRequest:
     """`example`: an image may stand for a missing query."""
     text = text.strip()
-    closing = text.find(_QUOTES[text[0]], 1) if text[:1] in _QUOTES else -1
+    closing = _closing_quote(text)
     rest = text[closing + 1 :].split() if closing != -1 else []
     apostrophe = text[:1] in _APOSTROPHES and (closing == -1 or _flags_start(rest) != 0)
     if text[:1] in _QUOTES and not apostrophe:

@@ -9,13 +9,13 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201c"}
+_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201c\u201d"}  # „ closes as “ or ”
 _MENTION_OR_ID = re.compile(r"<@!?([0-9]{15,20})>|([0-9]{15,20})")
 
 
 def unquoted(text: str) -> str:
     text = text.strip()
-    if len(text) > 1 and _QUOTES.get(text[0]) == text[-1]:
+    if len(text) > 1 and text[-1] in _QUOTES.get(text[0], ""):
         return text[1:-1].strip()
     return text
 
