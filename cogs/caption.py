@@ -18,6 +18,7 @@ from bot.chat.captions import (
     NoImageInMessage,
     NoPreview,
     previewed_links,
+    without_links,
 )
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
@@ -68,7 +69,7 @@ class Caption(commands.Cog):
                     sources = await captions.preview_sources(self.bot, ctx.message)
                 if not sources:
                     raise NoPreview
-            prompt = LINK.sub("", prompt)
+            prompt = without_links(prompt)
         else:
             sources = [attachment_source(ctx.interaction, image)] if image else []
         note = ""

@@ -24,6 +24,9 @@ LOOKBACK = 50
 # second or two); a link in angle brackets is never previewed.
 PREVIEW_WAIT_S = 5.0
 LINK = re.compile(r"<?https?://[^\s<>]+>?")
+# A link with what wraps it: it runs to the next space, so it took the closing spoiler bars or
+# bracket already; these take the opening ones.
+_WRAPPED_LINK = re.compile(r"(?:\|\||\()?" + LINK.pattern)
 
 
 class NoImage(UserError):
@@ -49,6 +52,11 @@ class NoImageInMessage(UserError):
 class NoPreview(UserError):
     def __init__(self) -> None:
         super().__init__(wording.NO_PREVIEW)
+
+
+def without_links(text: str) -> str:
+    """A prompt's words: its links gone, and the spoiler bars or brackets that wrapped them."""
+    return _WRAPPED_LINK.sub("", text)
 
 
 def previewed_links(text: str) -> list[str]:

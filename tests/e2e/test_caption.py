@@ -177,6 +177,25 @@ async def test_an_image_link_is_captioned_once_discord_previews_it(
         assert reply["content"] == wording.NO_PREVIEW
 
 
+async def test_the_marks_around_a_link_are_not_taken_as_words(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spoiler bars or brackets around a link belong to it: they were fed to the model as the
+    caption's first words ("||circle||" for a green circle)."""
+    monkeypatch.setattr(captions_module, "PREVIEW_WAIT_S", 1.0)
+    server.preview_delay = 0.1
+    server.host_on_web("https://example.com/g.png", shape_png("green", "circle"))
+    for typed, caption in [
+        ("||https://example.com/g.png||", "||a green circle||"),
+        ("a green ||https://example.com/g.png||", "||a green circle||"),
+        ("(https://example.com/g.png)", "a green circle"),
+        ("a green (https://example.com/g.png)", "a green circle"),
+    ]:
+        await server.post_message(world.general, world.alice, f"!caption {typed}")
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert reply["content"] == caption, typed
+
+
 async def test_the_menu_on_a_message_without_an_image_says_so(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:

@@ -17,7 +17,10 @@ from typing import Any
 
 from . import payloads as p
 
-_LINK = re.compile(r"<?https?://[^\s<>]+>?")
+# A link ends before trailing punctuation or a closing bracket, as in simple-markdown's url
+# rule, which Discord's markdown follows (an assumption: Discord's docs do not say), so the
+# link in "(https://…)" or "see https://….png." is the address alone.
+_LINK = re.compile(r"<?https?://[^\s<]+[^<.,:;\"')\]\s]")
 Attachment = p.Upload | tuple[Any, ...]
 
 
