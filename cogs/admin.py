@@ -23,10 +23,10 @@ class Admin(commands.Cog):
 
     @commands.command(name="sync", usage="[here|clear]")
     @commands.is_owner()
-    async def sync_command(self, ctx: commands.Context[Any], form: str = "") -> None:
+    async def sync_command(self, ctx: commands.Context[Any], *, form: str = "") -> None:
         """Publish the slash commands: `sync` (every server, may take a while to show),
         `sync here` (this server only, at once) or `sync clear` (remove this server's copies)."""
-        form = form.lower()
+        form = form.strip().lower()  # the whole rest: `sync here please` is no `sync here`
         if form not in ("", "here", "clear"):
             raise commands.BadArgument(wording.SYNC_USAGE)
         try:

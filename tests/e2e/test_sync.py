@@ -27,7 +27,9 @@ def syncs(server: FakeDiscord) -> list[str]:
     return [path for method, path in server.requests if method == "PUT" and "/commands" in path]
 
 
-@pytest.mark.parametrize("argument", ["hre", "everywhere", "here!"])
+@pytest.mark.parametrize(
+    "argument", ["hre", "everywhere", "here!", "here please", "clear everything"]
+)
 async def test_an_unknown_argument_is_refused_without_syncing(
     server: FakeDiscord, world: World, glimpse: Glimpse, argument: str
 ) -> None:
