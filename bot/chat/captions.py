@@ -105,6 +105,8 @@ class Captions:
         (raises CannotReadChannel when Discord refuses to show them)."""
         try:
             async for message in channel.history(limit=LOOKBACK, before=before):
+                if message.type is discord.MessageType.thread_starter_message:
+                    message = await _started_from(message) or message
                 found = self.sources_in(message)
                 if found:
                     return message, found
@@ -184,3 +186,23 @@ def _alt_text(alt_text: str | None, caption: str) -> str:
         return " ".join(text.split()).casefold().rstrip(".!")
 
     return "" if plain(alt) == plain(caption) else alt
+
+
+async def _started_from(starter: discord.Message) -> discord.Message | None:
+    """The message a thread was started from, to which the thread's first message only points
+    (message.mdx, "Thread starter messages"); None when it was deleted or cannot be read.
+    Fetched from the parent channel: discord.py gives Discord's resolved copy the thread as its
+    channel, so its link, and where its image's expired URL would be renewed, were wrong."""
+    reference = starter.reference
+    parent = getattr(starter.channel, "parent", None)
+    if (
+        reference is None
+        or reference.message_id is None
+        or isinstance(reference.resolved, discord.DeletedReferencedMessage)
+        or not isinstance(parent, discord.TextChannel)
+    ):
+        return None
+    try:
+        return await parent.fetch_message(reference.message_id)
+    except (discord.NotFound, discord.Forbidden):
+        return None

@@ -196,6 +196,29 @@ async def test_the_marks_around_a_link_are_not_taken_as_words(
         assert reply["content"] == caption, typed
 
 
+async def test_in_a_thread_started_from_an_image_that_image_is_the_latest(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A thread's first message only points to the message it was started from (type 21,
+    no attachments): `!caption` there means that message's image, until it is deleted."""
+    await server.post_message(world.general, world.bob, "", attachments=[
+        ("older.png", shape_png("red", "square"), "image/png")])  # fmt: skip
+    posted = await server.post_message(world.general, world.bob, "look", attachments=[
+        ("g.png", shape_png("green", "circle"), "image/png")])  # fmt: skip
+    thread = await server.start_thread_from_message(
+        world.general, int(posted["id"]), world.alice, "about this"
+    )
+    link = f"https://discord.com/channels/{world.guild}/{world.general}/{posted['id']}"
+
+    async def caption_in_thread() -> str:
+        await server.post_message(thread, world.alice, "!caption")
+        return str((await server.wait_for_sent(channel_id=thread))["content"])
+
+    assert await caption_in_thread() == "a green circle" + wording.latest_image_note(link)
+    await server.delete_message(world.general, int(posted["id"]))
+    assert await caption_in_thread() == wording.no_image(captions_module.LOOKBACK)
+
+
 async def test_the_menu_on_a_message_without_an_image_says_so(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:

@@ -99,6 +99,10 @@ async def the_product_at_work(server: FakeDiscord, world: World, tmp_path: Path)
         await reply_in(server, world.general, world.bob, "!caption",
                        attachments=[png("c.png", "yellow", "circle")])  # fmt: skip
         await reply_in(server, world.other, world.bob, "!caption")  # reads history
+        started = await server.start_thread_from_message(
+            world.other, int(posted["id"]), world.carol, "about a.png"
+        )
+        await reply_in(server, started, world.carol, "!caption")  # its first message: type 21
         await reply_in(server, world.other, world.alice, "!find a red circle top: 2")
         await reply_in(server, world.general, world.alice, "!find a red circle scope: server")
         for name, options in (("find", {"query": "a red circle", "scope": "server"}),

@@ -107,6 +107,28 @@ class EventsMixin:
         await self.flush()
         return msg
 
+    async def start_thread_from_message(
+        self, channel_id: int, message_id: int, author_id: int, name: str
+    ) -> int:
+        """A member starts a public thread from a message (threads.mdx): the thread has the
+        message's id, the message gets HAS_THREAD (message.mdx, "Message Flags"), and the
+        thread's first message is a THREAD_STARTER_MESSAGE (type 21), with no content,
+        embeds or attachments, only a reference to the message, resolved in
+        ``referenced_message`` (message.mdx, "Thread starter messages"). Assumed, as
+        discord.py's ``Thread.starter_message`` says: that first message has the thread's id
+        too; and it comes with no MESSAGE_CREATE."""
+        source = self.messages[channel_id][message_id]
+        thread_id = self.add_thread(channel_id, name, owner_id=author_id, thread_id=message_id)
+        source["flags"] |= p.HAS_THREAD
+        starter = self.build_message(thread_id, author_id, msg_type=p.THREAD_STARTER_MESSAGE)
+        starter.update(self.reference_to(channel_id, message_id))
+        starter["id"], starter["timestamp"] = str(thread_id), source["timestamp"]
+        # Not counted: message_count and total_message_sent leave out the initial message
+        # (channel.mdx, "Channel Structure").
+        self.messages[thread_id][thread_id] = starter
+        await self.flush()
+        return thread_id
+
     async def other_app_reply(
         self, channel_id: int, app_user_id: int, asker_id: int, attachments: Sequence[Attachment]
     ) -> dict:
@@ -168,6 +190,9 @@ class EventsMixin:
         """Delete a stored message (MESSAGE_DELETE)."""
         if self.messages[channel_id].pop(message_id, None) is not None:
             self._count_removed(channel_id, 1)
+        starter = self.messages.get(message_id, {}).get(message_id)  # of a thread started here
+        if starter is not None and starter["type"] == p.THREAD_STARTER_MESSAGE:
+            starter["referenced_message"] = None  # message.mdx, "Message Object", note 4
         data = {"id": str(message_id), "channel_id": str(channel_id)}
         guild = self.guild_of(channel_id)
         if guild is not None:

@@ -91,6 +91,7 @@ THREAD_TYPES = (10, PUBLIC_THREAD, PRIVATE_THREAD)
 IS_SPOILER_CHANNEL = 1 << 21
 # message flags (message.mdx, "Message Flags") and attachment flags ("Attachment Flags")
 SUPPRESS_EMBEDS = 1 << 2
+HAS_THREAD = 1 << 5
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 SUPPRESS_NOTIFICATIONS = 1 << 12
@@ -100,6 +101,7 @@ IS_SPOILER = 1 << 3
 
 # message types (message.mdx, "Message Types")
 DEFAULT_MESSAGE, REPLY, CHAT_INPUT_COMMAND, CONTEXT_MENU_COMMAND = 0, 19, 20, 23
+THREAD_STARTER_MESSAGE = 21
 
 MAX_FILE_SIZE = 10 * 1024 * 1024
 

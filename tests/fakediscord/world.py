@@ -176,12 +176,14 @@ class World:
         private: bool = False,
         member_ids: Sequence[int] = (),
         owner_id: int | None = None,
+        thread_id: int | None = None,
     ) -> int:
         """Create a thread under a text channel; ``member_ids`` are the thread's members (the
-        bot sees a private thread only as a member, or with Manage Threads)."""
+        bot sees a private thread only as a member, or with Manage Threads). ``thread_id``:
+        the id of the message it is started from (threads.mdx, "Public & Private Threads")."""
         parent = self.channels[parent_id]
         guild = self.guilds[int(parent["guild_id"])]
-        thread_id = self.ids.next()
+        thread_id = thread_id or self.ids.next()
         owner = (
             owner_id if owner_id is not None else (member_ids[0] if member_ids else self.owner_id)
         )
