@@ -7,6 +7,7 @@ Real processes (huggingface_hub reads its settings once, at import). The "hub" i
 
 from __future__ import annotations
 
+import http.server
 import os
 import random
 import shutil
@@ -85,6 +86,32 @@ def silent_hub() -> Iterator[str]:
     for conn in held:
         conn.close()
     server.close()
+
+
+@pytest.fixture
+def refusing_hub() -> Iterator[str]:
+    """A hub that refuses every model as the real one refuses a gated model ("GatedRepo")
+    or one that is private or not there ("RepoNotFound"): `/gated/...` or anything else."""
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            gated = self.path.startswith("/gated/")
+            self.send_response(403 if gated else 404)
+            self.send_header("X-Error-Code", "GatedRepo" if gated else "RepoNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 def cache(hf_home: Path, repo_id: str, folder: Path) -> None:
@@ -233,3 +260,21 @@ def test_download_models_without_the_hub(tmp_path: Path) -> None:
             f"{setting} to a local folder"
         )
     assert took < 30
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("gated/model", "is gated on the Hugging Face hub: accept its terms on huggingface.co, "),
+        ("someone/private-model", "the Hugging Face hub has no model 'someone/private-model' "),
+    ],
+)
+def test_a_gated_or_private_model_names_the_token_setting(
+    tmp_path: Path, image: str, refusing_hub: str, model: str, says: str
+) -> None:
+    """The fix works where the bot runs: under Docker there is no `hf` to log in with."""
+    result, _ = run_cli(tmp_path, "caption", image, HF_ENDPOINT=refusing_hub, CAPTION_MODEL=model)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: CAPTION_MODEL: ") and says in line
+    assert "in .env as HF_TOKEN=..." in line

@@ -111,12 +111,13 @@ def hub_unreachable(model_id: str, setting: str) -> str | None:
     except GatedRepoError:
         raise ModelLoadError(
             f"{setting}: {model_id!r} is gated on the Hugging Face hub: accept its terms on "
-            "huggingface.co, then log in here with `hf auth login`"
+            "huggingface.co, then put an access token in .env as HF_TOKEN=... (or log in here "
+            "with `hf auth login`)"
         ) from None
     except RepositoryNotFoundError:
         raise ModelLoadError(
             f"{setting}: the Hugging Face hub has no model {model_id!r} (if it is private, "
-            "log in with `hf auth login`)"
+            "put an access token in .env as HF_TOKEN=..., or log in with `hf auth login`)"
         ) from None
     except HfHubHTTPError:
         return None  # it answered; loading will say what is wrong, in the hub's own words
