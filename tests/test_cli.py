@@ -229,6 +229,16 @@ def test_usage_errors_exit_2_with_the_subcommands_usage(tmp_path: Path) -> None:
         assert result.returncode == 0 and "usage:" in result.stdout
 
 
+def test_the_installed_script_names_itself(tmp_path: Path) -> None:
+    """`pip install` puts the command line on the PATH as `glimpse` (pyproject.toml)."""
+    script = Path(sys.executable).parent / "glimpse"
+    result = subprocess.run(
+        [str(script), "caption"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: glimpse caption ")
+
+
 def test_caption_walks_folders_and_both_commands_report_a_folder_without_images(
     tmp_path: Path,
 ) -> None:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from bot.config import ConfigError, Settings, export_hub_settings, load_settings
@@ -14,9 +15,9 @@ from bot.config import ConfigError, Settings, export_hub_settings, load_settings
 EXIT_FAILED = 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m bot") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot",
+        prog=prog,
         description="Glimpse: a Discord bot that captions images and finds them by description.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -76,7 +77,9 @@ def _exit_quietly(_signum: int, _frame: object) -> NoReturn:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    # As it was run: the script that installing the package puts on PATH, or the module.
+    installed = Path(sys.argv[0]).name == "glimpse"
+    parser = build_parser("glimpse" if installed else "python -m bot")
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would show the top-level usage; the subcommand's is the useful one
         usage: argparse.ArgumentParser = getattr(args, "usage", parser)
