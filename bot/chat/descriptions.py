@@ -140,6 +140,8 @@ class Descriptions:
     ) -> None:
         try:
             async with self._working:
+                if not self.watched(message.channel):
+                    return  # `alttext off` while it waited its turn
                 fetched = await asyncio.gather(*(self._fetch(source) for source in sources))
                 got = [(s, d) for s, d in zip(sources, fetched, strict=True) if d is not None]
                 captions, _ = await asyncio.gather(
@@ -181,7 +183,7 @@ class Descriptions:
     ) -> None:
         await self.pace.wait(message.channel.id)
         waiting.posting = True
-        if waiting.gone:
+        if waiting.gone or not self.watched(message.channel):
             return
         try:
             reply = await message.reply(reply_text(described), mention_author=False, silent=True)

@@ -200,5 +200,26 @@ async def test_more_than_max_pending_waiting_skips_new_ones_with_one_log_line_ea
         assert [len(replies_to(server, m)) for m in posted] == [1, 1, 1, 0, 0]
 
 
+async def test_turned_off_it_posts_none_of_the_descriptions_on_their_way(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moderator who turns it off during a burst sees no more descriptions there."""
+    await turn_on(server, world, world.general)
+    release = held(monkeypatch, glimpse.vision, "caption")
+    posted = [
+        await server.post_message(
+            world.general, world.bob, "", attachments=[image(f"{n}.png", "red", "circle", seed=n)]
+        )
+        for n in range(3)
+    ]
+    await eventually(lambda: _at_least(glimpse.descriptions.waiting, 3))
+    reply = await command(server, world.general, world.alice, "!alttext off")
+    assert reply["content"] == wording.alt_text_off(f"<#{world.general}>", was_on=True)
+    release.set()
+    await eventually(lambda: _at_least(-glimpse.descriptions.waiting, 0))
+    await asyncio.sleep(0.3)
+    assert [len(replies_to(server, m)) for m in posted] == [0, 0, 0]
+
+
 async def _at_least(value: int, floor: int) -> bool:
     return value >= floor
