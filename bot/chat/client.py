@@ -18,6 +18,7 @@ from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
 from bot.chat.fitting import clip
 from bot.chat.fresh_urls import FreshUrls
+from bot.chat.pacing import PERIOD_S, POSTS_PER_PERIOD, ChannelPace
 from bot.chat.permissions import may_reply
 from bot.chat.read_marks import ReadMarks
 from bot.chat.replies import reply_for
@@ -119,17 +120,30 @@ class Glimpse(commands.Bot):
             self.spoiler_channels,
             settings.weak_match_below,
         )
-        self.reposts = Reposts(
-            self.indexer, self.access, self.message_of, self.indexable, settings.repost_min_score
-        )
-        self.descriptions = Descriptions(
-            vision, fetcher, self.indexer, self.indexable, settings.alt_text_max_pending
-        )
-        self.description_removal = DescriptionRemoval(self, index, self.descriptions)
+        self._add_own_posts(settings, vision, fetcher)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
         self.catch_ups = CatchUps(self._catch_up, ReadMarks(self.indexer, settings.ignore_channels))
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
+
+    def _add_own_posts(
+        self, settings: Settings, vision: VisionService, fetcher: MediaFetcher
+    ) -> None:
+        """What the bot posts unasked, reposts pointed out and descriptions: one share of each
+        channel's message budget for both, so that answers to commands never wait behind them."""
+        pace = ChannelPace(POSTS_PER_PERIOD, PERIOD_S)
+        self.reposts = Reposts(
+            self.indexer,
+            self.access,
+            self.message_of,
+            self.indexable,
+            settings.repost_min_score,
+            pace,
+        )
+        self.descriptions = Descriptions(
+            vision, fetcher, self.indexer, self.indexable, settings.alt_text_max_pending, pace
+        )
+        self.description_removal = DescriptionRemoval(self, self.index, self.descriptions)
 
     async def setup_hook(self) -> None:
         self.add_check(self._may_answer_here)

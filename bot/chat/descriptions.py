@@ -5,10 +5,10 @@ bot.chat.alt_text_lines).
 Background work, never in the way of commands: captions wait behind interactive requests and
 at most CAPTIONS_AT_ONCE share the running decode; when more than ALT_TEXT_MAX_PENDING
 messages wait, new ones are skipped (one log line each) rather than queued; and descriptions
-take at most POSTS_PER_PERIOD of a channel's messages every PERIOD_S seconds, so that answers to
-commands there never wait behind them. Each image is downloaded and decoded once, for its
-description and for the index (unless its poster opted out or the channel is ignored: then it
-is described, not indexed). The reply pings and notifies no one. What was posted for which
+share a pace with repost replies (bot.chat.pacing), so that answers to commands there never
+wait behind them. Each image is downloaded and decoded once, for its description and for the
+index (unless its poster opted out or the channel is ignored: then it is described, not
+indexed). The reply pings and notifies no one. What was posted for which
 message and poster is recorded, so that a 🗑️ or the original's deletion can take it down
 (bot.chat.description_removal); a description whose original is deleted before it is posted
 is dropped.
@@ -42,7 +42,6 @@ CAPTIONS_AT_ONCE = 2
 # turn without holding decoded pictures (up to ten per message, megabytes each, for up to twice
 # ALT_TEXT_MAX_PENDING messages in a burst).
 MESSAGES_AT_ONCE = 2
-POSTS_PER_PERIOD, PERIOD_S = 2, 5.0  # of Discord's 5 messages per 5 s in a channel
 
 Sources = Callable[[discord.Message], list[ImageSource]]
 
@@ -65,6 +64,7 @@ class Descriptions:
         indexer: Indexer,
         indexable: Sources,
         max_pending: int,
+        pace: ChannelPace,
     ) -> None:
         self.vision = vision
         self.fetcher = fetcher
@@ -72,7 +72,7 @@ class Descriptions:
         self.index = indexer.index
         self.indexable = indexable
         self.max_pending = max_pending
-        self.pace = ChannelPace(POSTS_PER_PERIOD, PERIOD_S)
+        self.pace = pace
         self._captioning = asyncio.Semaphore(CAPTIONS_AT_ONCE)
         self._working = asyncio.Semaphore(MESSAGES_AT_ONCE)
         self._waiting: dict[int, _Waiting] = {}

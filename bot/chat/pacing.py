@@ -1,9 +1,11 @@
-"""Pacing the bot's own background posts in a channel, so that they leave Discord's per-channel
-message budget (5 per 5 s: rate-limits.mdx) to the answers to commands.
+"""Pacing the bot's own background posts in a channel (automatic descriptions, reposts pointed
+out), so that they leave Discord's per-channel message budget (5 per 5 s: rate-limits.mdx) to
+the answers to commands.
 
 discord.py waits its turn for a channel's budget in the order requests were made: a burst of
-automatic descriptions there would make a `!caption` answered in the same channel wait behind
-them. Posts paced here take at most `limit` of every `period` seconds in one channel.
+automatic descriptions or repost replies there would make a `!caption` answered in the same
+channel wait behind them. Posts paced here take at most `limit` of every `period` seconds in one
+channel.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+
+# The share of a channel's budget that the bot's unasked posts take, all kinds together.
+POSTS_PER_PERIOD, PERIOD_S = 2, 5.0
 
 
 class ChannelPace:

@@ -24,6 +24,7 @@ import discord
 from bot import wording
 from bot.chat.access import ReadAccess
 from bot.chat.fitting import CONTENT_MAX, clip
+from bot.chat.pacing import ChannelPace
 from bot.chat.permissions import may_reply
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
@@ -63,6 +64,7 @@ class Reposts:
         locate: Locate,
         sources: Sources,
         min_score: float,
+        pace: ChannelPace,
     ) -> None:
         self.indexer = indexer
         self.index = indexer.index
@@ -70,6 +72,7 @@ class Reposts:
         self.locate = locate
         self.sources = sources
         self.min_score = min_score
+        self.pace = pace
         self._live: OrderedDict[int, _Post] = OrderedDict()
 
     def watched(self, channel: object) -> bool:
@@ -105,6 +108,9 @@ class Reposts:
             if not lines:
                 return
             post.answered = True
+            await self.pace.wait(message.channel.id)
+            if not self.watched(message.channel):
+                return  # `reposts off` while it waited
             try:
                 await message.reply(_reply_text(lines), mention_author=False)
             except discord.HTTPException as exc:

@@ -8,12 +8,16 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from bot import wording
+from bot.chat import client as client_module
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
     bot_settings,
     eventually,
+    held,
     mentions_disabled,
     replies_to,
     reply_to,
@@ -261,3 +265,58 @@ async def test_a_post_repeating_a_picture_many_times_gets_a_reply_that_fits(
     shown = lines[:-1]
     assert all(link(world, world.general, first) in line for line in shown)
     assert lines[-1] == wording.reposts_not_shown(20 - len(shown))
+
+
+async def test_turned_off_it_posts_no_reply_still_on_its_way(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check waits for the repost to be indexed; `reposts off` meanwhile ends it."""
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    await settled(server, glimpse, 1)
+    release = held(monkeypatch, glimpse.vision, "embed_images")
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+    reply = await command(server, world.general, world.alice, "!reposts off")
+    assert reply["content"] == wording.reposts_off(f"<#{world.general}>", was_on=True)
+    release.set()
+    await settled(server, glimpse, 2)
+    await asyncio.sleep(0.5)
+    assert replies_to(server, again) == [] and replies_to(server, first) == []
+
+
+async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both kinds of unasked posts together take at most 2 of every period in a channel, so
+    that a flood of reposts leaves Discord's budget there to the answers to commands."""
+    monkeypatch.setattr(client_module, "PERIOD_S", 1.0)
+    server.ratelimits.enabled = False  # so that the pace alone spaces the posts
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await turn_on(server, world, world.general)
+        reply = await command(server, world.general, world.alice, "!alttext on")
+        assert reply["content"] == wording.alt_text_on(f"<#{world.general}>", already=False)
+        first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+        await reply_to(server, first)  # its description
+        await settled(server, bot, 1)
+        start, seen = len(server.sent), {}
+        loop = asyncio.get_running_loop()
+
+        async def watch() -> None:
+            while True:
+                for sent in server.sent[start:]:
+                    seen.setdefault(sent["id"], loop.time())
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        for n in range(3):
+            await post(server, world.general, world.carol, image(f"{n}.png", "red", "circle"))
+        await eventually(lambda: _at_least(len(seen), 6), timeout=30)
+        await asyncio.sleep(0.5)
+        watcher.cancel()
+        assert len(seen) == 6  # three descriptions, three repost replies
+        times = sorted(seen.values())
+        assert all(times[i + 2] - times[i] >= 0.9 for i in range(len(times) - 2)), times
+
+
+async def _at_least(value: int, floor: int) -> bool:
+    return value >= floor
