@@ -11,8 +11,8 @@ from discord.ext import commands
 from bot import wording
 from bot.chat.alt_text_lines import undescribed
 from bot.chat.client import Glimpse
+from bot.chat.descriptions import covered
 from bot.chat.reposts import root_of
-from bot.images.fetcher import ImageSource
 
 
 class AltText(commands.Cog):
@@ -61,16 +61,19 @@ class AltText(commands.Cog):
         if payload.message.author.id == own_id:
             return  # (a description itself: its rows match its own ID too)
         hosts = self.bot.fetcher.allowed_hosts
-        now = undescribed(payload.message, own_id, hosts)
+        sources = undescribed(payload.message, own_id, hosts)
+        now = covered(sources)
         before = payload.cached_message
-        if before is None:  # not in the cache (after a restart): only a description left bare
-            changed = not now
-        else:  # not when only the words changed, or a link preview came
-            changed = _covered(undescribed(before, own_id, hosts)) != _covered(now)
+        if before is not None:  # not when only the words changed, or a link preview came
+            changed = covered(undescribed(before, own_id, hosts)) != now
+        else:  # not in the cache (after a restart, or long after): what was described
+            posted = await self.bot.index.descriptions_of(payload.message_id)
+            # (one posted by an older version, which kept no covers: only if left bare)
+            changed = any(not now if d.covered is None else d.covered != now for d in posted)
         if not changed or not await self.bot.description_removal.deleted([payload.message_id]):
             return
-        if now and self.bot.descriptions.watched(payload.message.channel):
-            self.bot.descriptions.posted(payload.message, now)
+        if sources and self.bot.descriptions.watched(payload.message.channel):
+            self.bot.descriptions.posted(payload.message, sources)
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -83,11 +86,6 @@ class AltText(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         await self.bot.description_removal.deleted(payload.message_ids)
-
-
-def _covered(sources: list[ImageSource]) -> list[tuple[int, bool]]:
-    """What a description covers of a message: each undescribed image, and its spoiler cover."""
-    return [(source.ref.attachment_id, source.spoiler) for source in sources]
 
 
 async def setup(bot: commands.Bot) -> None:

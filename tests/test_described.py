@@ -4,11 +4,12 @@ thread's with its parent) or server, and kept across restarts."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 from bot.index import schema
-from bot.index.described import Description
+from bot.index.described import Description, covers_text
 from bot.index.store import IndexStore
 
 
@@ -67,3 +68,20 @@ def test_a_version_4_index_gains_the_table(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
     conn.close()
+
+
+def test_what_a_description_covers_is_kept_and_older_rows_do_not_know(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for version in range(1, 9):
+        schema.MIGRATIONS[version](conn)
+    conn.execute("PRAGMA user_version = 8")
+    conn.execute("INSERT INTO descriptions VALUES (1001, 1, 10, NULL, 1, 501)")  # version 8's
+    conn.close()
+    covering = dataclasses.replace(described(2), covers=covers_text([(7, False), (8, True)]))
+    with IndexStore(db, "clip") as store:
+        store.add_description(covering)
+        assert store.descriptions_of(1) == [described(1)]
+        assert store.descriptions_of(1)[0].covered is None
+        assert store.descriptions_of(2)[0].covered == ((7, False), (8, True))
+        assert store.descriptions_of(3) == []

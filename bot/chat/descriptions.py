@@ -32,7 +32,7 @@ from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import Decoded
 from bot.index.background import Indexer
-from bot.index.described import Description
+from bot.index.described import Covers, Description, covers_text
 from bot.vision.service import VisionService
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class _Waiting:
     """A message whose description is on its way."""
 
     channel_id: int
+    covers: Covers
     task: asyncio.Task[None] | None = None
     posting: bool = False  # the reply is being sent: too late to cancel, not to take back
     gone: bool = False  # the message was deleted meanwhile
@@ -102,7 +103,7 @@ class Descriptions:
         if not may_reply(message.channel):
             log.debug("alt text skipped for message %s: cannot reply there", message.id)
             return
-        waiting = self._waiting[message.id] = _Waiting(message.channel.id)
+        waiting = self._waiting[message.id] = _Waiting(message.channel.id, covered(sources))
         task = asyncio.create_task(self._describe(message, sources, waiting), name="glimpse-alt")
         waiting.task = task
 
@@ -190,14 +191,19 @@ class Descriptions:
         except discord.HTTPException as exc:
             log.info("cannot describe images in channel %s: %s", message.channel.id, exc)
             return
-        await self.index.add_description(_record(message, reply))
+        await self.index.add_description(_record(message, reply, waiting.covers))
         # Deleted while the reply was on its way: taken back here, unless the deletion's own
         # handler found the record first (one of the two does).
         if waiting.gone and await self.index.forget_descriptions([message.id]):
             await _delete_quietly(reply)
 
 
-def _record(message: discord.Message, reply: discord.Message) -> Description:
+def covered(sources: list[ImageSource]) -> Covers:
+    """What a description of these images (those of a message without alt text) covers."""
+    return tuple((source.ref.attachment_id, source.spoiler) for source in sources)
+
+
+def _record(message: discord.Message, reply: discord.Message, covers: Covers) -> Description:
     assert message.guild is not None
     return Description(
         description_id=reply.id,
@@ -206,6 +212,7 @@ def _record(message: discord.Message, reply: discord.Message) -> Description:
         parent_id=getattr(message.channel, "parent_id", None),
         guild_id=message.guild.id,
         poster_id=message.author.id,
+        covers=covers_text(covers),
     )
 
 

@@ -9,12 +9,21 @@ with its channel (a thread's rows with its parent too) or with the server.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from bot.index.database import Database
 
-_COLUMNS = "description_id, message_id, channel_id, parent_id, guild_id, poster_id"
+_COLUMNS = "description_id, message_id, channel_id, parent_id, guild_id, poster_id, covers"
+
+# What a description covers of its message: each image it was posted for, by attachment id, and
+# whether that image had a spoiler cover. An edit that changes this takes the description down.
+Covers = tuple[tuple[int, bool], ...]
+
+
+def covers_text(covers: Sequence[tuple[int, bool]]) -> str:
+    return json.dumps([[attachment_id, spoiler] for attachment_id, spoiler in covers])
 
 
 @dataclass(frozen=True)
@@ -25,15 +34,31 @@ class Description:
     parent_id: int | None  # the channel of a thread
     guild_id: int
     poster_id: int  # who posted that message
+    covers: str | None = None  # `covers_text`; None in rows from before schema version 9
+
+    @property
+    def covered(self) -> Covers | None:
+        """None where it is not known (a description posted by an older version)."""
+        if self.covers is None:
+            return None
+        return tuple((int(a), bool(s)) for a, s in json.loads(self.covers))
 
 
 class Described(Database):
     def add_description(self, description: Description) -> None:
         with self._tx() as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO descriptions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO descriptions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 dataclasses.astuple(description),
             )
+
+    def descriptions_of(self, message_id: int) -> list[Description]:
+        """The descriptions posted for this message (one, unless a post raced an edit)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM descriptions WHERE message_id = ?", (message_id,)
+            ).fetchall()
+        return [Description(*row) for row in rows]
 
     def description(self, description_id: int) -> Description | None:
         """The description the bot posted as this message, if it is one."""

@@ -136,6 +136,9 @@ class ImageIndex:
         """The description the bot posted as this message, if it is one."""
         return await self._workers.run("db", self._store.description, description_id)
 
+    async def descriptions_of(self, message_id: int) -> list[Description]:
+        return await self._workers.run("db", self._store.descriptions_of, message_id)
+
     async def forget_descriptions(self, message_ids: Collection[int]) -> list[Description]:
         """These messages were deleted: their rows go; returns the descriptions of the
         originals among them, to delete."""

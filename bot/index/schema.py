@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA_V1 = """
 CREATE TABLE images (
@@ -130,6 +130,12 @@ def _migrate_to_8(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_9(conn: sqlite3.Connection) -> None:
+    # What each description covers (bot.index.described.Covers), so that an edit of a message
+    # no longer in discord.py's cache is still compared with what was described.
+    conn.execute("ALTER TABLE descriptions ADD COLUMN covers TEXT")
+
+
 # MIGRATIONS[v] upgrades a database at version v - 1 to version v, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
@@ -140,6 +146,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     6: _migrate_to_6,
     7: _migrate_to_7,
     8: _migrate_to_8,
+    9: _migrate_to_9,
 }
 
 

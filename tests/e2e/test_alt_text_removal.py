@@ -161,5 +161,38 @@ async def test_an_edit_that_changes_the_images_takes_the_description_down(
     assert rows(glimpse) == 0
 
 
+async def test_an_edit_after_a_restart_is_compared_with_what_was_described(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """After a restart the message is in no cache, so there is no "before" to compare the edit
+    with; what the description was posted for is kept with it, and compared instead."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings):
+        await turn_on(server, world, world.general)
+        two = await server.post_message(world.general, world.bob, "two", attachments=[
+            image("a.png", "red", "circle"), image("b.png", "blue", "square")])  # fmt: skip
+        first = await described_by(server, two)
+    b = int(two["attachments"][1]["id"])
+    async with running(settings) as bot:
+        await server.edit_message(world.general, int(two["id"]), content="two, edited")
+        await asyncio.sleep(0.5)
+        assert exists(server, first) and len(replies_to(server, two)) == 1
+        await server.edit_message(world.general, int(two["id"]), keep_attachment_ids=[b])
+        await gone(server, first)
+        await eventually(lambda: _replies(server, two, 2))
+        assert replies_to(server, two)[-1]["content"] == "Automatic alt text: a blue square"
+        await eventually(lambda: _is(rows(bot), 1))  # recorded once posted
+    async with running(settings):
+        await server.edit_message(world.general, int(two["id"]), attachment_changes={
+            b: {"description": None, "is_spoiler": True}})  # fmt: skip
+        await gone(server, replies_to(server, two)[-1])
+        await eventually(lambda: _replies(server, two, 3))
+        assert replies_to(server, two)[-1]["content"] == "Automatic alt text: ||a blue square||"
+
+
+async def _is(value: int, expected: int) -> bool:
+    return value == expected
+
+
 async def _replies(server: FakeDiscord, message: dict, count: int) -> bool:
     return len(replies_to(server, message)) == count
