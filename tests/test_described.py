@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.index import schema
 from bot.index.described import Description, covers_text
 from bot.index.store import IndexStore
+from tests.old_index import index_at
 
 
 def described(
@@ -57,11 +58,7 @@ def test_descriptions_go_with_their_channel_its_threads_and_the_server(tmp_path:
 
 def test_a_version_4_index_gains_the_table(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(db, isolation_level=None)
-    for version in (1, 2, 3, 4):
-        schema.MIGRATIONS[version](conn)
-    conn.execute("PRAGMA user_version = 4")
-    conn.close()
+    index_at(db, 4).close()
     with IndexStore(db, "clip") as store:
         store.add_description(described(1))
         assert store.description(1001) == described(1)
@@ -72,10 +69,7 @@ def test_a_version_4_index_gains_the_table(tmp_path: Path) -> None:
 
 def test_what_a_description_covers_is_kept_and_older_rows_do_not_know(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(db, isolation_level=None)
-    for version in range(1, 9):
-        schema.MIGRATIONS[version](conn)
-    conn.execute("PRAGMA user_version = 8")
+    conn = index_at(db, 8)
     conn.execute("INSERT INTO descriptions VALUES (1001, 1, 10, NULL, 1, 501)")  # version 8's
     conn.close()
     covering = dataclasses.replace(described(2), covers=covers_text([(7, False), (8, True)]))

@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bot.index.refs import Hit, ImageRef
-from bot.index.schema import MIGRATIONS, SCHEMA_VERSION
+from bot.index.schema import SCHEMA_VERSION
 from bot.index.store import IndexStore
 from bot.index.vectors import VectorStore
+from tests.old_index import index_at
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 8
@@ -889,11 +890,8 @@ def test_a_forgotten_members_earlier_uploads_stay_out_when_read_again(db: Path) 
 
 def test_a_version_5_index_keeps_its_opt_outs_and_gains_opt_ins(db: Path) -> None:
     db.parent.mkdir(parents=True)
-    conn = sqlite3.connect(db, isolation_level=None)
-    for version in range(1, 6):
-        MIGRATIONS[version](conn)
+    conn = index_at(db, 5)
     conn.execute("INSERT INTO optouts VALUES (1, 7)")
-    conn.execute("PRAGMA user_version = 5")
     conn.close()
     with IndexStore(db, "clip-a") as idx:
         assert idx.keeps_out(1, 7, 50)

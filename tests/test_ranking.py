@@ -16,6 +16,7 @@ from bot.index.alt_text import alt_words, query_terms
 from bot.index.ranking import Excluded
 from bot.index.refs import ImageRef
 from bot.index.store import IndexStore
+from tests.old_index import index_at
 from tests.test_index import DIM, keys, ref, unit
 
 
@@ -157,10 +158,7 @@ def test_an_animation_scores_its_best_frame_and_keeps_its_frames(tmp_path: Path)
 
 def test_a_version_2_index_upgrades_in_place(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(db, isolation_level=None)
-    for version in (1, 2):
-        schema.MIGRATIONS[version](conn)
-    conn.execute("PRAGMA user_version = 2")
+    conn = index_at(db, 2)
     vector = unit(4)
     conn.execute(
         "INSERT INTO images VALUES (1, 1, 1, 10, NULL, 100, 1.0, 'h', 'clip-a', ?, ?)",

@@ -3,11 +3,10 @@ never moving back, and gone with the channel, the server, or an IGNORE_CHANNELS 
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from bot.index import schema
 from bot.index.store import IndexStore
+from tests.old_index import index_at
 from tests.test_index import item, queue_and_add, ref
 
 GENERAL, THREAD, OTHER, ELSEWHERE = 10, 11, 20, 30
@@ -65,11 +64,7 @@ def test_deleting_the_marked_message_keeps_the_mark(tmp_path: Path) -> None:
 
 def test_a_version_7_index_gains_the_table(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(db, isolation_level=None)
-    for version in range(1, 8):
-        schema.MIGRATIONS[version](conn)
-    conn.execute("PRAGMA user_version = 7")
-    conn.close()
+    index_at(db, 7).close()
     with IndexStore(db, "clip") as store:
         store.mark_read([(GENERAL, 1, None, 100)])
         assert store.last_message_id(GENERAL) == 100

@@ -131,6 +131,36 @@ async def test_deleting_the_original_deletes_the_description(
     assert replies_to(server, late) == []
 
 
+async def post_two(server: FakeDiscord, world: World) -> tuple[dict, dict, int]:
+    """A message with two images without alt text, its description, and the second's ID."""
+    two = await server.post_message(world.general, world.bob, "two", attachments=[
+        image("a.png", "red", "circle"), image("b.png", "blue", "square")])  # fmt: skip
+    return two, await described_by(server, two), int(two["attachments"][1]["id"])
+
+
+async def edit_words_then_images(server: FakeDiscord, two: dict, first: dict, b: int) -> None:
+    """Words alone change nothing; the first image edited away takes the description down, and
+    the second is described anew."""
+    channel = int(two["channel_id"])
+    await server.edit_message(channel, int(two["id"]), content="two, edited")
+    await asyncio.sleep(0.5)
+    assert exists(server, first) and len(replies_to(server, two)) == 1
+    await server.edit_message(channel, int(two["id"]), keep_attachment_ids=[b])
+    await gone(server, first)
+    await eventually(lambda: _replies(server, two, 2))
+    assert replies_to(server, two)[-1]["content"] == "Automatic alt text: a blue square"
+
+
+async def cover_the_second(server: FakeDiscord, two: dict, b: int) -> None:
+    """A spoiler cover added: the description showing it goes, and a covered one comes."""
+    shown = replies_to(server, two)[-1]
+    await server.edit_message(int(two["channel_id"]), int(two["id"]), attachment_changes={
+        b: {"description": None, "is_spoiler": True}})  # fmt: skip
+    await gone(server, shown)
+    await eventually(lambda: _replies(server, two, 3))
+    assert replies_to(server, two)[-1]["content"] == "Automatic alt text: ||a blue square||"
+
+
 async def test_an_edit_that_changes_the_images_takes_the_description_down(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
@@ -138,23 +168,9 @@ async def test_an_edit_that_changes_the_images_takes_the_description_down(
     cover added leaves one showing what is now covered: the description goes, and what is
     still without alt text is described anew. An edit of the words alone changes nothing."""
     await turn_on(server, world, world.general)
-    two = await server.post_message(world.general, world.bob, "two", attachments=[
-        image("a.png", "red", "circle"), image("b.png", "blue", "square")])  # fmt: skip
-    first = await described_by(server, two)
-    b = int(two["attachments"][1]["id"])
-    await server.edit_message(world.general, int(two["id"]), content="two, edited")
-    await asyncio.sleep(0.5)
-    assert exists(server, first) and len(replies_to(server, two)) == 1
-    await server.edit_message(world.general, int(two["id"]), keep_attachment_ids=[b])
-    await gone(server, first)
-    await eventually(lambda: _replies(server, two, 2))
-    second = replies_to(server, two)[-1]
-    assert second["content"] == "Automatic alt text: a blue square"
-    await server.edit_message(world.general, int(two["id"]), attachment_changes={
-        b: {"description": None, "is_spoiler": True}})  # fmt: skip
-    await gone(server, second)
-    await eventually(lambda: _replies(server, two, 3))
-    assert replies_to(server, two)[-1]["content"] == "Automatic alt text: ||a blue square||"
+    two, first, b = await post_two(server, world)
+    await edit_words_then_images(server, two, first, b)
+    await cover_the_second(server, two, b)
     await server.edit_message(world.general, int(two["id"]), attachment_changes={
         b: {"description": "my own words", "is_spoiler": True}})  # fmt: skip
     await gone(server, replies_to(server, two)[-1])
@@ -169,25 +185,12 @@ async def test_an_edit_after_a_restart_is_compared_with_what_was_described(
     settings = bot_settings(server, tmp_path / "data")
     async with running(settings):
         await turn_on(server, world, world.general)
-        two = await server.post_message(world.general, world.bob, "two", attachments=[
-            image("a.png", "red", "circle"), image("b.png", "blue", "square")])  # fmt: skip
-        first = await described_by(server, two)
-    b = int(two["attachments"][1]["id"])
+        two, first, b = await post_two(server, world)
     async with running(settings) as bot:
-        await server.edit_message(world.general, int(two["id"]), content="two, edited")
-        await asyncio.sleep(0.5)
-        assert exists(server, first) and len(replies_to(server, two)) == 1
-        await server.edit_message(world.general, int(two["id"]), keep_attachment_ids=[b])
-        await gone(server, first)
-        await eventually(lambda: _replies(server, two, 2))
-        assert replies_to(server, two)[-1]["content"] == "Automatic alt text: a blue square"
+        await edit_words_then_images(server, two, first, b)
         await eventually(lambda: _is(rows(bot), 1))  # recorded once posted
     async with running(settings):
-        await server.edit_message(world.general, int(two["id"]), attachment_changes={
-            b: {"description": None, "is_spoiler": True}})  # fmt: skip
-        await gone(server, replies_to(server, two)[-1])
-        await eventually(lambda: _replies(server, two, 3))
-        assert replies_to(server, two)[-1]["content"] == "Automatic alt text: ||a blue square||"
+        await cover_the_second(server, two, b)
 
 
 async def _is(value: int, expected: int) -> bool:
