@@ -116,6 +116,8 @@ def test_make_request_checks_the_slash_commands_options_the_same_way() -> None:
     assert make_request(" parrots ", 10, "SERVER") == FindRequest("parrots", 10, "server")
     assert make_request('"a stop: sign"', 3) == FindRequest("a stop: sign", 3, "channel")
     assert make_request("“parrots”") == FindRequest("parrots", 1, "channel")
+    assert make_request("„papugi”") == FindRequest("papugi", 1, "channel")
+    assert make_request("„Papageien“") == FindRequest("Papageien", 1, "channel")
     assert make_request("top: 3 parrots") == FindRequest("top: 3 parrots", 1, "channel")
 
 

@@ -75,7 +75,7 @@ def make_request(
     """The slash command's already separated options, checked the same way; `example`: an
     image option was given."""
     query = query.strip()
-    if len(query) >= 2 and query[0] in _QUOTES and query[-1] == _QUOTES[query[0]]:
+    if len(query) >= 2 and query[-1] in _QUOTES.get(query[0], ""):
         query = query[1:-1]
     if not query.strip():
         if not example:
