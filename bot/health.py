@@ -1,8 +1,9 @@
 """The heartbeat file: proof of life that a container health check can read for free.
 
-While the bot is connected to the gateway and its model lane answers, `Heartbeat` rewrites
-`DATA_DIR/heartbeat` every few seconds. The probe, `python -m bot.health`, only compares the
-file's age with a limit: it imports neither torch nor transformers and loads no model.
+While the bot is connected to the gateway and its model lane answers, `Heartbeat` touches
+`DATA_DIR/heartbeat` every few seconds (written once, then only its time is updated). The
+probe, `python -m bot.health`, only compares the file's age with a limit: it imports neither
+torch nor transformers and loads no model.
 """
 
 from __future__ import annotations

@@ -190,9 +190,7 @@ class EventsMixin:
         """Delete a stored message (MESSAGE_DELETE)."""
         if self.messages[channel_id].pop(message_id, None) is not None:
             self._count_removed(channel_id, 1)
-        starter = self.messages.get(message_id, {}).get(message_id)  # of a thread started here
-        if starter is not None and starter["type"] == p.THREAD_STARTER_MESSAGE:
-            starter["referenced_message"] = None  # message.mdx, "Message Object", note 4
+        self._orphan_thread_of(message_id)
         data = {"id": str(message_id), "channel_id": str(channel_id)}
         guild = self.guild_of(channel_id)
         if guild is not None:
@@ -211,6 +209,8 @@ class EventsMixin:
         """Delete several messages at once (MESSAGE_DELETE_BULK)."""
         removed = [m for m in message_ids if self.messages[channel_id].pop(m, None) is not None]
         self._count_removed(channel_id, len(removed))
+        for message_id in removed:
+            self._orphan_thread_of(message_id)
         guild = self.guild_of(channel_id)
         data = {"ids": [str(m) for m in message_ids], "channel_id": str(channel_id)}
         if guild is not None:
@@ -223,6 +223,13 @@ class EventsMixin:
             intent=p.INTENT_GUILD_MESSAGES,
         )
         await self.flush()
+
+    def _orphan_thread_of(self, message_id: int) -> None:
+        """A thread started from the deleted message is orphaned: its first message's
+        reference resolves to null (message.mdx, "Message Object", note 4)."""
+        starter = self.messages.get(message_id, {}).get(message_id)
+        if starter is not None and starter["type"] == p.THREAD_STARTER_MESSAGE:
+            starter["referenced_message"] = None
 
     def _count_removed(self, channel_id: int, count: int) -> None:
         channel = self.channels[channel_id]
