@@ -68,8 +68,11 @@ class AltText(commands.Cog):
             changed = covered(undescribed(before, own_id, hosts)) != now
         else:  # not in the cache (after a restart, or long after): what was described
             posted = await self.bot.index.descriptions_of(payload.message_id)
+            known = [d.covered for d in posted]
+            if (coming := self.bot.descriptions.on_the_way(payload.message_id)) is not None:
+                known.append(coming)  # not recorded yet
             # (one posted by an older version, which kept no covers: only if left bare)
-            changed = any(not now if d.covered is None else d.covered != now for d in posted)
+            changed = any(not now if c is None else c != now for c in known)
         if not changed or not await self.bot.description_removal.deleted([payload.message_id]):
             return
         if sources and self.bot.descriptions.watched(payload.message.channel):

@@ -113,6 +113,11 @@ class Descriptions:
 
         task.add_done_callback(done)
 
+    def on_the_way(self, message_id: int) -> Covers | None:
+        """What the description on its way for this message covers (None: none is)."""
+        waiting = self._waiting.get(message_id)
+        return None if waiting is None or waiting.gone else waiting.covers
+
     def _none_waiting_in(self, channel_id: int) -> bool:
         return all(w.channel_id != channel_id for w in self._waiting.values())
 

@@ -193,6 +193,27 @@ async def test_an_edit_after_a_restart_is_compared_with_what_was_described(
         await cover_the_second(server, two, b)
 
 
+async def test_an_edit_after_a_restart_stops_a_description_on_its_way(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The description made anew after the first edit is not recorded yet when a second edit
+    takes its image away too: it is compared with that one as well, and never posted."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings):
+        await turn_on(server, world, world.general)
+        two, first, b = await post_two(server, world)
+    async with running(settings) as bot:
+        release = held(monkeypatch, bot.vision, "caption")
+        await server.edit_message(world.general, int(two["id"]), keep_attachment_ids=[b])
+        await gone(server, first)
+        await eventually(lambda: _is(bot.descriptions.waiting, 1))
+        await server.edit_message(world.general, int(two["id"]), keep_attachment_ids=[])
+        await eventually(lambda: _is(bot.descriptions.waiting, 0))
+        release.set()
+        await asyncio.sleep(0.5)
+        assert len(replies_to(server, two)) == 1 and rows(bot) == 0
+
+
 async def _is(value: int, expected: int) -> bool:
     return value == expected
 
