@@ -219,6 +219,10 @@ class Glimpse(commands.Bot):
     ) -> None:
         if isinstance(error, commands.CommandNotFound):
             return
+        original = getattr(error, "original", None)
+        if isinstance(original, discord.HTTPException) and answers.command_deleted(original):
+            log.info("command message %s was deleted before its answer", ctx.message.id)
+            return  # its error reply would be refused the same way
         if isinstance(error, CannotAnswerHere):
             if ctx.channel.id not in self._mute_channels:
                 self._mute_channels.add(ctx.channel.id)

@@ -304,3 +304,36 @@ async def test_a_command_deleted_before_its_answer_gets_none(
     assert server.sent == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert await caption(server, world, png("b.png", "yellow", "square")) == "a yellow square"
+
+
+async def test_any_command_deleted_before_its_answer_is_no_error(
+    server: FakeDiscord,
+    world: World,
+    glimpse: Glimpse,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Commands that reply on their own (here `!alttext`) meet the same refusal: it does the
+    work it was asked, and the refused answer is no error."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = glimpse.index.set_alt_text
+
+    async def slow(*args: Any, **kwargs: Any) -> bool:
+        entered.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(glimpse.index, "set_alt_text", slow)
+    command = await server.post_message(world.general, world.alice, "!alttext on")
+    await asyncio.wait_for(entered.wait(), 10)
+    await server.delete_message(world.general, int(command["id"]))
+    tries = server.requests.count(("POST", f"/channels/{world.general}/messages"))
+    release.set()
+
+    async def tried() -> bool:
+        return server.requests.count(("POST", f"/channels/{world.general}/messages")) > tries
+
+    await eventually(tried)
+    await asyncio.sleep(0.2)
+    assert server.sent == [] and glimpse.index.describes_images(world.general)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
