@@ -24,9 +24,11 @@ LOOKBACK = 50
 # second or two); a link in angle brackets is never previewed.
 PREVIEW_WAIT_S = 5.0
 LINK = re.compile(r"<?https?://[^\s<>]+>?")
-# A link with what wraps it: it runs to the next space, so it took the closing spoiler bars or
-# bracket already; these take the opening ones.
-_WRAPPED_LINK = re.compile(r"(?:\|\||\()?" + LINK.pattern)
+# A link with the markdown around it: it runs to the next space, so it took the closing spoiler
+# bars, bracket or emphasis already; this takes the opening ones. A masked link keeps its words.
+_WRAPPED_LINK = re.compile(
+    r"\[([^\]\n]*)\]\(" + LINK.pattern + r"\)|(?:\|\||\(|[*_~`]+)?" + LINK.pattern
+)
 
 
 class NoImage(UserError):
@@ -55,8 +57,9 @@ class NoPreview(UserError):
 
 
 def without_links(text: str) -> str:
-    """A prompt's words: its links gone, and the spoiler bars or brackets that wrapped them."""
-    return _WRAPPED_LINK.sub("", text)
+    """A prompt's words: its links gone with the markdown that wrapped them, and no spoiler
+    bars (a cover is markup, never words of a caption)."""
+    return _WRAPPED_LINK.sub(lambda link: link.group(1) or "", text).replace("||", "")
 
 
 def previewed_links(text: str) -> list[str]:
