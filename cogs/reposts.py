@@ -51,6 +51,14 @@ class RepostChecks(commands.Cog):
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         await self.bot.reposts.edited(payload.message)
 
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.bot.reposts.deleted([payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        self.bot.reposts.deleted(payload.message_ids)
+
 
 async def setup(bot: commands.Bot) -> None:
     assert isinstance(bot, Glimpse)

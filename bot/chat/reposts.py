@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import discord
@@ -53,6 +53,7 @@ def root_of(channel: object) -> int:
 class _Post:
     checked: set[Key] = field(default_factory=set)
     answered: bool = False
+    gone: bool = False  # deleted while its reply waited
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -93,6 +94,14 @@ class Reposts:
         if post is not None:
             await self._check(message, post)
 
+    def deleted(self, message_ids: Iterable[int]) -> None:
+        """Deleted messages: a reply still waiting its turn is not sent (Discord would refuse
+        it, and the refusal would count towards the invalid requests)."""
+        for message_id in message_ids:
+            post = self._live.get(message_id)
+            if post is not None:
+                post.gone = True
+
     async def _check(self, message: discord.Message, post: _Post) -> None:
         if not may_reply(message.channel):
             return  # a refused reply still counts towards Discord's invalid-request limit
@@ -109,8 +118,8 @@ class Reposts:
                 return
             post.answered = True
             await self.pace.wait(message.channel.id)
-            if not self.watched(message.channel):
-                return  # `reposts off` while it waited
+            if post.gone or not self.watched(message.channel):
+                return  # deleted, or `reposts off`, while it waited its turn
             try:
                 await message.reply(_reply_text(lines), mention_author=False)
             except discord.HTTPException as exc:

@@ -226,6 +226,22 @@ def held(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> asyncio.E
     return release
 
 
+def held_when_called(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """As `held`, and also says when `owner.name` was called: (called, release)."""
+    called = asyncio.Event()
+    release = held(monkeypatch, owner, name)
+    slow = getattr(owner, name)
+
+    async def calling(*args: object, **kwargs: object) -> object:
+        called.set()
+        return await slow(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, calling)
+    return called, release
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """Polls `check` until it holds: gateway events reach the bot asynchronously."""
     deadline = asyncio.get_running_loop().time() + timeout

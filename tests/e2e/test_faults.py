@@ -20,6 +20,7 @@ from tests.e2e.harness import (
     World,
     bot_settings,
     eventually,
+    held_when_called,
     indexed,
     is_indexed,
     running,
@@ -315,15 +316,7 @@ async def test_any_command_deleted_before_its_answer_is_no_error(
 ) -> None:
     """Commands that reply on their own (here `!alttext`) meet the same refusal: it does the
     work it was asked, and the refused answer is no error."""
-    entered, release = asyncio.Event(), asyncio.Event()
-    real = glimpse.index.set_alt_text
-
-    async def slow(*args: Any, **kwargs: Any) -> bool:
-        entered.set()
-        await release.wait()
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(glimpse.index, "set_alt_text", slow)
+    entered, release = held_when_called(monkeypatch, glimpse.index, "set_alt_text")
     command = await server.post_message(world.general, world.alice, "!alttext on")
     await asyncio.wait_for(entered.wait(), 10)
     await server.delete_message(world.general, int(command["id"]))

@@ -18,6 +18,8 @@ from tests.e2e.harness import (
     bot_settings,
     eventually,
     held,
+    held_when_called,
+    is_indexed,
     mentions_disabled,
     replies_to,
     reply_to,
@@ -282,6 +284,29 @@ async def test_turned_off_it_posts_no_reply_still_on_its_way(
     await settled(server, glimpse, 2)
     await asyncio.sleep(0.5)
     assert replies_to(server, again) == [] and replies_to(server, first) == []
+
+
+async def test_a_repost_deleted_while_its_reply_waits_its_turn_gets_none(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await turn_on(server, world, world.general)
+    await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    await settled(server, glimpse, 1)
+    waiting, release = held_when_called(monkeypatch, glimpse.reposts.pace, "wait")
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+    await asyncio.wait_for(waiting.wait(), 10)
+    await server.delete_message(world.general, int(again["id"]))
+    key = int(again["id"]), int(again["attachments"][0]["id"])
+
+    async def removed() -> bool:  # the bot has heard of the deletion
+        return not await is_indexed(glimpse, *key)
+
+    await eventually(removed)
+    posting = ("POST", f"/channels/{world.general}/messages")
+    tried = server.requests.count(posting)
+    release.set()
+    await asyncio.sleep(0.5)
+    assert server.requests.count(posting) == tried  # not even tried: Discord would refuse it
 
 
 async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
