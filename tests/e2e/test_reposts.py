@@ -314,7 +314,7 @@ async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
 ) -> None:
     """Both kinds of unasked posts together take at most 2 of every period in a channel, so
     that a flood of reposts leaves Discord's budget there to the answers to commands."""
-    monkeypatch.setattr(client_module, "PERIOD_S", 1.0)
+    monkeypatch.setattr(client_module, "PERIOD_S", 2.0)
     server.ratelimits.enabled = False  # so that the pace alone spaces the posts
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await turn_on(server, world, world.general)
@@ -340,7 +340,8 @@ async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
         watcher.cancel()
         assert len(seen) == 6  # three descriptions, three repost replies
         times = sorted(seen.values())
-        assert all(times[i + 2] - times[i] >= 0.9 for i in range(len(times) - 2)), times
+        # Each post seen here a little after its turn: a margin for the machine's delays.
+        assert all(times[i + 2] - times[i] >= 1.5 for i in range(len(times) - 2)), times
 
 
 async def _at_least(value: int, floor: int) -> bool:
