@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 
-from bot.markdown import as_typed
-
-# The sentences of finding images (!find, its results, reposts) live in bot.wording_find, and
-# those of automatic alt text in bot.wording_alt_text.
+# The sentences of finding images (!find, its results, reposts) live in bot.wording_find, those
+# of automatic alt text in bot.wording_alt_text, and those of members' own images (forget,
+# optout, optin) in bot.wording_members.
 from bot.wording_alt_text import *  # noqa: F403
 from bot.wording_find import *  # noqa: F403
+from bot.wording_members import *  # noqa: F403
 
 # -- images that cannot be used (the CLI prints these too, or the `_file` variant) ----------------
 
@@ -184,38 +184,6 @@ def menu_source_note(jump_url: str) -> str:
 def alt_text_line(alt_text: str) -> str:
     """Under a caption: what the image's poster wrote for it, when it differs."""
     return f"-# alt text: {alt_text}"
-
-
-def forgotten(removed: int, whose: str | None, in_server: bool) -> str:
-    """`whose` is None for the asker's own images, else the member's display name."""
-    owner = "your" if whose is None else f"{as_typed(whose)}'s"
-    where = "this server's" if in_server else "this conversation's"
-    if removed == 1:
-        return f"Removed 1 image of {'yours' if whose is None else owner} from {where} index."
-    return f"Removed {removed} of {owner} images from {where} index."
-
-
-def forget_nobody(prefix: str) -> str:
-    """`forget` named someone, or something, that is no member or user."""
-    return (
-        "I found no member or user by that name or ID, so I removed nothing. Name one person: "
-        f"`{prefix}forget @member`, or `{prefix}forget` and their user ID if they have left."
-    )
-
-
-def opted_out(removed: int, in_server: bool) -> str:
-    where = "this server" if in_server else "this conversation"
-    return (
-        f"Done: I removed {removed} image{_s(removed)} of yours from {where}'s index and won't "
-        f"index your uploads in {where} until you say `optin`."
-    )
-
-
-def opted_in(was_out: bool, in_server: bool) -> str:
-    where = "this server" if in_server else "this conversation"
-    if not was_out:
-        return f"You were not opted out: I index your uploads in {where} already."
-    return f"Done: I'll index the images you post in {where} from now on (not earlier ones)."
 
 
 BACKFILL_STARTED = "Reading this channel's history…"

@@ -12,6 +12,7 @@ from bot.chat import answers, history
 from bot.chat.answers import ANYWHERE
 from bot.chat.client import Glimpse
 from bot.chat.people import may_name, person_named, unquoted
+from bot.errors import UserError
 
 BACKFILL_WAIT_S = 30 * 60
 
@@ -22,7 +23,8 @@ class Indexing(commands.Cog):
 
     @commands.command(name="forget", usage="[@member | user ID | name]", extras=ANYWHERE)
     async def forget_command(self, ctx: commands.Context[Any], *, who: str = "") -> None:
-        """Remove your images (or, with Manage Messages, someone's) from this server's index.
+        """Remove your images (or, with Manage Messages for the server, someone's) from this
+        server's index.
 
         Name them by mention, user ID or name; a mention or ID works after they left, too."""
         who = unquoted(who)
@@ -35,13 +37,13 @@ class Indexing(commands.Cog):
         # Refused before any lookup: someone without the permission learns nothing about who
         # exists, and cannot make the bot ask Discord about strangers.
         if who and not can_forget_others and not may_name(ctx.author, who):
-            raise commands.MissingPermissions(["manage_messages"])
+            raise _refusal(ctx)
         target = await person_named(ctx, who) if who else ctx.author
         if target is None:
             prefix = self.bot.settings.command_prefix
             raise commands.BadArgument(wording.forget_nobody(prefix))
         if target.id != ctx.author.id and not can_forget_others:
-            raise commands.MissingPermissions(["manage_messages"])
+            raise _refusal(ctx)
         guild_id = ctx.guild.id if ctx.guild else None
         removed = await self.bot.index.forget_author(guild_id, target.id, ctx.message.id)
         whose = None if target.id == ctx.author.id else target.display_name
@@ -145,6 +147,14 @@ class Indexing(commands.Cog):
     @commands.Cog.listener("on_member_update")
     async def on_permissions_change(self, *_: object) -> None:
         self.bot.permissions_changed()
+
+
+def _refusal(ctx: commands.Context[Any]) -> Exception:
+    """Why `forget` may not name someone else here: a moderator of this channel only hears
+    that it takes the permission for the whole server."""
+    if ctx.permissions.manage_messages:
+        return UserError(wording.FORGET_NEEDS_SERVER_PERMISSION)
+    return commands.MissingPermissions(["manage_messages"])
 
 
 async def setup(bot: commands.Bot) -> None:
