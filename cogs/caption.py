@@ -18,6 +18,7 @@ from bot.chat.captions import (
     NoImageInMessage,
     NoPreview,
     previewed_links,
+    started_from,
     without_links,
 )
 from bot.chat.client import Glimpse
@@ -93,12 +94,18 @@ class Caption(commands.Cog):
         self, interaction: discord.Interaction, message: discord.Message
     ) -> None:
         # Every file, as `!caption` takes them: a PDF hears why it cannot be captioned.
-        sources = self.bot.captions.sources_in(message, every_attachment=True)
+        captions = self.bot.captions
+        sources = captions.sources_in(message, every_attachment=True)
+        if not sources and message.type is discord.MessageType.thread_starter_message:
+            await answers.defer(interaction)  # first a fetch from the thread's channel
+            if (started := await started_from(message)) is not None:
+                message, sources = started, captions.sources_in(started, every_attachment=True)
         if not sources:
             raise NoImageInMessage
-        await answers.defer(interaction)
+        if not interaction.response.is_done():
+            await answers.defer(interaction)
         note = wording.menu_source_note(message.jump_url)
-        text = await self.bot.captions.caption(sources, None, note)
+        text = await captions.caption(sources, None, note)
         await answers.respond(interaction, text, private=False)
 
 

@@ -109,7 +109,7 @@ class Captions:
         try:
             async for message in channel.history(limit=LOOKBACK, before=before):
                 if message.type is discord.MessageType.thread_starter_message:
-                    message = await _started_from(message) or message
+                    message = await started_from(message) or message
                 found = self.sources_in(message)
                 if found:
                     return message, found
@@ -191,7 +191,7 @@ def _alt_text(alt_text: str | None, caption: str) -> str:
     return "" if plain(alt) == plain(caption) else alt
 
 
-async def _started_from(starter: discord.Message) -> discord.Message | None:
+async def started_from(starter: discord.Message) -> discord.Message | None:
     """The message a thread was started from, to which the thread's first message only points
     (message.mdx, "Thread starter messages"); None when it was deleted or cannot be read.
     Fetched from the parent channel: discord.py gives Discord's resolved copy the thread as its

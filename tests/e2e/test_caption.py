@@ -10,7 +10,14 @@ from bot import wording
 from bot.chat import captions as captions_module
 from bot.chat.client import Glimpse
 from bot.errors import UserError
-from tests.e2e.harness import World, held, mentions_disabled, shape_png, sync_commands
+from tests.e2e.harness import (
+    World,
+    held,
+    mentions_disabled,
+    reply_to,
+    shape_png,
+    sync_commands,
+)
 from tests.fakediscord import FakeDiscord
 
 
@@ -211,10 +218,14 @@ async def test_in_a_thread_started_from_an_image_that_image_is_the_latest(
     link = f"https://discord.com/channels/{world.guild}/{world.general}/{posted['id']}"
 
     async def caption_in_thread() -> str:
-        await server.post_message(thread, world.alice, "!caption")
-        return str((await server.wait_for_sent(channel_id=thread))["content"])
+        command = await server.post_message(thread, world.alice, "!caption")
+        return str((await reply_to(server, command))["content"])
 
     assert await caption_in_thread() == "a green circle" + wording.latest_image_note(link)
+    await sync_commands(server)  # and the menu on that first message means that image too
+    it = await server.context_menu(thread, world.alice, "Caption image", thread)
+    answer = await it.wait_for_response()
+    assert answer["content"] == "a green circle" + wording.menu_source_note(link)
     await server.delete_message(world.general, int(posted["id"]))
     assert await caption_in_thread() == wording.no_image(captions_module.LOOKBACK)
 
