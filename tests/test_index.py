@@ -317,6 +317,29 @@ def test_remove_messages_and_edited_attachments(index: IndexStore) -> None:
     assert index.count() == 0 and index.pending_count() == 0
 
 
+def test_previews_an_older_version_keyed_by_position_stay_until_an_edit(
+    index: IndexStore,
+) -> None:
+    """Re-read (catch-up, `!index`), a message whose previews an older version queued or
+    indexed by position would get them twice; kept as they are until an edit of the message
+    removes them, and then queued under the keys of their addresses."""
+    by_address = 5000  # between EMBED_KEYS_FROM and SNOWFLAKES_FROM
+    queue_and_add(index, [item(ref(1, 0))])
+    index.add_pending([ref(2, 1)])
+    assert index.add_pending([ref(1, by_address), ref(2, by_address), ref(3, by_address)]) == [
+        ref(3, by_address)
+    ]
+    assert index.add_pending([ref(1, 10**18)]) == [ref(1, 10**18)]  # an attachment: as ever
+    assert index.keep_only_attachments(1, [by_address, 10**18]) == 1
+    assert index.add_pending([ref(1, by_address)]) == [ref(1, by_address)]
+
+
+def test_a_search_drops_an_image_no_longer_in_its_message(index: IndexStore) -> None:
+    queue_and_add(index, [item(ref(1, a)) for a in (1, 2)])
+    assert index.remove_images([(1, 1), (404, 1)]) == 1
+    assert keys(index.search(unit(0), [10], top=10)) == [(1, 2)]
+
+
 def test_remove_channel_includes_its_threads(index: IndexStore) -> None:
     queue_and_add(
         index, [item(ref(1)), item(ref(2, channel=12, parent=10)), item(ref(3, channel=11))]

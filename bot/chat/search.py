@@ -148,8 +148,14 @@ class Finder:
                     break
                 messages[hit.ref.message_id] = await self._fetch(hit)
             message = messages[hit.ref.message_id]
-            if message is not None:
-                shown.append((hit, message))
+            if message is None:
+                continue
+            if source_for(message, hit.ref.attachment_id, self.allowed_hosts) is None:
+                # Edited away, and the edit missed (sent while the bot was down): passed over
+                # as a deleted message is, and gone from the index.
+                await self.index.remove_images([hit.ref.key])
+                continue
+            shown.append((hit, message))
         if not shown:
             return Reply(await self._nothing(scope, readable, bool(hits), query), [])
         covered = await self._spoiler_channels(shown, origin_id) if private else set()

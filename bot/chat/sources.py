@@ -6,8 +6,10 @@ the media proxy's URL (never the original site's), so the bot never fetches arbi
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 
 import discord
@@ -15,7 +17,7 @@ from yarl import URL
 
 from bot.images.decode import IMAGE_EXTENSIONS
 from bot.images.fetcher import ImageSource
-from bot.index.refs import ImageRef
+from bot.index.refs import EMBED_KEYS_FROM, SNOWFLAKES_FROM, ImageRef
 
 #: Where Discord serves media (message.mdx, "Attachment Object" and "Embed Object"):
 #: attachments on the CDN, its proxy, and the proxies of other sites' images (link previews).
@@ -33,6 +35,9 @@ COMMAND_REPLY_TYPES = frozenset(
     {discord.MessageType.chat_input_command, discord.MessageType.context_menu_command}
 )
 _SPOILERED = re.compile(r"\|\|(.+?)\|\|", re.DOTALL)
+# The signature of a Discord CDN link, which Discord renews (reference.mdx, "Signed Attachment
+# CDN URLs"): not part of which image a link is.
+_SIGNATURE = ("ex", "is", "hm")
 
 
 def is_image_attachment(attachment: discord.Attachment) -> bool:
@@ -63,8 +68,7 @@ def image_sources(
     one to a command hears what is wrong with it instead of being ignored.
     """
     ref = _ref_factory(message)
-    parts: list[discord.Message | discord.MessageSnapshot] = [message]
-    parts += message.message_snapshots
+    parts = _parts(message)
     sources = [
         ImageSource(
             ref(a.id), a.url, a.filename, a.size, spoiler=is_spoiler(a), alt_text=a.description
@@ -73,18 +77,39 @@ def image_sources(
         for a in part.attachments
         if every_attachment or is_image_attachment(a)
     ]
-    # Embeds have no ID of their own; their position (own first, then the snapshot's) is
-    # stable, as a snapshot never changes (message.mdx, "Message Forwarding").
+    sources += [source for _, source in _embed_sources(parts, allowed_hosts, ref)]
+    return sources
+
+
+def _embed_sources(
+    parts: list[discord.Message | discord.MessageSnapshot],
+    allowed_hosts: frozenset[str],
+    ref: Callable[[int], ImageRef],
+) -> Iterator[tuple[int, ImageSource]]:
+    """Image embeds through the media proxy, with their position among all the embeds (own
+    first, then the snapshot's). An embed has no ID of its own: it is keyed by the image's
+    address, which an edit that removes or adds another link does not move, as it moves a
+    position."""
     embeds = [(part, embed) for part in parts for embed in part.embeds]
     for position, (part, embed) in enumerate(embeds):
-        proxy = (embed.image.proxy_url if embed.image else None) or (
-            embed.thumbnail.proxy_url if embed.type in ("image", "gifv") else None
-        )
+        image = embed.image if embed.image else None
+        if image is None and embed.type in ("image", "gifv"):
+            image = embed.thumbnail
+        proxy, address = (image.proxy_url, image.url) if image else (None, None)
         if proxy and URL(proxy).host in allowed_hosts:
             name = PurePosixPath(URL(proxy).path).name or "embed"
             spoiler = embed.url is not None and embed.url in _spoilered_text(part.content)
-            sources.append(ImageSource(ref(position), proxy, name, None, True, spoiler))
-    return sources
+            key = embed_key(address or proxy)
+            yield position, ImageSource(ref(key), proxy, name, None, True, spoiler)
+
+
+def embed_key(address: str) -> int:
+    """The key of the image at `address` among its message's images: between EMBED_KEYS_FROM
+    and SNOWFLAKES_FROM, where no attachment's ID lies."""
+    url = URL(address)
+    url = url.with_query([(k, v) for k, v in url.query.items() if k not in _SIGNATURE])
+    digest = int.from_bytes(hashlib.sha256(str(url).encode()).digest()[:8], "big")
+    return EMBED_KEYS_FROM + digest % (SNOWFLAKES_FROM - EMBED_KEYS_FROM)
 
 
 def indexable_sources(
@@ -114,11 +139,22 @@ def in_ignored(channel: object, ignore_channels: frozenset[int]) -> bool:
 def source_for(
     message: discord.Message, attachment_id: int, allowed_hosts: frozenset[str]
 ) -> ImageSource | None:
-    """The message's image with this (attachment or embed) id, at its current URL."""
+    """The message's image with this (attachment or embed) id, at its current URL. An embed
+    indexed by an older version is keyed by its position."""
     for source in image_sources(message, allowed_hosts):
         if source.ref.attachment_id == attachment_id:
             return source
+    if attachment_id < EMBED_KEYS_FROM:
+        ref = _ref_factory(message)
+        for position, source in _embed_sources(_parts(message), allowed_hosts, ref):
+            if position == attachment_id:
+                return dataclasses.replace(source, ref=ref(position))
     return None
+
+
+def _parts(message: discord.Message) -> list[discord.Message | discord.MessageSnapshot]:
+    """The message and the messages it forwards, whose images it shows."""
+    return [message, *message.message_snapshots]
 
 
 def _spoilered_text(content: str) -> str:

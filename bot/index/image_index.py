@@ -197,6 +197,9 @@ class ImageIndex:
     async def set_alt_texts(self, message_id: int, alt_texts: Mapping[int, str | None]) -> int:
         return await self._workers.run("db", self._store.set_alt_texts, message_id, alt_texts)
 
+    async def remove_images(self, keys: Collection[Key]) -> int:
+        return await self._workers.run("db", self._store.remove_images, list(keys))
+
     async def keep_only_attachments(self, message_id: int, attachment_ids: list[int]) -> int:
         return await self._workers.run(
             "db", self._store.keep_only_attachments, message_id, attachment_ids

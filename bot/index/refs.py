@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[int, int]  # (message_id, attachment_id)
+
+# A link preview's attachment_id is made from its image's address (bot.chat.sources.embed_key),
+# between these two: below a snowflake (an attachment's ID is one, 2^22 and up, as its creation
+# time counts from bit 22: reference.mdx, "Snowflakes"), above the positions (0, 1, ...) by which
+# older versions keyed previews.
+EMBED_KEYS_FROM, SNOWFLAKES_FROM = 1 << 10, 1 << 22
 Member = tuple[int, int]  # (guild_id, author_id); guild 0 for a member's DM with the bot
 
 # The columns of an ImageRef, in the order of its fields, as both tables name them.
@@ -20,7 +26,7 @@ class ImageRef:
     guild_id: int | None  # None in DMs
     channel_id: int  # the channel, thread or DM channel
     message_id: int
-    attachment_id: int  # for an embed image, a stable synthetic id chosen by the caller
+    attachment_id: int  # for an embed image, a synthetic id (EMBED_KEYS_FROM and up)
     author_id: int
     created_at: float  # unix seconds
     parent_id: int | None = None  # the thread's parent channel, if channel_id is a thread

@@ -24,7 +24,7 @@ from bot.index.described import Described
 from bot.index.frame_vectors import FrameVectors
 from bot.index.lookups import Lookups
 from bot.index.members import Members
-from bot.index.refs import REF_COLUMNS, ImageRef, Key, ref_params
+from bot.index.refs import EMBED_KEYS_FROM, REF_COLUMNS, SNOWFLAKES_FROM, ImageRef, Key, ref_params
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
                     continue
                 if self.keeps_out(ref.guild_id, ref.author_id, ref.message_id):
                     continue
+                preview = EMBED_KEYS_FROM <= key[1] < SNOWFLAKES_FROM
+                if preview and queries.previews_by_position(conn, ref.message_id):
+                    continue  # an older version keyed its previews by position: kept so
                 if ref.channel_id not in floors:
                     floors[ref.channel_id] = removal.channel_floor(
                         conn, ref.channel_id, self.per_channel
@@ -225,6 +228,10 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
     def remove_messages(self, message_ids: Iterable[int]) -> int:
         """Remove every image of these messages (indexed or pending); returns how many."""
         return self._remove_where("message_id = ?", [(m,) for m in set(message_ids)])
+
+    def remove_images(self, keys: Iterable[Key]) -> int:
+        """Remove these images (a search found them no longer in their message)."""
+        return self._remove_where(f"{_THIS_KEY}", [tuple(key) for key in set(keys)])
 
     def keep_only_attachments(self, message_id: int, attachment_ids: Collection[int]) -> int:
         """After an edit: remove the message's images whose attachment is not listed."""

@@ -174,6 +174,10 @@ class EventsMixin:
             msg["mentions"] = [
                 self.users[int(u)] for u in p.USER_MENTION.findall(content) if int(u) in self.users
             ]
+            # A link edited out takes its preview along (assumed, as Discord's client shows it:
+            # the docs do not say); a webhook's own embeds stay.
+            links = {u.removesuffix("||") for u in _LINK.findall(content)}
+            msg["embeds"] = [e for e in msg["embeds"] if e["type"] == "rich" or e["url"] in links]
         if keep_attachment_ids is not None:
             keep = {str(a) for a in keep_attachment_ids}
             msg["attachments"] = [a for a in msg["attachments"] if a["id"] in keep]

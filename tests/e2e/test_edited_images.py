@@ -1,0 +1,58 @@
+"""Images that an edit takes away, seen live or missed while the bot was down: the index keeps
+what is still there, under the right key, and a search never shows a picture that did not
+match."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bot.chat.client import Glimpse
+from bot.chat.sources import embed_key
+from tests.e2e.harness import World, bot_settings, indexed, is_indexed, running, shape_png
+from tests.fakediscord import FakeDiscord
+
+GREEN, RED = "https://example.com/g.png", "https://example.com/r.png"
+
+
+async def test_a_link_edited_out_takes_its_preview_along_and_no_other(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Previews have no ID: keyed by position, the second one took the first's place after
+    the edit, and the first one's embedding stayed under it (a search for a green circle
+    showed the red square)."""
+    server.preview_delay = 0.05
+    red = shape_png("red", "square")
+    server.host_on_web(GREEN, shape_png("green", "circle"))
+    server.host_on_web(RED, red)
+    posted = await server.post_message(world.general, world.bob, f"look {GREEN} {RED}")
+    await server.previews_settled()
+    await indexed(glimpse, 2)
+    await server.edit_message(world.general, int(posted["id"]), content=f"look {RED}")
+    await server.previews_settled()
+    await indexed(glimpse, 1)
+    kept = await glimpse.index.of_message(int(posted["id"]))
+    assert list(kept) == [(int(posted["id"]), embed_key(RED))]
+    assert [digest for digest, _ in kept.values()] == [hashlib.sha256(red).hexdigest()]
+
+
+async def test_an_image_edited_away_while_the_bot_was_down_is_passed_over(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """The edit was missed, so the index still holds the image; the search finds the message
+    without it, passes over that hit as over a deleted message, and drops it."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        posted = await server.post_message(world.general, world.bob, "", attachments=[
+            ("a.png", shape_png("green", "circle"), "image/png"),
+            ("b.png", shape_png("red", "square"), "image/png")])  # fmt: skip
+        await indexed(bot, 2)
+    a, b = (int(attachment["id"]) for attachment in posted["attachments"])
+    await server.edit_message(world.general, int(posted["id"]), keep_attachment_ids=[b])
+    async with running(settings) as bot:
+        await server.post_message(world.general, world.alice, "!find a green circle")
+        reply = await server.wait_for_sent(channel_id=world.general)
+        (shown,) = reply["embeds"]
+        assert shown["image"]["url"].split("?")[0].endswith("/b.png")
+        assert not await is_indexed(bot, int(posted["id"]), a)
+        assert await is_indexed(bot, int(posted["id"]), b)
