@@ -46,7 +46,8 @@ class Search(commands.Cog):
         await answers.defer(ctx.interaction, private=private)
         scope = await finder.scope(request, ctx.channel, ctx.author)
         if not scope:  # before an example image is fetched and embedded for nothing
-            await answers.reply(ctx, wording.NO_HISTORY, private=private)
+            # A refusal, as the error handler's: the asker's alone where that can be.
+            await answers.reply(ctx, wording.NO_HISTORY, private=ctx.interaction is not None)
             return
         async with ctx.typing():
             example = None if request.query else await self._example(ctx, options)

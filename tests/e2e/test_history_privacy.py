@@ -57,6 +57,7 @@ async def test_slash_find_in_the_channel_shows_nothing_of_its_history(
     it = await server.slash_command(world.general, world.bob, "find", {"query": "a red circle"})
     reply = await it.wait_for_response(timeout=30)
     assert reply["content"] == wording.NO_HISTORY and reply["embeds"] == []
+    assert reply["ephemeral"]  # a refusal: the channel need not read it
 
 
 async def test_caption_without_an_image_does_not_reach_into_the_history(
