@@ -230,6 +230,7 @@ def test_siglip_texts_are_fed_as_trained_and_passed_unchanged() -> None:
     [
         (COSINE, 0.3141, "0.31"),
         (COSINE, -0.05, "-0.05"),
+        (COSINE, -0.001, "0.00"),
         (TextScores("siglip", 10.0, -10.0), 1.0, "50%"),
         (TextScores("siglip", 10.0, -10.0), 0.5, "<1%"),  # sigmoid(-5) = 0.0067
         (TextScores("siglip", 10.0, -10.0), 0.7, "5%"),  # sigmoid(-3) = 0.047
@@ -238,6 +239,23 @@ def test_siglip_texts_are_fed_as_trained_and_passed_unchanged() -> None:
 )
 def test_what_each_family_shows(scores: TextScores, cosine: float, text: str) -> None:
     assert scores.text(scores.shown(cosine)) == text
+
+
+@pytest.mark.parametrize(
+    ("scores", "cosine", "weak"),
+    [
+        (COSINE, 0.1996, False),  # reads "0.20"
+        (COSINE, 0.194, True),  # reads "0.19"
+        (TextScores("siglip", 10.0, -10.0), 0.7059, False),  # sigmoid(-2.941) = 0.0501: "5%"
+        (TextScores("siglip", 10.0, -10.0), 0.7044, False),  # 0.0496 reads "5%" too
+        (TextScores("siglip", 10.0, -10.0), 0.69, True),  # 0.043: "4%"
+    ],
+)
+def test_weak_match_is_judged_on_the_number_as_it_reads(
+    scores: TextScores, cosine: float, weak: bool
+) -> None:
+    shown = scores.shown(cosine)
+    assert scores.weak(shown, scores.weak_below) is weak, scores.text(shown)
 
 
 def test_weak_match_defaults_by_family() -> None:

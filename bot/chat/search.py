@@ -229,7 +229,7 @@ class Finder:
         source = source_for(message, hit.ref.attachment_id, self.allowed_hosts)
         spoiler = source is not None and (source.spoiler or cover)
         shown = query.scores.shown(hit.score)
-        weak = shown < query.weak_below
+        weak = query.scores.weak(shown, query.weak_below)
         score = query.scores.text(shown)
         title = wording.result_title(rank, score, weak=weak, spoiler=spoiler, alt=hit.alt)
         if not show_all:

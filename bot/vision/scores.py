@@ -40,8 +40,12 @@ class TextScores:
 
     def text(self, shown: float) -> str:
         if not self.probability:
-            return f"{shown:.2f}"
+            return f"{round(shown, 2) + 0.0:.2f}"  # (+ 0.0: never "-0.00")
         return "<1%" if shown < 0.01 else f"{shown:.0%}"
+
+    def weak(self, shown: float, below: float) -> bool:
+        """Below the line as the number reads: "0.20" is not below 0.2, whatever follows."""
+        return round(shown, 2) < below
 
 
 COSINE = TextScores("clip")  # how image-to-image scores read, whatever the family
