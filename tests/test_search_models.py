@@ -249,6 +249,7 @@ def test_what_each_family_shows(scores: TextScores, cosine: float, text: str) ->
         (TextScores("siglip", 10.0, -10.0), 0.7059, False),  # sigmoid(-2.941) = 0.0501: "5%"
         (TextScores("siglip", 10.0, -10.0), 0.7044, False),  # 0.0496 reads "5%" too
         (TextScores("siglip", 10.0, -10.0), 0.69, True),  # 0.043: "4%"
+        (TextScores("siglip", 10.0, -10.0), 0.5, True),  # 0.0067: "<1%"
     ],
 )
 def test_weak_match_is_judged_on_the_number_as_it_reads(

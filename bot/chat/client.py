@@ -139,6 +139,7 @@ class Glimpse(commands.Bot):
             self.indexable,
             settings.repost_min_score,
             pace,
+            fetcher.allowed_hosts,
         )
         self.descriptions = Descriptions(
             vision, fetcher, self.indexer, self.indexable, settings.alt_text_max_pending, pace

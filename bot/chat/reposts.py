@@ -26,6 +26,7 @@ from bot.chat.access import ReadAccess
 from bot.chat.fitting import CONTENT_MAX, clip
 from bot.chat.pacing import ChannelPace
 from bot.chat.permissions import may_reply
+from bot.chat.sources import lost_image
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
 from bot.index.ranking import Earlier
@@ -66,6 +67,7 @@ class Reposts:
         sources: Sources,
         min_score: float,
         pace: ChannelPace,
+        hosts: frozenset[str],
     ) -> None:
         self.indexer = indexer
         self.index = indexer.index
@@ -74,6 +76,7 @@ class Reposts:
         self.sources = sources
         self.min_score = min_score
         self.pace = pace
+        self.hosts = hosts  # where Discord serves media
         self._live: OrderedDict[int, _Post] = OrderedDict()
 
     def watched(self, channel: object) -> bool:
@@ -167,8 +170,12 @@ class Reposts:
             except discord.Forbidden:
                 self.access.refused(match.ref.channel_id)
                 continue
-            if earlier is not None:
-                return match, earlier
+            if earlier is None:
+                continue
+            if lost_image(earlier, match.ref.attachment_id, self.hosts):
+                await self.index.remove_images([match.ref.key])  # an edit missed: gone
+                continue
+            return match, earlier
         return None
 
 

@@ -19,7 +19,7 @@ from bot import wording
 from bot.chat.access import ReadAccess
 from bot.chat.find_syntax import FindRequest, FindSyntaxError
 from bot.chat.permissions import reads_history, server_scope
-from bot.chat.sources import source_for
+from bot.chat.sources import lost_image, source_for
 from bot.chat.spoiler_channels import SpoilerChannels
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.alt_text import Terms, query_terms
@@ -150,9 +150,9 @@ class Finder:
             message = messages[hit.ref.message_id]
             if message is None:
                 continue
-            if source_for(message, hit.ref.attachment_id, self.allowed_hosts) is None:
-                # Edited away, and the edit missed (sent while the bot was down): passed over
-                # as a deleted message is, and gone from the index.
+            if lost_image(message, hit.ref.attachment_id, self.allowed_hosts):
+                # The edit was missed (made while the bot was down): passed over as a deleted
+                # message is, and gone from the index.
                 await self.index.remove_images([hit.ref.key])
                 continue
             shown.append((hit, message))

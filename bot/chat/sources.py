@@ -92,24 +92,36 @@ def _embed_sources(
     position."""
     embeds = [(part, embed) for part in parts for embed in part.embeds]
     for position, (part, embed) in enumerate(embeds):
-        image = embed.image if embed.image else None
-        if image is None and embed.type in ("image", "gifv"):
-            image = embed.thumbnail
-        proxy, address = (image.proxy_url, image.url) if image else (None, None)
+        media = embed.image if embed.image and embed.image.proxy_url else None
+        if media is None and embed.type in ("image", "gifv"):
+            media = embed.thumbnail
+        proxy, address = (media.proxy_url, media.url) if media else (None, None)
         if proxy and URL(proxy).host in allowed_hosts:
             name = PurePosixPath(URL(proxy).path).name or "embed"
             spoiler = embed.url is not None and embed.url in _spoilered_text(part.content)
+            # (Two previews of one address are one image, under one key.)
             key = embed_key(address or proxy)
             yield position, ImageSource(ref(key), proxy, name, None, True, spoiler)
 
 
 def embed_key(address: str) -> int:
     """The key of the image at `address` among its message's images: between EMBED_KEYS_FROM
-    and SNOWFLAKES_FROM, where no attachment's ID lies."""
-    url = URL(address)
-    url = url.with_query([(k, v) for k, v in url.query.items() if k not in _SIGNATURE])
-    digest = int.from_bytes(hashlib.sha256(str(url).encode()).digest()[:8], "big")
+    and SNOWFLAKES_FROM, where no attachment's ID lies. The address as Discord gives it, not
+    decoded and encoded again, less a Discord link's renewable signature."""
+    base, _, query = address.partition("?")
+    if query and URL(address).host in DISCORD_MEDIA_HOSTS:
+        kept = [p for p in query.split("&") if p and p.split("=")[0] not in _SIGNATURE]
+        address = f"{base}?{'&'.join(kept)}" if kept else base
+    digest = int.from_bytes(hashlib.sha256(address.encode()).digest()[:8], "big")
     return EMBED_KEYS_FROM + digest % (SNOWFLAKES_FROM - EMBED_KEYS_FROM)
+
+
+def lost_image(message: discord.Message, attachment_id: int, hosts: frozenset[str]) -> bool:
+    """An indexed image is no longer in its message: an edit took it away (or suppressed its
+    preview), one the bot did not see. Judged only for a message that was changed so."""
+    if message.edited_at is None and not message.flags.suppress_embeds:
+        return False
+    return source_for(message, attachment_id, hosts) is None
 
 
 def indexable_sources(

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from bot.index.alt_text import Terms
 from bot.index.frame_vectors import FrameVectors
-from bot.index.refs import EMBED_KEYS_FROM, REF_COLUMNS, ImageRef, Key, Member, ref_from_row
+from bot.index.refs import REF_COLUMNS, ImageRef, Key, Member, ref_from_row
 from bot.index.vectors import VectorStore
 
 _LOAD_CHUNK = 4096
@@ -219,14 +219,3 @@ def _channel_filter(channel_ids: Collection[int] | None) -> tuple[str, tuple[int
     if not ids:
         return "WHERE 0", ()
     return f"WHERE channel_id IN ({', '.join('?' * len(ids))})", ids
-
-
-def previews_by_position(conn: sqlite3.Connection, message_id: int) -> bool:
-    """The message's link previews were indexed (or queued) by an older version, which keyed
-    them by position: an edit of the message removes them, and they are queued anew."""
-    found = conn.execute(
-        "SELECT 1 FROM images WHERE message_id = ?1 AND attachment_id < ?2 UNION ALL "
-        "SELECT 1 FROM pending WHERE message_id = ?1 AND attachment_id < ?2 LIMIT 1",
-        (message_id, EMBED_KEYS_FROM),
-    ).fetchone()
-    return found is not None

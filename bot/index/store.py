@@ -92,6 +92,7 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
         """
         cutoff = removal.retention_cutoff(self._clock(), self.retention_days)
         added: list[ImageRef] = []
+        gone: list[Key] = []
         with self._tx() as conn:
             floors: dict[int, Key | None] = {}
             for ref in refs:
@@ -100,9 +101,11 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
                     continue
                 if self.keeps_out(ref.guild_id, ref.author_id, ref.message_id):
                     continue
-                preview = EMBED_KEYS_FROM <= key[1] < SNOWFLAKES_FROM
-                if preview and queries.previews_by_position(conn, ref.message_id):
-                    continue  # an older version keyed its previews by position: kept so
+                if EMBED_KEYS_FROM <= key[1] < SNOWFLAKES_FROM:
+                    # An older version keyed the message's previews by position, which an edit
+                    # may have moved: they go, and come back under their addresses' keys.
+                    where = "message_id = ? AND attachment_id < ?"
+                    removal.delete_where(conn, where, [(ref.message_id, EMBED_KEYS_FROM)], gone)
                 if ref.channel_id not in floors:
                     floors[ref.channel_id] = removal.channel_floor(
                         conn, ref.channel_id, self.per_channel
@@ -119,6 +122,7 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
                     added.append(ref)
                     # Indexed by another model (the current one is in memory): re-embed it.
                     conn.execute(f"DELETE FROM images WHERE {_THIS_KEY}", key)
+        self._vectors.remove(gone)
         return added
 
     def drop_pending(self, refs: Iterable[ImageRef]) -> None:

@@ -45,7 +45,10 @@ class TextScores:
 
     def weak(self, shown: float, below: float) -> bool:
         """Below the line as the number reads: "0.20" is not below 0.2, whatever follows."""
-        return round(shown, 2) < below
+        text = self.text(shown)
+        if not self.probability:
+            return float(text) < below
+        return text == "<1%" or float(text.rstrip("%")) / 100 < below
 
 
 COSINE = TextScores("clip")  # how image-to-image scores read, whatever the family

@@ -309,6 +309,30 @@ async def test_a_repost_deleted_while_its_reply_waits_its_turn_gets_none(
     assert server.requests.count(posting) == tried  # not even tried: Discord would refuse it
 
 
+async def test_an_earlier_post_whose_image_was_edited_away_is_not_pointed_to(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """The edit was made while the bot was down, so the index still held the image: the
+    earlier post no longer shows it, so it is no earlier post of it, and leaves the index."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        await turn_on(server, world, world.general)
+        first = await post(server, world.general, world.bob, image("a.png", "red", "circle"),
+                           image("n.png", "blue", "square"))  # fmt: skip
+        await settled(server, bot, 2)
+    a, n = (int(attachment["id"]) for attachment in first["attachments"])
+    await server.edit_message(world.general, int(first["id"]), keep_attachment_ids=[n])
+    async with running(settings) as bot:
+        again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+
+        async def dropped() -> bool:
+            return not await is_indexed(bot, int(first["id"]), a)
+
+        await eventually(dropped)
+        await asyncio.sleep(0.5)
+        assert replies_to(server, again) == []
+
+
 async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

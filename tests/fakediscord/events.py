@@ -300,6 +300,8 @@ class EventsMixin:
         channel_id, message_id = int(msg["channel_id"]), int(msg["id"])
         if self.messages.get(channel_id, {}).get(message_id) is not msg:
             return  # deleted meanwhile
+        still = {u.removesuffix("||") for u in _LINK.findall(msg["content"])}
+        urls = [u for u in urls if u in still]  # not one edited out meanwhile
         previews = [{"type": "image", "url": u, "thumbnail": self.embed_media(u)} for u in urls]
         shown = {e.get("url") for e in msg["embeds"]}
         msg["embeds"] = msg["embeds"] + [e for e in previews if e["url"] not in shown]
