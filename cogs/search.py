@@ -54,10 +54,12 @@ class Search(commands.Cog):
             query = await finder.query(request, example, scope)
             # Only what the asker may read here, even in a reply everyone sees.
             here = {ctx.channel.id} & scope if split else scope
-            reply = await finder.find(query, here, ctx.channel.id, private=private)
-            if split:
+            if split:  # the wider search first: the asker waits once for pending work
                 everything = await finder.find(query, scope, ctx.channel.id, private=True)
+                reply = await finder.find(query, here, ctx.channel.id, private=False, wait=False)
                 reply = await answers.copy_by_dm(ctx.author, reply, everything)
+            else:
+                reply = await finder.find(query, here, ctx.channel.id, private=private)
         await answers.reply(ctx, reply.content, reply.embeds, private=private)
 
     async def _example(

@@ -126,11 +126,15 @@ class Finder:
             return self.weak_below
         return (await self.vision.text_scores()).weak_below
 
-    async def find(self, query: Query, scope: set[int], origin_id: int, *, private: bool) -> Reply:
-        """`private`: only the asker sees the reply, so images from other channels may be shown."""
+    async def find(
+        self, query: Query, scope: set[int], origin_id: int, *, private: bool, wait: bool = True
+    ) -> Reply:
+        """`private`: only the asker sees the reply, so images from other channels may be
+        shown. `wait`: for work pending in `scope` (not when a search of a wider one did)."""
         if not scope:
             return Reply(wording.NO_HISTORY, [])
-        await self.indexer.wait_until_done(scope, PENDING_WAIT_S)
+        if wait:
+            await self.indexer.wait_until_done(scope, PENDING_WAIT_S)
         readable = {channel_id for channel_id in scope if self.access.can_read(channel_id)}
         budget = fetch_budget(query.top)
         hits = await self.index.search(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
+
 from bot import wording
+from bot.chat import search as search_module
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
@@ -199,3 +203,23 @@ async def test_quoted_query_keeps_flag_words(
     assert len(reply["embeds"]) == 1
     reply = await ask(server, world, "!find a red square top: 99")
     assert "`top:` must be a number from 1 to 10" in reply["content"]
+
+
+async def test_a_public_server_search_waits_once_for_pending_work(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A public `scope: server` search runs twice (this channel's reply, the DM with the rest);
+    an upload stuck on its way into the index (a sick CDN node) held up each in turn."""
+    monkeypatch.setattr(search_module, "PENDING_WAIT_S", 1.5)
+    await server.post_message(world.other, world.bob, "", attachments=[
+        ("r.png", shape_png("red", "circle"), "image/png")])  # fmt: skip
+    await indexed(glimpse, 1)
+    server.stall_media(r"/stuck\.png$")
+    await server.post_message(world.general, world.bob, "", attachments=[
+        ("stuck.png", shape_png("blue", "square"), "image/png")])  # fmt: skip
+    asked = time.monotonic()
+    reply = await ask(server, world, "!find a red circle scope: server")
+    assert time.monotonic() - asked < 2.6  # one wait of 1.5 s, not two
+    assert wording.SENT_BY_DM in reply["content"]
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice))
+    assert [f"/{world.other}/" in e["url"] for e in dm["embeds"]] == [True]
