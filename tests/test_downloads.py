@@ -13,7 +13,7 @@ import discord
 import pytest
 from aiohttp import web
 
-from bot.chat.sources import DISCORD_MEDIA_HOSTS, image_sources
+from bot.chat.sources import DISCORD_MEDIA_HOSTS, embed_key, image_sources
 from bot.images import download as downloads
 from bot.images.decode import ImageError
 from bot.images.download import DownloadError, download
@@ -253,4 +253,5 @@ def test_only_discord_urls_are_taken_from_a_message() -> None:
         ("https://cdn.discordapp.com/attachments/10/5/a.png?ex=1", False),
         (proxied, True),
     ]
-    assert [s.ref.attachment_id for s in sources] == [5, 0]  # an embed's id is its position
+    # An embed has no id: its key is made from its image's address (bot.chat.sources.embed_key).
+    assert [s.ref.attachment_id for s in sources] == [5, embed_key("https://example.com/p.png")]
