@@ -114,9 +114,11 @@ class EventsMixin:
         message's id, the message gets HAS_THREAD (message.mdx, "Message Flags"), and the
         thread's first message is a THREAD_STARTER_MESSAGE (type 21), with no content,
         embeds or attachments, only a reference to the message, resolved in
-        ``referenced_message`` (message.mdx, "Thread starter messages"). Assumed, as
-        discord.py's ``Thread.starter_message`` says: that first message has the thread's id
-        too; and it comes with no MESSAGE_CREATE."""
+        ``referenced_message`` (message.mdx, "Thread starter messages"). The parent channel gets
+        a THREAD_CREATED message (type 18) named as the thread, referring to it (threads.mdx,
+        "New Message Types": sent for a thread started from any but the newest messages).
+        Assumed, as discord.py's ``Thread.starter_message`` says: the first message has the
+        thread's id too; and it comes with no MESSAGE_CREATE."""
         source = self.messages[channel_id][message_id]
         thread_id = self.add_thread(channel_id, name, owner_id=author_id, thread_id=message_id)
         source["flags"] |= p.HAS_THREAD
@@ -126,6 +128,11 @@ class EventsMixin:
         # Not counted: message_count and total_message_sent leave out the initial message
         # (channel.mdx, "Channel Structure").
         self.messages[thread_id][thread_id] = starter
+        created = self.build_message(channel_id, author_id, name, msg_type=p.THREAD_CREATED)
+        created["message_reference"] = {"type": 0, "channel_id": str(thread_id)}
+        created["message_reference"]["guild_id"] = self.channels[channel_id]["guild_id"]
+        self.store_message(created)
+        self._dispatch_message("MESSAGE_CREATE", created)
         await self.flush()
         return thread_id
 
