@@ -242,6 +242,20 @@ def held_when_called(
     return called, release
 
 
+def posts_tried(server: FakeDiscord, channel: int) -> int:
+    """How many times the bot has asked to post in `channel`, refused posts included."""
+    return server.requests.count(("POST", f"/channels/{channel}/messages"))
+
+
+async def another_post_tried(server: FakeDiscord, channel: int, before: int) -> None:
+    """Waits until the bot has asked to post in `channel` more than `before` times."""
+
+    async def tried() -> bool:
+        return posts_tried(server, channel) > before
+
+    await eventually(tried)
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """Polls `check` until it holds: gateway events reach the bot asynchronously."""
     deadline = asyncio.get_running_loop().time() + timeout

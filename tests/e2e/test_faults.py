@@ -18,11 +18,13 @@ from bot.chat.client import Glimpse
 from bot.images import download as downloads
 from tests.e2e.harness import (
     World,
+    another_post_tried,
     bot_settings,
     eventually,
     held_when_called,
     indexed,
     is_indexed,
+    posts_tried,
     running,
     shape_png,
 )
@@ -284,23 +286,16 @@ async def test_a_command_deleted_before_its_answer_gets_none(
     monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT", aiohttp.ClientTimeout(total=0.5))
     server.stall_media(r"/slow\.png$")
 
-    def sends() -> int:
-        return server.requests.count(("POST", f"/channels/{world.general}/messages"))
-
     for name, answer_ready in [("a.png", captioned), ("slow.png", None)]:
         command = await server.post_message(
             world.general, world.bob, "!caption", attachments=[png(name)]
         )
-        tries = sends()
+        tries = posts_tried(server, world.general)
         if answer_ready is not None:
             await asyncio.wait_for(answer_ready.wait(), 10)
         await server.delete_message(world.general, int(command["id"]))
         release.set()
-
-        async def tried(before: int = tries) -> bool:
-            return sends() > before
-
-        await eventually(tried)
+        await another_post_tried(server, world.general, tries)
     await asyncio.sleep(0.2)
     assert server.sent == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
@@ -320,13 +315,9 @@ async def test_any_command_deleted_before_its_answer_is_no_error(
     command = await server.post_message(world.general, world.alice, "!alttext on")
     await asyncio.wait_for(entered.wait(), 10)
     await server.delete_message(world.general, int(command["id"]))
-    tries = server.requests.count(("POST", f"/channels/{world.general}/messages"))
+    tries = posts_tried(server, world.general)
     release.set()
-
-    async def tried() -> bool:
-        return server.requests.count(("POST", f"/channels/{world.general}/messages")) > tries
-
-    await eventually(tried)
+    await another_post_tried(server, world.general, tries)
     await asyncio.sleep(0.2)
     assert server.sent == [] and glimpse.index.describes_images(world.general)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
