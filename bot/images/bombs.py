@@ -55,7 +55,12 @@ def jpeg_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS) -> int:
     """The start-of-scan markers of a JPEG's own stream (an embedded thumbnail's are inside
     its APP segment and skipped), counted up to `stop_after` + 1."""
     scans, pos, end = 0, 2, len(data)  # after SOI
-    while pos + 4 <= end and data[pos] == 0xFF and scans <= stop_after:
+    while pos + 4 <= end and scans <= stop_after:
+        if data[pos] != 0xFF:  # stray bytes: libjpeg skips them to the next marker, so do we
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # a fill byte before the marker
             pos += 1

@@ -124,7 +124,9 @@ def load_frames(
             _check_header(img, limits)
             # A progressive JPEG holds its whole picture's coefficients while it decodes, at
             # any reduced size (7000 x 7000: 305 MB, against 30 for the same image baseline).
-            progressive = img.format == "JPEG" and bool(img.info.get("progressive"))
+            # (an MPO, which Pillow names any JPEG with a multi-picture index, is one too)
+            jpeg = isinstance(img, JpegImagePlugin.JpegImageFile)
+            progressive = jpeg and bool(img.info.get("progressive"))
             if progressive and jpeg_scans(data) > MAX_JPEG_SCANS:
                 raise ImageError("bomb", wording.too_many_scans(MAX_JPEG_SCANS))
             full = img.width * img.height
