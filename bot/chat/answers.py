@@ -48,11 +48,19 @@ async def defer(interaction: discord.Interaction | None, *, private: bool = Fals
     interaction.extras[PUBLIC_DEFER] = not private
 
 
-async def _fill_or_clear_defer(interaction: discord.Interaction | None, private: bool) -> None:
-    """Before an interaction's answer: a private one clears a public defer's loading message."""
-    if interaction is not None and interaction.extras.pop(PUBLIC_DEFER, False) and private:
+async def _clear_public_defer(interaction: discord.Interaction | None, private: bool) -> None:
+    """Before a private answer: a public defer's loading message goes first."""
+    if interaction is not None and private and interaction.extras.get(PUBLIC_DEFER, False):
         with contextlib.suppress(discord.NotFound):  # deleted already (a moderator can)
             await interaction.delete_original_response()
+        interaction.extras[PUBLIC_DEFER] = False
+
+
+def _answered(interaction: discord.Interaction | None) -> None:
+    """The loading message is filled or gone. Only now: until an answer is sent, an error's
+    private reply must still clear it."""
+    if interaction is not None:
+        interaction.extras[PUBLIC_DEFER] = False
 
 
 def token_expired(exc: discord.HTTPException) -> bool:
@@ -81,10 +89,11 @@ async def reply(
         content, embeds = _as_text_without_embed_links(ctx.channel, content, embeds)
     content = clip(content)
     try:
-        await _fill_or_clear_defer(ctx.interaction, private)
+        await _clear_public_defer(ctx.interaction, private)
         await ctx.reply(
             content or None, embeds=list(embeds), mention_author=False, ephemeral=private
         )
+        _answered(ctx.interaction)
     except discord.HTTPException as exc:
         if ctx.interaction is None and command_deleted(exc):
             # Deleted before its answer: the asker took the question back, and an image it
@@ -100,11 +109,12 @@ async def respond(interaction: discord.Interaction, content: str, *, private: bo
     """The interaction's response, or its followup once it was deferred."""
     content = clip(content)
     try:
-        await _fill_or_clear_defer(interaction, private)
+        await _clear_public_defer(interaction, private)
         if interaction.response.is_done():
             await interaction.followup.send(content, ephemeral=private)
         else:
             await interaction.response.send_message(content, ephemeral=private)
+        _answered(interaction)
     except discord.HTTPException as exc:
         if not token_expired(exc):
             raise

@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     posts_tried,
     running,
     shape_png,
+    sync_commands,
 )
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.retries import shorten_discord_retries
@@ -321,3 +322,21 @@ async def test_any_command_deleted_before_its_answer_is_no_error(
     await asyncio.sleep(0.2)
     assert server.sent == [] and glimpse.index.describes_images(world.general)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_an_error_after_a_refused_public_answer_stays_the_askers_alone(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/caption thinks in public. When Discord refuses its answer for good (a 400 here; discord.py
+    retries a webhook's 5xx), the loading message is still there, and the error's followup
+    would only fill it, in public (receiving-and-responding.mdx, "Create Followup Message"):
+    it goes first."""
+    await sync_commands(server)
+    server.fail_next("POST", r"^/webhooks/\d+/[^/]+$", 400)
+    it = await server.slash_command(world.general, world.bob, "caption", attachments=[png("a.png")])
+    answer = await it.wait_for_response()
+    assert [status for _, _, status in server.faults_served] == [400]
+    assert answer["ephemeral"] and answer["content"].startswith(OOPS)
+    assert "400 Bad Request" in caplog.text  # the refusal is logged as our error
+    public = server.messages[world.general].values()
+    assert not [m for m in public if (m.get("interaction_metadata") or {}).get("id") == str(it.id)]
