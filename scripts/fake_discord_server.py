@@ -1,8 +1,9 @@
 """Runs the test suite's Discord-compatible server until killed (used by docker-smoke.sh).
 
 Prints one JSON line with `api_url`, `gateway_url` and `token` once it listens on 127.0.0.1
-(a random free port), and stops on SIGTERM or SIGINT. Needs only aiohttp, so the bot's own
-image can run it: `python scripts/fake_discord_server.py` from the repository root.
+(a random free port), and stops on SIGTERM or SIGINT. Without the media hosts, it needs only
+aiohttp (no trustme, a test dependency), so the bot's own image can run it:
+`python scripts/fake_discord_server.py` from the repository root.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ async def serve() -> None:
     guild = server.add_guild("Smoke")
     server.add_member(guild, server.add_user("alice"))
     server.add_channel(guild, "general")
-    await server.start()
+    await server.start(media=False)  # the smoke posts no image
     print(
         json.dumps(
             {"api_url": server.api_url, "gateway_url": server.gateway_url, "token": server.token}

@@ -23,9 +23,10 @@ import os
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trustme
+if TYPE_CHECKING:
+    import trustme
 
 #: Discord's hosts for attachments (cdn), their proxy (media), other sites' images (images-ext).
 CDN_HOST = "cdn.discordapp.com"
@@ -83,8 +84,12 @@ def unroute(port: int) -> None:
 
 
 def certificate_authority() -> trustme.CA:
+    """Made on first use: the bot's image, which runs the server for docker-smoke.sh without
+    media, has no trustme (a test dependency)."""
     global _ca
     if _ca is None:
+        import trustme
+
         _ca = trustme.CA(organization_name="fakediscord test CA")
     return _ca
 

@@ -111,8 +111,9 @@ class FakeDiscord(
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1: the API and gateway on one port, media (HTTPS) on another."""
+    async def start(self, *, media: bool = True) -> None:
+        """Listen on 127.0.0.1: the API and gateway on one port, media (HTTPS) on another
+        (unless `media` is False: no attachment is then fetched)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway_handler)
         app.router.add_get("/gateway-resume", self._gateway_handler)
@@ -128,16 +129,21 @@ class FakeDiscord(
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        media = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=hostroutes.server_context())
-        await media.start()
-        self.media_port = media._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if not media:
+            return
+        media_site = web.TCPSite(
+            self._runner, "127.0.0.1", 0, ssl_context=hostroutes.server_context()
+        )
+        await media_site.start()
+        self.media_port = media_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         hostroutes.route(self.media_port)
 
     async def stop(self) -> None:
         """Close gateway sockets and stop listening (close the bot first)."""
         await self._cancel_previews()
         await self._close_all_gateways()
-        hostroutes.unroute(self.media_port)
+        if self.media_port:
+            hostroutes.unroute(self.media_port)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
