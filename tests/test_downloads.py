@@ -62,6 +62,15 @@ class Origin:
         await self._flood(response)
         return response
 
+    async def busy(self, request: web.Request) -> web.Response:
+        """Refuses for now as many times as `?fail=` says (counting its own hits), with the
+        status of `?status=` and the Retry-After of `?after=`; then serves the image."""
+        failures = int(request.query["fail"])
+        if self.hits.count(request.path) > failures:
+            return await self.image(request)
+        headers = {"Retry-After": request.query["after"]} if "after" in request.query else {}
+        return web.Response(status=int(request.query["status"]), headers=headers)
+
     async def stall(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Length": str(len(BLOB))})
         await response.prepare(request)
@@ -88,6 +97,7 @@ async def origin() -> AsyncIterator[Origin]:
     app.router.add_get("/declared-large.png", server.declared_large)
     app.router.add_get("/chunked.png", server.chunked)
     app.router.add_get("/stall.png", server.stall)
+    app.router.add_get("/busy.png", server.busy)
     async with serving(app) as server.port:
         yield server
 
@@ -172,6 +182,63 @@ async def test_a_small_declared_size_that_lies_gets_no_more_than_it_declared(
         except (DownloadError, ImageError):
             return  # refused outright: fine
     assert len(data) <= 100
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses between tries, recorded rather than slept."""
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(downloads, "asyncio", types.SimpleNamespace(sleep=sleep))
+    return slept
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_a_refusal_for_now_is_tried_again(
+    origin: Origin, session: aiohttp.ClientSession, pauses: list[float], status: int
+) -> None:
+    """A caption or a description has no later try of its own: one brief CDN hiccup must not
+    cost it its image."""
+    url = origin.url(f"/busy.png?fail=2&status={status}")
+    assert await download(session, url, LIMIT) == BLOB
+    assert len(origin.hits) == 3 and pauses == list(downloads.RETRY_PAUSES_S)
+    origin.hits.clear()
+    with pytest.raises(DownloadError, match=f"HTTP {status}") as refused:
+        await download(session, origin.url(f"/busy.png?fail=3&status={status}"), LIMIT)
+    assert refused.value.transient and len(origin.hits) == 3  # then it is the indexer's
+
+
+async def test_a_429_is_tried_again_only_as_soon_as_it_asks(
+    origin: Origin, session: aiohttp.ClientSession, pauses: list[float]
+) -> None:
+    assert await download(session, origin.url("/busy.png?fail=1&status=429&after=3"), LIMIT)
+    assert pauses == [3.0]
+    for after in ("60", "Wed, 21 Oct 2026 07:28:00 GMT"):
+        origin.hits.clear()
+        with pytest.raises(DownloadError, match="HTTP 429"):
+            await download(session, origin.url(f"/busy.png?fail=1&status=429&after={after}"), LIMIT)
+        assert len(origin.hits) == 1
+    assert pauses == [3.0]
+
+
+async def test_a_refusal_for_good_or_a_timeout_is_not_tried_again(
+    origin: Origin,
+    session: aiohttp.ClientSession,
+    pauses: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for status in (403, 404, 410, 400):
+        origin.hits.clear()
+        with pytest.raises(DownloadError):
+            await download(session, origin.url(f"/busy.png?fail=1&status={status}"), LIMIT)
+        assert len(origin.hits) == 1
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT", aiohttp.ClientTimeout(total=0.3))
+    with pytest.raises(DownloadError, match="timed out"):
+        await download(session, origin.url("/stall.png"), LIMIT)
+    assert origin.hits.count("/stall.png") == 1 and pauses == []
 
 
 async def test_a_stalled_download_times_out(

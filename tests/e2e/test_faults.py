@@ -155,6 +155,15 @@ async def test_an_attachment_that_is_gone_gets_a_clear_reply(
     assert await caption(server, world, png("here.png", "red", "circle")) == "a red circle"
 
 
+async def test_a_cdn_hiccup_costs_a_caption_nothing(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    server.fail_next("GET", r"^/attachments/.*/busy\.png$", 503)
+    server.fail_next("GET", r"^/attachments/.*/busy\.png$", 429, retry_after=0.2)
+    assert await caption(server, world, png("busy.png", "red", "circle")) == "a red circle"
+    assert [status for _, _, status in server.faults_served] == [503, 429]
+
+
 async def test_an_attachment_that_stalls_times_out_with_a_clear_reply(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
