@@ -332,6 +332,42 @@ def build_corpus(max_bytes: int = DEFAULT_MAX_BYTES) -> list[CorpusItem]:
             "image/heic",
             "unsupported_format",
         ),
+        (
+            "heic_mif1",  # a phone's HEIC: `heic` only among the compatible brands
+            "IMG_0002.HEIC",
+            b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf" + bytes(64),
+            "image/heic",
+            "unsupported_format",
+        ),
+        (
+            "mp4",
+            "clip.mp4",
+            b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(64),
+            "video/mp4",
+            "not_image",
+        ),
+        (
+            "mov",
+            "IMG_0003.MOV",
+            b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + bytes(64),
+            "video/quicktime",
+            "not_image",
+        ),
+        (
+            "m4a",
+            "voice.m4a",
+            b"\x00\x00\x00\x1cftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(64),
+            "audio/mp4",
+            "not_image",
+        ),
+        ("wav", "memo.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64), "audio/wav", "not_image"),
+        (
+            "avi",
+            "old.avi",
+            b"RIFF\x24\x00\x00\x00AVI LIST" + bytes(64),
+            "video/x-msvideo",
+            "not_image",
+        ),
         # good
         ("jpeg", "photo.jpg", jpeg, "image/jpeg", "ok"),
         (

@@ -344,6 +344,22 @@ def test_words_for_a_file_differ_only_where_an_upload_is_meant() -> None:
     assert (error.reason, error.file_reason) == ("upload again", "incomplete")
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("mp4", "a video"), ("mov", "a video"), ("avi", "a video"), ("m4a", "an audio file"),
+     ("wav", "an audio file"), ("heic_mif1", "HEIC")],
+)  # fmt: skip
+def test_video_audio_and_heic_are_named_by_their_container(name: str, kind: str) -> None:
+    """ISO media (MP4, MOV, M4A, HEIC) is told apart by its brands, RIFF by its form type: a
+    WAV was called a damaged image, and a phone's video or HEIC not an image at all."""
+    with pytest.raises(ImageError) as info:
+        load_image(BY_NAME[name].data, LIMITS)
+    if kind == "HEIC":
+        assert info.value.reason.startswith("HEIC images are not supported")
+    else:
+        assert info.value.reason == f"this is not an image (looks like {kind})"
+
+
 def test_image_error_survives_pickling() -> None:
     error = pickle.loads(pickle.dumps(ImageError("empty", "the file is empty")))
     assert (error.code, error.reason, str(error)) == (

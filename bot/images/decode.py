@@ -24,6 +24,7 @@ from bot.images.errors import DECODE_ERRORS
 from bot.images.errors import ImageError as ImageError
 from bot.images.frames import Frames, is_animated, read_animation
 from bot.images.shrink import shrink
+from bot.images.signatures import HEIC, file_kind
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +64,7 @@ _MB = 1024 * 1024
 
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
-# Leading bytes of files people commonly send by mistake, so the reply can say what it was.
-_NOT_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (  # (leading bytes, key in FILE_KINDS)
-    (b"%PDF", "pdf"),
-    (b"PK\x03\x04", "zip"),
-    (b"\x7fELF", "linux"),
-    (b"MZ", "windows"),
-    *((magic, "macos") for magic in (b"\xfe\xed\xfa", b"\xce\xfa\xed", b"\xcf\xfa\xed")),
-    (b"\xca\xfe\xba\xbe", "macos_java"),
-    (b"\x1f\x8b", "gzip"),
-    (b"Rar!", "rar"),
-    (b"7z\xbc\xaf\x27\x1c", "7z"),
-    (b"\x1a\x45\xdf\xa3", "video"),
-    (b"ID3", "audio"),
-    (b"OggS", "ogg"),
-)
 _ALLOWED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
-_HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs")
 
 
 @dataclass(frozen=True)
@@ -196,9 +181,11 @@ def too_large(size: int | None, max_bytes: int) -> ImageError:
 
 
 def _refuse_known_non_image(data: bytes) -> None:
-    for magic, what in _NOT_IMAGE_MAGIC:
-        if data.startswith(magic):
-            raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS[what]))
+    kind = file_kind(data)
+    if kind == HEIC:
+        raise _format_refused(HEIC)
+    if kind is not None:
+        raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS[kind]))
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if not head.startswith(b"<"):  # markup only; an image's metadata may mention <svg
         return
@@ -221,11 +208,7 @@ def _open(data: bytes) -> ImageFile.ImageFile:
         raise ImageError("corrupt", wording.IMAGE_CORRUPT)
     other = _identify_other_format(data)
     if other is not None:
-        raise ImageError(
-            "unsupported_format",
-            wording.format_refused(other, _ALLOWED_TEXT),
-            wording.format_file(other, _ALLOWED_TEXT),
-        )
+        raise _format_refused(other)
     if _is_text(data):
         raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS["text"]))
     raise ImageError("not_image", wording.NOT_AN_IMAGE)
@@ -237,13 +220,19 @@ def _identify_other_format(data: bytes) -> str | None:
     Only Pillow's signature checks run: parsing a format we refuse anyway is needless attack
     surface, and those plugins warn and log about every damaged header.
     """
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIC_BRANDS:
-        return "HEIC"
     Image.init()
     for name, (_, accept) in Image.OPEN.items():
         if name not in ALLOWED_FORMATS and accept is not None and accept(data[:16]):
             return name
     return None
+
+
+def _format_refused(name: str) -> ImageError:
+    return ImageError(
+        "unsupported_format",
+        wording.format_refused(name, _ALLOWED_TEXT),
+        wording.format_file(name, _ALLOWED_TEXT),
+    )
 
 
 def _is_text(data: bytes) -> bool:
