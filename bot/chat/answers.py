@@ -143,15 +143,21 @@ async def _deliver_late(
     channel: object, user: Person, content: str, embeds: Sequence[discord.Embed], private: bool
 ) -> None:
     """A public answer in the channel, mentioning no one; a private one by direct message,
-    with only a fixed note in the channel."""
-    log.info("interaction token expired; answering %s", "by DM" if private else "in the channel")
+    with only a fixed note in the channel. Where the bot may not post (a slash command works
+    there all the same), the answer goes by direct message and no note is tried: Discord would
+    refuse it, and each refusal counts towards its invalid-request limit."""
     in_dm = isinstance(channel, discord.DMChannel) or (
         isinstance(channel, discord.PartialMessageable)
         and channel.type is discord.ChannelType.private
     )
-    if private:
+    barred = isinstance(channel, discord.abc.GuildChannel | discord.Thread) and not may_reply(
+        channel
+    )
+    by_dm = private or barred
+    log.info("interaction token expired; answering %s", "by DM" if by_dm else "in the channel")
+    if by_dm:
         sent = await direct_message(user, content, embeds)
-        if in_dm:
+        if in_dm or barred:
             return
         content, embeds = (wording.LATE_BY_DM if sent else wording.LATE_NOT_BY_DM), ()
     if not isinstance(channel, discord.abc.Messageable):

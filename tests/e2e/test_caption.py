@@ -14,11 +14,12 @@ from tests.e2e.harness import (
     World,
     held,
     mentions_disabled,
+    posts_tried,
     reply_to,
     shape_png,
     sync_commands,
 )
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import SEND_MESSAGES, FakeDiscord
 
 
 async def test_caption_an_attached_image(
@@ -331,3 +332,25 @@ async def test_the_context_menu_answers_in_the_channel_after_the_token_expired(
     reply = await server.wait_for_sent(lambda e: e["kind"] == "message", timeout=30)
     assert int(reply["channel_id"]) == world.general and mentions_disabled(reply)
     assert reply["content"].splitlines()[0] == "a blue circle"
+
+
+async def test_a_late_answer_where_the_bot_may_not_post_comes_by_dm(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The menu works where the bot may not post; once the token has expired, a post there
+    would be refused (403, counted towards the invalid-request limit): the asker gets the
+    caption by direct message instead."""
+    bot_role = server.bot_role_id(world.guild)
+    server.set_overwrites(world.other, [{"id": bot_role, "type": 0, "allow": 0,
+                                         "deny": SEND_MESSAGES}])  # fmt: skip
+    release = held(monkeypatch, glimpse.captions, "caption")
+    await sync_commands(server)
+    target = await server.post_message(world.other, world.carol, "", attachments=[
+        ("r.png", shape_png("blue", "circle"), "image/png")])  # fmt: skip
+    it = await server.context_menu(world.other, world.alice, "Caption image", int(target["id"]))
+    await it.wait_for_callback()
+    await server.advance(16 * 60)  # past the token's 15 minutes
+    release.set()
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice), timeout=30)
+    assert dm["content"].splitlines()[0] == "a blue circle"
+    assert posts_tried(server, world.other) == 0
