@@ -154,6 +154,10 @@ BOT_CANNOT_READ_TO_CAPTION = (
     "attach the image instead."
 )
 NO_IMAGE_IN_MESSAGE = "That message has no image or file to caption."
+BOT_CANNOT_READ_THREAD_START = (
+    "I can't read the channel this thread was started in, so I can't see the message it was "
+    "started from: a server admin can give me Read Message History there."
+)
 NO_PREVIEW = (
     "Discord shows no image preview for that link, so I have nothing to caption: "
     "attach the image itself instead."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Sequence
 
@@ -44,6 +45,11 @@ class NoHistory(UserError):
 class CannotReadChannel(UserError):
     def __init__(self) -> None:
         super().__init__(wording.BOT_CANNOT_READ_TO_CAPTION)
+
+
+class CannotReadThreadStart(UserError):
+    def __init__(self) -> None:
+        super().__init__(wording.BOT_CANNOT_READ_THREAD_START)
 
 
 class NoImageInMessage(UserError):
@@ -109,7 +115,8 @@ class Captions:
         try:
             async for message in channel.history(limit=LOOKBACK, before=before):
                 if message.type is discord.MessageType.thread_starter_message:
-                    message = await started_from(message) or message
+                    with contextlib.suppress(CannotReadThreadStart):  # then it is not the latest
+                        message = await started_from(message) or message
                 found = self.sources_in(message)
                 if found:
                     return message, found
@@ -193,7 +200,8 @@ def _alt_text(alt_text: str | None, caption: str) -> str:
 
 async def started_from(starter: discord.Message) -> discord.Message | None:
     """The message a thread was started from, to which the thread's first message only points
-    (message.mdx, "Thread starter messages"); None when it was deleted or cannot be read.
+    (message.mdx, "Thread starter messages"); None when it was deleted, CannotReadThreadStart
+    when Discord will not show it (403: "That message has no image" would be untrue).
     Fetched from the parent channel: discord.py gives Discord's resolved copy the thread as its
     channel, so its link, and where its image's expired URL would be renewed, were wrong."""
     reference = starter.reference
@@ -207,5 +215,7 @@ async def started_from(starter: discord.Message) -> discord.Message | None:
         return None
     try:
         return await parent.fetch_message(reference.message_id)
-    except (discord.NotFound, discord.Forbidden):
+    except discord.NotFound:
         return None
+    except discord.Forbidden:
+        raise CannotReadThreadStart from None

@@ -19,7 +19,7 @@ from tests.e2e.harness import (
     shape_png,
     sync_commands,
 )
-from tests.fakediscord import SEND_MESSAGES, FakeDiscord
+from tests.fakediscord import READ_MESSAGE_HISTORY, SEND_MESSAGES, FakeDiscord
 
 
 async def test_caption_an_attached_image(
@@ -229,6 +229,25 @@ async def test_in_a_thread_started_from_an_image_that_image_is_the_latest(
     assert answer["content"] == "a green circle" + wording.menu_source_note(link)
     await server.delete_message(world.general, int(posted["id"]))
     assert await caption_in_thread() == wording.no_image(captions_module.LOOKBACK)
+
+
+async def test_the_menu_on_a_thread_start_the_bot_may_not_read_says_so(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """The menu works where the bot cannot read; the message a thread was started from must
+    then be fetched, and Discord refuses (403): that is not a message without an image."""
+    posted = await server.post_message(world.general, world.bob, "look", attachments=[
+        ("g.png", shape_png("green", "circle"), "image/png")])  # fmt: skip
+    thread = await server.start_thread_from_message(
+        world.general, int(posted["id"]), world.alice, "about this"
+    )
+    bot_role = server.bot_role_id(world.guild)
+    server.set_overwrites(world.general, [{"id": bot_role, "type": 0, "allow": 0,
+                                           "deny": READ_MESSAGE_HISTORY}])  # fmt: skip
+    await sync_commands(server)
+    it = await server.context_menu(thread, world.alice, "Caption image", thread)
+    answer = await it.wait_for_response()
+    assert answer["content"] == wording.BOT_CANNOT_READ_THREAD_START and answer["ephemeral"]
 
 
 async def test_the_menu_on_a_message_without_an_image_says_so(
