@@ -61,6 +61,12 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "tiff": ("unsupported_format", "TIFF"),
     "ico": ("unsupported_format", "ICO"),
     "heic": ("unsupported_format", "HEIC"),
+    "heic_mif1": ("unsupported_format", "HEIC"),
+    "mp4": ("not_image", "a video"),
+    "mov": ("not_image", "a video"),
+    "avi": ("not_image", "a video"),
+    "m4a": ("not_image", "an audio file"),
+    "wav": ("not_image", "an audio file"),
     **{name: ("ok", "") for name in CAPTIONED},
 }
 
