@@ -71,7 +71,13 @@ def image_sources(
     parts = _parts(message)
     sources = [
         ImageSource(
-            ref(a.id), a.url, a.filename, a.size, spoiler=is_spoiler(a), alt_text=a.description
+            ref(a.id),
+            a.url,
+            a.filename,
+            a.size,
+            spoiler=is_spoiler(a),
+            alt_text=a.description,
+            content_type=a.content_type,
         )
         for part in parts
         for a in part.attachments
@@ -213,6 +219,7 @@ def attachment_source(
         attachment.size,
         spoiler=spoiler,
         alt_text=attachment.description,
+        content_type=attachment.content_type,
     )
 
 

@@ -180,12 +180,17 @@ def too_large(size: int | None, max_bytes: int) -> ImageError:
     return ImageError("too_large", wording.file_too_large(got, limit))
 
 
+def not_an_image(kind: str) -> ImageError:
+    """`kind`: a key of wording.FILE_KINDS."""
+    return ImageError("not_image", wording.not_an_image(wording.FILE_KINDS[kind]))
+
+
 def _refuse_known_non_image(data: bytes) -> None:
     kind = file_kind(data)
     if kind == HEIC:
         raise _format_refused(HEIC)
     if kind is not None:
-        raise ImageError("not_image", wording.not_an_image(wording.FILE_KINDS[kind]))
+        raise not_an_image(kind)
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if not head.startswith(b"<"):  # markup only; an image's metadata may mention <svg
         return

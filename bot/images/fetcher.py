@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bot.images.decode import too_large
+from bot.images.decode import not_an_image, too_large
 from bot.images.download import download
 from bot.images.loader import Decoded, ImageLoader
+from bot.images.signatures import declared_kind
 from bot.index.refs import ImageRef, Key
 
 CACHE_ENTRIES = 32
@@ -33,6 +34,7 @@ class ImageSource:
     from_embed: bool = False
     spoiler: bool = False  # shown only behind Discord's spoiler cover
     alt_text: str | None = None  # what its poster wrote for it (the attachment's description)
+    content_type: str | None = None  # an attachment's media type, as Discord gives it
 
 
 class MediaFetcher:
@@ -89,6 +91,8 @@ class MediaFetcher:
 
     async def _fetch(self, source: ImageSource, decode: asyncio.Event) -> Decoded:
         limit = self.loader.limits.max_bytes
+        if (kind := declared_kind(source.content_type)) is not None:
+            raise not_an_image(kind)  # (a member who attached a video hears so, at no cost)
         if source.size is not None and source.size > limit:
             raise too_large(source.size, limit)
         hosts = self.allowed_hosts if source.from_embed else None

@@ -57,3 +57,10 @@ def _iso_brands(data: bytes) -> list[bytes]:
         return []
     end = min(int.from_bytes(data[:4], "big"), len(data), 1024)
     return [data[8:12], *(data[at : at + 4] for at in range(16, end - 3, 4))]
+
+
+def declared_kind(content_type: str | None) -> str | None:
+    """ "video" or "audio" from an attachment's declared type (message.mdx, "Attachment
+    Object": its media type), known before a byte of it is downloaded."""
+    kind = (content_type or "").split("/")[0].strip().lower()
+    return kind if kind in ("video", "audio") else None

@@ -279,6 +279,24 @@ async def test_caption_in_a_dm(server: FakeDiscord, world: World, glimpse: Glimp
     assert reply["content"] == "a blue square"
 
 
+async def test_a_video_or_audio_attachment_is_named_without_downloading_it(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Discord gives an attachment's media type (message.mdx, "Attachment Object"): a video of
+    up to 25 MB was downloaded only to be refused, and one without a known signature was
+    'not a kind we can read'."""
+    for name, kind, words in (("clip.mp4", "video/mp4", "a video"),
+                              ("memo.ogg", "audio/ogg", "an audio file")):  # fmt: skip
+        await server.post_message(world.general, world.bob, "!caption", attachments=[
+            (name, bytes(4096), kind)])  # fmt: skip
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert (
+            reply["content"]
+            == f"I can't use that image: this is not an image (looks like {words})."
+        )
+    assert not [path for _, path, _ in server.media_requests if path.endswith(("mp4", "ogg"))]
+
+
 async def test_bad_files_get_clear_replies_and_the_next_command_works(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
