@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 # (opcodes-and-status-codes.mdx, "JSON Error Codes").
 TOKEN_EXPIRED = {(401, 50027), (404, 10015)}
 
-# A deferral's loading message keeps the visibility the defer chose, and the first followup
-# only fills it (receiving-and-responding.mdx, "Create Followup Message"): a private answer
-# after a public defer would be shown to everyone. So it deletes that message first ("Delete
-# Original Interaction Response"), and its followup is then a message of its own.
-PUBLIC_DEFER = "glimpse.deferred_in_public"
+# A deferral's loading message ("thinking") is filled by editing it ("Edit Original Interaction
+# Response"): a followup would fill it too, but only for backwards compatibility, which is
+# deprecated (receiving-and-responding.mdx, "Create Followup Message"). It keeps the visibility
+# the defer chose, so an answer of the other visibility deletes it first ("Delete Original
+# Interaction Response") and follows up as a message of its own. Until an answer is sent, the
+# loading message is still there: an error's reply after a refused answer must deal with it.
+LOADING = "glimpse.loading"  # in `Interaction.extras`: whether it is private, while unfilled
 
 Person = discord.User | discord.Member
 
@@ -45,22 +47,27 @@ async def defer(interaction: discord.Interaction | None, *, private: bool = Fals
     if interaction is None:
         return
     await interaction.response.defer(thinking=True, ephemeral=private)
-    interaction.extras[PUBLIC_DEFER] = not private
+    interaction.extras[LOADING] = private
 
 
-async def _clear_public_defer(interaction: discord.Interaction | None, private: bool) -> None:
-    """Before a private answer: a public defer's loading message goes first."""
-    if interaction is not None and private and interaction.extras.get(PUBLIC_DEFER, False):
-        with contextlib.suppress(discord.NotFound):  # deleted already (a moderator can)
-            await interaction.delete_original_response()
-        interaction.extras[PUBLIC_DEFER] = False
-
-
-def _answered(interaction: discord.Interaction | None) -> None:
-    """The loading message is filled or gone. Only now: until an answer is sent, an error's
-    private reply must still clear it."""
-    if interaction is not None:
-        interaction.extras[PUBLIC_DEFER] = False
+async def _send(
+    interaction: discord.Interaction, content: str, embeds: Sequence[discord.Embed], private: bool
+) -> None:
+    """The interaction's answer: its response, its loading message filled, or a followup."""
+    loading = interaction.extras.get(LOADING)
+    if not interaction.response.is_done():
+        await interaction.response.send_message(
+            content or None, embeds=list(embeds), ephemeral=private
+        )
+    elif loading == private:
+        await interaction.edit_original_response(content=content or None, embeds=list(embeds))
+    else:
+        if loading is not None:
+            with contextlib.suppress(discord.NotFound):  # deleted already (a moderator can)
+                await interaction.delete_original_response()
+            interaction.extras[LOADING] = None
+        await interaction.followup.send(content, embeds=list(embeds), ephemeral=private)
+    interaction.extras[LOADING] = None
 
 
 def token_expired(exc: discord.HTTPException) -> bool:
@@ -89,11 +96,10 @@ async def reply(
         content, embeds = _as_text_without_embed_links(ctx.channel, content, embeds)
     content = clip(content)
     try:
-        await _clear_public_defer(ctx.interaction, private)
-        await ctx.reply(
-            content or None, embeds=list(embeds), mention_author=False, ephemeral=private
-        )
-        _answered(ctx.interaction)
+        if ctx.interaction is not None:
+            await _send(ctx.interaction, content, embeds, private)
+        else:
+            await ctx.reply(content or None, embeds=list(embeds), mention_author=False)
     except discord.HTTPException as exc:
         if ctx.interaction is None and command_deleted(exc):
             # Deleted before its answer: the asker took the question back, and an image it
@@ -109,12 +115,7 @@ async def respond(interaction: discord.Interaction, content: str, *, private: bo
     """The interaction's response, or its followup once it was deferred."""
     content = clip(content)
     try:
-        await _clear_public_defer(interaction, private)
-        if interaction.response.is_done():
-            await interaction.followup.send(content, ephemeral=private)
-        else:
-            await interaction.response.send_message(content, ephemeral=private)
-        _answered(interaction)
+        await _send(interaction, content, (), private)
     except discord.HTTPException as exc:
         if not token_expired(exc):
             raise

@@ -293,3 +293,4 @@ async def test_everything_the_server_sends_matches_discords_description(
         server.external_proxy_host("https://example.com/tri.png"),
     } <= hosts
     assert server.server_errors == []
+    assert server.deprecated_requests == []

@@ -337,11 +337,10 @@ async def test_an_error_after_a_refused_public_answer_stays_the_askers_alone(
     server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
 ) -> None:
     """/caption thinks in public. When Discord refuses its answer for good (a 400 here; discord.py
-    retries a webhook's 5xx), the loading message is still there, and the error's followup
-    would only fill it, in public (receiving-and-responding.mdx, "Create Followup Message"):
-    it goes first."""
+    retries a webhook's 5xx), the loading message is still there, public: the error, the
+    asker's alone, must not fill it (receiving-and-responding.mdx, "Create Followup Message")."""
     await sync_commands(server)
-    server.fail_next("POST", r"^/webhooks/\d+/[^/]+$", 400)
+    server.fail_next("PATCH", r"^/webhooks/\d+/[^/]+/messages/@original$", 400)
     it = await server.slash_command(world.general, world.bob, "caption", attachments=[png("a.png")])
     answer = await it.wait_for_response()
     assert [status for _, _, status in server.faults_served] == [400]

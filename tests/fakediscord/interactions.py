@@ -35,6 +35,9 @@ class InteractionsMixin:
     def _init_interactions(self) -> None:
         self.interactions: dict[str, Interaction] = {}
         self.interaction_ack_timeout = 3.0
+        # Requests Discord serves only for backwards compatibility, with why (assert it stays
+        # empty): a followup that fills a deferral's loading message.
+        self.deprecated_requests: list[str] = []
 
     def _add_interaction_routes(self, app: web.Application) -> None:
         r, a = app.router, API_PREFIX
@@ -321,7 +324,10 @@ class InteractionsMixin:
         validate_message_body(body, len(files))
         original = it.original
         if original is not None and original["flags"] & p.LOADING:
-            # the first followup after a defer fills the deferred message
+            # the first followup after a defer fills the deferred message, a behaviour kept
+            # for backwards compatibility and deprecated (receiving-and-responding.mdx,
+            # "Create Followup Message"): Edit Original Interaction Response is the way
+            self.deprecated_requests.append(f"POST {request.path}: a followup filled a deferral")
             self._apply_edit(original, body, files)
             original["flags"] &= ~p.LOADING
             original["edited_timestamp"] = None

@@ -77,8 +77,9 @@ class FakeDiscord(
     /api/v10)], ``media_requests`` [(host, path, status)], ``invalid_requests`` [(method, path,
     status)] (401, 403, 429), ``unknown_requests``, ``typing`` [channel ids], ``reactions``
     (the bot's own, by REST), ``faults_served``, ``server_errors`` (exceptions inside the
-    fake; assert it stays empty), ``identifies`` / ``resumes``, ``gateway_paths``,
-    ``interactions``, ``commands``, ``messages`` ({channel: {id: payload}}),
+    fake; assert it stays empty), ``deprecated_requests`` (what Discord serves only for
+    backwards compatibility; assert it stays empty), ``identifies`` / ``resumes``,
+    ``gateway_paths``, ``interactions``, ``commands``, ``messages`` ({channel: {id: payload}}),
     ``permissions_for(channel_id, user_id)``, ``traffic`` (with ``record_traffic = True``:
     every REST response and gateway frame sent).
 
