@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import discord
@@ -13,6 +14,8 @@ from bot.chat.answers import ANYWHERE
 from bot.chat.client import Glimpse
 from bot.chat.people import may_name, person_named, unquoted
 from bot.errors import UserError
+
+log = logging.getLogger(__name__)
 
 BACKFILL_WAIT_S = 30 * 60
 
@@ -138,6 +141,16 @@ class Indexing(commands.Cog):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         self.bot.catch_ups.marks.forget(guild_id=guild.id)
         await self.bot.index.remove_guild(guild.id)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """READY lists every server the bot is in, those in an outage too (gateway-events.mdx,
+        "Ready"); one that removed it while it was away sends no GUILD_DELETE, and is missing."""
+        for guild_id in await self.bot.index.guilds() - {guild.id for guild in self.bot.guilds}:
+            self.bot.catch_ups.marks.forget(guild_id=guild_id)
+            removed = await self.bot.index.remove_guild(guild_id)
+            log.info("server %s removed the bot while it was away: %d image(s) gone", guild_id,
+                     removed)  # fmt: skip
 
     # What may give the bot back a channel it lost (gateway-events.mdx; GUILD_MEMBER_UPDATE
     # arrives for the bot itself only, without the privileged members intent).

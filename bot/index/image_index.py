@@ -176,6 +176,10 @@ class ImageIndex:
     async def count(self, channel_ids: Collection[int] | None = None) -> int:
         return await self._workers.run("db", self._store.count, channel_ids)
 
+    async def guilds(self) -> set[int]:
+        """Every server anything is kept for (see `bot.index.queries.guilds`)."""
+        return await self._workers.run("db", self._store.guilds)
+
     async def channels(self) -> list[tuple[int | None, int]]:
         return await self._workers.run("db", self._store.channels)
 

@@ -117,6 +117,10 @@ class Lookups(Database):
         with self._lock:
             return queries.threads_under(self._conn, parent_ids)
 
+    def guilds(self) -> set[int]:
+        with self._lock:
+            return queries.guilds(self._conn)
+
     def channels(self) -> list[tuple[int | None, int]]:
         """(guild_id, channel_id) of every channel with indexed or pending images, or with
         a message the bot saw (its read mark)."""

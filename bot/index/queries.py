@@ -151,6 +151,14 @@ def last_message_id(
     return None if newest is None else int(newest)
 
 
+def guilds(conn: sqlite3.Connection) -> set[int]:
+    """Every server anything is kept for: images, queued ones, read marks, channel settings
+    and descriptions (a member's own choices, kept for them, not counted)."""
+    tables = ("images", "pending", "read_marks", "reposts", "alt_text_channels", "descriptions")
+    union = " UNION ".join(f"SELECT guild_id FROM {table}" for table in tables)
+    return {guild for (guild,) in conn.execute(union) if guild is not None}
+
+
 def channels(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
     rows = conn.execute(
         "SELECT DISTINCT guild_id, channel_id FROM ("

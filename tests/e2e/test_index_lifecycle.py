@@ -113,6 +113,31 @@ async def test_removal_events(server: FakeDiscord, world: World, glimpse: Glimps
     await eventually(total(0))
 
 
+async def test_a_server_that_removed_the_bot_while_it_was_away_is_forgotten(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """No GUILD_DELETE comes for a removal while the bot was stopped; the next READY lists
+    every server it is in, those in an outage too, and that one is missing."""
+    elsewhere = server.add_guild("elsewhere")
+    lounge = server.add_channel(elsewhere, "lounge")
+    data = tmp_path / "data"
+    async with running(bot_settings(server, data)) as bot:
+        for channel in (world.general, lounge):
+            await server.post_message(channel, server.owner_id, "", attachments=[
+                png_attachment("red", "circle", channel % 7)])  # fmt: skip
+        await indexed(bot, 2)
+        assert await bot.index.guilds() == {world.guild, elsewhere}
+    await server.remove_bot_from_guild(world.guild)  # while it is stopped
+    server.start_outage(elsewhere)  # and this one is only unavailable
+    async with running(bot_settings(server, data)) as bot:
+
+        async def forgotten() -> bool:
+            return await bot.index.guilds() == {elsewhere}
+
+        await eventually(forgotten)
+        assert await count(bot, world.general) == 0 and await count(bot, lounge) == 1
+
+
 async def test_backfill_with_index_command(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
