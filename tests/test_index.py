@@ -21,10 +21,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from bot.index import image_index
+from bot.index.image_index import ImageIndex
 from bot.index.refs import Hit, ImageRef
 from bot.index.schema import SCHEMA_VERSION
 from bot.index.store import IndexStore
 from bot.index.vectors import VectorStore
+from bot.workers import Workers
+from tests.e2e.harness import eventually
 from tests.old_index import index_at
 
 REPO = Path(__file__).resolve().parent.parent
@@ -928,3 +932,28 @@ def test_opting_out_in_a_dm_covers_that_conversation(index: IndexStore) -> None:
     queue_and_add(index, [item(ref(1, **dm)), item(ref(2, author=7))])
     assert index.opt_out(None, 7) == 1
     assert index.add_pending([ref(3, **dm)]) == [] and index.count() == 1
+
+
+async def test_retention_applies_as_time_passes_without_new_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image ages out on a server where nothing new is posted: before, only a write or a
+    restart applied RETENTION_DAYS, and a search went on finding what it said was gone."""
+    monkeypatch.setattr(image_index, "AGE_OUT_EVERY_S", 0.05)
+    workers = Workers()
+    index = await ImageIndex.open(
+        tmp_path / "index.sqlite3", "clip-a", workers, per_channel=100, retention_days=1
+    )
+    try:
+        fresh, ageing = ref(1, created=time.time()), ref(2, created=time.time() - 86400 + 0.5)
+        await index.add_pending([fresh, ageing])
+        assert await index.settle([item(fresh), item(ageing)], []) == 2
+
+        async def aged_out() -> bool:
+            return await index.count() == 1
+
+        await eventually(aged_out)
+        assert keys(await index.search(unit(2), [10], top=10)) == [(1, 1)]
+    finally:
+        await index.close()
+        workers.shutdown()

@@ -6,7 +6,9 @@ single-thread lane, so SQLite sees a single writer and the event loop never wait
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -18,15 +20,21 @@ from bot.index.described import Description
 from bot.index.ranking import Earlier, Excluded
 from bot.index.refs import Hit, ImageRef, Key
 from bot.index.store import Embedded, IndexStore, ReadMark
+from bot.tasks import cancel_until_done
 from bot.workers import Workers
 
 log = logging.getLogger(__name__)
+
+# RETENTION_DAYS is applied this often (and at every write), so that an image ages out on a
+# server where nothing new is posted: a 24th of the retention, at most an hour.
+AGE_OUT_EVERY_S = 3600.0
 
 
 class ImageIndex:
     def __init__(self, store: IndexStore, workers: Workers) -> None:
         self._store = store
         self._workers = workers
+        self._ageing: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -41,10 +49,24 @@ class ImageIndex:
         if requeued:
             log.info("SEARCH_MODEL changed: %d image(s) queued to be embedded again", requeued)
         await workers.run("db", store.prune)
+        if retention_days > 0:
+            every_s = min(AGE_OUT_EVERY_S, retention_days * 86400 / 24)
+            index._ageing = asyncio.create_task(index._age_out(every_s), name="glimpse-retention")
         return index
 
     async def close(self) -> None:
+        if self._ageing is not None:
+            await cancel_until_done(self._ageing)
         await self._workers.run("db", self._store.close)
+
+    async def _age_out(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                if removed := await self._workers.run("db", self._store.prune):
+                    log.info("%d image(s) older than RETENTION_DAYS removed", removed)
+            except sqlite3.Error as exc:  # (a full disk: the admin's to fix; tried again later)
+                log.error("the index database refused to apply RETENTION_DAYS (%s)", exc)
 
     # -- the queue of images to embed --------------------------------------------------------
 
