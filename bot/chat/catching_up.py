@@ -41,6 +41,7 @@ class CatchUps:
         self._again_before: int | None = None
         self._again_guilds: frozenset[int] | None = None
         self._unread = True  # a session began and its catch-up was not asked for yet
+        self._session_start: int | None = None  # its READY, as a snowflake
         self._writing: asyncio.Task[None] | None = None
         self._written_at = time.monotonic()
         self._retry: asyncio.TimerHandle | None = None
@@ -51,6 +52,10 @@ class CatchUps:
         The marks held until now are below that, so they are written first."""
         self._write_marks()
         self._unread = True
+        # From READY on, messages arrive as events, those of the seconds before on_ready too
+        # (discord.py dispatches them while it waits for the servers): an image posted then
+        # must not count as where the catch-up stops reading.
+        self._session_start = discord.utils.time_snowflake(discord.utils.utcnow())
 
     def start(self, guild_id: int | None = None) -> None:
         """Asked for at the start of a session, or with `guild_id` when that server comes back
@@ -59,6 +64,8 @@ class CatchUps:
         if self._closed:
             return
         now = discord.utils.time_snowflake(discord.utils.utcnow())
+        if self._unread and self._session_start is not None:
+            now = min(now, self._session_start)
         # While a session's catch-up is still owed, every server's channels are read.
         guilds = None if guild_id is None or self._unread else frozenset({guild_id})
         self._unread = False  # the catch-up asked for now reads it

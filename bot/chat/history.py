@@ -58,7 +58,7 @@ async def catch_up(
             continue
         last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
         try:
-            missed = await _newest_after(channel, last, limit)
+            missed = await _newest_after(channel, last, before, limit)
         except discord.Forbidden:
             access.refused(channel_id)
             marks.unread(channel_id)
@@ -77,12 +77,13 @@ async def catch_up(
 
 
 async def _newest_after(
-    channel: discord.abc.Messageable, last: int, limit: int
+    channel: discord.abc.Messageable, last: int, before: int, limit: int
 ) -> list[discord.Message]:
-    """The channel's messages after `last`, newest first, at most `limit`: when more came
-    since, the newest are the ones the index keeps."""
+    """The channel's messages after `last` and before `before`, newest first, at most
+    `limit`: when more came since, the newest are the ones the index keeps. From `before` on
+    they arrive as events; read again, they would take the places of the missed ones."""
     found = []
-    async for message in channel.history(limit=limit):
+    async for message in channel.history(limit=limit, before=discord.Object(id=before)):
         if message.id <= last:
             break
         found.append(message)

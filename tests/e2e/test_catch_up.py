@@ -104,6 +104,36 @@ async def test_an_upload_missed_by_a_new_session_is_indexed(
         await indexed(bot, 3)
 
 
+async def test_an_upload_before_on_ready_does_not_hide_what_the_session_missed(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """discord.py dispatches messages from READY on, in the seconds it waits for the servers
+    before on_ready: one posted then is seen live, and must not count as where the catch-up
+    (asked for at on_ready) stops, above what the session missed."""
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        real, on_ready = bot.catch_ups.start, asyncio.Event()
+        asked: list[asyncio.Task[None]] = []
+
+        def after_the_live_upload(guild_id: int | None = None) -> None:
+            async def start() -> None:
+                await on_ready.wait()
+                real(guild_id)
+
+            asked.append(asyncio.create_task(start()))
+
+        monkeypatch.setattr(bot.catch_ups, "start", after_the_live_upload)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "green")
+        )
+        live = await upload(server, world, "live.png", "blue")  # before on_ready, as it were
+        await attachment_indexed(bot, live)
+        on_ready.set()
+        await attachment_indexed(bot, missed)
+        await asyncio.gather(*asked)
+
+
 async def test_a_missed_upload_after_much_talk_is_read_newest_first(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
