@@ -12,6 +12,7 @@ from bot.chat.access import ReadAccess
 from bot.chat.read_marks import ReadMarks
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
+from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,25 @@ async def catch_up(
     guilds: Collection[int] | None = None,
 ) -> int:
     """Queues images posted while the bot was down or between two gateway sessions (whose
-    events Discord never sends), in every channel with indexed images or a read mark that it
-    can still read (a 403 is asked once, then remembered), and marks how far each was read.
+    events Discord never sends), in every channel with indexed images or a read mark, or
+    begun meanwhile, that it can still read (a 403 is asked once, then remembered), and marks
+    how far each was read.
     `before`: the snowflake of the session's start; images from then on arrive as events, and
     never count as where the reading stops. `guilds`: only these servers' channels."""
     queued = 0
     index = indexer.index
-    channels = marks.held() | {channel: guild for guild, channel in await index.channels()}
+    known = {channel: guild for guild, channel in await index.channels()}
+    begun = await _begun_meanwhile(client, index, guilds, before)
+    channels = marks.held() | known | {channel: guild for channel, (guild, _) in begun.items()}
     for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
         channel = client.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             marks.unread(channel_id)
             continue
-        last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
+        if channel_id in begun:  # not from the first message seen there live: that is later
+            last = begun[channel_id][1]
+        else:
+            last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
         try:
             missed = await _newest_after(channel, last, before, limit)
         except discord.Forbidden:
@@ -74,6 +81,32 @@ async def catch_up(
     if queued:
         log.info("queued %d image(s) posted while the bot was offline", queued)
     return queued
+
+
+async def _begun_meanwhile(
+    client: discord.Client, index: ImageIndex, guilds: Collection[int] | None, before: int
+) -> dict[int, tuple[int, int]]:
+    """Channels and threads with nothing known below `before`, posted in since the newest
+    message known in their server: begun, or first written in, while the bot was away. A
+    forum holds only threads (threads.mdx, "Forums"), so each of its posts is one; the active
+    ones come with their server (gateway-events.mdx, "Guild Create": `threads`). {channel:
+    (server, since)}; none of a server never read (its history is `index`'s to read)."""
+    begun: dict[int, tuple[int, int]] = {}
+    for guild in client.guilds:
+        if guilds is not None and guild.id not in guilds:
+            continue
+        since = await index.last_message_id(guild.id, before, server=True)
+        if since is None:
+            continue
+        for channel in [*guild.channels, *guild.threads]:
+            newest = getattr(channel, "last_message_id", None) or 0
+            if (
+                newest > since
+                and isinstance(channel, discord.abc.Messageable)
+                and await index.last_message_id(channel.id, before) is None
+            ):
+                begun[channel.id] = (guild.id, since)
+    return begun
 
 
 async def _newest_after(

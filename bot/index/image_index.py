@@ -209,8 +209,11 @@ class ImageIndex:
         """(thread_id, parent_id) of the threads of these channels that hold indexed images."""
         return await self._workers.run("db", self._store.threads_under, list(parent_ids))
 
-    async def last_message_id(self, channel_id: int, before: int | None = None) -> int | None:
-        return await self._workers.run("db", self._store.last_message_id, channel_id, before)
+    async def last_message_id(
+        self, channel_id: int, before: int | None = None, *, server: bool = False
+    ) -> int | None:
+        run = self._workers.run
+        return await run("db", self._store.last_message_id, channel_id, before, server=server)
 
     async def mark_read(self, marks: Iterable[ReadMark]) -> None:
         await self._workers.run("db", self._store.mark_read, list(marks))

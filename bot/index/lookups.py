@@ -106,12 +106,14 @@ class Lookups(Database):
 
     # -- where images are --------------------------------------------------------------------
 
-    def last_message_id(self, channel_id: int, before: int | None = None) -> int | None:
+    def last_message_id(
+        self, channel_id: int, before: int | None = None, *, server: bool = False
+    ) -> int | None:
         """Where a catch-up stops reading the channel: its newest message id indexed (any
         model) or pending (below `before`, if given), or the newest message the bot saw there
-        if later."""
+        if later. With `server`, of the whole server whose ID `channel_id` then is."""
         with self._lock:
-            return queries.last_message_id(self._conn, channel_id, before)
+            return queries.last_message_id(self._conn, channel_id, before, server=server)
 
     def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
         with self._lock:

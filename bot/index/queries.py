@@ -138,15 +138,17 @@ def pending_among(conn: sqlite3.Connection, keys: Collection[Key]) -> int:
 
 
 def last_message_id(
-    conn: sqlite3.Connection, channel_id: int, before: int | None = None
+    conn: sqlite3.Connection, place_id: int, before: int | None = None, *, server: bool = False
 ) -> int | None:
+    """In the channel `place_id`, or with `server` in the whole server."""
     below = (1 << 63) - 1 if before is None else before
+    at = "guild_id" if server else "channel_id"
     (newest,) = conn.execute(
-        "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE channel_id = ? "
-        "AND message_id < ? UNION ALL "
-        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ? UNION ALL "
-        "SELECT message_id FROM read_marks WHERE channel_id = ?)",
-        (channel_id, below, channel_id, below, channel_id),
+        f"SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE {at} = ? "
+        f"AND message_id < ? UNION ALL "
+        f"SELECT MAX(message_id) FROM pending WHERE {at} = ? AND message_id < ? UNION ALL "
+        f"SELECT MAX(message_id) FROM read_marks WHERE {at} = ?)",
+        (place_id, below, place_id, below, place_id),
     ).fetchone()
     return None if newest is None else int(newest)
 

@@ -24,6 +24,7 @@ from tests.e2e.harness import (
     shape_png,
 )
 from tests.fakediscord import FakeDiscord
+from tests.fakediscord.payloads import FORUM
 
 
 async def upload(server: FakeDiscord, world: World, name: str, colour: str) -> dict:
@@ -132,6 +133,37 @@ async def test_an_upload_before_on_ready_does_not_hide_what_the_session_missed(
         on_ready.set()
         await attachment_indexed(bot, missed)
         await asyncio.gather(*asked)
+
+
+async def test_threads_and_forum_posts_begun_while_the_bot_was_away_are_caught_up(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread begun in the gap has no read mark and no image yet: the catch-up finds it
+    among the server's active threads (in a forum, every post is one), and reads it down to
+    the newest message it knew of in that server, not only from the first seen there live."""
+    gallery = server.add_channel(world.guild, "gallery", kind=FORUM)
+    go = held_catch_ups(monkeypatch)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        threads: list[int] = []
+        missed: list[dict] = []
+
+        async def begin_threads() -> dict:
+            for parent, colour in ((world.general, "green"), (gallery, "blue")):
+                threads.append(server.add_thread(parent, f"{colour} things"))
+                missed.append(await server.post_message(threads[-1], world.bob, "", attachments=[
+                    (f"{colour}.png", shape_png(colour, "circle"), "image/png")]))  # fmt: skip
+            return missed[0]
+
+        go.clear()
+        await new_session_missing(server, bot, begin_threads)
+        live = await server.post_message(threads[0], world.alice, "", attachments=[
+            ("live.png", shape_png("yellow", "square"), "image/png")])  # fmt: skip
+        await attachment_indexed(bot, live)
+        go.set()
+        for message in missed:
+            await attachment_indexed(bot, message)
 
 
 async def test_a_missed_upload_after_much_talk_is_read_newest_first(
