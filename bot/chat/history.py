@@ -64,14 +64,8 @@ async def catch_up(
             last = begun[channel_id][1]
         else:
             last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
-        try:
-            missed = await _newest_after(channel, last, before, limit)
-        except discord.Forbidden:
-            access.refused(channel_id)
-            marks.unread(channel_id)
-            continue
-        except discord.HTTPException as exc:
-            log.info("cannot catch up on channel %s: %s", channel_id, exc)
+        missed = await _missed(channel, channel_id, last, before, limit, access)
+        if missed is None:
             marks.unread(channel_id)
             continue
         # Oldest first: a catch-up cut short leaves its mark where the reading can go on.
@@ -107,6 +101,27 @@ async def _begun_meanwhile(
             ):
                 begun[channel.id] = (guild.id, since)
     return begun
+
+
+async def _missed(
+    channel: discord.abc.Messageable,
+    channel_id: int,
+    last: int,
+    before: int,
+    limit: int,
+    access: ReadAccess,
+) -> list[discord.Message] | None:
+    """What the catch-up reads of the channel; None when Discord refused."""
+    newest = getattr(channel, "last_message_id", None)
+    if newest is not None and newest <= last:  # nothing since: no request (a page each)
+        return []
+    try:
+        return await _newest_after(channel, last, before, limit)
+    except discord.Forbidden:
+        access.refused(channel_id)
+    except discord.HTTPException as exc:
+        log.info("cannot catch up on channel %s: %s", channel_id, exc)
+    return None
 
 
 async def _newest_after(

@@ -166,6 +166,29 @@ async def test_threads_and_forum_posts_begun_while_the_bot_was_away_are_caught_u
             await attachment_indexed(bot, message)
 
 
+async def test_a_channel_quiet_since_its_mark_is_not_asked_for_its_history(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """Each channel read costs a page of 100 messages, one request after another: one whose
+    newest message (from the gateway) is no newer than where reading would stop is skipped."""
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        quiet = await server.post_message(world.other, world.alice, "hello")
+        await indexed(bot, 1)
+        await eventually(lambda: _marked(bot, world.other, int(quiet["id"])))
+        asked = len(server.requests)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "green")
+        )
+        await attachment_indexed(bot, missed)
+        reads = [p for m, p in server.requests[asked:] if m == "GET" and p.endswith("/messages")]
+        assert reads == [f"/channels/{world.general}/messages"]
+
+
+async def _marked(bot: Glimpse, channel: int, message: int) -> bool:
+    return await bot.index.last_message_id(channel) == message
+
+
 async def test_a_missed_upload_after_much_talk_is_read_newest_first(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
