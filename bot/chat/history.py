@@ -53,7 +53,7 @@ async def catch_up(
     queued = 0
     index = indexer.index
     known = {channel: guild for guild, channel in await index.channels()}
-    begun = await _begun_meanwhile(client, index, guilds, before)
+    begun = await _begun_meanwhile(client, index, marks, guilds, before)
     channels = marks.held() | known | {channel: guild for channel, (guild, _) in begun.items()}
     for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
         channel = client.get_channel(channel_id)
@@ -78,7 +78,11 @@ async def catch_up(
 
 
 async def _begun_meanwhile(
-    client: discord.Client, index: ImageIndex, guilds: Collection[int] | None, before: int
+    client: discord.Client,
+    index: ImageIndex,
+    marks: ReadMarks,
+    guilds: Collection[int] | None,
+    before: int,
 ) -> dict[int, tuple[int, int]]:
     """Channels and threads with nothing known below `before`, posted in since the newest
     message known in their server: begun, or first written in, while the bot was away. A
@@ -97,6 +101,7 @@ async def _begun_meanwhile(
             if (
                 newest > since
                 and isinstance(channel, discord.abc.Messageable)
+                and not marks.ignores(channel)
                 and await index.last_message_id(channel.id, before) is None
             ):
                 begun[channel.id] = (guild.id, since)

@@ -32,11 +32,15 @@ class ReadMarks:
         if message.guild is None:  # DMs are never caught up on
             return False
         channel = message.channel
-        if in_ignored(channel, self._ignored):
+        if self.ignores(channel):
             return False
         mark = (channel.id, message.guild.id, getattr(channel, "parent_id", None), message.id)
         self._hold(mark)
         return self._first.setdefault(channel.id, mark) is mark
+
+    def ignores(self, channel: object) -> bool:
+        """In IGNORE_CHANNELS (a thread, by its parent): never read, never marked."""
+        return in_ignored(channel, self._ignored)
 
     def first(self, channel_id: int) -> int | None:
         """Where a channel without a written mark is read down to: what came before the bot

@@ -185,6 +185,25 @@ async def test_a_channel_quiet_since_its_mark_is_not_asked_for_its_history(
         assert reads == [f"/channels/{world.general}/messages"]
 
 
+async def test_an_ignored_channel_talked_in_meanwhile_is_not_read(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    settings = bot_settings(server, tmp_path / "data", IGNORE_CHANNELS=str(world.other))
+    async with running(settings) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        asked = len(server.requests)
+
+        async def talk_and_upload() -> dict:
+            await server.post_message(world.other, world.alice, "off the record")
+            return await upload(server, world, "missed.png", "green")
+
+        missed = await new_session_missing(server, bot, talk_and_upload)
+        await attachment_indexed(bot, missed)
+        reads = [p for m, p in server.requests[asked:] if m == "GET" and p.endswith("/messages")]
+        assert reads == [f"/channels/{world.general}/messages"]
+
+
 async def _marked(bot: Glimpse, channel: int, message: int) -> bool:
     return await bot.index.last_message_id(channel) == message
 
