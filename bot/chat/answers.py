@@ -112,7 +112,7 @@ async def reply(
 
 
 async def respond(interaction: discord.Interaction, content: str, *, private: bool) -> None:
-    """The interaction's response, or its followup once it was deferred."""
+    """The interaction's response, or once it was deferred, its loading message filled."""
     content = clip(content)
     try:
         await _send(interaction, content, (), private)
