@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
+from bot.chat.history import CatchUpIncomplete
 from bot.chat.read_marks import ReadMarks
 from bot.index.store import ReadMark
 
@@ -134,6 +135,9 @@ class CatchUps:
             try:
                 await self._catch_up(again, guilds)
                 failed &= guilds is not None  # a full one read all that a failed one would
+            except CatchUpIncomplete as exc:  # (the rest was read)
+                failed = True
+                log.warning("%s", exc)
             except Exception:
                 failed = True
                 log.exception("catching up on the channels' history failed")

@@ -18,6 +18,17 @@ from bot.index.refs import ImageRef
 log = logging.getLogger(__name__)
 
 Sources = Callable[[discord.Message], list[ImageSource]]
+
+
+class CatchUpIncomplete(Exception):
+    """Discord failed for now (a 5xx, once discord.py's own tries were spent) on some
+    channels: the catch-up must run again, and no mark be written above them meanwhile."""
+
+    def __init__(self, channel_ids: list[int]) -> None:
+        shown = ", ".join(map(str, channel_ids[:5])) + (", ..." if len(channel_ids) > 5 else "")
+        super().__init__(f"Discord failed to give the history of channel(s) {shown} for now")
+
+
 Progress = Callable[[int, int], Awaitable[None]]
 PROGRESS_EVERY = 100
 
@@ -51,6 +62,7 @@ async def catch_up(
     `before`: the snowflake of the session's start; images from then on arrive as events, and
     never count as where the reading stops. `guilds`: only these servers' channels."""
     queued = 0
+    later: list[int] = []  # the channels Discord failed on for now
     index = indexer.index
     known = {channel: guild for guild, channel in await index.channels()}
     begun = await _begun_meanwhile(client, index, marks, guilds, before)
@@ -64,7 +76,7 @@ async def catch_up(
             last = begun[channel_id][1]
         else:
             last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
-        missed = await _missed(channel, channel_id, last, before, limit, access)
+        missed = await _missed(channel, channel_id, last, before, limit, access, later)
         if missed is None:
             marks.unread(channel_id)
             continue
@@ -74,6 +86,8 @@ async def catch_up(
         marks.read(channel_id, missed[0] if missed else None)
     if queued:
         log.info("queued %d image(s) posted while the bot was offline", queued)
+    if later:
+        raise CatchUpIncomplete(later)
     return queued
 
 
@@ -115,8 +129,10 @@ async def _missed(
     before: int,
     limit: int,
     access: ReadAccess,
+    later: list[int],
 ) -> list[discord.Message] | None:
-    """What the catch-up reads of the channel; None when Discord refused."""
+    """What the catch-up reads of the channel; None when Discord refused, or failed for now
+    (then the channel is added to `later`)."""
     newest = getattr(channel, "last_message_id", None)
     if newest is not None and newest <= last:  # nothing since: no request (a page each)
         return []
@@ -124,6 +140,9 @@ async def _missed(
         return await _newest_after(channel, last, before, limit)
     except discord.Forbidden:
         access.refused(channel_id)
+    except discord.DiscordServerError as exc:
+        log.info("cannot catch up on channel %s for now: %s", channel_id, exc)
+        later.append(channel_id)
     except discord.HTTPException as exc:
         log.info("cannot catch up on channel %s: %s", channel_id, exc)
     return None

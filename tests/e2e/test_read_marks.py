@@ -172,6 +172,24 @@ async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
         await eventually(lambda: _marked_at_least(bot, world.general, int(after["id"])))
 
 
+async def test_a_channel_discord_failed_on_for_now_is_read_again_a_little_later(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 (which discord.py does not retry) on one channel's history: the others are read,
+    and the catch-up runs again, rather than waiting for the next session, days away."""
+    write_every_time(monkeypatch)
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.5)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        server.fail_next("GET", rf"^/channels/{world.general}/messages$", 503)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "blue")
+        )
+        await attachment_indexed(bot, missed)
+        assert [status for _, _, status in server.faults_served] == [503]
+
+
 async def test_a_channel_a_catch_up_could_not_read_keeps_its_marks_held(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
