@@ -58,10 +58,19 @@ class ReadAccess:
         self._archived.pop(channel_id, None)
         return True
 
-    async def archived_threads(self, guild: discord.Guild) -> list[ArchivedThread]:
-        """The guild's threads that hold indexed images but are missing from discord.py's
-        cache, which drops a thread once it is archived."""
-        parents = [channel.id for channel in guild.channels]
+    async def archived_threads(
+        self, guild: discord.Guild, under: int | None = None
+    ) -> list[ArchivedThread]:
+        """The guild's threads (`under` one channel: its own) that hold indexed images but are
+        missing from discord.py's cache, which drops a thread once it is archived. Only those
+        of channels the bot can read: it can read no thread of one it cannot, and asking would
+        be refused (403, counted towards the invalid-request limit)."""
+        me = guild.me
+        parents = [
+            channel.id
+            for channel in guild.channels
+            if (under is None or channel.id == under) and (me is None or can_read(channel, me))
+        ]
         found: list[ArchivedThread] = []
         for thread_id, _parent_id in await self._index.threads_under(parents):
             if guild.get_thread(thread_id) is not None or thread_id in self._refused:

@@ -152,7 +152,7 @@ class Reposts:
             return {channel.id}
         root = root_of(channel)
         guild = channel.guild
-        archived = await self.access.archived_threads(guild)
+        archived = await self.access.archived_threads(guild, under=root)
         family = {root}
         family |= {t.id for t in guild.threads if t.parent_id == root and not t.is_private()}
         family |= {t.id for t in archived if t.parent_id == root and not t.private}

@@ -98,6 +98,29 @@ async def test_archived_threads_count_by_the_rules_of_active_ones(
     assert not any(f"/{hidden}/" in url for url in found), found
 
 
+async def test_archived_threads_of_a_channel_hidden_from_the_bot_are_not_asked_for(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """The bot can read no thread of a channel it cannot view; asking for one would be
+    refused (403), after every permission change anywhere in the server."""
+    thread = server.add_thread(world.other, "pics")
+    await server.post_message(thread, world.alice, "", attachments=[
+        image("t.png", "red", "triangle")])  # fmt: skip
+    await settled(server, glimpse, 1)
+    await server.archive_thread(thread)
+    bot_role = server.bot_role_id(world.guild)
+    server.set_overwrites(world.other, [{"id": bot_role, "type": 0, "allow": 0,
+                                         "deny": VIEW_CHANNEL}])  # fmt: skip
+    await server.flush()
+    await sync_commands(server)
+    before = len(server.requests)
+    for _ in range(2):
+        reply = await private_find(server, world, "a red triangle")
+        assert not any(f"/{thread}/" in url for url in links(reply)), reply
+        await touch_permissions(server, world.general)
+    assert not [path for _, path in server.requests[before:] if f"/{thread}" in path]
+
+
 async def test_a_refused_channel_costs_one_request_until_permissions_change(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
