@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
 
 import discord
 
 from bot.chat.access import ReadAccess
+from bot.chat.permissions import can_read
 from bot.chat.read_marks import ReadMarks
 from bot.images.fetcher import ImageSource
 from bot.index.background import Indexer
@@ -31,6 +33,7 @@ class CatchUpIncomplete(Exception):
 
 Progress = Callable[[int, int], Awaitable[None]]
 PROGRESS_EVERY = 100
+ARCHIVE_MAX = timedelta(minutes=10080)  # a thread's longest auto-archive (channel.mdx)
 
 
 async def message_of(client: discord.Client, ref: ImageRef) -> discord.Message | None:
@@ -69,6 +72,9 @@ async def catch_up(
     channels = marks.held() | known | {channel: guild for channel, (guild, _) in begun.items()}
     for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
         channel = client.get_channel(channel_id)
+        if channel is None and channel_id in known:
+            place = (known[channel_id], channel_id)
+            channel = await _archived_meanwhile(client, access, index, place, before)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             marks.unread(channel_id)
             continue
@@ -89,6 +95,39 @@ async def catch_up(
     if later:
         raise CatchUpIncomplete(later)
     return queued
+
+
+async def _archived_meanwhile(
+    client: discord.Client,
+    access: ReadAccess,
+    index: ImageIndex,
+    place: tuple[int | None, int],
+    before: int,
+) -> discord.Thread | None:
+    """A known thread missing from the cache: archived, perhaps after images came while the
+    bot was away (only active threads come with their server: threads.mdx, "Active & Archived
+    Threads"). Asked for only if written in at most a week (the longest auto-archive) before
+    the newest message known in its server: an older one was archived before the gap."""
+    guild_id, channel_id = place
+    if guild_id is None or not access.can_read(channel_id):
+        return None
+    newest = await index.last_message_id(channel_id, before)
+    since = await index.last_message_id(guild_id, before, server=True)
+    if newest is None or since is None:
+        return None
+    if discord.utils.snowflake_time(since) - discord.utils.snowflake_time(newest) > ARCHIVE_MAX:
+        return None
+    try:
+        channel = await client.fetch_channel(channel_id)
+    except discord.Forbidden:
+        access.refused(channel_id)
+        return None
+    except discord.NotFound as exc:  # a channel deleted while the bot was away goes
+        await access.gone(channel_id, exc)
+        return None
+    if not isinstance(channel, discord.Thread) or channel.guild.me is None:
+        return None
+    return channel if can_read(channel, channel.guild.me) else None
 
 
 async def _begun_meanwhile(

@@ -166,6 +166,28 @@ async def test_threads_and_forum_posts_begun_while_the_bot_was_away_are_caught_u
             await attachment_indexed(bot, message)
 
 
+async def test_a_thread_written_in_then_archived_while_the_bot_was_away_is_caught_up(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """Only active threads come with their server; one archived in the gap is missing from
+    discord.py's cache, and is asked for since it was written in lately."""
+    thread = server.add_thread(world.general, "pics")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await server.post_message(thread, world.bob, "", attachments=[
+            ("a.png", shape_png("red", "circle"), "image/png")])  # fmt: skip
+        await indexed(bot, 1)
+
+        async def post_then_archive() -> dict:
+            posted = await server.post_message(thread, world.bob, "", attachments=[
+                ("b.png", shape_png("green", "square"), "image/png")])  # fmt: skip
+            await server.archive_thread(thread)
+            return posted
+
+        missed = await new_session_missing(server, bot, post_then_archive)
+        assert bot.get_channel(thread) is None
+        await attachment_indexed(bot, missed)
+
+
 async def test_a_channel_quiet_since_its_mark_is_not_asked_for_its_history(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
