@@ -341,6 +341,8 @@ async def test_a_server_back_from_an_outage_is_the_only_one_read_again(
             return guild is None or guild.unavailable
 
         await eventually(gone)
+        # Seen live, but newer than #general's written mark: a full catch-up would read it.
+        await server.post_message(world.general, world.alice, "meanwhile, elsewhere")
         png = shape_png("blue", "circle")
         missed = await server.post_message(
             lounge, world.bob, "", attachments=[("b.png", png, "image/png")]
