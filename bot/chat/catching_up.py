@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WRITE_EVERY_S = 60.0
 RETRY_S = 60.0  # after a catch-up that failed (Discord unreachable, say)
+RETRY_CAP_S = 3600.0  # the longest wait for a channel Discord keeps failing on
 
 
 # Given the snowflake of the moment it was asked for, and the servers to read (None: all).
@@ -46,6 +47,7 @@ class CatchUps:
         self._writing: asyncio.Task[None] | None = None
         self._written_at = time.monotonic()
         self._retry: asyncio.TimerHandle | None = None
+        self._tries = 0  # catch-ups in a row that Discord failed on for some channels
         self._closed = False
 
     def new_session(self) -> None:
@@ -65,8 +67,8 @@ class CatchUps:
         if self._closed:
             return
         now = discord.utils.time_snowflake(discord.utils.utcnow())
-        if self._unread and self._session_start is not None:
-            now = min(now, self._session_start)
+        if self._session_start is not None:  # the session's own catch-up: from its READY
+            now, self._session_start = min(now, self._session_start), None
         # While a session's catch-up is still owed, every server's channels are read.
         guilds = None if guild_id is None or self._unread else frozenset({guild_id})
         self._unread = False  # the catch-up asked for now reads it
@@ -130,13 +132,14 @@ class CatchUps:
         if self._writing is not None:  # the marks it starts from
             await asyncio.gather(self._writing, return_exceptions=True)
         again: int | None = before
-        failed = False
+        failed = incomplete = False
         while again is not None:
             try:
                 await self._catch_up(again, guilds)
-                failed &= guilds is not None  # a full one read all that a failed one would
-            except CatchUpIncomplete as exc:  # (the rest was read)
-                failed = True
+                if guilds is None:  # a full one read all that a failed one would
+                    failed = incomplete = False
+            except CatchUpIncomplete as exc:  # the rest was read; those channels' marks wait
+                incomplete = True
                 log.warning("%s", exc)
             except Exception:
                 failed = True
@@ -145,9 +148,17 @@ class CatchUps:
         self._task = None
         if failed:  # what it missed stays unread: no mark is written above it
             self._unread = True
-            log.info("catching up again in %d s", RETRY_S)
-            if self._retry is not None:
-                self._retry.cancel()
-            self._retry = asyncio.get_running_loop().call_later(RETRY_S, self.start)
-        elif not self._unread:  # everything up to the latest session's start is read
+            self._retry_in(RETRY_S)
+        elif incomplete:  # less often each time: a channel may fail for long
+            self._tries += 1
+            self._retry_in(min(RETRY_S * 2 ** (self._tries - 1), RETRY_CAP_S))
+        else:
+            self._tries = 0
+        if not failed and not self._unread:  # everything up to the session's start is read
             self._write_marks()
+
+    def _retry_in(self, delay: float) -> None:
+        log.info("catching up again in %d s", delay)
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = asyncio.get_running_loop().call_later(delay, self.start)
