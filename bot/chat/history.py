@@ -68,13 +68,14 @@ async def catch_up(
     later: list[int] = []  # the channels Discord failed on for now
     index = indexer.index
     known = {channel: guild for guild, channel in await index.channels()}
-    begun = await _begun_meanwhile(client, index, marks, guilds, before)
+    sinces = await _newest_known(client, index, guilds, before)
+    begun = await _begun_meanwhile(client, index, marks, known, sinces, before)
     channels = marks.held() | known | {channel: guild for channel, (guild, _) in begun.items()}
     for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
         channel = client.get_channel(channel_id)
-        if channel is None and channel_id in known:
-            place = (known[channel_id], channel_id)
-            channel = await _archived_meanwhile(client, access, index, place, before)
+        if channel is None and (since := sinces.get(known.get(channel_id) or 0)) is not None:
+            where = (channel_id, since, before)
+            channel = await _archived_meanwhile(client, access, index, where, later)
         if not isinstance(channel, discord.abc.Messageable) or not access.can_read(channel_id):
             marks.unread(channel_id)
             continue
@@ -97,23 +98,34 @@ async def catch_up(
     return queued
 
 
+async def _newest_known(
+    client: discord.Client, index: ImageIndex, guilds: Collection[int] | None, before: int
+) -> dict[int, int]:
+    """The newest message known below `before` in each available server that was read before
+    (a server never read has its history read by `index` alone)."""
+    sinces = {}
+    for guild in client.guilds:
+        if guild.unavailable or (guilds is not None and guild.id not in guilds):
+            continue
+        if (since := await index.last_message_id(guild.id, before, server=True)) is not None:
+            sinces[guild.id] = since
+    return sinces
+
+
 async def _archived_meanwhile(
     client: discord.Client,
     access: ReadAccess,
     index: ImageIndex,
-    place: tuple[int | None, int],
-    before: int,
+    where: tuple[int, int, int],
+    later: list[int],
 ) -> discord.Thread | None:
     """A known thread missing from the cache: archived, perhaps after images came while the
     bot was away (only active threads come with their server: threads.mdx, "Active & Archived
     Threads"). Asked for only if written in at most a week (the longest auto-archive) before
-    the newest message known in its server: an older one was archived before the gap."""
-    guild_id, channel_id = place
-    if guild_id is None or not access.can_read(channel_id):
-        return None
+    `since`, the newest message known in its server: an older one was archived before."""
+    channel_id, since, before = where
     newest = await index.last_message_id(channel_id, before)
-    since = await index.last_message_id(guild_id, before, server=True)
-    if newest is None or since is None:
+    if newest is None or not access.can_read(channel_id):
         return None
     if discord.utils.snowflake_time(since) - discord.utils.snowflake_time(newest) > ARCHIVE_MAX:
         return None
@@ -125,6 +137,12 @@ async def _archived_meanwhile(
     except discord.NotFound as exc:  # a channel deleted while the bot was away goes
         await access.gone(channel_id, exc)
         return None
+    except discord.DiscordServerError:
+        later.append(channel_id)
+        return None
+    except (discord.HTTPException, discord.InvalidData) as exc:
+        log.info("cannot catch up on channel %s: %s", channel_id, exc)
+        return None
     if not isinstance(channel, discord.Thread) or channel.guild.me is None:
         return None
     return channel if can_read(channel, channel.guild.me) else None
@@ -134,30 +152,30 @@ async def _begun_meanwhile(
     client: discord.Client,
     index: ImageIndex,
     marks: ReadMarks,
-    guilds: Collection[int] | None,
+    known: Collection[int],
+    sinces: dict[int, int],
     before: int,
 ) -> dict[int, tuple[int, int]]:
-    """Channels and threads with nothing known below `before`, posted in since the newest
-    message known in their server: begun, or first written in, while the bot was away. A
-    forum holds only threads (threads.mdx, "Forums"), so each of its posts is one; the active
-    ones come with their server (gateway-events.mdx, "Guild Create": `threads`). {channel:
-    (server, since)}; none of a server never read (its history is `index`'s to read)."""
+    """Channels and threads posted in since `sinces` (the newest message known in their
+    server), with nothing known there below `before`: begun, or first written in, while the
+    bot was away. A forum holds only threads (threads.mdx, "Forums"), so each of its posts is
+    one; the active ones come with their server (gateway-events.mdx, "Guild Create":
+    `threads`). {channel: (server, since)}."""
     begun: dict[int, tuple[int, int]] = {}
-    for guild in client.guilds:
-        if guilds is not None and guild.id not in guilds:
-            continue
-        since = await index.last_message_id(guild.id, before, server=True)
-        if since is None:
-            continue
-        for channel in [*guild.channels, *guild.threads]:
+    for guild_id, since in sinces.items():
+        guild = client.get_guild(guild_id)
+        for channel in [*guild.channels, *guild.threads] if guild else []:
             newest = getattr(channel, "last_message_id", None) or 0
             if (
                 newest > since
                 and isinstance(channel, discord.abc.Messageable)
                 and not marks.ignores(channel)
-                and await index.last_message_id(channel.id, before) is None
+                and (
+                    channel.id not in known
+                    or await index.last_message_id(channel.id, before) is None
+                )
             ):
-                begun[channel.id] = (guild.id, since)
+                begun[channel.id] = (guild_id, since)
     return begun
 
 

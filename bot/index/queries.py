@@ -142,14 +142,33 @@ def last_message_id(
 ) -> int | None:
     """In the channel `place_id`, or with `server` in the whole server."""
     below = (1 << 63) - 1 if before is None else before
-    at = "guild_id" if server else "channel_id"
+    if server:
+        return _server_last_message_id(conn, place_id, below)
     (newest,) = conn.execute(
-        f"SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE {at} = ? "
-        f"AND message_id < ? UNION ALL "
-        f"SELECT MAX(message_id) FROM pending WHERE {at} = ? AND message_id < ? UNION ALL "
-        f"SELECT MAX(message_id) FROM read_marks WHERE {at} = ?)",
+        "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE channel_id = ? "
+        "AND message_id < ? UNION ALL "
+        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ? UNION ALL "
+        "SELECT message_id FROM read_marks WHERE channel_id = ?)",
         (place_id, below, place_id, below, place_id),
     ).fetchone()
+    return None if newest is None else int(newest)
+
+
+def _server_last_message_id(conn: sqlite3.Connection, guild_id: int, below: int) -> int | None:
+    """From the read marks (one row per channel, each its newest message seen) and the queue:
+    a server's image rows are many, each with its embedding. An index from before the marks
+    (schema 8) has only its images."""
+    (newest,) = conn.execute(
+        "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM read_marks WHERE guild_id = ? "
+        "AND message_id < ? UNION ALL "
+        "SELECT MAX(message_id) FROM pending WHERE guild_id = ? AND message_id < ?)",
+        (guild_id, below, guild_id, below),
+    ).fetchone()
+    if newest is None:
+        (newest,) = conn.execute(
+            "SELECT MAX(message_id) FROM images WHERE guild_id = ? AND message_id < ?",
+            (guild_id, below),
+        ).fetchone()
     return None if newest is None else int(newest)
 
 

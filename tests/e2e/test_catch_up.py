@@ -5,6 +5,7 @@ again, after every new session, one catch-up at a time."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -186,6 +187,37 @@ async def test_a_thread_written_in_then_archived_while_the_bot_was_away_is_caugh
         missed = await new_session_missing(server, bot, post_then_archive)
         assert bot.get_channel(thread) is None
         await attachment_indexed(bot, missed)
+
+
+async def test_an_archived_thread_discord_failed_on_is_asked_for_again(
+    server: FakeDiscord,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 5xx asking for the thread is Discord's, not our bug, nor the catch-up's end: the
+    rest is read, and the thread again a little later."""
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.3)
+    thread = server.add_thread(world.general, "pics")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await server.post_message(thread, world.bob, "", attachments=[
+            ("a.png", shape_png("red", "circle"), "image/png")])  # fmt: skip
+        await indexed(bot, 1)
+        server.fail_next("GET", rf"^/channels/{thread}$", 503)
+
+        async def post_then_archive() -> dict:
+            await upload(server, world, "here.png", "blue")
+            posted = await server.post_message(thread, world.bob, "", attachments=[
+                ("b.png", shape_png("green", "square"), "image/png")])  # fmt: skip
+            await server.archive_thread(thread)
+            return posted
+
+        missed = await new_session_missing(server, bot, post_then_archive)
+        await attachment_indexed(bot, missed)
+        assert [status for _, _, status in server.faults_served] == [503]
+        await indexed(bot, 3)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_a_channel_quiet_since_its_mark_is_not_asked_for_its_history(
