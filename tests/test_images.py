@@ -521,13 +521,17 @@ def test_a_progressive_jpeg_of_too_many_scans_is_refused_before_decoding() -> No
 
 
 def test_too_many_scans_are_counted_past_stray_bytes_and_in_an_mpo() -> None:
-    """libjpeg skips stray bytes before a marker, and Pillow opens a JPEG with a multi-picture
-    index as an MPO: neither may hide the scans from the count."""
+    """libjpeg skips stray bytes before a marker and reads no length after a restart marker,
+    and Pillow opens a JPEG with a multi-picture index as an MPO: none may hide the scans."""
     data = _progressive()
     last = data.rindex(b"\xff\xda")
     app0 = 4 + int.from_bytes(data[4:6], "big")
     stray = data[:app0] + b"\x00\x17" + data[app0:last] + data[last:-2] * 200 + b"\xff\xd9"
     assert jpeg_scans(stray) == MAX_JPEG_SCANS + 1
+    # A restart marker has no length (nor have TEM and stuffing): read as one, the next marker's
+    # bytes made a jump over every scan.
+    restart = data[:app0] + b"\xff\xd0" + data[app0:last] + data[last:-2] * 200 + b"\xff\xd9"
+    assert jpeg_scans(restart) == MAX_JPEG_SCANS + 1
     picture = Image.open(io.BytesIO(data))
     out = io.BytesIO()
     picture.save(out, "MPO", save_all=True, append_images=[picture], progressive=True)
@@ -536,7 +540,7 @@ def test_too_many_scans_are_counted_past_stray_bytes_and_in_an_mpo() -> None:
     last = mpo.rindex(b"\xff\xda", 0, end)
     many = mpo[:last] + mpo[last:end] * 200 + mpo[end:]
     assert Image.open(io.BytesIO(many)).format == "MPO"
-    for bomb in (stray, many):
+    for bomb in (stray, restart, many):
         with pytest.raises(ImageError) as info:
             load_image(bomb)
         assert info.value.code == "bomb" and "scans" in info.value.reason

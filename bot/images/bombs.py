@@ -65,6 +65,9 @@ def jpeg_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS) -> int:
         if marker == 0xFF:  # a fill byte before the marker
             pos += 1
             continue
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2  # stuffing, TEM and restarts have no length: libjpeg reads none
+            continue
         if marker == 0xD9:  # end of image
             break
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")

@@ -97,7 +97,10 @@ async def _download_once(
         raise DownloadError(wording.FETCH_TIMED_OUT, transient=True) from None
     except aiohttp.ClientError as exc:
         log.info("download of %s failed: %s", _shown(url), exc)
-        raise DownloadError(wording.FETCH_FAILED, transient=True, again_in=0.0) from None
+        # A dropped connection may well work at once; a bad address or certificate will not.
+        dropped = isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)
+        again_in = 0.0 if dropped and not isinstance(exc, aiohttp.ClientSSLError) else None
+        raise DownloadError(wording.FETCH_FAILED, transient=True, again_in=again_in) from None
 
 
 def _refused(resp: aiohttp.ClientResponse) -> DownloadError:

@@ -67,6 +67,8 @@ class ImageIndex:
                     log.info("%d image(s) older than RETENTION_DAYS removed", removed)
             except sqlite3.Error as exc:  # (a full disk: the admin's to fix; tried again later)
                 log.error("the index database refused to apply RETENTION_DAYS (%s)", exc)
+            except Exception:  # ours; the next turn may still work, so the task goes on
+                log.exception("applying RETENTION_DAYS failed")
 
     # -- the queue of images to embed --------------------------------------------------------
 
