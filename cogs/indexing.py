@@ -104,10 +104,12 @@ class Indexing(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.bot.indexer.drop_held({payload.message_id})
         await self.bot.index.remove_messages([payload.message_id])
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        self.bot.indexer.drop_held(payload.message_ids)
         await self.bot.index.remove_messages(payload.message_ids)
 
     @commands.Cog.listener()

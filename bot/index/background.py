@@ -93,6 +93,12 @@ class Indexer:
         may be written until they are queued there, or a restart would lose them."""
         return bool(self._held) or self._submitting > 0
 
+    def drop_held(self, message_ids: Collection[int]) -> None:
+        """These messages are gone: their uploads held for a database that refused them are
+        not queued when it answers again (deleted stays deleted)."""
+        for key in [key for key in self._held if key[0] in message_ids]:
+            del self._held[key]
+
     async def submit(self, sources: Iterable[ImageSource]) -> int:
         """Queues uploads in the database; if it is unavailable, holds them and keeps trying."""
         by_key = {source.ref.key: source for source in sources}

@@ -252,6 +252,33 @@ async def test_an_upload_while_the_database_is_locked_is_indexed_once_it_is_free
         assert await is_indexed(bot, *key)
 
 
+async def test_an_upload_deleted_while_the_database_is_locked_stays_out(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """The upload is held in memory until the database answers; deleted meanwhile, it must
+    not be queued then (deleted stays deleted)."""
+    data = tmp_path / "data"
+    async with running(bot_settings(server, data)) as bot:
+        await short_busy_timeout(bot)
+        other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            gone = await server.post_message(
+                world.general, world.bob, "", attachments=[png("a.png")]
+            )
+            await asyncio.sleep(0.5)  # the bot gives up on the lock after 0.2 s: held
+            await server.delete_message(world.general, int(gone["id"]))
+            await asyncio.sleep(0.3)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await server.post_message(world.general, world.bob, "", attachments=[png("b.png", "red")])
+        await indexed(bot, 1)
+        await asyncio.sleep(0.5)
+        assert await bot.index.count() == 1
+        assert not await is_indexed(bot, int(gone["id"]), int(gone["attachments"][0]["id"]))
+
+
 async def test_a_full_disk_is_reported_and_indexing_recovers(
     server: FakeDiscord,
     world: World,
