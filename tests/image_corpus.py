@@ -328,35 +328,35 @@ def build_corpus(max_bytes: int = DEFAULT_MAX_BYTES) -> list[CorpusItem]:
         (
             "heic",
             "IMG_0001.HEIC",
-            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64),
+            _ftyp(b"heic", b"mif1heic"),
             "image/heic",
             "unsupported_format",
         ),
         (
             "heic_mif1",  # a phone's HEIC: `heic` only among the compatible brands
             "IMG_0002.HEIC",
-            b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf" + bytes(64),
+            _ftyp(b"mif1", b"mif1heicmiaf"),
             "image/heic",
             "unsupported_format",
         ),
         (
             "mp4",
             "clip.mp4",
-            b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(64),
+            _ftyp(b"isom", b"isomiso2avc1mp41"),
             "video/mp4",
             "not_image",
         ),
         (
             "mov",
             "IMG_0003.MOV",
-            b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + bytes(64),
+            _ftyp(b"qt  ", b"qt  "),
             "video/quicktime",
             "not_image",
         ),
         (
             "m4a",
             "voice.m4a",
-            b"\x00\x00\x00\x1cftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(64),
+            _ftyp(b"M4A ", b"M4A mp42isom"),
             "audio/mp4",
             "not_image",
         ),
@@ -429,6 +429,13 @@ def build_corpus(max_bytes: int = DEFAULT_MAX_BYTES) -> list[CorpusItem]:
         CorpusItem(name, filename, data if isinstance(data, bytes) else data(), ctype, expected)
         for name, filename, data, ctype, expected in items
     ]
+
+
+def _ftyp(major: bytes, compatible: bytes) -> bytes:
+    """The head of an ISO media file (MP4, MOV, HEIC...): its `ftyp` box, a major brand, a
+    version and the compatible brands (ISO/IEC 14496-12, 4.3), then nothing of use."""
+    box = b"ftyp" + major + bytes(4) + compatible
+    return (4 + len(box)).to_bytes(4, "big") + box + bytes(64)
 
 
 def _zip_bytes(payload: bytes) -> bytes:

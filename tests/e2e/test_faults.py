@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,24 +202,31 @@ async def short_busy_timeout(bot: Glimpse) -> None:
     await bot.index._workers.run("db", bot.index._store._conn.execute, "PRAGMA busy_timeout = 200")
 
 
+@contextlib.contextmanager
+def database_locked(data: Path) -> Iterator[None]:
+    """Another process holds the index's write lock meanwhile (a backup tool, say)."""
+    other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
 async def test_a_locked_database_is_reported_and_the_bot_keeps_answering(
     server: FakeDiscord, world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "data"
     async with running(bot_settings(server, data)) as bot:
         await short_busy_timeout(bot)
-        other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        try:
+        with database_locked(data):
             await server.post_message(world.general, world.bob, "!forget")
             reply = await server.wait_for_sent(channel_id=world.general)
             assert reply["content"].startswith(OOPS), reply["content"]
             assert errors_logged(caplog, sqlite3.OperationalError)
             # Captions need no database: they go on while it is locked.
             assert await caption(server, world, png("a.png", "red", "circle")) == "a red circle"
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         await server.post_message(world.general, world.carol, "", attachments=[png("b.png")])
         await indexed(bot, 1)
         await server.post_message(world.general, world.bob, "!forget")
@@ -233,16 +241,11 @@ async def test_an_upload_while_the_database_is_locked_is_indexed_once_it_is_free
     settings = bot_settings(server, data)
     async with running(settings) as bot:
         await short_busy_timeout(bot)
-        other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        try:
+        with database_locked(data):
             locked = await server.post_message(
                 world.general, world.bob, "", attachments=[png("a.png")]
             )
             await asyncio.sleep(0.5)  # the bot gives up on the lock after 0.2 s
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         await server.post_message(world.general, world.bob, "", attachments=[png("b.png", "red")])
         await indexed(bot, 1)
     async with running(settings) as bot:  # indexed before the stop, or queued for this start
@@ -260,18 +263,13 @@ async def test_an_upload_deleted_while_the_database_is_locked_stays_out(
     data = tmp_path / "data"
     async with running(bot_settings(server, data)) as bot:
         await short_busy_timeout(bot)
-        other = sqlite3.connect(data / "index.sqlite3", isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        try:
+        with database_locked(data):
             gone = await server.post_message(
                 world.general, world.bob, "", attachments=[png("a.png")]
             )
             await asyncio.sleep(0.5)  # the bot gives up on the lock after 0.2 s: held
             await server.delete_message(world.general, int(gone["id"]))
             await asyncio.sleep(0.3)
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         await server.post_message(world.general, world.bob, "", attachments=[png("b.png", "red")])
         await indexed(bot, 1)
         await asyncio.sleep(0.5)

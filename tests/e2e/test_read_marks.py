@@ -172,6 +172,20 @@ async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
         await eventually(lambda: _marked_at_least(bot, world.general, int(after["id"])))
 
 
+async def a_gap_read_once_refused(
+    server: FakeDiscord, bot: Glimpse, world: World, status: int
+) -> tuple[dict, dict]:
+    """#general read and marked; then a new session misses an upload there, and Discord
+    answers `status` once to the catch-up's read of it. Returns (marked, missed)."""
+    before = await talk(server, bot, world.general, world.alice, "before")
+    await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+    server.fail_next("GET", rf"^/channels/{world.general}/messages$", status)
+    missed = await new_session_missing(
+        server, bot, lambda: upload(server, world, "missed.png", "blue")
+    )
+    return before, missed
+
+
 async def test_a_channel_discord_failed_on_for_now_is_read_again_a_little_later(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,12 +194,7 @@ async def test_a_channel_discord_failed_on_for_now_is_read_again_a_little_later(
     write_every_time(monkeypatch)
     monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.5)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
-        before = await talk(server, bot, world.general, world.alice, "before")
-        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
-        server.fail_next("GET", rf"^/channels/{world.general}/messages$", 503)
-        missed = await new_session_missing(
-            server, bot, lambda: upload(server, world, "missed.png", "blue")
-        )
+        _, missed = await a_gap_read_once_refused(server, bot, world, 503)
         await attachment_indexed(bot, missed)
         assert [status for _, _, status in server.faults_served] == [503]
 
@@ -195,12 +204,7 @@ async def test_a_channel_a_catch_up_could_not_read_keeps_its_marks_held(
 ) -> None:
     write_every_time(monkeypatch)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
-        before = await talk(server, bot, world.general, world.alice, "before")
-        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
-        server.fail_next("GET", rf"^/channels/{world.general}/messages$", 404)
-        missed = await new_session_missing(
-            server, bot, lambda: upload(server, world, "missed.png", "blue")
-        )
+        before, missed = await a_gap_read_once_refused(server, bot, world, 404)
         await eventually(lambda: _true(bool(server.faults_served)))
         await talk(server, bot, world.general, world.alice, "after")
         await talk(server, bot, world.other, world.alice, "elsewhere")  # a write happens
