@@ -193,6 +193,26 @@ async def test_an_edit_after_a_restart_is_compared_with_what_was_described(
         await cover_the_second(server, two, b)
 
 
+async def test_a_description_posted_as_the_bot_stops_is_recorded(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posted, then the bot stops before it is recorded: cancelled there, it stayed in the
+    channel with no record, and no deletion or edit could take it down after the restart."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        await turn_on(server, world, world.general)
+        release = held(monkeypatch, bot.index, "add_description")
+        original = await server.post_message(world.general, world.bob, "", attachments=[
+            image("a.png", "red", "circle")])  # fmt: skip
+        await eventually(lambda: _is(len(replies_to(server, original)), 1))
+        asyncio.get_running_loop().call_later(0.3, release.set)  # while the bot closes
+    async with running(settings) as bot:
+        assert rows(bot) == 1
+        (description,) = replies_to(server, original)
+        await server.delete_message(world.general, int(original["id"]))
+        await gone(server, description)
+
+
 async def test_an_edit_after_a_restart_stops_a_description_on_its_way(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
