@@ -10,6 +10,7 @@ import gc
 import random
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -82,11 +83,11 @@ async def test_a_stream_of_captions_allocates_its_cache_once_and_keeps_it(
         vision.workers.shutdown()
 
 
-async def test_a_batch_whose_callers_all_gave_up_leaves_its_cache_for_the_next(
-    made: list[tuple[int, ...]],
-) -> None:
-    tiny = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
-    made.clear()  # the load's warm-up steps ran on a throwaway cache of their own
+Request = Callable[[int], tuple[int, asyncio.Future[CaptionInputs]]]
+
+
+def stream_of(tiny: Captioner, capacity: int) -> tuple[CaptionStream, Request]:
+    """A caption stream over `tiny` run in place, and a maker of its requests (a green circle)."""
 
     async def captioner() -> Captioner:
         return tiny
@@ -99,7 +100,15 @@ async def test_a_batch_whose_callers_all_gave_up_leaves_its_cache_for_the_next(
         future.set_result(tiny.preprocess(GREEN_CIRCLE))
         return ticket, future
 
-    stream = CaptionStream(captioner, predict, capacity=16)
+    return CaptionStream(captioner, predict, capacity), request
+
+
+async def test_a_batch_whose_callers_all_gave_up_leaves_its_cache_for_the_next(
+    made: list[tuple[int, ...]],
+) -> None:
+    tiny = Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30)
+    made.clear()  # the load's warm-up steps ran on a throwaway cache of their own
+    stream, request = stream_of(tiny, capacity=16)
     assert await stream.join([request(1), request(2)]) == []
     assert await stream.step() == []  # a caption is more than one token
     stream.leave([1, 2])
@@ -110,6 +119,32 @@ async def test_a_batch_whose_callers_all_gave_up_leaves_its_cache_for_the_next(
         ended += await stream.step()
     assert ended == [(3, "a green circle")]
     assert len(made) == 1
+
+
+async def test_a_caller_who_gave_up_leaves_before_newcomers_join(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler counts a leaving caller's place as free (bot/vision/scheduler.py
+    `_advance`): had the newcomer joined beside it, a batch of 2 would hold 3 captions, and on a
+    GPU the fixed cache of 2 would refuse the newcomer."""
+    sizes: list[int] = []
+    join = RunningBatch.join
+
+    def counted(batch: RunningBatch, *args: Any) -> None:
+        join(batch, *args)
+        sizes.append(len(batch))
+
+    monkeypatch.setattr(RunningBatch, "join", counted)
+    stream, request = stream_of(Captioner.load(str(TINY_BLIP), CPU, torch.float32, 30), 2)
+    assert await stream.join([request(1), request(2)]) == []
+    assert await stream.step() == []
+    stream.leave([1])
+    assert await stream.join([request(3)]) == []
+    ended = []
+    while stream.busy:
+        ended += await stream.step()
+    assert sorted(ended) == [(2, "a green circle"), (3, "a green circle")]
+    assert sizes == [2, 2]
 
 
 async def test_unloaded_models_are_not_kept_alive_by_a_kept_cache() -> None:

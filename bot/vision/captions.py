@@ -69,10 +69,14 @@ class CaptionStream:
         spare = None
         if running is None:
             spare = self._take_spare(captioner)
+        leaving = self._leaving
 
         def join() -> RunningBatch:
             # A new batch is made on the model lane too: on a GPU it may record CUDA graphs.
             batch = running or captioner.running_batch(self._capacity, spare)
+            # The scheduler counted the places of callers who gave up as free: on a GPU's
+            # fixed cache, newcomers joining beside them would be refused.
+            batch.remove(leaving)
             captioner.join(batch, ready)
             return batch
 
