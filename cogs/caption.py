@@ -63,16 +63,21 @@ class Caption(commands.Cog):
             # Every file of the message, so that a wrong kind of file hears why it was refused.
             sources = captions.sources_in(ctx.message, every_attachment=True)
             hosts = self.bot.fetcher.allowed_hosts
-            sources = sources or await replied_sources(ctx.message, hosts)
+            if not sources:
+                sources = await replied_sources(ctx.message, hosts, every_attachment=True)
             if not sources and LINK.search(prompt):
                 # The image is behind a link, not the channel's latest one, nor the prompt.
                 if previewed_links(prompt):
                     sources = await captions.preview_sources(self.bot, ctx.message)
                 if not sources:
                     raise NoPreview
-            prompt = without_links(prompt)
+            if not sources and ctx.message.reference is not None:
+                raise NoImageInMessage  # a reply names its message, never the channel's latest
         else:
             sources = [attachment_source(ctx.interaction, image)] if image else []
+            if not sources and LINK.search(prompt):
+                raise NoPreview  # an option's link has no preview: nothing shows its image
+        prompt = without_links(prompt)
         note = ""
         if not sources:
             if not reads_history(ctx.channel, ctx.author):

@@ -224,15 +224,16 @@ def attachment_source(
 
 
 async def replied_sources(
-    message: discord.Message, allowed_hosts: frozenset[str]
+    message: discord.Message, allowed_hosts: frozenset[str], *, every_attachment: bool = False
 ) -> list[ImageSource]:
-    """The images of the message that `message` replies to (none when it replies to none)."""
+    """The images of the message that `message` replies to (none when it replies to none);
+    with `every_attachment`, its other files too, as `image_sources` gives them."""
     reference = message.reference
     if reference is None:
         return []
     target = reference.resolved
     if isinstance(target, discord.Message):
-        found = image_sources(target, allowed_hosts)
+        found = image_sources(target, allowed_hosts, every_attachment=every_attachment)
         if found or not target.flags.forwarded:
             return found
         # A forward sent along without its snapshot: the message itself has it.
@@ -242,7 +243,7 @@ async def replied_sources(
         target = await message.channel.fetch_message(reference.message_id)
     except discord.NotFound:
         return []
-    return image_sources(target, allowed_hosts)
+    return image_sources(target, allowed_hosts, every_attachment=every_attachment)
 
 
 async def example_source(

@@ -86,6 +86,17 @@ async def test_reply_latest_and_prompt(server: FakeDiscord, world: World, glimps
     reply = await server.wait_for_sent(channel_id=world.general)
     assert reply["content"] == "a yellow triangle"
 
+    # A reply to a message without an image means that message, not the channel's latest image.
+    chat = await server.post_message(world.general, world.bob, "nice indeed")
+    await server.post_message(world.general, world.alice, "!caption", reply_to=int(chat["id"]))
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == wording.NO_IMAGE_IN_MESSAGE
+    pdf = ("notes.pdf", b"%PDF-1.7\n1 0 obj<<>>endobj\n", "application/pdf")
+    report = await server.post_message(world.general, world.bob, "", attachments=[pdf])
+    await server.post_message(world.general, world.alice, "!caption", reply_to=int(report["id"]))
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"].startswith("I can't use that image:") and "PDF" in reply["content"]
+
     await server.post_message(world.general, world.alice, "!caption")
     reply = await server.wait_for_sent(channel_id=world.general)
     first, link = reply["content"].split("\n")
@@ -202,6 +213,26 @@ async def test_the_marks_around_a_link_are_not_taken_as_words(
         await server.post_message(world.general, world.alice, f"!caption {typed}")
         reply = await server.wait_for_sent(channel_id=world.general)
         assert reply["content"] == caption, typed
+
+
+async def test_a_slash_prompt_s_link_is_refused_and_its_marks_are_not_words(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """An option's link is never previewed, so `/caption` with one and no image has nothing to
+    caption: not the channel's latest image with the link as words. Spoiler bars are markup,
+    never the caption's words, as on `!caption`."""
+    await sync_commands(server)
+    await server.post_message(world.general, world.bob, "", attachments=[
+        ("r.png", shape_png("red", "square"), "image/png")])  # fmt: skip
+    link = {"prompt": "https://example.com/g.png"}
+    it = await server.slash_command(world.general, world.alice, "caption", link)
+    assert (await it.wait_for_response())["content"] == wording.NO_PREVIEW
+    picture = ("g.png", shape_png("green", "circle"), "image/png")
+    bars = {"prompt": "||a green||"}
+    it = await server.slash_command(
+        world.general, world.alice, "caption", bars, attachments=[picture]
+    )
+    assert (await it.wait_for_response())["content"] == "a green circle"
 
 
 async def test_in_a_thread_started_from_an_image_that_image_is_the_latest(
