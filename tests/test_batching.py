@@ -459,6 +459,23 @@ async def test_interactive_batches_run_between_steps_and_indexing_waits(
     assert await indexing == "text/i:old"
 
 
+async def test_indexing_of_the_same_kind_does_not_ride_along_between_steps(
+    scheduler: Scheduler, countdown: Countdown
+) -> None:
+    """A `!find` by example embeds its image as indexing does (same kind, same key): the
+    photos queued for indexing stay queued, rather than holding every caption's next step."""
+    images = Runner("image")
+    scheduler.register("image", images)
+    decoding = asyncio.create_task(scheduler.submit("caption", None, 30))
+    await steps_pass(countdown, 2)
+    indexing = asyncio.create_task(scheduler.submit("image", None, "old", priority=BACKGROUND))
+    await steps_pass(countdown, 2)
+    assert await scheduler.submit("image", None, "example") == "image/None:example"
+    assert images.batches == [(None, ["example"])], "indexing ran while a caption was decoding"
+    assert await decoding == "done:30"
+    assert await indexing == "image/None:old"
+
+
 async def test_indexing_runs_between_the_steps_of_background_captions(
     scheduler: Scheduler, countdown: Countdown
 ) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -185,10 +185,10 @@ class Scheduler:
         """Same kind, and for a batched kind the same key (a stepper mixes keys)."""
         return job.kind == head.kind and (job.kind in self._steppers or job.key == head.key)
 
-    def _take(self, head: _Job, limit: int | None = None) -> list[_Job]:
-        limit = self.max_batch if limit is None else limit
+    def _take(self, head: _Job, limit: int = 0, queues: Sequence[list[_Job]] = ()) -> list[_Job]:
+        limit = limit or self.max_batch
         batch: list[_Job] = []
-        for queue in self._queues:
+        for queue in queues or self._queues:
             keep = []
             for job in queue:
                 if len(batch) < limit and self._fits(head, job):
@@ -206,8 +206,8 @@ class Scheduler:
         queues = self._queues if background_only else self._queues[: INTERACTIVE + 1]
         waiting = (job for queue in queues for job in queue if not job.future.cancelled())
         head = next((job for job in waiting if job.kind not in self._steppers), None)
-        if head is not None:
-            await self._run(head, self._take(head))
+        if head is not None:  # background work of its kind waits too, not only its own batch
+            await self._run(head, self._take(head, queues=queues))
 
     async def _advance(self, kind: str) -> None:
         """Callers that gave up leave, newcomers join, then one step; the ended are answered."""
