@@ -23,6 +23,7 @@ from bot.chat.captions import (
 )
 from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
+from bot.chat.find_syntax import unquoted
 from bot.chat.hybrid import hybrid_command
 from bot.chat.permissions import reads_history
 from bot.chat.sources import attachment_source, replied_sources
@@ -77,7 +78,7 @@ class Caption(commands.Cog):
             sources = [attachment_source(ctx.interaction, image)] if image else []
             if not sources and LINK.search(prompt):
                 raise NoPreview  # an option's link has no preview: nothing shows its image
-        prompt = without_links(prompt)
+        prompt = unquoted(without_links(prompt).strip())  # quoted as `!find` takes words
         note = ""
         if not sources:
             if not reads_history(ctx.channel, ctx.author):

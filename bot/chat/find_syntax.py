@@ -74,14 +74,19 @@ def make_request(
 ) -> FindRequest:
     """The slash command's already separated options, checked the same way; `example`: an
     image option was given."""
-    query = query.strip()
-    if len(query) >= 2 and query[-1] in _QUOTES.get(query[0], ""):
-        query = query[1:-1]
+    query = unquoted(query.strip())
     if not query.strip():
         if not example:
             raise FindSyntaxError(wording.QUERY_MISSING_SLASH)
         query = ""
     return FindRequest(query, _top(str(top)), _scope(scope))
+
+
+def unquoted(text: str) -> str:
+    """`text` without the quotes around the whole of it, if any (straight or curly)."""
+    if len(text) >= 2 and text[-1] in _QUOTES.get(text[0], ""):
+        return text[1:-1]
+    return text
 
 
 def _flags_start(words: list[str]) -> int:

@@ -102,14 +102,15 @@ async def test_reply_latest_and_prompt(server: FakeDiscord, world: World, glimps
     first, link = reply["content"].split("\n")
     assert first == "a yellow triangle" and link.endswith(f"/{world.general}/{target['id']}")
 
-    await server.post_message(
-        world.general,
-        world.alice,
-        "!caption a blue",
-        attachments=[("b.png", shape_png("blue", "circle"), "image/png")],
-    )
-    reply = await server.wait_for_sent(channel_id=world.general)
-    assert reply["content"] == "a blue circle"
+    for typed in ("a blue", '"a blue"', "“a blue”"):  # quoted as `!find "..."` is
+        await server.post_message(
+            world.general,
+            world.alice,
+            f"!caption {typed}",
+            attachments=[("b.png", shape_png("blue", "circle"), "image/png")],
+        )
+        reply = await server.wait_for_sent(channel_id=world.general)
+        assert reply["content"] == "a blue circle", typed
 
 
 async def test_no_image_at_all_says_how(
