@@ -72,8 +72,6 @@ class Caption(commands.Cog):
                     sources = await captions.preview_sources(self.bot, ctx.message)
                 if not sources:
                     raise NoPreview
-            if not sources and ctx.message.reference is not None:
-                raise NoImageInMessage  # a reply names its message, never the channel's latest
         else:
             sources = [attachment_source(ctx.interaction, image)] if image else []
             if not sources and LINK.search(prompt):
