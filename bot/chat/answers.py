@@ -30,6 +30,10 @@ TOKEN_EXPIRED = {(401, 50027), (404, 10015)}
 # Interaction Response") and follows up as a message of its own. Until an answer is sent, the
 # loading message is still there: an error's reply after a refused answer must deal with it.
 LOADING = "glimpse.loading"  # in `Interaction.extras`: whether it is private, while unfilled
+# A public loading message's id, from the callback's `response_message_id`
+# (receiving-and-responding.mdx, "Interaction Callback Object"): once the token has expired, the
+# answer is posted in the channel as a reply to it.
+LOADING_ID = "glimpse.loading_id"
 
 Person = discord.User | discord.Member
 
@@ -46,8 +50,10 @@ async def defer(interaction: discord.Interaction | None, *, private: bool = Fals
     """Acknowledges a slash command or menu ("thinking"); nothing for a text command."""
     if interaction is None:
         return
-    await interaction.response.defer(thinking=True, ephemeral=private)
+    callback = await interaction.response.defer(thinking=True, ephemeral=private)
     interaction.extras[LOADING] = private
+    if callback is not None and not private:
+        interaction.extras[LOADING_ID] = callback.message_id
 
 
 async def _send(
@@ -108,7 +114,8 @@ async def reply(
             return
         if ctx.interaction is None or not token_expired(exc):
             raise
-        await _deliver_late(ctx.channel, ctx.author, content, embeds, private)
+        loading = ctx.interaction.extras.get(LOADING_ID)
+        await _deliver_late(ctx.channel, ctx.author, content, embeds, private, loading)
 
 
 async def respond(interaction: discord.Interaction, content: str, *, private: bool) -> None:
@@ -119,7 +126,8 @@ async def respond(interaction: discord.Interaction, content: str, *, private: bo
     except discord.HTTPException as exc:
         if not token_expired(exc):
             raise
-        await _deliver_late(interaction.channel, interaction.user, content, (), private)
+        loading = interaction.extras.get(LOADING_ID)
+        await _deliver_late(interaction.channel, interaction.user, content, (), private, loading)
 
 
 async def direct_message(user: Person, content: str, embeds: Sequence[discord.Embed] = ()) -> bool:
@@ -141,12 +149,18 @@ async def copy_by_dm(user: Person, public: Reply, everything: Reply) -> Reply:
 
 
 async def _deliver_late(
-    channel: object, user: Person, content: str, embeds: Sequence[discord.Embed], private: bool
+    channel: object,
+    user: Person,
+    content: str,
+    embeds: Sequence[discord.Embed],
+    private: bool,
+    loading: int | None,
 ) -> None:
-    """A public answer in the channel, mentioning no one; a private one by direct message,
-    with only a fixed note in the channel. Where the bot may not post (a slash command works
-    there all the same), the answer goes by direct message and no note is tried: Discord would
-    refuse it, and each refusal counts towards its invalid-request limit."""
+    """A public answer in the channel, a reply to the `loading` message mentioning no one; a
+    private one by direct message, with only a fixed note in the channel. Where the bot may not
+    post (a slash command works there all the same), the answer goes by direct message and no
+    note is tried: Discord would refuse it, and each refusal counts towards its invalid-request
+    limit."""
     in_dm = isinstance(channel, discord.DMChannel) or (
         isinstance(channel, discord.PartialMessageable)
         and channel.type is discord.ChannelType.private
@@ -165,10 +179,18 @@ async def _deliver_late(
         log.warning("no channel to answer in after the interaction expired")
         return
     content, embeds = _as_text_without_embed_links(channel, content, embeds)
+    quiet = discord.AllowedMentions.none()
     try:
-        await channel.send(
-            content or None, embeds=list(embeds), allowed_mentions=discord.AllowedMentions.none()
-        )
+        if loading is not None and isinstance(channel, discord.abc.Snowflake):
+            # Posted all the same if a moderator deleted the loading message meanwhile.
+            to = discord.MessageReference(
+                message_id=loading, channel_id=channel.id, fail_if_not_exists=False
+            )
+            await channel.send(
+                content or None, embeds=list(embeds), allowed_mentions=quiet, reference=to
+            )
+        else:
+            await channel.send(content or None, embeds=list(embeds), allowed_mentions=quiet)
     except (discord.Forbidden, discord.NotFound) as exc:
         log.warning("could not answer in channel %s after the token expired: %s", channel, exc)
 

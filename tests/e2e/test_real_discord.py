@@ -212,6 +212,9 @@ async def test_an_answer_after_the_token_expired_is_posted_in_the_channel(
     reply = await server.wait_for_sent(lambda e: e["kind"] == "message", timeout=30)
     assert reply["content"].startswith("a red triangle") and reply["mentions"] == []
     assert int(reply["channel_id"]) == world.general and mentions_disabled(reply)
+    # A reply to the loading message the command left ("thinking"), which it can no longer fill.
+    assert it.original is not None
+    assert (reply.get("message_reference") or {}).get("message_id") == it.original["id"]
 
 
 async def test_a_long_prompt_with_four_images_stays_within_the_limits(
