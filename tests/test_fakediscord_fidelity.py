@@ -436,12 +436,12 @@ async def test_the_bot_has_exactly_the_invite_permissions(
     assert guild is not None and guild.me is not None
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     (invite,) = set(re.findall(r"oauth2/authorize\?\S*permissions=(\d+)", readme))
-    # And Use Application Commands, which @everyone has (members' clients need it to offer any
-    # command); the bot never uses it.
-    granted = INVITE_PERMISSIONS | USE_APPLICATION_COMMANDS
-    assert int(invite) == INVITE_PERMISSIONS and guild.me.guild_permissions.value == granted
+    assert guild.me.guild_permissions.value == INVITE_PERMISSIONS == int(invite)
     general = guild.get_channel(world.general)
-    assert general is not None and general.permissions_for(guild.me).value == granted
+    assert general is not None and general.permissions_for(guild.me).value == INVITE_PERMISSIONS
+    # Members' clients still offer commands: Use Application Commands comes with their role.
+    bob = guild.get_member(world.bob) or await guild.fetch_member(world.bob)
+    assert general.permissions_for(bob).value & USE_APPLICATION_COMMANDS
     server.closed_dms.add(world.bob)
     user = await bot.fetch_user(world.bob)
     with pytest.raises(discord.Forbidden) as info:

@@ -64,10 +64,13 @@ class GuildChangesMixin:
         self._syncing_access(guild_id, change)
 
     def set_member_roles(self, guild_id: int, user_id: int, roles: Sequence[int]) -> None:
-        """Change a member's roles (GUILD_MEMBER_UPDATE, for the bot itself only)."""
+        """Change a member's roles (GUILD_MEMBER_UPDATE, for the bot itself only); anyone but
+        the bot keeps the members role."""
 
         def change() -> None:
-            self.guilds[guild_id].members[user_id]["roles"] = list(roles)
+            self.guilds[guild_id].members[user_id]["roles"] = self.held_roles(
+                guild_id, user_id, roles
+            )
             member = self.member_payload(guild_id, user_id)
             data = dict(member, guild_id=str(guild_id))
             intent = 0 if user_id == self.bot_id else p.INTENT_GUILD_MEMBERS

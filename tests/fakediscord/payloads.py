@@ -58,13 +58,16 @@ assert INVITE_PERMISSIONS == 274877991936
 #: The bot's managed role: exactly what the invite link grants.
 DEFAULT_BOT_PERMISSIONS = INVITE_PERMISSIONS
 #: @everyone of a test guild: members may read, post and link in channels and threads (their
-#: uploads are not checked against Attach Files) and use application commands, which a
-#: member's client needs to offer any (permissions.mdx, "Permission Flags"). That @everyone
-#: has it, as in a new server, is our assumption: these pages do not list the default role's
-#: permissions; a test takes it away with an overwrite. Nothing else the invite does not grant,
-#: so that the bot's effective permissions (@everyone included) are the invite's and that one,
-#: which it never uses. Tests that need more grant it explicitly.
-DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS | USE_APPLICATION_COMMANDS
+#: uploads are not checked against Attach Files), and nothing the invite does not grant, so
+#: that the bot's effective permissions (@everyone included) are exactly the invite's. Tests
+#: that need more grant it explicitly.
+DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS
+#: The role every member but the bot holds, as a server's autorole gives it: Use Application
+#: Commands, which a member's client needs to offer any command (permissions.mdx, "Permission
+#: Flags"). In a new server @everyone has it (our assumption: these pages do not list the
+#: default role's permissions); here a role carries it, so that the bot does not. A test takes
+#: it away with a channel overwrite.
+MEMBERS_ROLE_PERMISSIONS = USE_APPLICATION_COMMANDS
 #: What a DM channel allows.
 DM_PERMISSIONS = (
     VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY

@@ -29,6 +29,7 @@ class GuildRecord:
     )  # user id -> {"roles", "joined_at", "nick"}
     channel_ids: list[int] = field(default_factory=list)  # channels and threads, creation order
     bot_role_id: int | None = None
+    members_role_id: int = 0  # held by every member but the bot (payloads.MEMBERS_ROLE_PERMISSIONS)
 
 
 class World:
@@ -91,7 +92,6 @@ class World:
         guild.roles[guild_id] = p.role_payload(
             guild_id, "@everyone", p.DEFAULT_EVERYONE_PERMISSIONS, 0
         )
-        self.add_member(guild_id, owner)
         if bot_permissions is not None:
             guild.bot_role_id = self.ids.next()
             guild.roles[guild.bot_role_id] = p.role_payload(
@@ -101,6 +101,11 @@ class World:
                 1,
                 managed_for=self.bot_id,
             )
+        guild.members_role_id = self.ids.next()
+        guild.roles[guild.members_role_id] = p.role_payload(
+            guild.members_role_id, "members", p.MEMBERS_ROLE_PERMISSIONS, len(guild.roles)
+        )
+        self.add_member(guild_id, owner)
         guild.members[self.bot_id] = {
             "roles": [r for r in [guild.bot_role_id] if r],
             "joined_at": self.clock.iso(),
@@ -128,9 +133,16 @@ class World:
         """Add a guild member (GUILD_MEMBER_ADD, needs the members intent); change the roles of
         one with ``set_member_roles``."""
         guild = self.guilds[guild_id]
-        guild.members[user_id] = {"roles": list(roles), "joined_at": self.clock.iso(), "nick": None}
+        held = self.held_roles(guild_id, user_id, roles)
+        guild.members[user_id] = {"roles": held, "joined_at": self.clock.iso(), "nick": None}
         data = dict(self.member_payload(guild_id, user_id), guild_id=str(guild_id))
         self._dispatch("GUILD_MEMBER_ADD", data, guild_id=guild_id, intent=p.INTENT_GUILD_MEMBERS)
+
+    def held_roles(self, guild_id: int, user_id: int, roles: Sequence[int]) -> list[int]:
+        """`roles`, and the members role for anyone but the bot (an autorole keeps it)."""
+        members = self.guilds[guild_id].members_role_id
+        extra = [members] if user_id != self.bot_id and members not in roles else []
+        return [*extra, *roles]
 
     def add_channel(
         self,
