@@ -60,7 +60,8 @@ def unreadable_file(reason: str) -> str:
 
 
 def megabytes(size: float) -> str:
-    return f"{size:.1f} MB"
+    """`size` in MB (MiB), to a tenth; below a tenth in KB, which would read as "0.0 MB"."""
+    return f"{size:.1f} MB" if size >= 0.1 else f"{size * 1024:.1f} KB"
 
 
 def byte_count(size: int) -> str:

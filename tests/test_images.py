@@ -300,6 +300,10 @@ def test_too_large_reason_is_readable() -> None:
     with pytest.raises(ImageError) as info:
         load_image(b"\xff" * 32_767_000)
     assert info.value.reason == "the file is 31.2 MB; the limit is 25.0 MB"
+    # A small limit (MAX_IMAGE_BYTES may be as low as 1024) is named too, not as "0.0 MB".
+    with pytest.raises(ImageError) as info:
+        load_image(b"\xff" * 3000, ImageLimits(max_bytes=2048))
+    assert info.value.reason == "the file is 2.9 KB; the limit is 2.0 KB"
 
 
 @pytest.mark.parametrize(
