@@ -64,6 +64,14 @@ from bot.vision.devices import configure_threads, precision_name  # noqa: E402
 from bot.vision.service import VisionService  # noqa: E402
 
 TOKENS = 20
+# The last line's keys, exactly: the first benchmark's, `device`, and those iteration-level
+# batching added. The figures that explain them go on the line before, after "details".
+KEYS = (
+    "caption_speedup", "index_speedup", "find_p95_ms_10k", "find_p95_ms_100k",
+    "loop_lag_p99_ms", "loop_lag_max_ms", "service_peak_rss_mb", "batch_mean", "device",
+    "caption_lone_speedup", "caption_staggered_speedup", "caption_staggered_p95_s", "dtype",
+    "threads",
+)  # fmt: skip
 CONCURRENT_CAPTIONS = 16
 CHANNELS = 200
 
@@ -388,8 +396,13 @@ def main() -> None:
         blip, clip = args.rss_probe
         asyncio.run(rss_probe(blip, clip, args.device, args.dtype))
         return
-    figures = asyncio.run(run(args))
-    print(json.dumps(figures))
+    print(*last_lines(asyncio.run(run(args))), sep="\n")
+
+
+def last_lines(figures: dict[str, object]) -> tuple[str, str]:
+    """The details line, then the last line: one JSON object with exactly `KEYS`."""
+    details = {key: value for key, value in figures.items() if key not in KEYS}
+    return "details " + json.dumps(details), json.dumps({key: figures[key] for key in KEYS})
 
 
 if __name__ == "__main__":
