@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
+from bot import wording
 from bot.images import decode as images
 from bot.images.bombs import MAX_JPEG_SCANS, jpeg_scans
 from bot.images.budget import PixelBudget
@@ -294,6 +295,13 @@ def test_aspect_ratio_boundary() -> None:
     assert outcome(png((20, 400))) == "ok"
     assert outcome(png((420, 20))) == "aspect_ratio"
     assert outcome(png((400, 20)), ImageLimits(max_aspect_ratio=19.9)) == "aspect_ratio"
+
+
+@pytest.mark.parametrize("data", [b"ok", b"hi\n", b"yes", b"thanks!"])
+def test_a_few_words_are_a_text_file_not_a_damaged_image(data: bytes) -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(data)
+    assert info.value.reason == wording.not_an_image(wording.FILE_KINDS["text"])
 
 
 def test_too_large_reason_is_readable() -> None:

@@ -64,6 +64,7 @@ _MB = 1024 * 1024
 
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
+_SMALLEST_IMAGE = 16  # bytes: no format's picture fits in fewer (a PNG's header alone is 33)
 _ALLOWED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
 
 
@@ -205,10 +206,8 @@ def _refuse_known_non_image(data: bytes) -> None:
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:
-    try:
+    with contextlib.suppress(UnidentifiedImageError):
         return Image.open(BytesIO(data), formats=ALLOWED_FORMATS)
-    except UnidentifiedImageError:
-        pass
     if data.startswith(_ALLOWED_MAGIC):
         raise ImageError("corrupt", wording.IMAGE_CORRUPT)
     other = _identify_other_format(data)
@@ -225,6 +224,8 @@ def _identify_other_format(data: bytes) -> str | None:
     Only Pillow's signature checks run: parsing a format we refuse anyway is needless attack
     surface, and those plugins warn and log about every damaged header.
     """
+    if len(data) < _SMALLEST_IMAGE:
+        return None  # and some checks would fail on it ("ok": struct.error, not a text file)
     Image.init()
     for name, (_, accept) in Image.OPEN.items():
         if name not in ALLOWED_FORMATS and accept is not None and accept(data[:16]):
