@@ -59,9 +59,9 @@ def unreadable_file(reason: str) -> str:
     return f"cannot read the file: {reason}"
 
 
-def megabytes(size: float) -> str:
-    """`size` in MB (MiB), to a tenth; below a tenth in KB, which would read as "0.0 MB"."""
-    return f"{size:.1f} MB" if size >= 0.1 else f"{size * 1024:.1f} KB"
+def file_size(size: float, unit: str) -> str:
+    """`size` in `unit` ("MB" or "KB", binary), to a tenth."""
+    return f"{size:.1f} {unit}"
 
 
 def byte_count(size: int) -> str:

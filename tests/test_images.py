@@ -312,6 +312,9 @@ def test_too_large_reason_is_readable() -> None:
     with pytest.raises(ImageError) as info:
         load_image(b"\xff" * 3000, ImageLimits(max_bytes=2048))
     assert info.value.reason == "the file is 2.9 KB; the limit is 2.0 KB"
+    with pytest.raises(ImageError) as info:  # in the limit's unit, not "0.1 MB; ... 100.0 KB"
+        load_image(b"\xff" * 110_000, ImageLimits(max_bytes=102_400))
+    assert info.value.reason == "the file is 107.4 KB; the limit is 100.0 KB"
 
 
 @pytest.mark.parametrize(

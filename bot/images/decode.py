@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -64,7 +65,6 @@ _MB = 1024 * 1024
 
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
-_SMALLEST_IMAGE = 16  # bytes: no format's picture fits in fewer (a PNG's header alone is 33)
 _ALLOWED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
 
 
@@ -172,10 +172,12 @@ def _read_file(path: str | os.PathLike[str], limits: ImageLimits) -> bytes:
 
 def too_large(size: int | None, max_bytes: int) -> ImageError:
     """The refusal for a file over MAX_IMAGE_BYTES; `size` None when only "more" is known."""
-    limit = wording.megabytes(max_bytes / _MB)
+    # In the limit's unit, both: KB where a tenth of a MB or less would read as "0.0 MB".
+    scale, unit = (_MB, "MB") if max_bytes >= _MB / 10 else (1024, "KB")
+    limit = wording.file_size(max_bytes / scale, unit)
     if size is None:
         return ImageError("too_large", wording.file_larger_than(limit))
-    got = wording.megabytes(size / _MB)
+    got = wording.file_size(size / scale, unit)
     if got == limit:  # "1.0 MB; the limit is 1.0 MB" would read as a bug
         got, limit = wording.byte_count(size), wording.byte_count(max_bytes)
     return ImageError("too_large", wording.file_too_large(got, limit))
@@ -224,12 +226,15 @@ def _identify_other_format(data: bytes) -> str | None:
     Only Pillow's signature checks run: parsing a format we refuse anyway is needless attack
     surface, and those plugins warn and log about every damaged header.
     """
-    if len(data) < _SMALLEST_IMAGE:
-        return None  # and some checks would fail on it ("ok": struct.error, not a text file)
     Image.init()
     for name, (_, accept) in Image.OPEN.items():
-        if name not in ALLOWED_FORMATS and accept is not None and accept(data[:16]):
-            return name
+        if name in ALLOWED_FORMATS or accept is None:
+            continue
+        # A check may fail on a few bytes itself (DIB's reads four: struct.error for "ok"), as
+        # Pillow's own Image.open allows for; then it is not that format.
+        with contextlib.suppress(SyntaxError, IndexError, TypeError, struct.error):
+            if accept(data[:16]):
+                return name
     return None
 
 
