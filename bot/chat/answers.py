@@ -179,20 +179,35 @@ async def _deliver_late(
         log.warning("no channel to answer in after the interaction expired")
         return
     content, embeds = _as_text_without_embed_links(channel, content, embeds)
-    quiet = discord.AllowedMentions.none()
     try:
-        if loading is not None and isinstance(channel, discord.abc.Snowflake):
-            # Posted all the same if a moderator deleted the loading message meanwhile.
-            to = discord.MessageReference(
-                message_id=loading, channel_id=channel.id, fail_if_not_exists=False
-            )
+        await _post_late(channel, content, embeds, loading)
+    except (discord.Forbidden, discord.NotFound) as exc:
+        log.warning("could not answer in channel %s after the token expired: %s", channel, exc)
+
+
+async def _post_late(
+    channel: discord.abc.Messageable,
+    content: str,
+    embeds: Sequence[discord.Embed],
+    loading: int | None,
+) -> None:
+    """A reply to the loading message, or a message of its own if Discord refuses the reply."""
+    quiet = discord.AllowedMentions.none()
+    if loading is not None and isinstance(channel, discord.abc.Snowflake):
+        # Posted all the same if a moderator deleted the loading message meanwhile.
+        to = discord.MessageReference(
+            message_id=loading, channel_id=channel.id, fail_if_not_exists=False
+        )
+        try:
             await channel.send(
                 content or None, embeds=list(embeds), allowed_mentions=quiet, reference=to
             )
-        else:
-            await channel.send(content or None, embeds=list(embeds), allowed_mentions=quiet)
-    except (discord.Forbidden, discord.NotFound) as exc:
-        log.warning("could not answer in channel %s after the token expired: %s", channel, exc)
+            return
+        except discord.HTTPException as exc:
+            if exc.status != 400:
+                raise
+            log.info("the late answer could not reply to its loading message: %s", exc)
+    await channel.send(content or None, embeds=list(embeds), allowed_mentions=quiet)
 
 
 def _as_text_without_embed_links(

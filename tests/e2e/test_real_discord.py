@@ -217,6 +217,22 @@ async def test_an_answer_after_the_token_expired_is_posted_in_the_channel(
     assert (reply.get("message_reference") or {}).get("message_id") == it.original["id"]
 
 
+async def test_a_late_answer_whose_reply_discord_refuses_is_posted_on_its_own(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = held(monkeypatch, glimpse.captions, "caption")
+    await sync_commands(server)
+    it = await server.slash_command(world.general, world.bob, "caption", attachments=[
+        image("late.png", "red", "triangle")])  # fmt: skip
+    await it.wait_for_callback()
+    await server.advance(16 * 60)
+    server.fail_next("POST", rf"^/channels/{world.general}/messages$", 400)  # the reply
+    release.set()
+    reply = await server.wait_for_sent(lambda e: e["kind"] == "message", timeout=30)
+    assert reply["content"].startswith("a red triangle") and not reply.get("message_reference")
+    assert len(server.faults_served) == 1
+
+
 async def test_a_long_prompt_with_four_images_stays_within_the_limits(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
