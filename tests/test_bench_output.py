@@ -4,8 +4,11 @@ figures that explain them come on the line before, after "details"."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 
+from bench import run
 from bench.run import last_lines
 
 FIXED = {
@@ -24,3 +27,13 @@ def test_the_last_line_holds_exactly_the_fixed_keys_and_details_the_rest() -> No
     assert json.loads(last) == {key: figures[key] for key in FIXED}
     label, _, rest = details.partition(" ")
     assert label == "details" and set(json.loads(rest)) == EXPLAINING
+
+
+def test_the_measured_figures_hold_every_fixed_key() -> None:
+    """`report` builds the figures as one dict literal: a fixed key it lost would only show as
+    a KeyError at the end of a run of several minutes."""
+    tree = ast.parse(inspect.getsource(run.report))
+    (figures,) = [node for node in ast.walk(tree) if isinstance(node, ast.Return)]
+    assert isinstance(figures.value, ast.Dict)
+    keys = {key.value for key in figures.value.keys if isinstance(key, ast.Constant)}
+    assert keys >= FIXED

@@ -76,6 +76,20 @@ async def test_several_images_are_numbered_and_extra_ones_skipped(
     assert "1 more image skipped" in lines[4]
 
 
+def recorded_prompts(glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The prompts handed to the captioner from now on: the tiny model's tokenizer knows no
+    quote marks or bars, so a caption alone cannot show whether they were dropped."""
+    prompts: list[str | None] = []
+    caption = glimpse.captions.caption
+
+    async def recorded(sources: Sequence[ImageSource], prompt: str | None, note: str = "") -> str:
+        prompts.append(prompt)
+        return await caption(sources, prompt, note)
+
+    monkeypatch.setattr(glimpse.captions, "caption", recorded)
+    return prompts
+
+
 async def test_reply_latest_and_prompt(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,14 +123,7 @@ async def test_reply_latest_and_prompt(
 
     # Quoted as `!find "..."` is: the tiny model's tokenizer knows no quote marks, so the
     # words the model is given are checked, not only its caption.
-    prompts: list[str | None] = []
-    caption = glimpse.captions.caption
-
-    async def recorded(sources: Sequence[ImageSource], prompt: str | None, note: str = "") -> str:
-        prompts.append(prompt)
-        return await caption(sources, prompt, note)
-
-    monkeypatch.setattr(glimpse.captions, "caption", recorded)
+    prompts = recorded_prompts(glimpse, monkeypatch)
     for typed in ("a blue", '"a blue"', "“a blue”"):
         await server.post_message(
             world.general,
@@ -233,7 +240,7 @@ async def test_the_marks_around_a_link_are_not_taken_as_words(
 
 
 async def test_a_slash_prompt_s_link_is_refused_and_its_marks_are_not_words(
-    server: FakeDiscord, world: World, glimpse: Glimpse
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An option's link is never previewed, so `/caption` with one and no image has nothing to
     caption: not the channel's latest image with the link as words. Spoiler bars are markup,
@@ -246,10 +253,12 @@ async def test_a_slash_prompt_s_link_is_refused_and_its_marks_are_not_words(
     assert (await it.wait_for_response())["content"] == wording.NO_PREVIEW
     picture = ("g.png", shape_png("green", "circle"), "image/png")
     bars = {"prompt": "||a green||"}
+    prompts = recorded_prompts(glimpse, monkeypatch)
     it = await server.slash_command(
         world.general, world.alice, "caption", bars, attachments=[picture]
     )
     assert (await it.wait_for_response())["content"] == "a green circle"
+    assert prompts == ["a green"]
 
 
 async def test_in_a_thread_started_from_an_image_that_image_is_the_latest(
