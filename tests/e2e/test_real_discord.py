@@ -25,7 +25,7 @@ from tests.e2e.harness import (
     shape_png,
     sync_commands,
 )
-from tests.fakediscord import EXTERNAL_PROXY_HOSTS, FakeDiscord, Upload
+from tests.fakediscord import EXTERNAL_PROXY_HOSTS, FakeDiscord, Interaction, Upload
 
 
 def image(name: str, colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, str]:
@@ -199,15 +199,24 @@ async def test_a_channel_the_bot_cannot_read_costs_one_request(
     assert len(fetches) <= 1, fetches
 
 
-async def test_an_answer_after_the_token_expired_is_posted_in_the_channel(
+async def late_caption(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Interaction, asyncio.Event]:
+    """`/caption` of a red triangle whose answer waits until the returned event is set, by
+    which time its token has expired."""
     release = held(monkeypatch, glimpse.captions, "caption")
     await sync_commands(server)
     it = await server.slash_command(world.general, world.bob, "caption", attachments=[
         image("late.png", "red", "triangle")])  # fmt: skip
     await it.wait_for_callback()
     await server.advance(16 * 60)
+    return it, release
+
+
+async def test_an_answer_after_the_token_expired_is_posted_in_the_channel(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    it, release = await late_caption(server, world, glimpse, monkeypatch)
     release.set()
     reply = await server.wait_for_sent(lambda e: e["kind"] == "message", timeout=30)
     assert reply["content"].startswith("a red triangle") and reply["mentions"] == []
@@ -220,12 +229,7 @@ async def test_an_answer_after_the_token_expired_is_posted_in_the_channel(
 async def test_a_late_answer_whose_reply_discord_refuses_is_posted_on_its_own(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = held(monkeypatch, glimpse.captions, "caption")
-    await sync_commands(server)
-    it = await server.slash_command(world.general, world.bob, "caption", attachments=[
-        image("late.png", "red", "triangle")])  # fmt: skip
-    await it.wait_for_callback()
-    await server.advance(16 * 60)
+    _, release = await late_caption(server, world, glimpse, monkeypatch)
     server.fail_next("POST", rf"^/channels/{world.general}/messages$", 400)  # the reply
     release.set()
     reply = await server.wait_for_sent(lambda e: e["kind"] == "message", timeout=30)
