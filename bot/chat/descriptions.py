@@ -137,11 +137,11 @@ class Descriptions:
     async def close(self) -> None:
         """Drops the descriptions still on their way (they are not kept across restarts); one
         being posted is finished and recorded, or it could never be taken down afterwards."""
-        waiting = [w for w in self._waiting.values() if w.task is not None]
-        for w in waiting:
-            if not w.posting and w.task is not None:
-                w.task.cancel()
-        await asyncio.gather(*(w.task for w in waiting if w.task), return_exceptions=True)
+        tasks = [(w.task, w.posting) for w in self._waiting.values() if w.task is not None]
+        for task, posting in tasks:
+            if not posting:
+                task.cancel()
+        await asyncio.gather(*(task for task, _ in tasks), return_exceptions=True)
 
     async def _describe(
         self, message: discord.Message, sources: list[ImageSource], waiting: _Waiting
