@@ -65,8 +65,9 @@ DEFAULT_EVERYONE_PERMISSIONS = INVITE_PERMISSIONS
 #: The role every member but the bot holds, as a server's autorole gives it: Use Application
 #: Commands, which a member's client needs to offer any command (permissions.mdx, "Permission
 #: Flags"). In a new server @everyone has it (our assumption: these pages do not list the
-#: default role's permissions); here a role carries it, so that the bot does not. A test takes
-#: it away with a channel overwrite.
+#: default role's permissions); here a role carries it, so that the bot does not. A member's
+#: base permissions are @everyone's and their roles' together (permissions.mdx, "Permission
+#: Overwrites"), so members hold it all the same. A test takes it away with a channel overwrite.
 MEMBERS_ROLE_PERMISSIONS = USE_APPLICATION_COMMANDS
 #: What a DM channel allows.
 DM_PERMISSIONS = (
