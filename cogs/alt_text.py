@@ -15,7 +15,7 @@ from bot.chat.descriptions import covered
 from bot.chat.reposts import root_of
 
 
-class AltText(commands.Cog):
+class AltText(commands.Cog, name="Alt text"):  # its heading in `help`
     def __init__(self, bot: Glimpse) -> None:
         self.bot = bot
 

@@ -12,7 +12,7 @@ from bot.chat.client import Glimpse
 from bot.chat.reposts import root_of
 
 
-class RepostChecks(commands.Cog):
+class RepostChecks(commands.Cog, name="Reposts"):  # its heading in `help`
     def __init__(self, bot: Glimpse) -> None:
         self.bot = bot
 

@@ -94,7 +94,9 @@ class Glimpse(commands.Bot):
             command_prefix=commands.when_mentioned_or(settings.command_prefix),
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
-            help_command=Help(dm_help=False),
+            # `usage` as the signature, not each parameter by its Python name, described as
+            # "No description given"
+            help_command=Help(dm_help=False, show_parameter_descriptions=False, no_category="Help"),
             case_insensitive=True,  # phones capitalise a message's first word: `!Caption`
             owner_ids=set(settings.owner_ids) or None,
             **SLASH_COMMAND_PLACES,

@@ -223,3 +223,17 @@ async def test_a_public_server_search_waits_once_for_pending_work(
     assert wording.SENT_BY_DM in reply["content"]
     dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice))
     assert [f"/{world.other}/" in e["url"] for e in dm["embeds"]] == [True]
+
+
+async def test_help_for_a_command_shows_its_syntax(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """discord.py's help lists each parameter under "Arguments:" by its Python name, with "No
+    description given" beside it, and its signature line then drops the command's `usage`."""
+    find = (await ask(server, world, "!help find"))["content"]
+    syntax = '!find "a photo of parrots" [top: 1-10] [scope: channel|server], or an image'
+    assert syntax in find and "No description given" not in find and "options" not in find
+    caption = (await ask(server, world, "!help caption"))["content"]
+    assert "!caption [prompt words]" in caption and "Arguments" not in caption
+    listing = (await ask(server, world, "!help"))["content"]
+    assert "No Category" not in listing and "RepostChecks" not in listing
