@@ -69,8 +69,10 @@ class Indexing(commands.Cog):
         await answers.reply(ctx, wording.opted_in(was_out, ctx.guild is not None))
 
     @commands.command(name="index")
-    @commands.guild_only()
+    # A cog's command runs its checks in the order the decorators apply, bottom up (its copy
+    # undoes the reversal Command makes): in a DM, "servers only" before "Manage Messages".
     @commands.has_permissions(manage_messages=True)
+    @commands.guild_only()
     async def index_command(self, ctx: commands.Context[Any]) -> None:
         """Add this channel's earlier images to the index (up to INDEX_PER_CHANNEL)."""
         bot, channel = self.bot, ctx.channel

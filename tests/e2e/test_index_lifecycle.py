@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import wording
 from bot.chat import history
 from bot.chat.client import Glimpse
 from bot.index.background import Indexer
@@ -157,6 +158,9 @@ async def test_backfill_with_index_command(
         )
         assert final["content"] == "Done: added 5 images from 9 messages."
         assert await count(bot, world.general) == 5
+        dm = server.dm_channel(world.alice)  # not "you need Manage Messages": no one has it there
+        await server.post_message(dm, world.alice, "!index")
+        assert (await server.wait_for_sent(channel_id=dm))["content"] == wording.SERVERS_ONLY
 
 
 async def test_index_goes_on_when_its_progress_message_is_deleted(
