@@ -12,7 +12,7 @@ from bot import wording
 from bot.chat import answers, history
 from bot.chat.answers import ANYWHERE
 from bot.chat.client import Glimpse
-from bot.chat.people import may_name, person_named, unquoted
+from bot.chat.people import may_name, named, person_named
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Indexing(commands.Cog):
         server's index.
 
         Name them by mention, user ID or name; a mention or ID works after they left, too."""
-        who = unquoted(who)
+        who = named(who)
         # Server-wide, as the forgetting is: one channel's overwrite granting Manage Messages
         # makes a moderator of that channel only, who may not see the others.
         author = ctx.author

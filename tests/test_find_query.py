@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.chat.find_syntax import FindRequest, FindSyntaxError, make_request, parse_find
-from bot.chat.people import unquoted
+from bot.chat.people import named
 
 PARSED = [
     # (what the user types after `!find`, query, top, scope)
@@ -222,5 +222,6 @@ def test_any_text_parses_or_gives_a_syntax_error(text: str) -> None:
     "typed", ['"Jan Kowalski"', "“Jan Kowalski”", "„Jan Kowalski“", "„Jan Kowalski”"]
 )
 def test_a_name_in_quotes_is_the_name(typed: str) -> None:
-    assert unquoted(typed) == "Jan Kowalski"
-    assert unquoted(typed[:-1]) == typed[:-1]  # never closed: taken as typed
+    assert named(typed) == "Jan Kowalski"
+    assert named(typed[:-1]) == typed[:-1]  # never closed: taken as typed
+    assert named(f" {typed[0]}@Jan Kowalski{typed[-1]}") == "Jan Kowalski"

@@ -9,15 +9,16 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201c\u201d"}  # „ closes as “ or ”
+from bot.chat.find_syntax import unquoted
+
 _MENTION_OR_ID = re.compile(r"<@!?([0-9]{15,20})>|([0-9]{15,20})")
 
 
-def unquoted(text: str) -> str:
-    text = text.strip()
-    if len(text) > 1 and text[-1] in _QUOTES.get(text[0], ""):
-        return text[1:-1].strip()
-    return text
+def named(argument: str) -> str:
+    """The argument without quotes around it, and without the @ of a name typed with it but
+    not picked from the client's list of members: Discord then sends the text "@bob", not a
+    mention."""
+    return unquoted(argument.strip()).strip().removeprefix("@")
 
 
 def may_name(author: discord.abc.User, argument: str) -> bool:

@@ -46,6 +46,12 @@ async def test_naming_nobody_removes_nothing_and_says_so(
     assert await ask(server, world, world.alice, '!forget "carol"') == (
         "Removed 1 image of carol's from this server's index."
     )
+    # A name typed with its @ but not picked from the client's list arrives as text.
+    await post_images(server, world, {world.carol: 1})
+    await indexed(glimpse, 1)
+    assert await ask(server, world, world.alice, "!forget @carol") == (
+        "Removed 1 image of carol's from this server's index."
+    )
 
 
 async def test_a_moderator_forgets_someone_who_has_left(
@@ -93,6 +99,7 @@ async def test_without_manage_messages_only_your_own(
         "!forget carol",
         f"!forget {dave}",
         f"!forget <@{world.bob}> and carol",
+        "!forget @carol",
     ):
         # The same refusal whether that person exists or not, and Discord is not asked.
         assert await ask(server, world, world.bob, text) == REFUSED, text
