@@ -26,6 +26,10 @@ def too_many_scans(limit: int) -> str:
     return f"the JPEG is split into more than {limit} scans, too many to decode safely"
 
 
+def metadata_flood(limit: int) -> str:
+    return f"the file holds more than {limit:,} blocks of metadata, too many to read safely"
+
+
 FILE_TRUNCATED = "the image is cut off: the file is incomplete"
 IMAGE_CORRUPT = "the image is damaged and cannot be read"
 IMAGE_NO_SIZE = "the image is damaged and cannot be read (it has no size)"

@@ -1,0 +1,119 @@
+"""Files padded with metadata that Pillow reads item by item (bot/images/floods.py), and the
+metadata of a decoded picture, which is not kept."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from bot.images.decode import ImageError, ImageLimits, load_frames
+from bot.images.floods import MAX_ITEMS, is_flooded
+from tests.image_corpus import build_corpus
+
+LIMITS = ImageLimits(max_bytes=25 * 1024 * 1024)
+ITEMS = MAX_ITEMS + 50
+
+
+def encoded(fmt: str, size: tuple[int, int] = (16, 16), **params: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def jpeg_with_empty_segments(count: int) -> bytes:
+    jpeg = encoded("JPEG")
+    return jpeg[:2] + b"\xff\xe5\x00\x02" * count + jpeg[2:]
+
+
+def png_with_private_chunks(count: int) -> bytes:
+    png = encoded("PNG")
+    after_header = 8 + 25  # the signature, then IHDR
+    return png[:after_header] + chunk(b"aaAa", b"") * count + png[after_header:]
+
+
+def gif_with_a_long_comment(sub_blocks: int) -> bytes:
+    gif = encoded("GIF")
+    after_screen = 13 + 3 * (2 << (gif[10] & 7)) if gif[10] & 0x80 else 13
+    comment = b"\x21\xfe" + b"\x01x" * sub_blocks + b"\x00"
+    return gif[:after_screen] + comment + gif[after_screen:]
+
+
+def gif_of_frames(count: int) -> bytes:
+    """`count` frames of 1 x 1 pixel, a few bytes each."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + frame * count + b"\x3b"
+
+
+FLOODS = {
+    "jpeg segments": jpeg_with_empty_segments(ITEMS),
+    "jpeg stray bytes": b"\xff\xd8" + b"\x00" * ITEMS + encoded("JPEG")[2:],
+    "png chunks": png_with_private_chunks(ITEMS),
+    "gif comment": gif_with_a_long_comment(ITEMS),
+    "gif frames": gif_of_frames(ITEMS),
+    "gif data in 1-byte sub-blocks": gif_of_frames(1)[:-4]
+    + b"\x01\x00" * (ITEMS + 4 * MAX_ITEMS)
+    + b"\x00\x3b",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOODS))
+def test_a_file_flooded_with_metadata_is_refused_before_pillow_reads_it(name: str) -> None:
+    data = FLOODS[name]
+    started = time.perf_counter()
+    with pytest.raises(ImageError) as refused:
+        load_frames(data, LIMITS)
+    assert refused.value.code == "bomb"
+    assert "metadata" in refused.value.reason
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        jpeg_with_empty_segments(MAX_ITEMS // 2),
+        png_with_private_chunks(MAX_ITEMS // 2),
+        gif_with_a_long_comment(MAX_ITEMS // 2),
+        gif_of_frames(500),
+    ],
+    ids=["jpeg", "png", "gif comment", "gif frames"],
+)
+def test_a_file_under_the_bound_still_decodes(data: bytes) -> None:
+    assert not is_flooded(data)
+    assert load_frames(data, LIMITS).caption.size[0] >= 1
+
+
+def test_no_image_of_the_corpus_counts_as_flooded() -> None:
+    """Real encoders' files, large ones and animations of hundreds of frames included."""
+    corpus = build_corpus(LIMITS.max_bytes)
+    assert not [item.name for item in corpus if is_flooded(item.data)]
+
+
+def test_a_big_gif_of_full_sub_blocks_is_walked_quickly() -> None:
+    """Picture data as encoders write it, 255 bytes a sub-block: 20 MB are not a flood."""
+    data = gif_of_frames(1)[:-4] + (b"\xff" + b"\x00" * 255) * 80_000 + b"\x00\x3b"
+    started = time.perf_counter()
+    assert not is_flooded(data)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_decoded_picture_keeps_none_of_the_files_metadata() -> None:
+    """Decoded pictures are cached for a while (bot/images/fetcher.py): a 1 KB PNG can carry
+    a megabyte of compressed text, a GIF a long comment."""
+    text = PngImagePlugin.PngInfo()
+    text.add_text("comment", "x" * 1_000_000, zip=True)
+    png = encoded("PNG", pnginfo=text)
+    gif = gif_with_a_long_comment(5_000)
+    for data in (png, gif, encoded("JPEG", exif=Image.Exif())):
+        frames = load_frames(data, LIMITS)
+        assert frames.caption.info == {}
+        assert all(frame.info == {} for frame in frames.embedded)
