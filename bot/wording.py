@@ -104,26 +104,34 @@ def colour_mode_refused(mode: str) -> str:
     return f"this image's colour format ({mode}) is not supported"
 
 
+def pixel_counts(pixels: int, limit: int) -> tuple[str, str]:
+    """Both in megapixels to a tenth; in pixels where that would read "50.0 megapixels; the
+    limit is 50.0 megapixels", or a limit under a tenth of a megapixel as 0.0."""
+    got, most = f"{pixels / 1e6:.1f} megapixels", f"{limit / 1e6:.1f} megapixels"
+    if got == most or limit < 100_000:
+        got, most = f"{pixels:,} pixels", f"{limit:,} pixels"
+    return got, most
+
+
 def too_many_pixels(width: int, height: int, pixels: int, limit: int) -> str:
-    return (
-        f"the image is {width} × {height} pixels ({pixels / 1e6:.1f} megapixels); "
-        f"the limit is {limit / 1e6:.1f} megapixels"
-    )
+    got, most = pixel_counts(pixels, limit)
+    return f"the image is {width} × {height} pixels ({got}); the limit is {most}"
 
 
 def too_large_to_open(width: int | None, height: int | None, pixels: int, limit: int) -> str:
     """Pillow refuses to open it at all; the dimensions when its header gave them."""
-    megapixels = f"{pixels / 1e6:.1f} megapixels"
-    size = f"{width} × {height} pixels ({megapixels})" if width and height else megapixels
-    return (
-        f"the image is {size}, too large to open safely; the limit is {limit / 1e6:.1f} megapixels"
-    )
+    got, most = pixel_counts(pixels, limit)
+    size = f"{width} × {height} pixels ({got})" if width and height else got
+    return f"the image is {size}, too large to open safely; the limit is {most}"
 
 
 def too_thin(width: int, height: int, ratio: float, limit: float) -> str:
+    shown = f"{ratio:.0f}"
+    if float(shown) <= limit:  # "(20:1); the limit is 20:1" for 2041 x 100
+        shown = f"{ratio:.2f}".rstrip("0").rstrip(".")
     return (
         f"the image is {width} × {height} pixels, too long and thin "
-        f"({ratio:.0f}:1); the limit is {limit:g}:1"
+        f"({shown}:1); the limit is {limit:g}:1"
     )
 
 

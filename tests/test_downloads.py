@@ -216,7 +216,8 @@ async def test_a_429_is_tried_again_only_as_soon_as_it_asks(
 ) -> None:
     assert await download(session, origin.url("/busy.png?fail=1&status=429&after=3"), LIMIT)
     assert pauses == [3.0]
-    for after in ("60", "Wed, 21 Oct 2026 07:28:00 GMT"):
+    # A date, and digits that are not ASCII ones (str.isdigit takes "²"): a long wait.
+    for after in ("60", "Wed, 21 Oct 2026 07:28:00 GMT", "²", "1e1"):
         origin.hits.clear()
         with pytest.raises(DownloadError, match="HTTP 429"):
             await download(session, origin.url(f"/busy.png?fail=1&status=429&after={after}"), LIMIT)

@@ -318,6 +318,38 @@ def test_too_large_reason_is_readable() -> None:
 
 
 @pytest.mark.parametrize(
+    ("size", "limits", "refusal"),
+    [
+        (
+            (7072, 7072),
+            ImageLimits(max_pixels=50_000_000),
+            "the image is 7072 × 7072 pixels (50,013,184 pixels); the limit is 50,000,000 pixels",
+        ),
+        (
+            (300, 300),
+            ImageLimits(max_pixels=40_000),
+            "the image is 300 × 300 pixels (90,000 pixels); the limit is 40,000 pixels",
+        ),
+        (
+            (2041, 100),
+            ImageLimits(max_aspect_ratio=20),
+            "the image is 2041 × 100 pixels, too long and thin (20.41:1); the limit is 20:1",
+        ),
+    ],
+)
+def test_a_refusal_never_reads_as_the_limit_itself(
+    size: tuple[int, int], limits: ImageLimits, refusal: str
+) -> None:
+    """Rounded to the limit's precision, a size just over it read "(50.0 megapixels); the
+    limit is 50.0 megapixels", and a small limit "0.0 megapixels"."""
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, "PNG")
+    with pytest.raises(ImageError) as info:
+        load_image(buffer.getvalue(), limits)
+    assert info.value.reason == refusal
+
+
+@pytest.mark.parametrize(
     ("name", "refusal"),
     [
         (

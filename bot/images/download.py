@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import aiohttp
 from yarl import URL
@@ -20,6 +21,7 @@ CHUNK = 64 * 1024
 # time already. A 429 asking for a longer wait than MAX_RETRY_AFTER_S is not waited out.
 RETRY_PAUSES_S = (0.5, 2.0)
 MAX_RETRY_AFTER_S = 5.0
+_DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # Retry-After's delay-seconds
 
 
 class DownloadError(Exception):
@@ -106,8 +108,9 @@ async def _download_once(
 def _refused(resp: aiohttp.ClientResponse) -> DownloadError:
     text = wording.fetch_refused(resp.status)
     if resp.status == 429:  # Retry-After in seconds (RFC 9110, 10.2.3); a date: a long wait
-        wait = resp.headers.get("Retry-After", "0")
-        again_in = max(0.0, float(wait)) if wait.replace(".", "", 1).isdigit() else float("inf")
+        wait = resp.headers.get("Retry-After", "0").strip()
+        seconds = _DELAY_SECONDS.fullmatch(wait)  # not str.isdigit, which takes "²"
+        again_in = float(wait) if seconds else float("inf")
         return DownloadError(text, transient=True, again_in=again_in)
     if resp.status >= 500:
         return DownloadError(text, transient=True, again_in=0.0)
