@@ -957,3 +957,37 @@ async def test_retention_applies_as_time_passes_without_new_writes(
     finally:
         await index.close()
         workers.shutdown()
+
+
+class FailingCommit:
+    """The store's connection, whose COMMIT fails: with WAL, a full disk is told there."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_channel_settings_in_memory_change_only_once_committed(index: IndexStore) -> None:
+    """`!alttext on` that the disk refused must not start describing images in that channel
+    until the next restart, nor a channel's removal forget its settings in memory alone."""
+    assert index.set_reposts(1, 10, True) and index.set_alt_text(1, 10, True)
+    real = index._conn
+    index._conn = FailingCommit(real)  # type: ignore[assignment]
+    for change in (
+        lambda: index.set_reposts(1, 11, True),
+        lambda: index.set_alt_text(1, 10, False),
+        lambda: index.remove_channel(10),
+    ):
+        with pytest.raises(sqlite3.OperationalError):
+            change()
+        assert index.repost_channels == {10} and index.alt_text_channels == {10}
+        assert not real.in_transaction
+    index._conn = real
+    assert index.set_alt_text(1, 10, False) and index.alt_text_channels == frozenset()

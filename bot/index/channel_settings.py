@@ -25,16 +25,22 @@ class ChannelSettings(Database):
     def _set_channel(self, table: str, guild_id: int, channel_id: int, on: bool) -> bool:
         with self._tx() as conn:
             changed = queries.set_channel(conn, table, guild_id, channel_id, on)
-            self._read_settings(conn)
+        self._reread_settings()
         return changed
 
     def _read_settings(self, conn: sqlite3.Connection) -> None:
         self.repost_channels, self.alt_text_channels = queries.channel_settings(conn)
 
+    def _reread_settings(self) -> None:
+        """After a change is committed: with WAL, a full disk fails the COMMIT, after the
+        transaction's own reads already saw the change."""
+        with self._lock:
+            self._read_settings(self._conn)
+
     def _forget_settings(
         self, conn: sqlite3.Connection, where: str, params: list[tuple[object, ...]]
     ) -> None:
-        """Inside a transaction: the settings of channels gone (or of a server left)."""
+        """Inside a transaction: the settings of channels gone (or of a server left); the caller
+        rereads them once it has committed (`_reread_settings`)."""
         for table in ("reposts", "alt_text_channels"):
             conn.executemany(f"DELETE FROM {table} WHERE {where}", params)
-        self._read_settings(conn)

@@ -226,6 +226,8 @@ class IndexStore(Lookups, ChannelSettings, Described, Members):
                 conn.executemany(f"DELETE FROM descriptions WHERE {where}", params)
             if settings is not None or read_marks:
                 conn.executemany(f"DELETE FROM read_marks WHERE {where}", params)
+        if settings is not None:
+            self._reread_settings()
         self._vectors.remove(gone)
         return removed
 
