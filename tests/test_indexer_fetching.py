@@ -16,10 +16,11 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from bot.images import download as downloads
 from bot.images.decode import ImageLimits
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import ImageLoader
-from bot.index import uploads
+from bot.index import background, uploads
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
@@ -191,6 +192,54 @@ async def test_urls_of_uploads_removed_before_indexing_are_not_kept(
             assert await indexer.wait_until_done([CHANNEL], limit_s=60)
             assert await index.count([CHANNEL]) == 2
             assert indexer.uploads.urls == {}
+        finally:
+            await indexer.stop()
+            await index.close()
+
+
+async def test_an_image_that_keeps_failing_holds_back_no_other(
+    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oldest queued upload fails each time for now (a link preview whose site is down:
+    the media proxy answers 502). The queue is taken oldest first, so it was in every batch, and
+    each batch waited as in an outage. Now the others are indexed at once, and it stays queued,
+    to be tried again later on its own."""
+    monkeypatch.setattr(background, "RETRY_START_S", 60.0)  # an outage's wait would show
+    images = SlowCdn().images
+    broken_hits = 0
+
+    async def broken(request: web.Request) -> web.Response:
+        nonlocal broken_hits
+        broken_hits += 1
+        return web.Response(status=502)
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=images[int(request.match_info["n"])])
+
+    app = web.Application()
+    app.router.add_get("/broken.png", broken)
+    app.router.add_get("/{n}.png", image)
+    async with serving(app) as port, aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{port}"
+        first = ImageRef(1, CHANNEL, 999, 1999, 7, time.time())
+        sources = [ImageSource(first, f"{base}/broken.png", "broken.png", None)] + [
+            ImageSource(ImageRef(1, CHANNEL, 1000 + n, 2000 + n, 7, time.time()), f"{base}/{n}.png",
+                        f"{n}.png", None)
+            for n in range(UPLOADS)
+        ]  # fmt: skip
+        index = await ImageIndex.open(
+            tmp_path / "index.sqlite3", "tiny", service.workers, per_channel=100, retention_days=0
+        )
+        fetcher = MediaFetcher(session, ImageLoader(service.workers, ImageLimits()), frozenset())
+        indexer = Indexer(index, service, fetcher, resolve=lambda ref: asyncio.sleep(0))
+        try:
+            await indexer.submit(sources)
+            indexer.start()
+            good = [source.ref.key for source in sources[1:]]
+            assert await indexer.wait_for(good, limit_s=30)
+            assert await index.count([CHANNEL]) == UPLOADS
+            assert await index.pending_count([CHANNEL]) == 1
+            assert broken_hits == 1 + len(downloads.RETRY_PAUSES_S)  # one try, not one a batch
         finally:
             await indexer.stop()
             await index.close()

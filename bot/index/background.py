@@ -2,8 +2,9 @@
 
 A queued upload survives restarts (only IDs are stored; the message is fetched again for a fresh
 URL). Identical images are embedded once, by content hash. An outage costs time, never work:
-when Discord or the network fails, the batch waits (1 s, doubling, at most RETRY_CAP_S) and is
-tried again; only a failure that is the image's own (refused, undecodable, gone) drops it.
+when Discord or the network fails the whole batch, it waits (1 s, doubling, at most RETRY_CAP_S)
+and is tried again, and an upload that fails alone waits on its own (bot.index.deferrals); only
+a failure that is the image's own (refused, undecodable, gone) drops it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 
-import numpy as np
-from PIL import Image
-
 from bot.images.decode import ImageError
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import Decoded
-from bot.index.embedding import embed_frames
+from bot.index.deferrals import Deferrals
+from bot.index.embedding import embed_uploads
 from bot.index.image_index import ImageIndex
 from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
@@ -58,6 +57,7 @@ class Indexer:
         self._submitting = 0  # submits waiting for the database
         self._in_hand: set[Key] = set()  # the batch being indexed now, and the one fetched ahead
         self._ahead: Batch | None = None  # the next batch, fetched while this one is embedded
+        self._deferrals = Deferrals()
         # On a CPU the next batch's decoding waits for this batch's model call, which it slowed
         # by taking the cores (through the indexer 21-27 against 15-16 ms per photo, 2-core
         # AMD Zen 5); its downloads, which wait on the network, go ahead. A GPU needs the
@@ -133,7 +133,8 @@ class Indexer:
             return
         decoded = {ref.key: picture for ref, picture in fetched}
         try:
-            self.progress.indexed += await self.index.settle(await self._embed(refs, decoded), [])
+            ready = await embed_uploads(self.index, self.vision, refs, decoded)
+            self.progress.indexed += await self.index.settle(ready, [])
         except Exception as exc:  # the queue still holds them: the indexer tries again
             log.warning("%d fetched image(s) left to the indexer: %r", len(refs), exc)
             return
@@ -187,10 +188,11 @@ class Indexer:
             batch = self._ahead or await self._fetch_next(decode=True)
             self._ahead = None
             refs = batch.refs if batch else []
-            if batch is None:
+            if batch is None:  # until an upload comes, or a deferred one may be tried again
                 self.progress.log_summary(0)
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._deferrals.next_in())
                 return False
             waiting = await self._process(batch)
             self.progress.log_summary(await self.index.pending_count())
@@ -211,20 +213,25 @@ class Indexer:
         return waiting
 
     async def _fetch_next(self, *, decode: bool) -> Batch | None:
-        """The oldest queued images not in hand, their fetching begun; None if there are none."""
-        asked = self.batch_size + len(self._in_hand)
+        """The oldest queued images not in hand nor deferred, their fetching begun; None if there
+        are none."""
+        deferred = self._deferrals.waiting()
+        asked = self.batch_size + len(self._in_hand) + len(deferred)
         known = set(self.uploads.urls)
         queued = await self.index.pending(asked)
-        if len(queued) < asked:  # the whole queue: a URL kept for no row of it is of no use
-            self.uploads.forget(known - {ref.key for ref in queued} - self._in_hand)
-        refs = [ref for ref in queued if ref.key not in self._in_hand][: self.batch_size]
+        if len(queued) < asked:  # the whole queue: what is kept for no row of it is of no use
+            keys = {ref.key for ref in queued}
+            self.uploads.forget(known - keys - self._in_hand)
+            self._deferrals.keep_only(keys)
+        skipped = self._in_hand | deferred
+        refs = [ref for ref in queued if ref.key not in skipped][: self.batch_size]
         if not refs:
             return None
         self._in_hand.update(ref.key for ref in refs)
         return self.uploads.fetch(refs, decode=decode)
 
     async def _process(self, batch: Batch) -> bool:
-        """Indexes what it can of a batch; True when some of it must wait for an outage."""
+        """Indexes what it can of a batch; True when all of it must wait (an outage)."""
         batch.decode.set()
         try:
             return await self._index(batch)
@@ -253,40 +260,17 @@ class Indexer:
             # the step's wait paces. A database that refuses this query fails the next step.
             with contextlib.suppress(sqlite3.Error):
                 self._ahead = await self._fetch_next(decode=self._decode_ahead)
-        ready = await self._embed([r for r in refs if r.key in fetched], fetched)
+        ready = await embed_uploads(
+            self.index, self.vision, [r for r in refs if r.key in fetched], fetched
+        )
         self.progress.indexed += await self.index.settle(ready, gone)
         for ref in refs:
             if ref not in waiting:
                 self.uploads.urls.pop(ref.key, None)
-        return bool(waiting)
-
-    async def _embed(
-        self, refs: list[ImageRef], fetched: dict[Key, Decoded]
-    ) -> list[tuple[ImageRef, str, np.ndarray]]:
-        """Each ref with its content hash and embedding (one row per frame); identical images
-        are embedded once."""
-        ready: list[tuple[ImageRef, str, np.ndarray]] = []
-        to_embed: dict[str, list[ImageRef]] = {}
-        frames: dict[str, tuple[Image.Image, ...]] = {}
-        # One question for the batch, not one per image: with a model as fast as a GPU's (a
-        # sleep, 2-core AMD Zen 5) the 16 round trips to the db thread took 1.2-1.3 of a photo's
-        # 4.6-5.5 ms, one question 0.14-0.2 (the whole was bound by decoding and pixels either way).
-        digests = {fetched[ref.key].digest for ref in refs}
-        known = await self.index.embeddings_for_hashes(digests) if digests else {}
-        for ref in refs:
-            digest = fetched[ref.key].digest
-            if digest in to_embed:
-                to_embed[digest].append(ref)
-            elif digest in known:
-                ready.append((ref, digest, known[digest]))
-            else:
-                to_embed[digest] = [ref]
-                frames[digest] = fetched[ref.key].frames
-        if to_embed:
-            vectors = await embed_frames(self.vision, list(frames.values()), background=True)
-            for (digest, twins), vector in zip(to_embed.items(), vectors, strict=True):
-                ready.extend((ref, digest, vector) for ref in twins)
-        return ready
+        outage = len(waiting) == len(refs)
+        if not outage:
+            self._deferrals.defer(ref.key for ref in waiting)
+        return outage
 
 
 def _refs(sources: dict[Key, ImageSource]) -> list[ImageRef]:

@@ -1,0 +1,45 @@
+"""Queued uploads whose download failed for now while the rest of their batch came through.
+
+Each waits on its own, FIRST_WAIT_S at first and twice as long after each failure (at most
+LONGEST_WAIT_S), and stays queued. The queue is taken oldest first, so one such upload (a link
+preview whose site is down: the media proxy answers 5xx) used to be in every batch, and each
+batch waited as in an outage, up to five minutes. When a whole batch fails, it is an outage, and
+the batch waits as before (bot.index.background). Kept in memory: a restart tries them all again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable
+
+from bot.index.refs import Key
+
+FIRST_WAIT_S = 60.0
+LONGEST_WAIT_S = 3600.0
+
+
+class Deferrals:
+    def __init__(self) -> None:
+        self._until: dict[Key, tuple[float, float]] = {}  # key: (tried again after, last wait)
+
+    def defer(self, keys: Iterable[Key]) -> None:
+        now = time.monotonic()
+        for key in keys:
+            _, last = self._until.get(key, (0.0, FIRST_WAIT_S / 2))
+            wait = min(2 * last, LONGEST_WAIT_S)
+            self._until[key] = (now + wait, wait)
+
+    def waiting(self) -> set[Key]:
+        """The uploads not to be tried yet."""
+        now = time.monotonic()
+        return {key for key, (until, _) in self._until.items() if until > now}
+
+    def next_in(self) -> float | None:
+        """Seconds until the next one may be tried; None when none waits."""
+        if not self._until:
+            return None
+        return max(0.0, min(until for until, _ in self._until.values()) - time.monotonic())
+
+    def keep_only(self, queued: Collection[Key]) -> None:
+        """Forgets the uploads no longer queued (indexed, dropped or deleted)."""
+        self._until = {key: entry for key, entry in self._until.items() if key in queued}
