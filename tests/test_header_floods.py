@@ -40,6 +40,12 @@ def png_with_private_chunks(count: int) -> bytes:
     return png[:after_header] + chunk(b"aaAa", b"") * count + png[after_header:]
 
 
+def png_with_empty_data_chunks(count: int) -> bytes:
+    png = encoded("PNG")
+    iend = png.rindex(b"IEND") - 4
+    return png[:iend] + chunk(b"IDAT", b"") * count + png[iend:]
+
+
 def gif_with_a_long_comment(sub_blocks: int) -> bytes:
     gif = encoded("GIF")
     after_screen = 13 + 3 * (2 << (gif[10] & 7)) if gif[10] & 0x80 else 13
@@ -58,6 +64,7 @@ FLOODS = {
     "jpeg segments": jpeg_with_empty_segments(ITEMS),
     "jpeg stray bytes": b"\xff\xd8" + b"\x00" * ITEMS + encoded("JPEG")[2:],
     "png chunks": png_with_private_chunks(ITEMS),
+    "png empty data chunks": png_with_empty_data_chunks(ITEMS + MAX_ITEMS),
     "gif comment": gif_with_a_long_comment(ITEMS),
     "gif frames": gif_of_frames(ITEMS),
     "gif data in 1-byte sub-blocks": gif_of_frames(1)[:-4]
@@ -90,6 +97,17 @@ def test_a_file_flooded_with_metadata_is_refused_before_pillow_reads_it(name: st
 def test_a_file_under_the_bound_still_decodes(data: bytes) -> None:
     assert not is_flooded(data)
     assert load_frames(data, LIMITS).caption.size[0] >= 1
+
+
+def test_a_large_png_in_many_data_chunks_is_not_a_flood() -> None:
+    """MAX_IMAGE_BYTES may be raised far past its 25 MB: a 200 MB PNG in libpng's 8 KB chunks
+    has 25,000 of them. The same count at 2 KB each (50 MB, header only: nothing decoded)."""
+    png = encoded("PNG")
+    iend = png.rindex(b"IEND") - 4
+    start = png.index(b"IDAT") - 4
+    data = png[:start] + chunk(b"IDAT", bytes(2048)) * 25_000 + png[iend:]
+    assert not is_flooded(data)
+    assert is_flooded(png[:start] + chunk(b"IDAT", bytes(1024)) * 50_000 + png[iend:])
 
 
 def test_no_image_of_the_corpus_counts_as_flooded() -> None:

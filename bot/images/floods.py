@@ -15,8 +15,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # milliseconds; an APNG or a GIF of this many frames is refused too.
 MAX_ITEMS = 20_000
 # A GIF's picture data comes in sub-blocks that encoders fill to 255 bytes; Pillow steps over
-# them one by one when it counts the frames.
+# them one by one when it counts the frames. A PNG's comes in chunks of 8 KB or more (libpng's
+# default), which Pillow reads one by one too; a file over MAX_IMAGE_BYTES' default, which an
+# admin may raise, has more of them than MAX_ITEMS.
 GIF_DATA_BYTES_PER_BLOCK = 200
+PNG_DATA_BYTES_PER_CHUNK = 2048
 
 
 def is_flooded(data: bytes) -> bool:
@@ -25,7 +28,7 @@ def is_flooded(data: bytes) -> bool:
     if data.startswith(b"\xff\xd8"):
         return _jpeg_items(data) > MAX_ITEMS
     if data.startswith(PNG_SIGNATURE):
-        return _png_chunks(data) > MAX_ITEMS
+        return _png_flooded(data)
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return _gif_flooded(data)
     return False
@@ -50,16 +53,22 @@ def _jpeg_items(data: bytes) -> int:
     return items
 
 
-def _png_chunks(data: bytes) -> int:
-    """Chunks, counted up to MAX_ITEMS + 1: Pillow reads each one's header in Python, the
-    picture's data chunks included, as it decodes."""
-    chunks, pos, end = 0, len(PNG_SIGNATURE), len(data)
-    while pos + 8 <= end and chunks <= MAX_ITEMS:
-        chunks += 1
-        if data[pos + 4 : pos + 8] == b"IEND":
+def _png_flooded(data: bytes) -> bool:
+    """Too many chunks: Pillow reads each one's header in Python, the picture's data chunks
+    (IDAT, and an animation's fdAT) included, as it decodes."""
+    items = data_chunks = 0
+    data_limit = MAX_ITEMS + len(data) // PNG_DATA_BYTES_PER_CHUNK
+    pos, end = len(PNG_SIGNATURE), len(data)
+    while pos + 8 <= end and items <= MAX_ITEMS and data_chunks <= data_limit:
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IEND":
             break
+        if kind in (b"IDAT", b"fdAT"):
+            data_chunks += 1
+        else:
+            items += 1
         pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
-    return chunks
+    return items > MAX_ITEMS or data_chunks > data_limit
 
 
 def _gif_flooded(data: bytes) -> bool:
