@@ -27,7 +27,10 @@ def too_many_scans(limit: int) -> str:
 
 
 def metadata_flood(limit: int) -> str:
-    return f"the file holds more than {limit:,} blocks of metadata, too many to read safely"
+    return (
+        f"the file is cut into more than {limit:,} blocks (of metadata, frames or picture "
+        "data), too many to read safely"
+    )
 
 
 FILE_TRUNCATED = "the image is cut off: the file is incomplete"
@@ -104,7 +107,7 @@ def colour_mode_refused(mode: str) -> str:
     return f"this image's colour format ({mode}) is not supported"
 
 
-def pixel_counts(pixels: int, limit: int) -> tuple[str, str]:
+def _pixel_counts(pixels: int, limit: int) -> tuple[str, str]:
     """Both in megapixels to a tenth; in pixels where that would read "50.0 megapixels; the
     limit is 50.0 megapixels", or a limit under a tenth of a megapixel as 0.0."""
     got, most = f"{pixels / 1e6:.1f} megapixels", f"{limit / 1e6:.1f} megapixels"
@@ -114,13 +117,13 @@ def pixel_counts(pixels: int, limit: int) -> tuple[str, str]:
 
 
 def too_many_pixels(width: int, height: int, pixels: int, limit: int) -> str:
-    got, most = pixel_counts(pixels, limit)
+    got, most = _pixel_counts(pixels, limit)
     return f"the image is {width} × {height} pixels ({got}); the limit is {most}"
 
 
 def too_large_to_open(width: int | None, height: int | None, pixels: int, limit: int) -> str:
     """Pillow refuses to open it at all; the dimensions when its header gave them."""
-    got, most = pixel_counts(pixels, limit)
+    got, most = _pixel_counts(pixels, limit)
     size = f"{width} × {height} pixels ({got})" if width and height else got
     return f"the image is {size}, too large to open safely; the limit is {most}"
 

@@ -25,7 +25,7 @@ GIF_BYTES_PER_SUB_BLOCK = 64
 
 
 def is_flooded(data: bytes) -> bool:
-    """Whether the file holds more items than MAX_ITEMS (only JPEG, PNG and GIF: libwebp and
+    """Whether the file holds more items than its bound (only JPEG, PNG and GIF: libwebp and
     libavif read their own containers, in C, and a BMP has a fixed header)."""
     if data.startswith(b"\xff\xd8"):
         return _jpeg_items(data) > MAX_ITEMS

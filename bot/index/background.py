@@ -189,7 +189,7 @@ class Indexer:
             self._ahead = None
             refs = batch.refs if batch else []
             if batch is None:  # until an upload comes, or a deferred one may be tried again
-                self.progress.log_summary(0)
+                self.progress.log_summary(len(self._deferrals.waiting()))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._deferrals.next_in())
