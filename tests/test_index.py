@@ -426,6 +426,28 @@ def test_equal_images_score_equally_wherever_their_rows_lie(dim: int) -> None:
         assert keys(hits) == [(10_000 + i, 1) for i in reversed(wanted)]
 
 
+def test_a_store_that_cannot_grow_stays_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No memory to grow (after the rows are committed to SQLite): the new rows are left out,
+    and the store's keys still name the rows that hold them."""
+    store = VectorStore(8)
+    store.add([ref(m) for m in range(1, 4)], [unit(m, 8) for m in range(1, 4)])
+    store.reserve(3)
+
+    def out_of_memory(capacity: int) -> None:
+        raise MemoryError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "reserve", out_of_memory)
+        with pytest.raises(MemoryError):
+            store.add([ref(2), ref(7)], [unit(5, 8), unit(7, 8)])
+    assert len(store) == 3
+    assert keys(store.search(unit(2, 8), [10], top=1)) == [(2, 1)]  # its old vector
+    assert store.remove([(1, 1), (7, 1)]) == 1
+    assert sorted(keys(store.search(unit(3, 8), [10], top=5))) == [(2, 1), (3, 1)]
+    store.add([ref(7)], [unit(7, 8)])
+    assert keys(store.search(unit(7, 8), [10], top=1)) == [(7, 1)] and len(store) == 3
+
+
 def test_last_message_id_and_channels(index: IndexStore) -> None:
     assert index.last_message_id(10) is None
     assert index.channels() == []

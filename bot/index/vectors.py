@@ -78,16 +78,17 @@ class VectorStore:
         positions = np.empty(len(last), np.int64)
         n = self._n
         where = self._pos
+        new_keys: list[Key] = []
         for j, key in enumerate(last):
             pos = where.get(key)
             if pos is None:
-                pos = where[key] = n
-                n += 1
+                pos = n + len(new_keys)
+                new_keys.append(key)
             positions[j] = pos
         capacity = len(self._ids)
-        if n > capacity:
-            self.reserve(max(n, int(capacity * _GROWTH), capacity + _MIN_GROW))
-        self._n = n
+        if n + len(new_keys) > capacity:
+            grown = max(n + len(new_keys), int(capacity * _GROWTH), capacity + _MIN_GROW)
+            self.reserve(grown)
         chosen = [refs[i] for i in take.tolist()]
         codes = self._codes
         self._mat[positions] = vecs[take]
@@ -104,6 +105,10 @@ class VectorStore:
         ]
         self._created[positions] = [r.created_at for r in chosen]
         self._code[positions] = [codes.setdefault(r.channel_id, len(codes)) for r in chosen]
+        # Published last: where growing fails (no memory), the store stays as it was. Keys
+        # recorded before would point past the live rows, and removing one would move others.
+        where.update(zip(new_keys, range(n, n + len(new_keys)), strict=True))
+        self._n = n + len(new_keys)
 
     def remove(self, keys: Iterable[Key]) -> int:
         """Remove rows by key (unknown keys are ignored); returns how many were removed.
