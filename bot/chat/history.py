@@ -119,15 +119,18 @@ async def _archived_meanwhile(
     where: tuple[int, int, int],
     later: list[int],
 ) -> discord.Thread | None:
-    """A known thread missing from the cache: archived, perhaps after images came while the
-    bot was away (only active threads come with their server: threads.mdx, "Active & Archived
-    Threads"). Asked for only if written in at most a week (the longest auto-archive) before
-    `since`, the newest message known in its server: an older one was archived before."""
+    """A known channel missing from the cache: a thread archived, perhaps after images came
+    while the bot was away, or a channel deleted meanwhile (a server comes with all its
+    channels but only its active threads: gateway-events.mdx, "Guild Create Extra Fields").
+    A thread is asked for only if written in at most a week (the longest auto-archive) before
+    `since`, the newest message known in its server: an older one was archived before. Any
+    other channel is asked for: the 404 removes what is kept of it."""
     channel_id, since, before = where
     newest = await index.last_message_id(channel_id, before)
     if newest is None or not access.can_read(channel_id):
         return None
-    if discord.utils.snowflake_time(since) - discord.utils.snowflake_time(newest) > ARCHIVE_MAX:
+    quiet = discord.utils.snowflake_time(since) - discord.utils.snowflake_time(newest)
+    if quiet > ARCHIVE_MAX and await index.is_thread(channel_id):
         return None
     try:
         channel = await client.fetch_channel(channel_id)

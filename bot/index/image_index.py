@@ -207,6 +207,9 @@ class ImageIndex:
     async def channels(self) -> list[tuple[int | None, int]]:
         return await self._workers.run("db", self._store.channels)
 
+    async def is_thread(self, channel_id: int) -> bool:
+        return await self._workers.run("db", self._store.is_thread, channel_id)
+
     async def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
         """(thread_id, parent_id) of the threads of these channels that hold indexed images."""
         return await self._workers.run("db", self._store.threads_under, list(parent_ids))

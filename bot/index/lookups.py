@@ -115,6 +115,10 @@ class Lookups(Database):
         with self._lock:
             return queries.last_message_id(self._conn, channel_id, before, server=server)
 
+    def is_thread(self, channel_id: int) -> bool:
+        with self._lock:
+            return queries.is_thread(self._conn, channel_id)
+
     def threads_under(self, parent_ids: Collection[int]) -> list[tuple[int, int]]:
         with self._lock:
             return queries.threads_under(self._conn, parent_ids)

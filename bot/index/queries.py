@@ -180,6 +180,17 @@ def guilds(conn: sqlite3.Connection) -> set[int]:
     return {guild for (guild,) in conn.execute(union) if guild is not None}
 
 
+def is_thread(conn: sqlite3.Connection, channel_id: int) -> bool:
+    """Whether what is kept of the channel names a parent channel (a thread's rows do)."""
+    (found,) = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM images WHERE channel_id = ? AND parent_id IS NOT NULL) "
+        "OR EXISTS (SELECT 1 FROM pending WHERE channel_id = ? AND parent_id IS NOT NULL) "
+        "OR EXISTS (SELECT 1 FROM read_marks WHERE channel_id = ? AND parent_id IS NOT NULL)",
+        (channel_id, channel_id, channel_id),
+    ).fetchone()
+    return bool(found)
+
+
 def channels(conn: sqlite3.Connection) -> list[tuple[int | None, int]]:
     rows = conn.execute(
         "SELECT DISTINCT guild_id, channel_id FROM ("

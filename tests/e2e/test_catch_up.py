@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,42 @@ async def test_a_thread_written_in_then_archived_while_the_bot_was_away_is_caugh
         missed = await new_session_missing(server, bot, post_then_archive)
         assert bot.get_channel(thread) is None
         await attachment_indexed(bot, missed)
+
+
+async def test_a_channel_deleted_while_the_bot_was_away_takes_its_images_along(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing from its server's channels (all of which come with the server; of threads, the
+    active ones only: gateway-events.mdx, "Guild Create Extra Fields"), and quiet for longer
+    than a thread stays unarchived (a week, here a second): it is asked for all the same, and
+    the 404 removes what it held. A thread as quiet was archived before: not asked for."""
+    monkeypatch.setattr(history, "ARCHIVE_MAX", timedelta(seconds=1))
+    thread = server.add_thread(world.general, "pics")
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        old = await server.post_message(world.other, world.bob, "", attachments=[
+            ("old.png", shape_png("red", "circle"), "image/png")])  # fmt: skip
+        threaded = await server.post_message(thread, world.bob, "", attachments=[
+            ("t.png", shape_png("blue", "circle"), "image/png")])  # fmt: skip
+        await attachment_indexed(bot, old)
+        await attachment_indexed(bot, threaded)
+        await server.archive_thread(thread)
+        await asyncio.sleep(1.2)
+        await attachment_indexed(bot, await upload(server, world, "week.png", "blue"))
+
+        async def delete_other() -> dict:
+            await server.delete_channel(world.other)
+            return await upload(server, world, "meanwhile.png", "green")
+
+        await attachment_indexed(bot, await new_session_missing(server, bot, delete_other))
+        key = int(old["id"]), int(old["attachments"][0]["id"])
+        await eventually(lambda: _not(is_indexed(bot, *key)))
+        assert world.other not in {channel for _, channel in await bot.index.channels()}
+        assert ("GET", f"/channels/{thread}") not in server.requests
+        await attachment_indexed(bot, threaded)  # (an archived thread's images are kept)
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
 
 
 async def test_an_archived_thread_discord_failed_on_is_asked_for_again(
