@@ -197,20 +197,35 @@ async def test_urls_of_uploads_removed_before_indexing_are_not_kept(
             await index.close()
 
 
-async def test_an_image_that_keeps_failing_holds_back_no_other(
-    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The oldest queued upload fails each time for now (a link preview whose site is down:
-    the media proxy answers 502). The queue is taken oldest first, so it was in every batch, and
-    each batch waited as in an outage. Now the others are indexed at once, and it stays queued,
-    to be tried again later on its own."""
-    monkeypatch.setattr(background, "RETRY_START_S", 60.0)  # an outage's wait would show
+class Hits:
+    """How many times a link was asked for."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Condition()
+
+    async def hit(self) -> None:
+        async with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    async def reach(self, count: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.count >= count)
+
+
+@contextlib.asynccontextmanager
+async def a_dead_link_first(
+    service: VisionService, tmp_path: Path
+) -> AsyncIterator[tuple[Indexer, ImageIndex, list[ImageSource], Hits]]:
+    """An indexer, not started, and UPLOADS + 1 sources: the first a link preview whose site
+    is down (the media proxy answers 502 each time), then UPLOADS images; and the dead link's
+    hits."""
     images = SlowCdn().images
-    broken_hits = 0
+    broken_hits = Hits()
 
     async def broken(request: web.Request) -> web.Response:
-        nonlocal broken_hits
-        broken_hits += 1
+        await broken_hits.hit()
         return web.Response(status=502)
 
     async def image(request: web.Request) -> web.Response:
@@ -233,13 +248,46 @@ async def test_an_image_that_keeps_failing_holds_back_no_other(
         fetcher = MediaFetcher(session, ImageLoader(service.workers, ImageLimits()), frozenset())
         indexer = Indexer(index, service, fetcher, resolve=lambda ref: asyncio.sleep(0))
         try:
-            await indexer.submit(sources)
-            indexer.start()
-            good = [source.ref.key for source in sources[1:]]
-            assert await indexer.wait_for(good, limit_s=30)
-            assert await index.count([CHANNEL]) == UPLOADS
-            assert await index.pending_count([CHANNEL]) == 1
-            assert broken_hits == 1 + len(downloads.RETRY_PAUSES_S)  # one try, not one a batch
+            yield indexer, index, sources, broken_hits
         finally:
             await indexer.stop()
             await index.close()
+
+
+async def test_an_image_that_keeps_failing_holds_back_no_other(
+    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oldest queued upload fails each time for now (a link preview whose site is down:
+    the media proxy answers 502). The queue is taken oldest first, so it was in every batch, and
+    each batch waited as in an outage. Now the others are indexed at once, and it stays queued,
+    to be tried again later on its own."""
+    monkeypatch.setattr(background, "RETRY_START_S", 60.0)  # an outage's wait would show
+    async with a_dead_link_first(service, tmp_path) as (indexer, index, sources, broken_hits):
+        await indexer.submit(sources)
+        indexer.start()
+        good = [source.ref.key for source in sources[1:]]
+        assert await indexer.wait_for(good, limit_s=30)
+        assert await index.count([CHANNEL]) == UPLOADS
+        assert await index.pending_count([CHANNEL]) == 1
+        assert broken_hits.count == 1 + len(downloads.RETRY_PAUSES_S)  # one try, not one a batch
+
+
+async def test_uploads_that_come_while_a_lone_failing_one_waits_are_tried_at_once(
+    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dead link was all that was queued: its batch failed whole, which reads as an
+    outage. The uploads that come meanwhile are not held back by its wait (a minute here, up
+    to five in all); with them it fails alone, and waits on its own."""
+    monkeypatch.setattr(background, "RETRY_START_S", 60.0)
+    tries = 1 + len(downloads.RETRY_PAUSES_S)
+    async with a_dead_link_first(service, tmp_path) as (indexer, index, sources, broken_hits):
+        await indexer.submit(sources[:1])
+        indexer.start()
+        await asyncio.wait_for(broken_hits.reach(tries), 30)
+        await asyncio.sleep(0.2)  # the batch is over: its wait has begun
+        await indexer.submit(sources[1:])
+        good = [source.ref.key for source in sources[1:]]
+        assert await indexer.wait_for(good, limit_s=30)
+        assert await index.count([CHANNEL]) == UPLOADS
+        assert await index.pending_count([CHANNEL]) == 1
+        assert broken_hits.count == 2 * tries

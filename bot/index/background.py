@@ -2,9 +2,10 @@
 
 A queued upload survives restarts (only IDs are stored; the message is fetched again for a fresh
 URL). Identical images are embedded once, by content hash. An outage costs time, never work:
-when Discord or the network fails the whole batch, it waits (1 s, doubling, at most RETRY_CAP_S)
-and is tried again, and an upload that fails alone waits on its own (bot.index.deferrals); only
-a failure that is the image's own (refused, undecodable, gone) drops it.
+when Discord or the network fails the whole batch, it waits (1 s, doubling, at most RETRY_CAP_S,
+cut short by a new upload if the batch held all that was queued) and is tried again; an upload
+that fails alone waits on its own (bot.index.deferrals); only a failure that is the image's own
+(refused, undecodable, gone) drops it.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Indexer:
         # cores for nothing else, so there the next batch decodes ahead too.
         self._decode_ahead = vision.device.type != "cpu" if decode_ahead is None else decode_ahead
         self._wake = asyncio.Event()
+        self._failed_whole_queue = False  # the last batch failed, and held all that was queued
         self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -121,7 +123,8 @@ class Indexer:
             self._submitting -= 1
         # Only what was queued is fetched later; a skipped source's URL is not kept.
         self.uploads.urls.update((ref.key, by_key[ref.key]) for ref in added)
-        self._wake.set()
+        if added or self._held:
+            self._wake.set()
         return len(added)
 
     async def index_fetched(self, fetched: list[tuple[ImageRef, Decoded]]) -> None:
@@ -175,14 +178,26 @@ class Indexer:
         wait = RETRY_START_S
         while True:
             if await self._step():
-                await asyncio.sleep(wait)
+                await self._wait_out(wait)
                 wait = min(wait * 2, RETRY_CAP_S)
             else:
                 wait = RETRY_START_S
 
+    async def _wait_out(self, wait: float) -> None:
+        """An outage's wait. When all that was queued fit in the batch that failed, the trouble
+        may be those uploads' own (a link preview whose site is down): one queued meanwhile is
+        tried at once with them, and if it comes through, they wait on their own (Deferrals)."""
+        if not self._failed_whole_queue:
+            await asyncio.sleep(wait)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
     async def _step(self) -> bool:
         """One batch; True when it must wait (an outage, or a database that refuses work)."""
         refs: list[ImageRef] = []
+        self._failed_whole_queue = False
+        self._wake.clear()  # set again by what is queued from now on
         try:
             await self._queue_held()
             batch = self._ahead or await self._fetch_next(decode=True)
@@ -190,7 +205,6 @@ class Indexer:
             refs = batch.refs if batch else []
             if batch is None:  # until an upload comes, or a deferred one may be tried again
                 self.progress.log_summary(len(self._deferrals.waiting()))
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._deferrals.next_in())
                 return False
@@ -270,6 +284,7 @@ class Indexer:
         outage = len(waiting) == len(refs)
         if not outage:
             self._deferrals.defer(ref.key for ref in waiting)
+        self._failed_whole_queue = outage and len(refs) < self.batch_size
         return outage
 
 
