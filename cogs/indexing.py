@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,6 +24,9 @@ BACKFILL_WAIT_S = 30 * 60
 class Indexing(commands.Cog):
     def __init__(self, bot: Glimpse) -> None:
         self.bot = bot
+        # Edits come in quick succession (a link's preview, then the author's change): one
+        # handled while another waits on the database must not queue again what it took away.
+        self._edits = asyncio.Lock()
 
     @commands.command(name="forget", usage="[@member | user ID | name]", extras=ANYWHERE)
     async def forget_command(self, ctx: commands.Context[Any], *, who: str = "") -> None:
@@ -120,11 +124,12 @@ class Indexing(commands.Cog):
         alt text changed by the edit is kept."""
         sources = self.bot.indexable(payload.message)
         kept = [source.ref.attachment_id for source in sources]
-        await self.bot.index.keep_only_attachments(payload.message_id, kept)
-        alt_texts = {s.ref.attachment_id: s.alt_text for s in sources if not s.from_embed}
-        if alt_texts:
-            await self.bot.index.set_alt_texts(payload.message_id, alt_texts)
-        await self.bot.indexer.submit(sources)
+        async with self._edits:
+            await self.bot.index.keep_only_attachments(payload.message_id, kept)
+            alt_texts = {s.ref.attachment_id: s.alt_text for s in sources if not s.from_embed}
+            if alt_texts:
+                await self.bot.index.set_alt_texts(payload.message_id, alt_texts)
+            await self.bot.indexer.submit(sources)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:

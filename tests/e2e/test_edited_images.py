@@ -4,12 +4,23 @@ match."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from bot.chat.client import Glimpse
 from bot.chat.sources import embed_key
-from tests.e2e.harness import World, bot_settings, indexed, is_indexed, running, shape_png
+from tests.e2e.harness import (
+    World,
+    bot_settings,
+    eventually,
+    indexed,
+    is_indexed,
+    running,
+    shape_png,
+)
 from tests.fakediscord import FakeDiscord
 
 GREEN, RED = "https://example.com/g.png", "https://example.com/r.png"
@@ -56,3 +67,37 @@ async def test_an_image_edited_away_while_the_bot_was_down_is_passed_over(
         assert shown["image"]["url"].split("?")[0].endswith("/b.png")
         assert not await is_indexed(bot, int(posted["id"]), a)
         assert await is_indexed(bot, int(posted["id"]), b)
+
+
+async def test_two_edits_in_quick_succession_leave_what_the_last_one_kept(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first edit's handling waits on the database while the second's runs: it must not
+    queue again the image that the second took away."""
+    posted = await server.post_message(world.general, world.bob, "", attachments=[
+        ("a.png", shape_png("green", "circle"), "image/png"),
+        ("b.png", shape_png("red", "square"), "image/png")])  # fmt: skip
+    await indexed(glimpse, 2)
+    a, b = (int(attachment["id"]) for attachment in posted["attachments"])
+    keep_only = glimpse.index.keep_only_attachments
+    calls = 0
+
+    async def slow_the_first(message_id: int, attachment_ids: list[int]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)
+        return await keep_only(message_id, attachment_ids)
+
+    monkeypatch.setattr(glimpse.index, "keep_only_attachments", slow_the_first)
+    await server.edit_message(world.general, int(posted["id"]), content="two pictures")
+    await server.edit_message(world.general, int(posted["id"]), keep_attachment_ids=[a])
+    await eventually(lambda: _at_least(calls, 2))
+    await asyncio.sleep(0.5)
+    await indexed(glimpse, 1)
+    assert await is_indexed(glimpse, int(posted["id"]), a)
+    assert not await is_indexed(glimpse, int(posted["id"]), b)
+
+
+async def _at_least(value: int, floor: int) -> bool:
+    return value >= floor
