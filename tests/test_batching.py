@@ -286,6 +286,22 @@ async def test_close_cancels_running_and_queued_waiters(runner: Runner) -> None:
     assert runner.sizes == [1]  # nothing else started
 
 
+async def test_close_ends_the_lane_when_a_request_comes_as_it_closes(runner: Runner) -> None:
+    """A request arrives while the lane waits to fill a batch, and the close comes before the
+    lane has woken: on Python 3.11, asyncio.wait_for then swallows the cancel (CPython
+    gh-86296), and a close that cancelled once waited for the lane forever."""
+    scheduler = Scheduler(max_batch=4, wait_s=10.0, max_pending=8)
+    scheduler.register("caption", runner)
+    first = asyncio.create_task(scheduler.submit("caption", "p", 1))
+    await settle()  # the lane waits for more of key "p", up to 10 s
+    second = asyncio.create_task(scheduler.submit("caption", "p", 2))
+    await asyncio.sleep(0)  # the second is queued, and has woken the lane's wait
+    await asyncio.wait_for(scheduler.close(), 5)
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+    assert runner.sizes == []
+
+
 async def test_cancelled_waiters_do_not_count_towards_max_pending(runner: Runner) -> None:
     scheduler = Scheduler(max_batch=4, wait_s=WAIT_S, max_pending=2)
     scheduler.register("caption", runner)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from bot import wording
 from bot.errors import UserError
+from bot.tasks import cancel_until_done
 
 INTERACTIVE, BACKGROUND = 0, 1
 
@@ -131,8 +132,7 @@ class Scheduler:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_until_done(self._task)  # (its batching wait may swallow one cancel)
             self._task = None
         for queue in self._queues:
             for job in queue:
