@@ -16,7 +16,7 @@ from torch import nn
 from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 from transformers.models.blip.modeling_blip import BlipAttention
 
-from bot.vision.checkpoints import from_pretrained, locate
+from bot.vision.checkpoints import Checkpoint, from_pretrained, locate
 from bot.vision.cores import Cores
 from bot.vision.decoder import Slots, TextDecoder
 from bot.vision.graphed import FixedSteps, fixed_length
@@ -80,6 +80,11 @@ class Captioner:
         self._fixed: FixedSteps | None = None
 
     @classmethod
+    def find(cls, model_id: str) -> Checkpoint:
+        """The BLIP checkpoint CAPTION_MODEL names, found and checked; no weights are read."""
+        return locate(model_id, cls.setting, "blip")
+
+    @classmethod
     def load(
         cls,
         model_id: str,
@@ -92,7 +97,7 @@ class Captioner:
     ) -> Captioner:
         """With `packed`, the vision encoder runs on int8 weights, the decode steps on int8
         or float16 ones, whichever this CPU runs faster (bot/vision/packed.py)."""
-        checkpoint = locate(model_id, cls.setting, "blip")
+        checkpoint = cls.find(model_id)
         processor = from_pretrained(BlipProcessor, checkpoint)
         model = from_pretrained(BlipForConditionalGeneration, checkpoint, dtype=dtype)
         use_sdpa_attention(model)

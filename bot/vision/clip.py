@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from bot.vision import cpu
-from bot.vision.checkpoints import from_pretrained, locate
+from bot.vision.checkpoints import Checkpoint, from_pretrained, locate
 from bot.vision.kernels import compiled, warm_up
 from bot.vision.layers import quick_gelu_in_place
 from bot.vision.packed import own_memory, pack_linears, pack_search_encoder
@@ -70,13 +70,18 @@ class Embedder:
         self.images_per_call = max(1, CPU_ROWS // tokens) if device.type == "cpu" else None
 
     @classmethod
+    def find(cls, model_id: str) -> Checkpoint:
+        """The checkpoint SEARCH_MODEL names, found and checked; no weights are read."""
+        return locate(model_id, cls.setting, *MODELS)
+
+    @classmethod
     def load(
         cls, model_id: str, device: torch.device, dtype: torch.dtype, *, packed: bool = False
     ) -> Embedder:
         """With `packed`, the image encoder runs on int8 weights (all its linear layers where
         the CPU has VNNI, else its feed-forward layers), the text encoder and the projections
         (a few rows per weight) on float16 ones (bot/vision/packed.py)."""
-        checkpoint = locate(model_id, cls.setting, *MODELS)
+        checkpoint = cls.find(model_id)
         processor_class, model_class = MODELS[checkpoint.model_type]
         processor = from_pretrained(processor_class, checkpoint)
         model = from_pretrained(model_class, checkpoint, dtype=dtype, attn_implementation="sdpa")

@@ -100,10 +100,14 @@ class VisionService:
         return self._captioner is not None or self._embedder is not None
 
     async def start(self) -> None:
-        """Loads both models now when PRELOAD_MODELS is on; otherwise the first use does."""
+        """Loads both models now when PRELOAD_MODELS is on; otherwise the first use does, and
+        the checkpoints are only found and checked now: a wrong one is the admin's to hear."""
         if self.settings.preload_models:
             await self.captioner()
             await self.embedder()
+        else:
+            await self.workers.run("model", Captioner.find, self.settings.caption_model)
+            await self.workers.run("model", Embedder.find, self.settings.search_model)
         if self.settings.model_idle_unload_s > 0 and self._unloader is None:
             self._unloader = asyncio.create_task(self._unload_when_idle(), name="glimpse-unload")
 
@@ -180,15 +184,9 @@ class VisionService:
             return np.zeros((0, embedder.dim), np.float32)
         priority = BACKGROUND if background else INTERACTIVE
         self.scheduler.check_room(priority, len(images))
-        rows = await asyncio.gather(
-            *(
-                self.scheduler.submit(
-                    "image", None, self._prepare(embedder.preprocess_images, [image]), priority
-                )
-                for image in images
-            )
-        )
-        return np.concatenate(rows)
+        prepared = [self._prepare(embedder.preprocess_images, [image]) for image in images]
+        submitted = (self.scheduler.submit("image", None, p, priority) for p in prepared)
+        return np.concatenate(await asyncio.gather(*submitted))
 
     async def text_scores(self) -> TextScores:
         """What a text query's score means for the search model (loads it if needed)."""

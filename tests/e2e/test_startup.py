@@ -225,8 +225,11 @@ async def test_the_message_content_intent_off_is_one_line(
     )
 
 
-async def test_a_checkpoint_of_the_wrong_kind_is_one_line(tmp_path: Path) -> None:
-    process = await start_bot(tmp_path, CAPTION_MODEL=str(TINY_CLIP))
+@pytest.mark.parametrize("preload", ["true", "false"])
+async def test_a_checkpoint_of_the_wrong_kind_is_one_line(tmp_path: Path, preload: str) -> None:
+    """Found and checked at start even when the models load on first use: else each member's
+    command would fail on it, and the admin hear of it from them."""
+    process = await start_bot(tmp_path, CAPTION_MODEL=str(TINY_CLIP), PRELOAD_MODELS=preload)
     lines = await stops_with(process)
     assert process.returncode == 1
     assert the_error(lines) == (
