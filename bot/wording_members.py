@@ -30,6 +30,14 @@ def forget_nobody(prefix: str) -> str:
     )
 
 
+def forget_ambiguous(prefix: str) -> str:
+    """`forget` named someone by a name that more than one person goes by."""
+    return (
+        "More than one person here goes by that name, so I removed nothing. Name one: "
+        f"`{prefix}forget @member`, or `{prefix}forget` and their user ID."
+    )
+
+
 def opted_out(removed: int, in_server: bool) -> str:
     where = "this server" if in_server else "this conversation"
     images = "image" if removed == 1 else "images"

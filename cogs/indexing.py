@@ -13,7 +13,7 @@ from bot import wording
 from bot.chat import answers, history
 from bot.chat.answers import ANYWHERE
 from bot.chat.client import Glimpse
-from bot.chat.people import may_name, named, person_named
+from bot.chat.people import AmbiguousName, may_name, named, person_named
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,12 @@ class Indexing(commands.Cog):
         # exists, and cannot make the bot ask Discord about strangers.
         if who and not can_forget_others and not may_name(ctx.author, who):
             raise _refusal(ctx)
-        target = await person_named(ctx, who) if who else ctx.author
+        prefix = self.bot.settings.command_prefix
+        try:
+            target = await person_named(ctx, who) if who else ctx.author
+        except AmbiguousName:
+            raise commands.BadArgument(wording.forget_ambiguous(prefix)) from None
         if target is None:
-            prefix = self.bot.settings.command_prefix
             raise commands.BadArgument(wording.forget_nobody(prefix))
         if target.id != ctx.author.id and not can_forget_others:
             raise _refusal(ctx)

@@ -83,6 +83,29 @@ async def test_a_moderator_forgets_someone_who_has_left(
     )
 
 
+async def test_a_name_two_members_go_by_forgets_neither(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """sam by username, samuel by display name: Discord lists both for "sam" (usernames that
+    start so), and discord.py's converter took the first of them."""
+    sam, samuel = server.add_user("sam"), server.add_user("samuel")
+    server.users[samuel]["global_name"] = "sam"  # the name shown for him everywhere
+    for member in (samuel, sam):
+        server.add_member(world.guild, member)
+    await post_images(server, world, {sam: 1, samuel: 2})
+    await indexed(glimpse, 3)
+    for text in ("!forget sam", '!forget "sam"', "!forget @sam"):
+        assert await ask(server, world, world.alice, text) == wording.forget_ambiguous("!")
+        assert await glimpse.index.count() == 3, text
+    assert await ask(server, world, world.alice, "!forget samuel") == (
+        "Removed 2 of sam's images from this server's index."
+    )
+    assert await ask(server, world, world.alice, f"!forget <@{sam}>") == (
+        "Removed 1 image of sam's from this server's index."
+    )
+    assert await glimpse.index.count() == 0
+
+
 async def test_without_manage_messages_only_your_own(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
