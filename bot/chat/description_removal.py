@@ -50,8 +50,8 @@ class DescriptionRemoval:
             return
         if payload.user_id != found.poster_id and not await self._moderates(payload):
             return
-        await self._delete(found)
-        await self.index.forget_descriptions([found.description_id])
+        if await self._delete(found):
+            await self.index.forget_descriptions([found.description_id])
 
     async def deleted(self, message_ids: Collection[int]) -> bool:
         """Messages were deleted (or their images changed): the descriptions of those that had
@@ -59,7 +59,8 @@ class DescriptionRemoval:
         dropped = self.descriptions.deleted(message_ids)
         found = await self.index.forget_descriptions(message_ids)
         for description in found:
-            await self._delete(description)
+            if not await self._delete(description):  # kept, for a 🗑️ to take down later
+                await self.index.add_description(description)
         return dropped or bool(found)
 
     async def _moderates(self, payload: discord.RawReactionActionEvent) -> bool:
@@ -77,7 +78,9 @@ class DescriptionRemoval:
             log.info("cannot check permissions in channel %s: %s", payload.channel_id, exc)
             return False
 
-    async def _delete(self, found: Description) -> None:
+    async def _delete(self, found: Description) -> bool:
+        """Whether it is gone. Discord may refuse for now (a 5xx) or until a moderator acts
+        (403 in a locked thread: threads.mdx, "Locked Threads"): then its record is kept."""
         channel = self.client.get_partial_messageable(found.channel_id, guild_id=found.guild_id)
         try:
             await channel.get_partial_message(found.description_id).delete()
@@ -85,3 +88,5 @@ class DescriptionRemoval:
             pass  # deleted already
         except discord.HTTPException as exc:
             log.info("cannot delete description %s: %s", found.description_id, exc)
+            return False
+        return True

@@ -82,6 +82,33 @@ async def test_the_poster_or_a_moderator_deletes_it_with_a_wastebasket(
     await eventually(lambda: _equals(rows(glimpse), 0))
 
 
+async def test_a_description_discord_would_not_delete_can_be_taken_down_later(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A delete refused (403 in a locked thread, a 5xx past discord.py's retries) leaves the
+    description up; its record stays, so that the next 🗑️ can take it down."""
+    members_may_react(server, world)
+    await turn_on(server, world, world.general)
+    _, first = await post_described(server, world.general, world.bob, "a.png")
+    original, second = await post_described(server, world.general, world.bob, "b.png")
+    for message in (first, second):
+        server.fail_next("DELETE", rf"^/channels/\d+/messages/{message['id']}$", 403)
+    await server.react(world.general, int(first["id"]), world.bob, BIN)
+    await server.delete_message(world.general, int(original["id"]))
+
+    async def both_refused() -> bool:
+        return len(server.faults_served) == 2
+
+    await eventually(both_refused)
+    await asyncio.sleep(0.2)
+    assert exists(server, first) and exists(server, second) and rows(glimpse) == 2
+    # (bob's 🗑️ stays on the first: a moderator's takes it down)
+    for message, who in ((first, world.alice), (second, world.bob)):
+        await server.react(world.general, int(message["id"]), who, BIN)
+        await gone(server, message)
+    assert rows(glimpse) == 0
+
+
 async def _equals(value: int, expected: int) -> bool:
     return value == expected
 
