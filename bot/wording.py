@@ -257,6 +257,7 @@ OUT_OF_MEMORY = (
     "Try again in a moment, or with fewer images."
 )
 OUR_BUG = "Something went wrong on my side; the admins can find the details in the log."
+DISCORD_TROUBLE = "Discord is having trouble answering me right now; please try again in a minute."
 OWNERS_ONLY = "Only the bot's owners can do that."
 SERVERS_ONLY = "That works only in a server, not in DMs."
 NOT_HERE = "You can't use that command here."

@@ -90,6 +90,9 @@ class ReadAccess:
         except discord.Forbidden:
             self.refused(thread_id)
             return None
+        except discord.DiscordServerError as exc:  # for now: left out, and asked for next time
+            log.info("cannot look up archived thread %s: %s", thread_id, exc)
+            return None
         if not isinstance(channel, discord.Thread) or channel.parent_id is None:
             return None
         return ArchivedThread(thread_id, channel.parent_id, channel.is_private())

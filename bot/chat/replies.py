@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import discord
 from discord import app_commands
 from discord.ext import commands
 
@@ -34,6 +35,8 @@ def user_message(error: BaseException) -> str | None:
         return wording.image_not_fetched(error)
     if isinstance(error, FindSyntaxError):
         return wording.search_unreadable(error)
+    if isinstance(error, discord.DiscordServerError):  # a 5xx past discord.py's retries
+        return wording.DISCORD_TROUBLE
     if isinstance(error, UserError):
         return str(error)
     if isinstance(error, (commands.CommandOnCooldown, app_commands.CommandOnCooldown)):

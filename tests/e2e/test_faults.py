@@ -15,6 +15,7 @@ import discord
 import pytest
 import torch
 
+from bot import wording
 from bot.chat.client import Glimpse
 from bot.images import download as downloads
 from tests.e2e.harness import (
@@ -145,6 +146,20 @@ async def test_a_reply_discord_refuses_for_good_is_logged_and_the_bot_goes_on(
     assert errors_logged(caplog, discord.DiscordServerError)
     assert await caption(server, world, png("b.png", "red", "circle")) == "a red circle"
     assert [e["content"] for e in server.sent] == ["a red circle"]
+
+
+async def test_a_discord_server_error_in_a_command_is_discords_not_ours(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`!caption` with no image reads the channel's history; a 503 there (discord.py does not
+    retry one) is Discord's trouble for now: the member is told so, not that we have a bug."""
+    await server.post_message(world.general, world.bob, "", attachments=[png("a.png")])
+    server.fail_next("GET", r"^/channels/\d+/messages$", 503)
+    await server.post_message(world.general, world.alice, "!caption")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == wording.DISCORD_TROUBLE
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert await caption(server, world, png("b.png", "red", "circle")) == "a red circle"
 
 
 async def test_an_attachment_that_is_gone_gets_a_clear_reply(
