@@ -55,7 +55,8 @@ class Search(commands.Cog):
             # Only what the asker may read here, even in a reply everyone sees.
             here = {ctx.channel.id} & scope if split else scope
             if split:  # the wider search first: the asker waits once for pending work
-                everything = await finder.find(query, scope, ctx.channel.id, private=True)
+                wider = await finder.scope(request, ctx.channel, ctx.author, by_dm=True)
+                everything = await finder.find(query, wider, ctx.channel.id, private=True)
                 reply = await finder.find(query, here, ctx.channel.id, private=False, wait=False)
                 reply = await answers.copy_by_dm(ctx.author, reply, everything)
             else:

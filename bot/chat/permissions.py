@@ -26,9 +26,13 @@ def server_scope(
     member: discord.Member,
     origin: discord.abc.GuildChannel | discord.Thread,
     archived: Iterable[ArchivedThread] = (),
+    *,
+    by_dm: bool = False,
 ) -> set[int]:
     guild = member.guild
-    origin_nsfw = _is_nsfw(origin)
+    # Age-restricted content goes to a DM only once the user has allowed it in their settings,
+    # which a bot cannot see (application-commands.mdx, "Using Age-Restricted Commands").
+    origin_nsfw = _is_nsfw(origin) and not by_dm
     readable: set[int] = set()
     for channel in guild.channels:
         if isinstance(channel, discord.CategoryChannel):

@@ -85,17 +85,23 @@ class Finder:
         self.weak_below = weak_below  # None: the search model family's default
 
     async def scope(
-        self, request: FindRequest, channel: MessageableChannel, asker: discord.abc.User
+        self,
+        request: FindRequest,
+        channel: MessageableChannel,
+        asker: discord.abc.User,
+        *,
+        by_dm: bool = False,
     ) -> set[int]:
         """This channel only, or every channel the asking member can read now, archived
-        threads included; empty when the asker may not read this channel's history."""
+        threads included (`by_dm`: not age-restricted ones); empty when the asker may not read
+        this channel's history."""
         if (
             request.scope == "server"
             and isinstance(asker, discord.Member)
             and isinstance(channel, discord.abc.GuildChannel | discord.Thread)
         ):
             archived = await self.access.archived_threads(asker.guild)
-            return server_scope(asker, channel, archived)
+            return server_scope(asker, channel, archived, by_dm=by_dm)
         return {channel.id} if reads_history(channel, asker) else set()
 
     async def query(

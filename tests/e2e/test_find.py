@@ -225,6 +225,25 @@ async def test_a_public_server_search_waits_once_for_pending_work(
     assert [f"/{world.other}/" in e["url"] for e in dm["embeds"]] == [True]
 
 
+async def test_a_server_search_from_an_age_restricted_channel_sends_none_by_dm(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Searched from an age-restricted channel, the others count (in the channel's reply, its
+    own images only); the copy sent by DM leaves them out: a DM may carry age-restricted
+    content only once its reader has allowed it, which a bot cannot see
+    (application-commands.mdx, "Using Age-Restricted Commands")."""
+    after_dark = server.add_channel(world.guild, "after-dark", nsfw=True)
+    for channel in (after_dark, world.other):
+        await server.post_message(channel, world.bob, "", attachments=[
+            ("r.png", shape_png("red", "circle", seed=channel % 7), "image/png")])  # fmt: skip
+    await indexed(glimpse, 2)
+    reply = await ask(server, world, "!find a red circle top: 5 scope: server", channel=after_dark)
+    assert [f"/{after_dark}/" in e["url"] for e in reply["embeds"]] == [True]
+    assert wording.SENT_BY_DM in reply["content"]
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice))
+    assert [f"/{world.other}/" in e["url"] for e in dm["embeds"]] == [True]
+
+
 async def test_help_for_a_command_shows_its_syntax(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
