@@ -170,6 +170,9 @@ class Reposts:
             except discord.Forbidden:
                 self.access.refused(match.ref.channel_id)
                 continue
+            except discord.DiscordServerError as exc:  # Discord's trouble: no note this time
+                log.info("cannot fetch earlier post %s: %s", match.ref.message_id, exc)
+                return None
             if earlier is None:
                 continue
             if lost_image(earlier, match.ref.attachment_id, self.hosts):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import random
 import sqlite3
 from pathlib import Path
@@ -106,6 +107,28 @@ async def test_a_repost_gets_one_reply_linking_its_first_post(
     await asyncio.sleep(0.5)
     assert replies_to(server, new) == []
     assert all(len(replies_to(server, m)) == 1 for m in (again, own, similar, two))
+
+
+async def test_discord_failing_on_the_first_post_for_now_is_no_error(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first post is fetched afresh for its link; a 503 there (not retried by discord.py)
+    is Discord's trouble for now: no note this time, no error logged, and the next repost
+    gets its note."""
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    await settled(server, glimpse, 1)
+    server.fail_next("GET", rf"^/channels/{world.general}/messages/{first['id']}$", 503)
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+
+    async def refused() -> bool:
+        return len(server.faults_served) == 1
+
+    await eventually(refused)
+    later = await post(server, world.general, world.carol, image("c.png", "red", "circle"))
+    assert link(world, world.general, first) in await repost_reply(server, later)
+    assert replies_to(server, again) == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_only_this_channel_and_its_public_threads_are_compared(
