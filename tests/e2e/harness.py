@@ -256,6 +256,11 @@ async def another_post_tried(server: FakeDiscord, channel: int, before: int) -> 
     await eventually(tried)
 
 
+async def at_least(value: int, floor: int) -> bool:
+    """For `eventually(lambda: at_least(len(seen), 3))`: the lambda reads the value anew."""
+    return value >= floor
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """Polls `check` until it holds: gateway events reach the bot asynchronously."""
     deadline = asyncio.get_running_loop().time() + timeout

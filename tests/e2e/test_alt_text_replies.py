@@ -13,6 +13,7 @@ from bot import wording
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
+    at_least,
     bot_settings,
     eventually,
     held,
@@ -179,13 +180,13 @@ async def test_more_than_max_pending_waiting_skips_new_ones_with_one_log_line_ea
         ):  # fmt: skip
             posted.append(await server.post_message(world.general, world.bob, "", attachments=[
                 image(f"{n}.png", colour, shape)]))  # fmt: skip
-            await eventually(lambda n=n: _at_least(bot.descriptions.waiting, min(n + 1, 3)))
+            await eventually(lambda n=n: at_least(bot.descriptions.waiting, min(n + 1, 3)))
 
         # 2 waiting is not more than 2: the third is taken; 3 waiting is: the rest are skipped.
         def skipped() -> list[str]:
             return [r.getMessage() for r in caplog.records if "alt text skipped" in r.msg]
 
-        await eventually(lambda: _at_least(len(skipped()), 2))
+        await eventually(lambda: at_least(len(skipped()), 2))
         await asyncio.sleep(0.2)
         assert bot.descriptions.waiting == 3
         assert skipped() == [
@@ -195,7 +196,7 @@ async def test_more_than_max_pending_waiting_skips_new_ones_with_one_log_line_ea
         release.set()
         for message in posted[:3]:
             await described_by(server, message)
-        await eventually(lambda: _at_least(-bot.descriptions.waiting, 0))
+        await eventually(lambda: at_least(-bot.descriptions.waiting, 0))
         await asyncio.sleep(0.3)
         assert [len(replies_to(server, m)) for m in posted] == [1, 1, 1, 0, 0]
 
@@ -212,14 +213,10 @@ async def test_turned_off_it_posts_none_of_the_descriptions_on_their_way(
         )
         for n in range(3)
     ]
-    await eventually(lambda: _at_least(glimpse.descriptions.waiting, 3))
+    await eventually(lambda: at_least(glimpse.descriptions.waiting, 3))
     reply = await command(server, world.general, world.alice, "!alttext off")
     assert reply["content"] == wording.alt_text_off(f"<#{world.general}>", was_on=True)
     release.set()
-    await eventually(lambda: _at_least(-glimpse.descriptions.waiting, 0))
+    await eventually(lambda: at_least(-glimpse.descriptions.waiting, 0))
     await asyncio.sleep(0.3)
     assert [len(replies_to(server, m)) for m in posted] == [0, 0, 0]
-
-
-async def _at_least(value: int, floor: int) -> bool:
-    return value >= floor

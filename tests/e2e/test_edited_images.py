@@ -14,6 +14,7 @@ from bot.chat.client import Glimpse
 from bot.chat.sources import embed_key
 from tests.e2e.harness import (
     World,
+    at_least,
     bot_settings,
     eventually,
     indexed,
@@ -92,12 +93,8 @@ async def test_two_edits_in_quick_succession_leave_what_the_last_one_kept(
     monkeypatch.setattr(glimpse.index, "keep_only_attachments", slow_the_first)
     await server.edit_message(world.general, int(posted["id"]), content="two pictures")
     await server.edit_message(world.general, int(posted["id"]), keep_attachment_ids=[a])
-    await eventually(lambda: _at_least(calls, 2))
+    await eventually(lambda: at_least(calls, 2))
     await asyncio.sleep(0.5)
     await indexed(glimpse, 1)
     assert await is_indexed(glimpse, int(posted["id"]), a)
     assert not await is_indexed(glimpse, int(posted["id"]), b)
-
-
-async def _at_least(value: int, floor: int) -> bool:
-    return value >= floor

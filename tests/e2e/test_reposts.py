@@ -16,6 +16,7 @@ from bot.chat import client as client_module
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
+    at_least,
     bot_settings,
     eventually,
     held,
@@ -382,14 +383,10 @@ async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
         watcher = asyncio.create_task(watch())
         for n in range(3):
             await post(server, world.general, world.carol, image(f"{n}.png", "red", "circle"))
-        await eventually(lambda: _at_least(len(seen), 6), timeout=30)
+        await eventually(lambda: at_least(len(seen), 6), timeout=30)
         await asyncio.sleep(0.5)
         watcher.cancel()
         assert len(seen) == 6  # three descriptions, three repost replies
         times = sorted(seen.values())
         # Each post seen here a little after its turn: a margin for the machine's delays.
         assert all(times[i + 2] - times[i] >= 1.5 for i in range(len(times) - 2)), times
-
-
-async def _at_least(value: int, floor: int) -> bool:
-    return value >= floor
