@@ -187,11 +187,15 @@ class Indexer:
         """An outage's wait. When all that was queued fit in the batch that failed, the trouble
         may be those uploads' own (a link preview whose site is down): one queued meanwhile is
         tried at once with them, and if it comes through, they wait on their own (Deferrals)."""
-        if not self._failed_whole_queue:
+        if self._failed_whole_queue:
+            await self._woken(wait)
+        else:
             await asyncio.sleep(wait)
-            return
+
+    async def _woken(self, limit_s: float | None) -> None:
+        """Until something is queued (or held) after the step began, at most `limit_s`."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+            await asyncio.wait_for(self._wake.wait(), limit_s)
 
     async def _step(self) -> bool:
         """One batch; True when it must wait (an outage, or a database that refuses work)."""
@@ -205,8 +209,7 @@ class Indexer:
             refs = batch.refs if batch else []
             if batch is None:  # until an upload comes, or a deferred one may be tried again
                 self.progress.log_summary(len(self._deferrals.waiting()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._deferrals.next_in())
+                await self._woken(self._deferrals.next_in())
                 return False
             waiting = await self._process(batch)
             self.progress.log_summary(await self.index.pending_count())
