@@ -53,11 +53,11 @@ class RepostChecks(commands.Cog, name="Reposts"):  # its heading in `help`
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        self.bot.reposts.deleted([payload.message_id])
+        await self.bot.reposts.deleted([payload.message_id])
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        self.bot.reposts.deleted(payload.message_ids)
+        await self.bot.reposts.deleted(payload.message_ids)
 
 
 async def setup(bot: commands.Bot) -> None:

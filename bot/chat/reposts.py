@@ -8,7 +8,8 @@ least REPOST_MIN_SCORE (an animation's best pair of frames); a private thread is
 within itself. No other channel's images are compared or named, so a reply tells nothing about
 them. Forwards count as posts; opted-out members' images are neither checked nor matched (they
 are not in the index). One reply per message, pinging no one, also when a link preview brings
-its image a moment later; commands are queries, not posts, and are not checked.
+its image a moment later; commands are queries, not posts, and are not checked. Deleting the
+post takes its note down (for the last LIVE_MESSAGES posts: the note is remembered in memory).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class _Post:
     checked: set[Key] = field(default_factory=set)
     answered: bool = False
     gone: bool = False  # deleted while its reply waited
+    note: discord.Message | None = None  # the reply pointing out the repost, once posted
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -97,13 +99,15 @@ class Reposts:
         if post is not None:
             await self._check(message, post)
 
-    def deleted(self, message_ids: Iterable[int]) -> None:
+    async def deleted(self, message_ids: Iterable[int]) -> None:
         """Deleted messages: a reply still waiting its turn is not sent (Discord would refuse
-        it, and the refusal would count towards the invalid requests)."""
+        it, and the refusal would count towards the invalid requests); one already posted is
+        taken down, since it points out a post no one can see any more."""
         for message_id in message_ids:
             post = self._live.get(message_id)
             if post is not None:
                 post.gone = True
+                await _take_down(post)
 
     async def _check(self, message: discord.Message, post: _Post) -> None:
         if not may_reply(message.channel):
@@ -124,9 +128,11 @@ class Reposts:
             if post.gone or not self.watched(message.channel):
                 return  # deleted, or `reposts off`, while it waited its turn
             try:
-                await message.reply(_reply_text(lines), mention_author=False)
+                post.note = await message.reply(_reply_text(lines), mention_author=False)
             except discord.HTTPException as exc:
                 log.info("cannot point out a repost in channel %s: %s", message.channel.id, exc)
+            if post.gone:  # deleted while the reply was on its way
+                await _take_down(post)
 
     async def _lines(self, message: discord.Message, keys: list[Key]) -> list[str]:
         """One line per image of the message that was posted before, in the message's order."""
@@ -180,6 +186,18 @@ class Reposts:
                 continue
             return match, earlier
         return None
+
+
+async def _take_down(post: _Post) -> None:
+    note, post.note = post.note, None
+    if note is None:
+        return
+    try:
+        await note.delete()
+    except discord.NotFound:
+        pass  # deleted already (a moderator, or the same bulk deletion)
+    except discord.HTTPException as exc:
+        log.info("cannot take down repost note %s: %s", note.id, exc)
 
 
 def _reply_text(lines: list[str]) -> str:

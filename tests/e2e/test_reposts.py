@@ -333,6 +333,32 @@ async def test_a_repost_deleted_while_its_reply_waits_its_turn_gets_none(
     assert posts_tried(server, world.general) == tried  # not even tried: Discord would refuse it
 
 
+async def test_deleting_a_repost_takes_its_note_down(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The note points out a post no one can see any more; in a bulk deletion that takes the
+    note too, Discord's 404 for it is no error."""
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+    note = await reply_to(server, again)
+    other = await post(server, world.general, world.carol, image("c.png", "red", "circle"))
+    other_note = await reply_to(server, other)
+    await server.delete_message(world.general, int(again["id"]))
+
+    async def taken_down() -> bool:
+        return int(note["id"]) not in server.messages[world.general]
+
+    await eventually(taken_down)
+    await server.bulk_delete(world.general, [int(other["id"]), int(other_note["id"])])
+    await settled(server, glimpse, 1)
+    await asyncio.sleep(0.3)
+    left = set(server.messages[world.general])
+    assert int(first["id"]) in left
+    assert not left & {int(m["id"]) for m in (again, note, other, other_note)}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_an_earlier_post_whose_image_was_edited_away_is_not_pointed_to(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
