@@ -1,9 +1,12 @@
-"""Ending a background task for sure."""
+"""Ending a background task for sure, and work that must end even if its caller gives up."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_until_done(task: asyncio.Task[Any]) -> None:
@@ -13,3 +16,19 @@ async def cancel_until_done(task: asyncio.Task[Any]) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
+
+
+async def unabandoned(work: Coroutine[Any, Any, T]) -> T:
+    """Runs `work` to its end in a task of its own, whether or not its caller stays for it: a
+    model load, say, whose thread cannot be stopped midway and whose result the next caller
+    would otherwise load again. Its failure is the callers' to hear, if any remain."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(retrieve)
+    return await asyncio.shield(task)
+
+
+def retrieve(future: asyncio.Future[Any]) -> None:
+    """A done callback: reads the outcome, so that a failure no one awaited is not reported as
+    never retrieved."""
+    if not future.cancelled():
+        future.exception()

@@ -7,6 +7,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPModel,
 
 from bot.config import parse_settings
 from bot.images.decode import load_image
+from bot.vision.blip import Captioner
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.devices import default_batch_wait_ms
 from bot.vision.scheduler import Busy
@@ -206,6 +208,45 @@ async def test_idle_models_are_not_unloaded_while_a_batch_runs() -> None:
     finally:
         release.set()
         await held
+        await vision.close()
+        vision.workers.shutdown()
+
+
+async def test_a_load_outlives_the_request_that_started_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With PRELOAD_MODELS=false the first request loads the model; a request given up
+    meanwhile (its message deleted, say) leaves the model loaded for the next, not loaded
+    twice."""
+    loads: list[str] = []
+    real = Captioner.load
+
+    def counted(*args: Any, **kwargs: Any) -> Captioner:
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Captioner, "load", counted)
+    vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
+    await vision.start()
+    image = draw_shape(random.Random(5), "green", "circle", 64)
+    held, release = await _blocked_model_lane(vision)
+    try:
+        given_up = asyncio.ensure_future(vision.caption(image))
+        await asyncio.sleep(0.1)  # its load waits for the lane
+        given_up.cancel()
+        release.set()
+        await held
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+        for _ in range(100):
+            if vision.loaded:
+                break
+            await asyncio.sleep(0.05)
+        assert vision.loaded  # with no one left waiting for it
+        assert await vision.caption(image) == "a green circle"
+        assert loads == [str(TINY_BLIP)]
+    finally:
+        release.set()
         await vision.close()
         vision.workers.shutdown()
 

@@ -18,6 +18,7 @@ from bot.images.download import download
 from bot.images.loader import Decoded, ImageLoader
 from bot.images.signatures import declared_kind
 from bot.index.refs import ImageRef, Key
+from bot.tasks import retrieve
 
 CACHE_ENTRIES = 32
 CACHE_SECONDS = 120.0
@@ -70,7 +71,7 @@ class MediaFetcher:
             task = asyncio.ensure_future(self._fetch(source, decode))
             # A caller that gives up (cancelled) leaves the shielded fetch running; should it
             # then fail, nobody awaits it, and asyncio would log its traceback as lost.
-            task.add_done_callback(_retrieve)
+            task.add_done_callback(retrieve)
             task.add_done_callback(self._running.discard)
             self._running.add(task)
             self._recent[key] = (now, task, decode)
@@ -120,8 +121,3 @@ class MediaFetcher:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         self._recent.clear()
-
-
-def _retrieve(task: asyncio.Task[Decoded]) -> None:
-    if not task.cancelled():
-        task.exception()

@@ -25,6 +25,7 @@ from bot import wording
 from bot.config import Settings
 from bot.errors import UserError
 from bot.memory import release_freed
+from bot.tasks import retrieve, unabandoned
 from bot.vision.blip import Captioner
 from bot.vision.captions import CaptionStream
 from bot.vision.clip import Embedder
@@ -113,6 +114,13 @@ class VisionService:
 
     async def captioner(self) -> Captioner:
         self._last_used = time.monotonic()
+        return await unabandoned(self._loaded_captioner())
+
+    async def embedder(self) -> Embedder:
+        self._last_used = time.monotonic()
+        return await unabandoned(self._loaded_embedder())
+
+    async def _loaded_captioner(self) -> Captioner:
         async with self._load_lock:
             if self._captioner is None:
                 self._captioner = await self._load(
@@ -127,8 +135,7 @@ class VisionService:
                 )
             return self._captioner
 
-    async def embedder(self) -> Embedder:
-        self._last_used = time.monotonic()
+    async def _loaded_embedder(self) -> Embedder:
         async with self._load_lock:
             if self._embedder is None:
                 self._embedder = await self._load(
@@ -203,7 +210,7 @@ class VisionService:
         """Preprocessing starts now, on the prep lane, while the request already queues for
         the model: a batch counts it from the moment it was asked for, not once it is ready."""
         future = asyncio.ensure_future(self.workers.run("prep", fn, *args))
-        future.add_done_callback(_retrieve)  # a request refused as Busy leaves it unread
+        future.add_done_callback(retrieve)  # a request refused as Busy leaves it unread
         return future
 
     async def _predict(self, fn: Callable[[], R]) -> R:
@@ -283,11 +290,6 @@ class VisionService:
 
 def _noop() -> None:
     """Runs on the model lane: answers as soon as the lane is free."""
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _zip_failures(inputs: Sequence[object], results: list[R]) -> list[R | BaseException]:
