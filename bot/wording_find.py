@@ -52,6 +52,10 @@ BOT_CANNOT_READ = (
     "give me View Channel and Read Message History here."
 )
 NO_OTHER_IMAGES = "I have no other images indexed here to compare yours with."
+HISTORY_NOT_SHOWN = (
+    "Links only: some who can see this channel can't read its earlier messages, so I don't show "
+    "its images to everyone here. /find with scope: server answers you alone."
+)
 
 
 def result_title(

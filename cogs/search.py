@@ -56,11 +56,11 @@ class Search(commands.Cog):
             here = {ctx.channel.id} & scope if split else scope
             if split:  # the wider search first: the asker waits once for pending work
                 wider = await finder.scope(request, ctx.channel, ctx.author, by_dm=True)
-                everything = await finder.find(query, wider, ctx.channel.id, private=True)
-                reply = await finder.find(query, here, ctx.channel.id, private=False, wait=False)
+                everything = await finder.find(query, wider, ctx.channel, private=True)
+                reply = await finder.find(query, here, ctx.channel, private=False, wait=False)
                 reply = await answers.copy_by_dm(ctx.author, reply, everything)
             else:
-                reply = await finder.find(query, here, ctx.channel.id, private=private)
+                reply = await finder.find(query, here, ctx.channel, private=private)
         await answers.reply(ctx, reply.content, reply.embeds, private=private)
 
     async def _example(

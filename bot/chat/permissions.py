@@ -1,4 +1,5 @@
-"""Which channels a member may search with `scope: server`.
+"""Which channels a member may search with `scope: server`, and whether a public reply may show
+a channel's earlier images.
 
 A channel counts when the member can view it and read its history right now, computed by
 discord.py from the member's roles and the channel's overwrites; the chat of a voice or stage
@@ -98,3 +99,36 @@ def reads_history(channel: object, user: object) -> bool:
     if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
         return isinstance(user, discord.Member) and can_read(channel, user)
     return isinstance(channel, discord.DMChannel | discord.GroupChannel)
+
+
+def audience_reads_history(channel: object) -> bool:
+    """Whether everyone who sees a reply here may also read the channel's earlier messages, so
+    that a public reply may show images from them. A channel can grant View Channel without
+    Read Message History, which reading the history takes (permissions.mdx, "Bitwise Permission
+    Flags"): such members see only what is posted while they look.
+
+    Judged without the member list, which a bot without the members intent does not hold: each
+    role as if it were a member's only one, and each member overwrite with the member's roles
+    if cached, else with @everyone's alone. Where one of them sees the channel without its
+    history, the answer is no (a member's other roles might add it back). A thread's
+    permissions are its parent's (permissions.mdx, "Inherited Permissions (Threads)"), and a
+    voice channel's chat needs Connect."""
+    if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return True  # a DM: the asker alone
+    target = channel.parent if isinstance(channel, discord.Thread) else channel
+    if target is None:
+        return False  # a thread whose parent is not held: nothing to judge by
+    guild = target.guild
+    seen = [target.permissions_for(role) for role in guild.roles]
+    for who, overwrite in target.overwrites.items():
+        if isinstance(who, discord.Member):
+            seen.append(target.permissions_for(who))
+        elif not isinstance(who, discord.Role):  # a member not in the cache
+            alone = target.permissions_for(guild.default_role)
+            allow, deny = overwrite.pair()
+            alone.handle_overwrite(allow.value, deny.value)
+            seen.append(alone)
+    voice = isinstance(target, discord.VoiceChannel | discord.StageChannel)
+    return not any(
+        p.view_channel and (p.connect or not voice) and not p.read_message_history for p in seen
+    )

@@ -18,7 +18,7 @@ import numpy as np
 from bot import wording
 from bot.chat.access import ReadAccess
 from bot.chat.find_syntax import FindRequest, FindSyntaxError
-from bot.chat.permissions import reads_history, server_scope
+from bot.chat.permissions import audience_reads_history, reads_history, server_scope
 from bot.chat.sources import lost_image, source_for
 from bot.chat.spoiler_channels import SpoilerChannels
 from bot.images.fetcher import ImageSource, MediaFetcher
@@ -133,10 +133,17 @@ class Finder:
         return (await self.vision.text_scores()).weak_below
 
     async def find(
-        self, query: Query, scope: set[int], origin_id: int, *, private: bool, wait: bool = True
+        self,
+        query: Query,
+        scope: set[int],
+        origin: MessageableChannel,
+        *,
+        private: bool,
+        wait: bool = True,
     ) -> Reply:
         """`private`: only the asker sees the reply, so images from other channels may be
-        shown. `wait`: for work pending in `scope` (not when a search of a wider one did)."""
+        shown; a public one shows this channel's images where all who see it may read its
+        history. `wait`: for work pending in `scope` (not when a search of a wider one did)."""
         if not scope:
             return Reply(wording.NO_HISTORY, [])
         if wait:
@@ -146,10 +153,26 @@ class Finder:
         hits = await self.index.search(
             query.vectors, readable, 2 * budget, terms=query.terms, excluded=query.excluded
         )
+        shown = await self._showable(hits, query.top, budget)
+        if not shown:
+            return Reply(await self._nothing(scope, readable, bool(hits), query), [])
+        covered = await self._spoiler_channels(shown, origin.id) if private else set()
+        if private or audience_reads_history(origin):
+            return Reply("", self._embeds(shown, query, origin.id, private, covered))
+        # Links only, as for other channels' images: Discord checks access on click.
+        here = any(hit.ref.channel_id == origin.id for hit, _ in shown)
+        content = wording.HISTORY_NOT_SHOWN if here else ""
+        return Reply(content, self._embeds(shown, query, None, private, covered))
+
+    async def _showable(
+        self, hits: list[Hit], top: int, budget: int
+    ) -> list[tuple[Hit, discord.Message]]:
+        """The first `top` hits whose image is still there, fetching at most `budget`
+        messages."""
         shown: list[tuple[Hit, discord.Message]] = []
         messages: dict[int, discord.Message | None] = {}
         for hit in hits:
-            if len(shown) == query.top:
+            if len(shown) == top:
                 break
             if not self.access.can_read(hit.ref.channel_id):
                 continue  # found out during this search
@@ -166,10 +189,7 @@ class Finder:
                 await self.index.remove_images([hit.ref.key])
                 continue
             shown.append((hit, message))
-        if not shown:
-            return Reply(await self._nothing(scope, readable, bool(hits), query), [])
-        covered = await self._spoiler_channels(shown, origin_id) if private else set()
-        return Reply("", self._embeds(shown, query, origin_id, private, covered))
+        return shown
 
     async def _nothing(self, scope: set[int], readable: set[int], hits: bool, query: Query) -> str:
         """Why there is nothing to show: nothing indexed, nothing but the example, or nothing
@@ -210,7 +230,7 @@ class Finder:
         self,
         shown: list[tuple[Hit, discord.Message]],
         query: Query,
-        origin_id: int,
+        shown_here: int | None,  # the channel whose images a public reply shows
         private: bool,
         covered: set[int],
     ) -> list[discord.Embed]:
@@ -221,7 +241,7 @@ class Finder:
             # Object"): a second image of the same message gets a link of its own.
             nth = per_message[message.id] = per_message.get(message.id, 0) + 1
             link = message.jump_url if nth == 1 else f"{message.jump_url}?image={nth}"
-            show_all = private or hit.ref.channel_id == origin_id
+            show_all = private or hit.ref.channel_id == shown_here
             cover = hit.ref.channel_id in covered
             embeds.append(self._embed(hit, message, link, show_all, rank, query, cover))
         return embeds

@@ -1,7 +1,8 @@
 """A channel can let a member view it and post without reading its earlier messages (Read
 Message History denied; message.mdx, "Get Channel Messages": without it no messages are
 returned). Its images are earlier messages: neither `!find` nor `!caption` with no image of its
-own shows them to that member."""
+own shows them to that member. Nor does anyone's public reply there show them: that member
+would see it too."""
 
 from __future__ import annotations
 
@@ -32,9 +33,41 @@ async def test_find_in_the_channel_shows_nothing_of_its_history(
     await bob_sees_general_without_its_history(server, world, glimpse)
     reply = await command(server, world.general, world.bob, "!find a red circle")
     assert reply["content"] == wording.NO_HISTORY and reply["embeds"] == []
-    # Carol, with the history, is shown the image.
+    # Carol, with the history, is shown its link: bob sees her reply too.
     reply = await command(server, world.general, world.carol, "!find a red circle")
-    assert len(reply["embeds"]) == 1 and f"/{world.general}/" in reply["embeds"][0]["url"]
+    assert reply["content"] == wording.HISTORY_NOT_SHOWN
+    (embed,) = reply["embeds"]
+    assert f"/{world.general}/" in embed["url"] and "image" not in embed
+    assert embed["description"] == embed["url"]  # no poster either
+
+
+async def test_a_public_reply_shows_images_only_where_all_its_readers_read_the_history(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Judged by role too: @everyone sees general without its history, mods read it."""
+    await server.post_message(world.general, world.bob, "", attachments=[
+        image("r.png", "red", "circle")])  # fmt: skip
+    await settled(server, glimpse, 1)
+    server.set_overwrites(world.general, [
+        {"id": world.guild, "type": 0, "allow": 0, "deny": READ_MESSAGE_HISTORY},
+        {"id": world.mods, "type": 0, "allow": READ_MESSAGE_HISTORY, "deny": 0},
+        {"id": server.bot_role_id(world.guild), "type": 0, "allow": READ_MESSAGE_HISTORY,
+         "deny": 0}])  # fmt: skip
+    await server.flush()
+    reply = await command(server, world.general, world.alice, "!find a red circle")
+    assert reply["content"] == wording.HISTORY_NOT_SHOWN
+    (embed,) = reply["embeds"]
+    assert "image" not in embed and embed["description"] == embed["url"]
+    await sync_commands(server)
+    it = await server.slash_command(
+        world.general, world.alice, "find", {"query": "a red circle", "scope": "server"}
+    )
+    private = await it.wait_for_response(timeout=30)
+    assert private["ephemeral"] and "image" in private["embeds"][0]  # the asker's alone
+    server.set_overwrites(world.general, [])  # everyone reads the history again
+    await server.flush()
+    reply = await command(server, world.general, world.alice, "!find a red circle")
+    assert reply["content"] == "" and "image" in reply["embeds"][0]
 
 
 async def test_a_public_server_find_shows_nothing_of_this_channel(
