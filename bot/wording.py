@@ -165,6 +165,10 @@ NO_HISTORY_TO_CAPTION = (
     "You can't read this channel's earlier messages, so I won't caption its latest image: "
     "attach one, or reply to a message with one."
 )
+HISTORY_NOT_SHARED_TO_CAPTION = (
+    "Not everyone who sees this channel can read its earlier messages, so I won't caption its "
+    "latest image here: attach one, or reply to a message with one."
+)
 BOT_CANNOT_READ_TO_CAPTION = (
     "I can't read this channel's earlier messages, so I can't find its latest image: "
     "attach the image instead."

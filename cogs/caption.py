@@ -17,6 +17,7 @@ from bot.chat.captions import (
     NoImage,
     NoImageInMessage,
     NoPreview,
+    NoSharedHistory,
     previewed_links,
     started_from,
     without_links,
@@ -25,7 +26,7 @@ from bot.chat.client import Glimpse
 from bot.chat.cooldowns import spends_budget
 from bot.chat.find_syntax import unquoted
 from bot.chat.hybrid import hybrid_command
-from bot.chat.permissions import reads_history
+from bot.chat.permissions import audience_reads_history, reads_history
 from bot.chat.sources import attachment_source, replied_sources
 
 # At most a message's length: on `/caption` the option's `max_length` (application-commands.mdx,
@@ -81,6 +82,8 @@ class Caption(commands.Cog):
         if not sources:
             if not reads_history(ctx.channel, ctx.author):
                 raise NoHistory  # the latest image is earlier history, hidden from the asker
+            if not audience_reads_history(ctx.channel):
+                raise NoSharedHistory  # and hidden from some who would read the answer
             if not self.bot.access.can_read(ctx.channel.id):
                 raise CannotReadChannel  # a slash command works where the bot cannot read
             before = ctx.message if ctx.interaction is None else None

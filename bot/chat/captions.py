@@ -42,6 +42,11 @@ class NoHistory(UserError):
         super().__init__(wording.NO_HISTORY_TO_CAPTION)
 
 
+class NoSharedHistory(UserError):
+    def __init__(self) -> None:
+        super().__init__(wording.HISTORY_NOT_SHARED_TO_CAPTION)
+
+
 class CannotReadChannel(UserError):
     def __init__(self) -> None:
         super().__init__(wording.BOT_CANNOT_READ_TO_CAPTION)

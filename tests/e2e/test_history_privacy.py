@@ -106,6 +106,14 @@ async def test_caption_without_an_image_does_not_reach_into_the_history(
     reply = await command(server, world.general, world.bob, "!caption", attachments=[
         image("g.png", "green", "square")])  # fmt: skip
     assert reply["content"] == "a green square"
-    # Carol, with the history, gets the latest image (bob's) captioned.
+    # Carol, with the history, is refused the latest image too: bob would read its caption.
+    before = len(server.requests)
     reply = await command(server, world.general, world.carol, "!caption")
-    assert reply["content"].startswith("a green square\n-# captioned the latest image")
+    assert reply["content"] == wording.HISTORY_NOT_SHARED_TO_CAPTION
+    reads = [path for method, path in server.requests[before:] if method == "GET"]
+    assert not any(path.startswith(f"/channels/{world.general}/messages") for path in reads)
+    # In the other channel, which everyone reads, the latest image is captioned.
+    await server.post_message(world.other, world.bob, "", attachments=[
+        image("t.png", "green", "triangle")])  # fmt: skip
+    reply = await command(server, world.other, world.carol, "!caption")
+    assert reply["content"].startswith("a green triangle\n-# captioned the latest image")
