@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sqlite3
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ import discord
 import yarl
 
 from bot.chat.client import Glimpse
-from bot.chat.connection import DiscordUnreachable, connect
+from bot.chat.connection import DiscordUnreachable, check_login, connect
 from bot.chat.sources import DISCORD_MEDIA_HOSTS
 from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
@@ -44,8 +45,13 @@ def point_at(api_url: str, gateway_url: str | None) -> None:
 
 
 @contextlib.asynccontextmanager
-async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator[Glimpse]:
-    """Every resource the bot needs, made here and torn down in reverse; yields it unstarted."""
+async def create_bot(
+    settings: Settings,
+    before_loading: Callable[[], Awaitable[None]] | None = None,
+    **client_options: Any,
+) -> AsyncIterator[Glimpse]:
+    """Every resource the bot needs, made here and torn down in reverse; yields it unstarted.
+    `before_loading` runs once the checkpoints are found, before the models load."""
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     workers = Workers()
     vision = VisionService(settings, workers)
@@ -65,6 +71,9 @@ async def create_bot(settings: Settings, **client_options: Any) -> AsyncIterator
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError("DATA_DIR", f"cannot use {str(settings.data_dir)!r}: {reason}") from None
     try:
+        await vision.find_checkpoints()
+        if before_loading is not None:
+            await before_loading()
         await vision.start()
         async with aiohttp.ClientSession() as session:
             loader = ImageLoader(workers, limits_from(settings))
@@ -144,9 +153,10 @@ async def main(settings: Settings, stopper: Stopper) -> None:
     stopper.watch()
     if settings.discord_token is None:
         raise ConfigError("DISCORD_TOKEN", "is required to run the bot (see .env.example)")
-    async with create_bot(settings) as bot:
+    token, timeout = settings.discord_token.get(), settings.discord_connect_timeout_s
+    async with create_bot(settings, functools.partial(check_login, token, timeout)) as bot:
         stopper.bot = bot
-        await connect(bot, settings.discord_token.get(), settings.discord_connect_timeout_s)
+        await connect(bot, token, timeout)
 
 
 def run(settings: Settings) -> int:

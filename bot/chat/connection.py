@@ -8,8 +8,10 @@ a bot that never reached Discord is misconfigured or offline, and waiting helps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+from collections.abc import AsyncIterator
 
 import aiohttp
 import discord
@@ -27,17 +29,9 @@ async def connect(bot: discord.Client, token: str, timeout: float) -> None:
     the API or the gateway fails or stays silent for `timeout` seconds before the first READY;
     LoginFailure and PrivilegedIntentsRequired pass through."""
     deadline = asyncio.get_running_loop().time() + timeout
-    api = discord.http.Route.BASE
     reconnects = quiet_reconnects()
-    try:
-        async with asyncio.timeout_at(deadline):
-            await bot.login(token)
-    except TimeoutError:
-        raise DiscordUnreachable(api, _no_answer(timeout), _API_CHECK) from None
-    except discord.HTTPException as exc:
-        raise DiscordUnreachable(api, _http_reason(exc), _API_CHECK) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise DiscordUnreachable(api, connection_reason(exc), _API_CHECK) from None
+    async with _reaching_api(deadline, timeout):
+        await bot.login(token)
     gateway = asyncio.create_task(bot.connect(), name="glimpse-gateway")
     try:
         ready = await _ready_before(bot, gateway, deadline)
@@ -51,6 +45,41 @@ async def connect(bot: discord.Client, token: str, timeout: float) -> None:
         if not gateway.done():
             gateway.cancel()
             await asyncio.gather(gateway, return_exceptions=True)
+
+
+async def check_login(token: str, timeout: float) -> None:
+    """Before the models load (minutes on a first start, while they download): whether Discord
+    takes the token and the Message Content intent is on, read from the application's flags
+    (GATEWAY_MESSAGE_CONTENT, or its _LIMITED form below 100 servers). Raises as `connect`
+    does, so that a wrong token or a forgotten switch is heard at once, not after the load."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    try:
+        async with _reaching_api(deadline, timeout):
+            await http.static_login(token)
+            application = await http.application_info()
+    finally:
+        await http.close()
+    if not int(application.get("flags") or 0) & MESSAGE_CONTENT_FLAGS:
+        raise discord.PrivilegedIntentsRequired(None)
+
+
+MESSAGE_CONTENT_FLAGS = 1 << 18 | 1 << 19
+
+
+@contextlib.asynccontextmanager
+async def _reaching_api(deadline: float, timeout: float) -> AsyncIterator[None]:
+    """Discord's REST API within the deadline, or DiscordUnreachable saying why not."""
+    api = discord.http.Route.BASE
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError:
+        raise DiscordUnreachable(api, _no_answer(timeout), _API_CHECK) from None
+    except discord.HTTPException as exc:
+        raise DiscordUnreachable(api, _http_reason(exc), _API_CHECK) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise DiscordUnreachable(api, connection_reason(exc), _API_CHECK) from None
 
 
 def _broke_before_ready(bot: discord.Client, gateway: asyncio.Task[None]) -> BaseException | None:

@@ -100,15 +100,18 @@ class VisionService:
     def loaded(self) -> bool:
         return self._captioner is not None or self._embedder is not None
 
+    async def find_checkpoints(self) -> None:
+        """Both found and checked, reading config.json only: a wrong one is the admin's to hear."""
+        await self.workers.run("model", Captioner.find, self.settings.caption_model)
+        await self.workers.run("model", Embedder.find, self.settings.search_model)
+
     async def start(self) -> None:
-        """Loads both models now when PRELOAD_MODELS is on; otherwise the first use does, and
-        the checkpoints are only found and checked now: a wrong one is the admin's to hear."""
+        """Loads both models now when PRELOAD_MODELS is on; else only finds their checkpoints."""
         if self.settings.preload_models:
             await self.captioner()
             await self.embedder()
         else:
-            await self.workers.run("model", Captioner.find, self.settings.caption_model)
-            await self.workers.run("model", Embedder.find, self.settings.search_model)
+            await self.find_checkpoints()
         if self.settings.model_idle_unload_s > 0 and self._unloader is None:
             self._unloader = asyncio.create_task(self._unload_when_idle(), name="glimpse-unload")
 
@@ -207,8 +210,7 @@ class VisionService:
         return np.concatenate(rows)
 
     def _prepare(self, fn: Callable[..., P], *args: Any) -> asyncio.Future[P]:
-        """Preprocessing starts now, on the prep lane, while the request already queues for
-        the model: a batch counts it from the moment it was asked for, not once it is ready."""
+        """Preprocessing starts now, on the prep lane, while the request queues for the model."""
         future = asyncio.ensure_future(self.workers.run("prep", fn, *args))
         future.add_done_callback(retrieve)  # a request refused as Busy leaves it unread
         return future

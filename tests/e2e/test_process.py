@@ -69,6 +69,7 @@ async def test_a_rejected_token_is_one_clear_line(
     )
     assert not [line for line in lines[:-1] if "ERROR" in line or "error" in line], lines
     assert "Traceback" not in stderr.decode()
+    assert not [line for line in lines if " loaded on " in line], lines  # heard before the load
 
 
 async def last_line(process: asyncio.subprocess.Process) -> str:

@@ -16,9 +16,10 @@ import discord
 import pytest
 from aiohttp import web
 
-from bot.app import run
+from bot.app import create_bot, run
+from bot.chat.connection import connect
 from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
-from tests.e2e.harness import World
+from tests.e2e.harness import World, bot_settings
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
 from tests.local_http import serving
@@ -210,6 +211,8 @@ def test_a_name_that_cannot_be_looked_up_is_one_line(
 async def test_the_message_content_intent_off_is_one_line(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
+    """Heard before the models load (minutes on a first start), from the application's flags,
+    and from the gateway too, where it closes with 4014."""
     server.enabled_intents &= ~p.INTENT_MESSAGE_CONTENT  # the developer portal's switch
     process = await start_bot(
         tmp_path,
@@ -219,10 +222,20 @@ async def test_the_message_content_intent_off_is_one_line(
     )
     lines = await stops_with(process)
     assert process.returncode == 1
-    assert the_error(lines) == (
-        "error: the Message Content intent is off: enable it under Bot > Privileged Gateway "
-        "Intents in the Discord developer portal"
-    )
+    assert the_error(lines) == INTENT_OFF
+    assert not [line for line in lines if " loaded on " in line], lines
+    assert server.identifies == 0
+    # The gateway's own refusal, should the flags and the switch ever disagree.
+    settings = bot_settings(server, tmp_path / "data")
+    async with create_bot(settings) as bot:
+        with pytest.raises(discord.PrivilegedIntentsRequired):
+            await connect(bot, server.token, 30)
+
+
+INTENT_OFF = (
+    "error: the Message Content intent is off: enable it under Bot > Privileged Gateway "
+    "Intents in the Discord developer portal"
+)
 
 
 @pytest.mark.parametrize("preload", ["true", "false"])
