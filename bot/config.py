@@ -92,7 +92,12 @@ def load_settings(
     """Reads the process environment over `env_file` (the environment wins), validating all."""
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            read = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "it is not UTF-8 text (save it as UTF-8)"
+            raise ConfigError(str(env_file), f"cannot read it: {reason}") from None
+        values.update({k: v for k, v in read.items() if v is not None})
     values.update(os.environ if environ is None else environ)
     return parse_settings(values)
 
@@ -127,7 +132,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         search_model=get("SEARCH_MODEL", str, DEFAULT_SEARCH_MODEL),
         device=get("DEVICE", _device, "auto"),
         dtype=get("DTYPE", _choice(DTYPES), "auto"),
-        data_dir=get("DATA_DIR", Path, Path("./data")),
+        data_dir=get("DATA_DIR", _path, Path("./data")),
         max_image_bytes=get("MAX_IMAGE_BYTES", _int_range(1024, 1 << 31), 26_214_400),
         max_image_pixels=get("MAX_IMAGE_PIXELS", _int_range(1, PILLOW_MAX_PIXELS), 50_000_000),
         max_aspect_ratio=get("MAX_ASPECT_RATIO", _float_range(1.0, 1e6), 20.0),
@@ -150,6 +155,12 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         max_pending=get("MAX_PENDING", _int_range(1, 100_000), 64),
         model_idle_unload_s=get("MODEL_IDLE_UNLOAD_S", _float_range(0.0, 1e9), 0.0),
     )
+
+
+def _path(raw: str) -> Path:
+    """`~` as a shell would read it: python-dotenv does not expand it, and a folder named `~`
+    in the working directory is a trap (`rm -rf ~` to clean it up)."""
+    return Path(raw).expanduser()
 
 
 def _prefix(raw: str) -> str:

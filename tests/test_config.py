@@ -131,6 +131,25 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     assert settings.command_prefix == "?" and settings.caption_max_tokens == 20
 
 
+def test_an_env_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    """Saved by an editor in a Windows code page, or by PowerShell 5 as UTF-16."""
+    env_file = tmp_path / ".env"
+    env_file.write_bytes("COMMAND_PREFIX=\u00a7\n".encode("cp1252"))
+    with pytest.raises(ConfigError) as refused:
+        load_settings({}, env_file)
+    assert str(refused.value) == (
+        f"{env_file}: cannot read it: it is not UTF-8 text (save it as UTF-8)"
+    )
+    env_file.write_text("COMMAND_PREFIX=?\n", encoding="utf-16")
+    with pytest.raises(ConfigError):
+        load_settings({}, env_file)
+
+
+def test_data_dir_reads_a_tilde_as_the_home_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/admin")
+    assert parse_settings({"DATA_DIR": "~/glimpse"}).data_dir == Path("/home/admin/glimpse")
+
+
 def test_token_never_shows_itself() -> None:
     token = "MTIzNDU2Nzg5.abcdef.very-secret-token-value"
     settings = parse_settings({"DISCORD_TOKEN": token})
