@@ -33,6 +33,13 @@ def metadata_flood(limit: int) -> str:
     )
 
 
+def slow_bmp(max_pixels: int, max_bytes: int) -> str:
+    return (
+        f"the BMP is run-length compressed and larger than {max_pixels:,} pixels or "
+        f"{max_bytes // (1024 * 1024)} MB, too slow to decode safely"
+    )
+
+
 FILE_TRUNCATED = "the image is cut off: the file is incomplete"
 IMAGE_CORRUPT = "the image is damaged and cannot be read"
 IMAGE_NO_SIZE = "the image is damaged and cannot be read (it has no size)"

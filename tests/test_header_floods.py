@@ -11,8 +11,9 @@ import zlib
 import pytest
 from PIL import Image, PngImagePlugin
 
+from bot import wording
 from bot.images.decode import ImageError, ImageLimits, load_frames
-from bot.images.floods import MAX_ITEMS, is_flooded
+from bot.images.floods import MAX_ITEMS, RLE_MAX_BYTES, RLE_MAX_PIXELS, is_flooded
 from tests.image_corpus import build_corpus
 
 LIMITS = ImageLimits(max_bytes=25 * 1024 * 1024)
@@ -149,3 +150,40 @@ def test_a_decoded_picture_keeps_none_of_the_files_metadata() -> None:
         frames = load_frames(data, LIMITS)
         assert frames.caption.info == {}
         assert all(frame.info == {} for frame in frames.embedded)
+
+
+def rle_bmp(width: int, height: int, bits: int, codes: bytes) -> bytes:
+    """A BMP whose picture is run-length compressed (RLE8 with 8 bits, RLE4 with 4), grey."""
+    palette = b"".join(bytes((i * 17 % 256,) * 3 + (0,)) for i in range(1 << bits))
+    offset = 14 + 40 + len(palette)
+    compression = 2 if bits == 4 else 1
+    info = struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, bits, compression, len(codes), 2835, 2835, 0, 0
+    )
+    return b"BM" + struct.pack("<IHHI", offset + len(codes), 0, 0, offset) + info + palette + codes
+
+
+def rows_of_runs(width: int, height: int, colour: int) -> bytes:
+    row = b"".join(bytes((min(254, width - x), colour)) for x in range(0, width, 254))
+    return (row + b"\x00\x00") * height + b"\x00\x01"  # each row ended, then the picture
+
+
+def test_run_length_compressed_bmps_are_bounded_before_pillow_decodes_them_in_python() -> None:
+    refusal = wording.slow_bmp(RLE_MAX_PIXELS, RLE_MAX_BYTES)
+    hostile = {
+        "4-bit runs, 4000 x 4000": rle_bmp(4000, 4000, 4, rows_of_runs(4000, 4000, 0x12)),
+        "early ends of line": rle_bmp(4000, -4000, 8, b"\x01\x00\x00\x00" * 4000 + b"\x00\x01"),
+        "a flood of codes": rle_bmp(16, 16, 8, b"\x00\x00" * RLE_MAX_BYTES + b"\x00\x01"),
+    }
+    for name, data in hostile.items():
+        started = time.perf_counter()
+        with pytest.raises(ImageError) as refused:
+            load_frames(data, LIMITS)
+        assert refused.value.code == "bomb" and str(refused.value) == refusal, name
+        assert time.perf_counter() - started < 0.2, name
+    # A picture within the bounds still decodes, top-down or bottom-up, either kind.
+    for bits, height, entry in ((8, 300, 0x33), (4, -300, 3)):  # RLE4: two pixels of 3
+        data = rle_bmp(400, height, bits, rows_of_runs(400, 300, 0x33))
+        frame = load_frames(data, LIMITS, draft_size=None).caption
+        assert frame.size == (400, 300)
+        assert frame.getpixel((200, 150)) == (entry * 17 % 256,) * 3

@@ -23,7 +23,7 @@ from bot.images.budget import PixelBudget
 from bot.images.colours import exif_transpose, to_rgb
 from bot.images.errors import DECODE_ERRORS
 from bot.images.errors import ImageError as ImageError
-from bot.images.floods import MAX_ITEMS, is_flooded
+from bot.images.floods import flood_refusal
 from bot.images.frames import Frames, is_animated, read_animation
 from bot.images.shrink import shrink
 from bot.images.signatures import HEIC, file_kind
@@ -106,8 +106,8 @@ def load_frames(
     if len(data) > limits.max_bytes:
         raise too_large(len(data), limits.max_bytes)
     _refuse_known_non_image(data)
-    if is_flooded(data):
-        raise ImageError("bomb", wording.metadata_flood(MAX_ITEMS))
+    if (refusal := flood_refusal(data)) is not None:
+        raise ImageError("bomb", refusal)
     try:
         with _open(data) as img:
             _check_header(img, limits)

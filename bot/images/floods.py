@@ -5,9 +5,12 @@ Measured on a 2-core AMD EPYC, each file 25 MB around a picture of 16 x 16 pixel
 APP segments took 14 s and 830 MB to open (Pillow keeps each one), empty private PNG chunks
 13 s, a GIF comment of one-byte sub-blocks 5 s and 1 GB, and a GIF of 1.7 million tiny frames
 5 s to count its frames. An encoder writes tens of such items; an animation has a few per frame.
+Run-length compressed BMPs are bounded here too: Pillow decodes their picture in Python.
 """
 
 from __future__ import annotations
+
+from bot import wording
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Items Pillow reads one by one: a JPEG's segments and stray bytes before its first scan, a
@@ -22,11 +25,27 @@ MAX_ITEMS = 20_000
 # Python, but cheaply (0.4 us and 34 bytes apiece against a JPEG segment's 2.3 us and 133).
 PNG_DATA_BYTES_PER_CHUNK = 2048
 GIF_BYTES_PER_SUB_BLOCK = 64
+# A run-length compressed BMP (RLE8, RLE4) is decoded by Pillow in Python: per pixel where runs
+# of 4-bit pixels or an early end of line fill it (a 17 KB file of 4000 x 4000 took 2.7 s), and
+# per two bytes of codes (a 1 MB file of ends of line around 16 x 16 pixels took 0.24 s). Within
+# these bounds it takes about a big PNG's time; encoders write RLE only for small pictures.
+RLE_MAX_PIXELS = 2_000_000
+RLE_MAX_BYTES = 1024 * 1024
+
+
+def flood_refusal(data: bytes) -> str | None:
+    """Why the file is refused before Pillow opens it (see the module's docstring), or None."""
+    if is_flooded(data):
+        return wording.metadata_flood(MAX_ITEMS)
+    if _slow_bmp(data):
+        return wording.slow_bmp(RLE_MAX_PIXELS, RLE_MAX_BYTES)
+    return None
 
 
 def is_flooded(data: bytes) -> bool:
     """Whether the file holds more items than its bound (only JPEG, PNG and GIF: libwebp and
-    libavif read their own containers, in C, and a BMP has a fixed header)."""
+    libavif read their own containers, in C, and a BMP has a fixed header, its RLE data aside:
+    `_slow_bmp`)."""
     if data.startswith(b"\xff\xd8"):
         return _jpeg_items(data) > MAX_ITEMS
     if data.startswith(PNG_SIGNATURE):
@@ -34,6 +53,21 @@ def is_flooded(data: bytes) -> bool:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return _gif_flooded(data)
     return False
+
+
+def _slow_bmp(data: bytes) -> bool:
+    """A run-length compressed BMP past RLE_MAX_PIXELS or RLE_MAX_BYTES. Its header: the file's
+    (14 bytes), then the bitmap's, whose size says which; from 40 bytes on it has the width and
+    height (signed: a negative height is top-down) and the compression (1 RLE8, 2 RLE4)."""
+    if not data.startswith(b"BM") or len(data) < 34:
+        return False
+    if int.from_bytes(data[14:18], "little") < 40:  # OS/2's first header: never compressed
+        return False
+    if int.from_bytes(data[30:34], "little") not in (1, 2):
+        return False
+    width = int.from_bytes(data[18:22], "little", signed=True)
+    height = int.from_bytes(data[22:26], "little", signed=True)
+    return abs(width) * abs(height) > RLE_MAX_PIXELS or len(data) > RLE_MAX_BYTES
 
 
 def _jpeg_items(data: bytes) -> int:
