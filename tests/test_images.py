@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from bot import wording
+from bot.images import colours
 from bot.images import decode as images
 from bot.images.bombs import MAX_JPEG_SCANS, jpeg_scans
 from bot.images.budget import PixelBudget
@@ -252,6 +253,28 @@ def test_16bit_png_gradient_keeps_its_range() -> None:
     buf = io.BytesIO()
     ramp16.save(buf, "PNG")
     extrema = load_image(buf.getvalue()).convert("L").getextrema()
+    assert isinstance(extrema[0], int) and isinstance(extrema[1], int)
+    assert extrema[0] <= 8 and extrema[1] >= 247
+
+
+def test_a_large_16bit_png_is_made_8bit_only_once_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside the pixel budget, not after it: made 8-bit whole, a 10 KB file of 7000 x 7000
+    would have cost 600 MB on each decoding thread at once."""
+    ramp = Image.linear_gradient("L").resize((2000, 2000)).convert("I")
+    buf = io.BytesIO()
+    ramp.point(lambda v: v * 257).convert("I;16").save(buf, "PNG")
+    converted: list[tuple[int, int]] = []
+    real = colours.to_rgb
+
+    def watched(img: Image.Image) -> Image.Image:
+        converted.append(img.size)
+        return real(img)
+
+    monkeypatch.setattr(images, "to_rgb", watched)
+    img = load_image(buf.getvalue())
+    assert converted and max(max(size) for size in converted) <= 2 * DRAFT_SIZE
+    assert max(img.size) == 2 * DRAFT_SIZE
+    extrema = img.convert("L").getextrema()
     assert isinstance(extrema[0], int) and isinstance(extrema[1], int)
     assert extrema[0] <= 8 and extrema[1] >= 247
 
