@@ -291,3 +291,30 @@ async def test_uploads_that_come_while_a_lone_failing_one_waits_are_tried_at_onc
         assert await index.count([CHANNEL]) == UPLOADS
         assert await index.pending_count([CHANNEL]) == 1
         assert broken_hits.count == 2 * tries
+
+
+async def test_a_search_does_not_wait_for_uploads_that_fail_for_now(
+    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`!find` waits up to 5 s for what is queued in its channels, so that an image posted a
+    moment ago is found; not for a dead link, which is tried again in a minute at the soonest,
+    alone (its batch waits as in an outage) or beside others (it waits on its own)."""
+    monkeypatch.setattr(background, "RETRY_START_S", 60.0)
+    tries = 1 + len(downloads.RETRY_PAUSES_S)
+    async with a_dead_link_first(service, tmp_path) as (indexer, index, sources, broken_hits):
+        await indexer.submit(sources[:1])
+        indexer.start()
+        await asyncio.wait_for(broken_hits.reach(tries), 30)
+        await asyncio.sleep(0.2)  # the batch is over: its wait has begun
+        started = time.monotonic()
+        assert await indexer.wait_until_done([CHANNEL], limit_s=5)
+        assert time.monotonic() - started < 1.0
+        await indexer.submit(sources[1:])  # fresh uploads are waited for
+        assert await indexer.wait_until_done([CHANNEL], limit_s=30)
+        assert await index.count([CHANNEL]) == UPLOADS
+        await asyncio.wait_for(broken_hits.reach(2 * tries), 30)  # failed again, now deferred
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        assert await indexer.wait_until_done([CHANNEL], limit_s=5)
+        assert time.monotonic() - started < 1.0
+        assert await index.pending_count([CHANNEL]) == 1  # still queued, for later

@@ -155,8 +155,9 @@ class Indexer:
             self.uploads.urls.update((ref.key, held[ref.key]) for ref in added)
 
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
-        """Waits (at most `limit_s` seconds) until nothing is queued in these channels."""
-        return await self._wait_while(lambda: self.index.pending_count(channel_ids), limit_s)
+        """Waits (at most `limit_s` s) until these channels hold nothing queued but `failing`."""
+        late = self._deferrals.failing  # tried again in a minute at the soonest
+        return await self._wait_while(lambda: self.index.pending_count(channel_ids, late), limit_s)
 
     async def wait_for(self, keys: Collection[Key], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until none of these images is queued."""
@@ -285,8 +286,7 @@ class Indexer:
             if ref not in waiting:
                 self.uploads.urls.pop(ref.key, None)
         outage = len(waiting) == len(refs)
-        if not outage:
-            self._deferrals.defer(ref.key for ref in waiting)
+        self._deferrals.failed((ref.key for ref in waiting), defer=not outage)
         self._failed_whole_queue = outage and len(refs) < self.batch_size
         return outage
 

@@ -21,6 +21,16 @@ LONGEST_WAIT_S = 3600.0
 class Deferrals:
     def __init__(self) -> None:
         self._until: dict[Key, tuple[float, float]] = {}  # key: (tried again after, last wait)
+        # Whose last download failed for now, deferred or in a batch that waits: a search does
+        # not wait for them (they are tried again in a minute at the soonest, maybe in hours).
+        self.failing: set[Key] = set()
+
+    def failed(self, keys: Iterable[Key], *, defer: bool) -> None:
+        """These failed for now; with `defer` each waits on its own (else their batch waits)."""
+        keys = list(keys)
+        self.failing.update(keys)
+        if defer:
+            self.defer(keys)
 
     def defer(self, keys: Iterable[Key]) -> None:
         now = time.monotonic()
@@ -43,3 +53,4 @@ class Deferrals:
     def keep_only(self, queued: Collection[Key]) -> None:
         """Forgets the uploads no longer queued (indexed, dropped or deleted)."""
         self._until = {key: entry for key, entry in self._until.items() if key in queued}
+        self.failing.intersection_update(queued)

@@ -81,8 +81,12 @@ class ImageIndex:
     async def pending(self, limit: int) -> list[ImageRef]:
         return await self._workers.run("db", self._store.pending, limit)
 
-    async def pending_count(self, channel_ids: Collection[int] | None = None) -> int:
-        return await self._workers.run("db", self._store.pending_count, channel_ids)
+    async def pending_count(
+        self, channel_ids: Collection[int] | None = None, skipping: Collection[Key] = ()
+    ) -> int:
+        """Queued in these channels (all, if None), not counting the keys in `skipping`."""
+        run = self._workers.run
+        return await run("db", self._store.pending_count, channel_ids, frozenset(skipping))
 
     async def pending_among(self, keys: Collection[Key]) -> int:
         return await self._workers.run("db", self._store.pending_among, list(keys))

@@ -32,9 +32,11 @@ class Lookups(Database):
         with self._lock:
             return queries.pending(self._conn, limit, channel_ids)
 
-    def pending_count(self, channel_ids: Collection[int] | None = None) -> int:
+    def pending_count(
+        self, channel_ids: Collection[int] | None = None, skipping: Collection[Key] = ()
+    ) -> int:
         with self._lock:
-            return queries.pending_count(self._conn, channel_ids)
+            return queries.pending_count(self._conn, channel_ids, skipping)
 
     def pending_among(self, keys: Collection[Key]) -> int:
         """How many of these images are still queued."""

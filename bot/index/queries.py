@@ -60,9 +60,16 @@ def pending(
     return [ref_from_row(row) for row in rows]
 
 
-def pending_count(conn: sqlite3.Connection, channel_ids: Collection[int] | None) -> int:
+def pending_count(
+    conn: sqlite3.Connection, channel_ids: Collection[int] | None, skipping: Collection[Key] = ()
+) -> int:
     where, params = _channel_filter(channel_ids)
-    return int(conn.execute(f"SELECT COUNT(*) FROM pending {where}", params).fetchone()[0])
+    if not skipping:
+        return int(conn.execute(f"SELECT COUNT(*) FROM pending {where}", params).fetchone()[0])
+    rows = conn.execute(f"SELECT message_id, attachment_id FROM pending {where}", params)
+    return sum(
+        1 for message_id, attachment_id in rows if (message_id, attachment_id) not in skipping
+    )
 
 
 def embeddings_for_hashes(
