@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 # RETENTION_DAYS is applied this often (and at every write), so that an image ages out on a
 # server where nothing new is posted: a 24th of the retention, at most an hour.
 AGE_OUT_EVERY_S = 3600.0
+# Messages removed as deleted are remembered this long (the most recent ones), so that their
+# uploads are not queued again by work that read them before: an edit's handling under way, a
+# repost check waiting its turn, catch-up's or `!index`'s pages of history.
+REMEMBERED_DELETIONS = 10_000
 
 
 class ImageIndex:
@@ -35,6 +40,7 @@ class ImageIndex:
         self._store = store
         self._workers = workers
         self._ageing: asyncio.Task[None] | None = None
+        self._deleted: OrderedDict[int, None] = OrderedDict()
 
     @classmethod
     async def open(
@@ -75,8 +81,10 @@ class ImageIndex:
     async def add_pending(
         self, refs: Iterable[ImageRef], alt_texts: Mapping[Key, str | None] | None = None
     ) -> list[ImageRef]:
-        """Queues uploads to embed, with their alt text; returns those that were new."""
-        return await self._workers.run("db", self._store.add_pending, list(refs), alt_texts)
+        """Queues uploads to embed, with their alt text; returns those that were new (never
+        those of a message removed as deleted: deleted stays deleted)."""
+        kept = [ref for ref in refs if ref.message_id not in self._deleted]
+        return await self._workers.run("db", self._store.add_pending, kept, alt_texts)
 
     async def pending(self, limit: int) -> list[ImageRef]:
         return await self._workers.run("db", self._store.pending, limit)
@@ -230,7 +238,12 @@ class ImageIndex:
     # -- removal ---------------------------------------------------------------------------
 
     async def remove_messages(self, message_ids: Iterable[int]) -> int:
-        return await self._workers.run("db", self._store.remove_messages, list(message_ids))
+        """These messages are deleted: their images go, and are never queued again."""
+        ids = list(message_ids)
+        self._deleted.update(dict.fromkeys(ids))
+        while len(self._deleted) > REMEMBERED_DELETIONS:
+            self._deleted.popitem(last=False)
+        return await self._workers.run("db", self._store.remove_messages, ids)
 
     async def set_alt_texts(self, message_id: int, alt_texts: Mapping[int, str | None]) -> int:
         return await self._workers.run("db", self._store.set_alt_texts, message_id, alt_texts)

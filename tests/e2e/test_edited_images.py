@@ -98,3 +98,41 @@ async def test_two_edits_in_quick_succession_leave_what_the_last_one_kept(
     await indexed(glimpse, 1)
     assert await is_indexed(glimpse, int(posted["id"]), a)
     assert not await is_indexed(glimpse, int(posted["id"]), b)
+
+
+async def test_a_message_deleted_while_its_edit_is_handled_stays_deleted(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit brings a link's preview; its handling waits on the database while the message
+    is deleted. The preview must not be queued again after the deletion removed the rest."""
+    server.preview_delay = 0.05
+    server.host_on_web(GREEN, shape_png("green", "circle"))
+    posted = await server.post_message(world.general, world.bob, "", attachments=[
+        ("a.png", shape_png("red", "square"), "image/png")])  # fmt: skip
+    await indexed(glimpse, 1)
+    keep_only = glimpse.index.keep_only_attachments
+    release = asyncio.Event()
+    calls = 0
+
+    async def held(message_id: int, attachment_ids: list[int]) -> int:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return await keep_only(message_id, attachment_ids)
+
+    monkeypatch.setattr(glimpse.index, "keep_only_attachments", held)
+    await server.edit_message(world.general, int(posted["id"]), content=f"look {GREEN}")
+    await server.previews_settled()
+    await eventually(lambda: at_least(calls, 1))
+    await server.delete_message(world.general, int(posted["id"]))
+    await eventually(lambda: _count_is(glimpse, 0))
+    release.set()
+    await eventually(lambda: at_least(calls, 2))  # the preview's edit, handled after
+    await asyncio.sleep(0.5)
+    assert await glimpse.index.pending_count() == 0
+    assert await glimpse.index.count() == 0
+    assert not await is_indexed(glimpse, int(posted["id"]), embed_key(GREEN))
+
+
+async def _count_is(bot: Glimpse, expected: int) -> bool:
+    return await bot.index.count() == expected
