@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import functools
 import logging
 import os
@@ -13,7 +15,8 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import aiohttp
 import discord
@@ -55,8 +58,10 @@ async def create_bot(
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     workers = Workers()
     vision = VisionService(settings, workers)
+    lock: IO[bytes] | None = None
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = claim(settings.data_dir)
         # SQLite tells of a folder it may not write in only as "unable to open database file".
         tempfile.TemporaryFile(dir=settings.data_dir).close()
         index = await ImageIndex.open(
@@ -67,6 +72,8 @@ async def create_bot(
             retention_days=settings.retention_days,
         )
     except (OSError, sqlite3.Error, NewerSchema) as exc:
+        if lock is not None:
+            lock.close()
         workers.shutdown(wait=False)
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError("DATA_DIR", f"cannot use {str(settings.data_dir)!r}: {reason}") from None
@@ -87,6 +94,21 @@ async def create_bot(
         await vision.close()
         await index.close()
         workers.shutdown(wait=False)
+        lock.close()
+
+
+def claim(data_dir: Path) -> IO[bytes]:
+    """DATA_DIR for this bot alone, while the returned file is open. A second one there (a
+    `docker compose run` beside the service, say) would answer every command twice, on one
+    token, and share the index and the heartbeat. The system drops the lock however the
+    process ends, SIGKILL included."""
+    lock = open(data_dir / ".lock", "a+b")  # noqa: SIM115 (held until create_bot ends)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise OSError(errno.EBUSY, "another Glimpse is running on it; stop it first") from None
+    return lock
 
 
 class Stopper:

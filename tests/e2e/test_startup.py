@@ -18,8 +18,9 @@ from aiohttp import web
 
 from bot.app import create_bot, run
 from bot.chat.connection import connect
+from bot.config import ConfigError
 from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
-from tests.e2e.harness import World, bot_settings
+from tests.e2e.harness import World, bot_settings, running
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
 from tests.local_http import serving
@@ -287,3 +288,21 @@ async def test_sigterm_while_a_model_loads_exits_0_quietly(tmp_path: Path) -> No
     assert process.returncode == 0, lines
     assert not [line for line in lines if "error" in line.lower()], lines
     assert took < 15  # the load in progress is waited for: at most the hub's timeouts
+
+
+async def test_a_second_bot_on_the_same_data_dir_is_one_line(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """Two bots on one DATA_DIR (a `docker compose run` beside the service) would answer every
+    command twice and share one index and one heartbeat: the second refuses to start."""
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings):
+        with pytest.raises(ConfigError) as refused:
+            async with create_bot(settings):
+                pass
+        assert str(refused.value) == (
+            f"DATA_DIR: cannot use {str(settings.data_dir)!r}: another Glimpse is running on "
+            "it; stop it first"
+        )
+    async with running(settings) as bot:  # free again once the first has stopped
+        assert bot.is_ready()
