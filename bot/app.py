@@ -167,6 +167,8 @@ class Stopper:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+TOKEN_REJECTED = "DISCORD_TOKEN: Discord rejected the token; copy it again from the portal"
+AUTHENTICATION_FAILED = 4004  # opcodes-and-status-codes.mdx, "Gateway Close Event Codes"
 
 
 async def main(settings: Settings, stopper: Stopper) -> None:
@@ -194,7 +196,11 @@ def run(settings: Settings) -> int:
         except (ConfigError, ModelLoadError, DiscordUnreachable) as exc:
             return fatal(str(exc))
         except discord.LoginFailure:
-            return fatal("DISCORD_TOKEN: Discord rejected the token; copy it again from the portal")
+            return fatal(TOKEN_REJECTED)
+        except discord.ConnectionClosed as exc:  # a close discord.py will not reconnect after
+            if exc.code == AUTHENTICATION_FAILED:  # the token was reset while the bot ran
+                return fatal(TOKEN_REJECTED)
+            return fatal(f"Discord closed the connection for good: {exc.code} {exc.reason}")
         except discord.PrivilegedIntentsRequired:
             return fatal(
                 "the Message Content intent is off: enable it under Bot > Privileged Gateway "

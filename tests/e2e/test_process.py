@@ -72,6 +72,25 @@ async def test_a_rejected_token_is_one_clear_line(
     assert not [line for line in lines if " loaded on " in line], lines  # heard before the load
 
 
+async def test_a_token_reset_while_the_bot_runs_is_one_clear_line(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """Reset Token in the portal: the gateway closes with 4004 when the bot comes back with
+    the old one (opcodes-and-status-codes.mdx, "Gateway Close Event Codes"), and discord.py
+    gives up with ConnectionClosed."""
+    process = await start_process(server, tmp_path / "data", tmp_path)
+    await server.wait_until_ready(timeout=60)
+    server.token = "a.new.token"
+    await server.disconnect()
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    lines = stderr.decode().splitlines()
+    assert lines[-1] == (
+        "error: DISCORD_TOKEN: Discord rejected the token; copy it again from the portal"
+    )
+    assert "Traceback" not in stderr.decode()
+
+
 async def last_line(process: asyncio.subprocess.Process) -> str:
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
