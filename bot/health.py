@@ -127,6 +127,18 @@ def heartbeat_age(path: Path, now: float | None = None) -> float | None:
     return max(0.0, (time.time() if now is None else now) - modified)
 
 
+def data_dir_setting(env_file: Path = Path(".env")) -> Path:
+    """DATA_DIR as the bot reads it (bot.config): the environment over `env_file`, `~` for the
+    home folder. Read here alone, since the probe must not fail on another setting."""
+    raw = os.environ.get("DATA_DIR", "").strip()
+    if not raw and env_file.is_file():
+        from dotenv import dotenv_values  # only here: the probe runs every 30 s
+
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            raw = (dotenv_values(env_file).get("DATA_DIR") or "").strip()
+    return Path(raw or "./data").expanduser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m bot.health`: the container health check; exit 0 when the heartbeat is fresh."""
     parser = argparse.ArgumentParser(prog="python -m bot.health", description=main.__doc__)
@@ -134,11 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("DATA_DIR") or "./data"),
-        help="where the bot keeps its state (default: $DATA_DIR, else ./data)",
+        help="where the bot keeps its state (default: DATA_DIR as the bot reads it, else ./data)",
     )
     args = parser.parse_args(argv)
-    path = args.data_dir / HEARTBEAT_FILE
+    path = (args.data_dir or data_dir_setting()) / HEARTBEAT_FILE
     age = heartbeat_age(path)
     if age is None:
         print(f"unhealthy: no heartbeat at {path}")

@@ -172,6 +172,21 @@ def test_probe_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "unhealthy: last heartbeat" in capsys.readouterr().out
 
 
+def test_probe_reads_data_dir_as_the_bot_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without Docker, DATA_DIR is often set in .env only; the environment wins over it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    (tmp_path / ".env").write_text("DATA_DIR=state\nDISCORD_TOKEN=x\n")
+    (tmp_path / "state").mkdir()
+    write_heartbeat(tmp_path / "state" / "heartbeat")
+    assert main([]) == 0
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "elsewhere"))
+    assert main([]) == 1
+    assert f"no heartbeat at {tmp_path / 'elsewhere' / 'heartbeat'}" in capsys.readouterr().out
+
+
 def test_probe_imports_no_model_library(tmp_path: Path) -> None:
     """The container's HEALTHCHECK command, as it runs there: cheap, so no torch."""
     write_heartbeat(tmp_path / "heartbeat")
