@@ -254,6 +254,14 @@ async def a_dead_link_first(
             await index.close()
 
 
+async def failed_alone(indexer: Indexer, dead: ImageSource, hits: Hits, tries: int) -> None:
+    """The dead link queued alone and tried: its batch failed whole, and its wait has begun."""
+    await indexer.submit([dead])
+    indexer.start()
+    await asyncio.wait_for(hits.reach(tries), 30)
+    await asyncio.sleep(0.2)
+
+
 async def test_an_image_that_keeps_failing_holds_back_no_other(
     service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,10 +289,7 @@ async def test_uploads_that_come_while_a_lone_failing_one_waits_are_tried_at_onc
     monkeypatch.setattr(background, "RETRY_START_S", 60.0)
     tries = 1 + len(downloads.RETRY_PAUSES_S)
     async with a_dead_link_first(service, tmp_path) as (indexer, index, sources, broken_hits):
-        await indexer.submit(sources[:1])
-        indexer.start()
-        await asyncio.wait_for(broken_hits.reach(tries), 30)
-        await asyncio.sleep(0.2)  # the batch is over: its wait has begun
+        await failed_alone(indexer, sources[0], broken_hits, tries)
         await indexer.submit(sources[1:])
         good = [source.ref.key for source in sources[1:]]
         assert await indexer.wait_for(good, limit_s=30)
@@ -302,10 +307,7 @@ async def test_a_search_does_not_wait_for_uploads_that_fail_for_now(
     monkeypatch.setattr(background, "RETRY_START_S", 60.0)
     tries = 1 + len(downloads.RETRY_PAUSES_S)
     async with a_dead_link_first(service, tmp_path) as (indexer, index, sources, broken_hits):
-        await indexer.submit(sources[:1])
-        indexer.start()
-        await asyncio.wait_for(broken_hits.reach(tries), 30)
-        await asyncio.sleep(0.2)  # the batch is over: its wait has begun
+        await failed_alone(indexer, sources[0], broken_hits, tries)
         started = time.monotonic()
         assert await indexer.wait_until_done([CHANNEL], limit_s=5)
         assert time.monotonic() - started < 1.0
