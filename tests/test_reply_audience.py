@@ -89,8 +89,24 @@ def test_threads_are_judged_by_their_parent_and_voice_chat_needs_connect() -> No
         threads=(Thread(21, parent=11), Thread(22, parent=12, private=True)),
     )
     assert not reads(server, 21) and reads(server, 22)
-    voice = (everyone(deny=READ_MESSAGE_HISTORY | CONNECT),)
-    server = replace(server, channels=(Channel(13, VOICE, overwrites=voice),), threads=())
+    server = Server(everyone=VIEW_CHANNEL | SEND_MESSAGES, channels=(Channel(13, VOICE),))
     assert reads(server, 13)  # no one sees its chat without Connect
-    connect = (everyone(deny=READ_MESSAGE_HISTORY),)
-    assert not reads(replace(server, channels=(Channel(13, VOICE, overwrites=connect),)), 13)
+    assert not reads(replace(server, everyone=VIEW_CHANNEL | CONNECT), 13)
+
+
+def test_an_overwrite_that_takes_the_history_away_may_meet_another_that_shows_the_channel() -> None:
+    """A member's roles combine, role allows winning over role denies, and an uncached
+    member's roles are unknown: such an overwrite is enough to say no, unless it is a member's
+    that hides the channel too (a member's overwrite has the last word)."""
+    closed = (everyone(deny=VIEW_CHANNEL), role(ROLE_A, allow=VIEW_CHANNEL))
+    server = Server(
+        roles={ROLE_A: 0, ROLE_B: 0},
+        channels=(
+            Channel(11, overwrites=(*closed, role(ROLE_B, deny=READ_MESSAGE_HISTORY))),
+            Channel(12, overwrites=(*closed, member(NOT_CACHED, deny=READ_MESSAGE_HISTORY))),
+            Channel(13, overwrites=(*closed, role(ROLE_B, deny=READ))),  # A's allow wins
+            Channel(14, overwrites=(*closed, member(NOT_CACHED, deny=READ))),  # member's last
+        ),
+    )
+    assert not reads(server, 11) and not reads(server, 12) and not reads(server, 13)
+    assert reads(server, 14)

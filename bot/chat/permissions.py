@@ -107,12 +107,14 @@ def audience_reads_history(channel: object) -> bool:
     Read Message History, which reading the history takes (permissions.mdx, "Bitwise Permission
     Flags"): such members see only what is posted while they look.
 
-    Judged without the member list, which a bot without the members intent does not hold: each
-    role as if it were a member's only one, and each member overwrite with the member's roles
-    if cached, else with @everyone's alone. Where one of them sees the channel without its
-    history, the answer is no (a member's other roles might add it back). A thread's
-    permissions are its parent's (permissions.mdx, "Inherited Permissions (Threads)"), and a
-    voice channel's chat needs Connect."""
+    Judged without the member list, which a bot without the members intent does not hold, so
+    leaning to no: each role as if it were a member's only one; each member overwrite with the
+    member's roles if cached, else with @everyone's alone; and any role's overwrite that takes
+    the history away (or an uncached member's that leaves the channel shown), since another of
+    a member's roles may show the channel: role overwrites' allows win over their denies, and
+    a member's overwrite comes last (permissions.mdx, "Permission Overwrites").
+    A thread's permissions are its parent's (permissions.mdx, "Inherited Permissions
+    (Threads)"), and a voice channel's chat needs Connect."""
     if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
         return True  # a DM: the asker alone
     target = channel.parent if isinstance(channel, discord.Thread) else channel
@@ -121,9 +123,18 @@ def audience_reads_history(channel: object) -> bool:
     guild = target.guild
     seen = [target.permissions_for(role) for role in guild.roles]
     for who, overwrite in target.overwrites.items():
+        takes_history = overwrite.read_message_history is False
         if isinstance(who, discord.Member):
             seen.append(target.permissions_for(who))
-        elif not isinstance(who, discord.Role):  # a member not in the cache
+        elif isinstance(who, discord.Role):
+            if takes_history and not who.is_default():  # another role may show the channel
+                return False
+        elif getattr(who, "type", None) is discord.Role:
+            if takes_history:  # a role not in the cache
+                return False
+        elif takes_history and overwrite.view_channel is not False:
+            return False  # a member not in the cache, whose roles may show the channel
+        else:
             alone = target.permissions_for(guild.default_role)
             allow, deny = overwrite.pair()
             alone.handle_overwrite(allow.value, deny.value)
