@@ -103,17 +103,19 @@ class Caption(commands.Cog):
         # Every file, as `!caption` takes them: a PDF hears why it cannot be captioned.
         captions = self.bot.captions
         sources = captions.sources_in(message, every_attachment=True)
+        # The asker's alone where some who see the channel could not see that message.
+        private = not audience_reads_history(interaction.channel)
         if not sources and message.type is discord.MessageType.thread_starter_message:
-            await answers.defer(interaction)  # first a fetch from the thread's channel
+            await answers.defer(interaction, private=private)  # first a fetch from the thread
             if (started := await started_from(message)) is not None:
                 message, sources = started, captions.sources_in(started, every_attachment=True)
         if not sources:
             raise NoImageInMessage
         if not interaction.response.is_done():
-            await answers.defer(interaction)
+            await answers.defer(interaction, private=private)
         note = wording.menu_source_note(message.jump_url)
         text = await captions.caption(sources, None, note)
-        await answers.respond(interaction, text, private=False)
+        await answers.respond(interaction, text, private=private)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -15,16 +15,18 @@ from tests.fakediscord import READ_MESSAGE_HISTORY, FakeDiscord
 
 async def bob_sees_general_without_its_history(
     server: FakeDiscord, world: World, glimpse: Glimpse
-) -> None:
-    """A red circle in general and a blue one in other; bob may not read general's history."""
-    await server.post_message(world.general, world.alice, "", attachments=[
+) -> tuple[dict, dict]:
+    """A red circle in general and a blue one in other (returned); bob may not read general's
+    history."""
+    red = await server.post_message(world.general, world.alice, "", attachments=[
         image("r.png", "red", "circle")])  # fmt: skip
-    await server.post_message(world.other, world.alice, "", attachments=[
+    blue = await server.post_message(world.other, world.alice, "", attachments=[
         image("b.png", "blue", "circle")])  # fmt: skip
     await settled(server, glimpse, 2)
     server.set_overwrites(world.general, [
         {"id": world.bob, "type": 1, "allow": 0, "deny": READ_MESSAGE_HISTORY}])  # fmt: skip
     await server.flush()
+    return red, blue
 
 
 async def test_find_in_the_channel_shows_nothing_of_its_history(
@@ -117,3 +119,18 @@ async def test_caption_without_an_image_does_not_reach_into_the_history(
         image("t.png", "green", "triangle")])  # fmt: skip
     reply = await command(server, world.other, world.carol, "!caption")
     assert reply["content"].startswith("a green triangle\n-# captioned the latest image")
+
+
+async def test_the_caption_menu_answers_the_asker_alone_where_some_lack_the_history(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """The menu works on any message the asker sees, an old one too; bob, who sees general
+    without its history, would read its caption in the channel."""
+    red, blue = await bob_sees_general_without_its_history(server, world, glimpse)
+    await sync_commands(server)
+    it = await server.context_menu(world.general, world.carol, "Caption image", int(red["id"]))
+    reply = await it.wait_for_response(timeout=30)
+    assert reply["content"].splitlines()[0] == "a red circle" and reply["ephemeral"]
+    it = await server.context_menu(world.other, world.carol, "Caption image", int(blue["id"]))
+    reply = await it.wait_for_response(timeout=30)
+    assert reply["content"].splitlines()[0] == "a blue circle" and not reply["ephemeral"]
