@@ -64,12 +64,13 @@ def pending_count(
     conn: sqlite3.Connection, channel_ids: Collection[int] | None, skipping: Collection[Key] = ()
 ) -> int:
     where, params = _channel_filter(channel_ids)
-    if not skipping:
-        return int(conn.execute(f"SELECT COUNT(*) FROM pending {where}", params).fetchone()[0])
-    rows = conn.execute(f"SELECT message_id, attachment_id FROM pending {where}", params)
-    return sum(
-        1 for message_id, attachment_id in rows if (message_id, attachment_id) not in skipping
-    )
+    total = int(conn.execute(f"SELECT COUNT(*) FROM pending {where}", params).fetchone()[0])
+    if not total or not skipping:
+        return total
+    # One lookup by key each (a few keys), not a scan of a queue that may hold thousands.
+    query = f"SELECT COUNT(*) FROM pending {where or 'WHERE 1'} AND message_id = ?"
+    query += " AND attachment_id = ?"
+    return total - sum(conn.execute(query, (*params, *key)).fetchone()[0] for key in skipping)
 
 
 def embeddings_for_hashes(
