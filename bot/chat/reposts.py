@@ -103,10 +103,13 @@ class Reposts:
         """Deleted messages: a reply still waiting its turn is not sent (Discord would refuse
         it, and the refusal would count towards the invalid requests); one already posted is
         taken down, since it points out a post no one can see any more."""
-        for message_id in message_ids:
+        deleted = set(message_ids)
+        for message_id in deleted:
             post = self._live.get(message_id)
             if post is not None:
                 post.gone = True
+                if post.note is not None and post.note.id in deleted:
+                    post.note = None  # gone in the same bulk deletion
                 await _take_down(post)
 
     async def _check(self, message: discord.Message, post: _Post) -> None:

@@ -336,8 +336,8 @@ async def test_a_repost_deleted_while_its_reply_waits_its_turn_gets_none(
 async def test_deleting_a_repost_takes_its_note_down(
     server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The note points out a post no one can see any more; in a bulk deletion that takes the
-    note too, Discord's 404 for it is no error."""
+    """The note points out a post no one can see any more; one deleted in the same bulk
+    deletion as its post is not asked for again."""
     await turn_on(server, world, world.general)
     first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
     again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
@@ -350,12 +350,23 @@ async def test_deleting_a_repost_takes_its_note_down(
         return int(note["id"]) not in server.messages[world.general]
 
     await eventually(taken_down)
+    third = await post(server, world.general, world.carol, image("d.png", "red", "circle"))
+    third_note = await reply_to(server, third)
+    deletes = len([1 for method, _ in server.requests if method == "DELETE"])
     await server.bulk_delete(world.general, [int(other["id"]), int(other_note["id"])])
+    await server.bulk_delete(world.general, [int(third["id"])])  # the note left behind
+
+    async def third_taken_down() -> bool:
+        return int(third_note["id"]) not in server.messages[world.general]
+
+    await eventually(third_taken_down)
     await settled(server, glimpse, 1)
     await asyncio.sleep(0.3)
     left = set(server.messages[world.general])
     assert int(first["id"]) in left
-    assert not left & {int(m["id"]) for m in (again, note, other, other_note)}
+    assert not left & {int(m["id"]) for m in (again, note, other, other_note, third, third_note)}
+    # Only the third's note was asked for: the other went in the same deletion as its post.
+    assert len([1 for method, _ in server.requests if method == "DELETE"]) == deletes + 1
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
