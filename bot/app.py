@@ -108,6 +108,9 @@ def claim(data_dir: Path) -> IO[bytes]:
     except BlockingIOError:
         lock.close()
         raise OSError(errno.EBUSY, "another Glimpse is running on it; stop it first") from None
+    except OSError as exc:  # a file system without locks (some network and FUSE mounts)
+        log.warning("DATA_DIR: cannot lock %s (%s); not guarded against a second bot", data_dir,
+                    exc.strerror or exc)  # fmt: skip
     return lock
 
 

@@ -160,7 +160,10 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
 def _path(raw: str) -> Path:
     """`~` as a shell would read it: python-dotenv does not expand it, and a folder named `~`
     in the working directory is a trap (`rm -rf ~` to clean it up)."""
-    return Path(raw).expanduser()
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # no HOME, and a user id with no passwd entry (a container's)
+        raise ValueError("cannot tell the home folder that ~ stands for") from None
 
 
 def _prefix(raw: str) -> str:

@@ -136,7 +136,9 @@ def data_dir_setting(env_file: Path = Path(".env")) -> Path:
 
         with contextlib.suppress(OSError, UnicodeDecodeError):
             raw = (dotenv_values(env_file).get("DATA_DIR") or "").strip()
-    return Path(raw or "./data").expanduser()
+    with contextlib.suppress(RuntimeError):  # no home folder to read ~ as: left as written
+        return Path(raw or "./data").expanduser()
+    return Path(raw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

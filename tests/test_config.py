@@ -149,6 +149,16 @@ def test_data_dir_reads_a_tilde_as_the_home_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HOME", "/home/admin")
     assert parse_settings({"DATA_DIR": "~/glimpse"}).data_dir == Path("/home/admin/glimpse")
 
+    def homeless(self: Path) -> Path:  # no HOME, and a user id with no passwd entry
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "expanduser", homeless)
+    with pytest.raises(ConfigError) as refused:
+        parse_settings({"DATA_DIR": "~/glimpse"})
+    assert str(refused.value) == (
+        "DATA_DIR: cannot tell the home folder that ~ stands for (got '~/glimpse')"
+    )
+
 
 def test_token_never_shows_itself() -> None:
     token = "MTIzNDU2Nzg5.abcdef.very-secret-token-value"

@@ -4,6 +4,8 @@ on SIGTERM or Ctrl-C at any moment. Real processes against servers on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import os
 import signal
 import socket
@@ -306,3 +308,19 @@ async def test_a_second_bot_on_the_same_data_dir_is_one_line(
         )
     async with running(settings) as bot:  # free again once the first has stopped
         assert bot.is_ready()
+
+
+async def test_a_data_dir_that_cannot_be_locked_still_runs(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Some network and FUSE mounts have no locks (ENOLCK): the bot runs there as before,
+    saying it is not guarded against a second one."""
+
+    def no_locks(fd: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        assert bot.is_ready()
+    assert any("not guarded against a second bot" in r.getMessage() for r in caplog.records)
