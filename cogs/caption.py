@@ -82,10 +82,10 @@ class Caption(commands.Cog):
         if not sources:
             if not reads_history(ctx.channel, ctx.author):
                 raise NoHistory  # the latest image is earlier history, hidden from the asker
-            if not audience_reads_history(ctx.channel):
-                raise NoSharedHistory  # and hidden from some who would read the answer
             if not self.bot.access.can_read(ctx.channel.id):
                 raise CannotReadChannel  # a slash command works where the bot cannot read
+            if not audience_reads_history(ctx.channel):
+                raise NoSharedHistory  # and hidden from some who would read the answer
             before = ctx.message if ctx.interaction is None else None
             found = await captions.latest_image(ctx.channel, before)
             if found is None:

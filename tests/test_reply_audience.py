@@ -22,7 +22,9 @@ from tests.test_permissions import (
     Thread,
     build,
     everyone,
+    guild_create,
     member,
+    new_state,
     role,
 )
 
@@ -110,3 +112,22 @@ def test_an_overwrite_that_takes_the_history_away_may_meet_another_that_shows_th
     )
     assert not reads(server, 11) and not reads(server, 12) and not reads(server, 13)
     assert reads(server, 14)
+
+
+def test_a_bots_own_role_is_no_audience() -> None:
+    """A bot's managed role (its `tags` name the bot) is that bot's alone; this bot's own
+    access to the history is judged apart, and answered with its own line."""
+    server = Server(
+        roles={ROLE_A: 0},
+        channels=(Channel(11, overwrites=(role(ROLE_A, deny=READ_MESSAGE_HISTORY),)),),
+    )
+    assert not reads(server, 11)
+    payload = guild_create(server)
+    for entry in payload["roles"]:
+        if entry["id"] == str(ROLE_A):
+            entry["tags"] = {"bot_id": "99"}
+    state = new_state()
+    state.parse_guild_create(payload)
+    (guild,) = state.guilds
+    channel = guild.get_channel(11)
+    assert channel is not None and audience_reads_history(channel)

@@ -121,14 +121,16 @@ def audience_reads_history(channel: object) -> bool:
     if target is None:
         return False  # a thread whose parent is not held: nothing to judge by
     guild = target.guild
-    seen = [target.permissions_for(role) for role in guild.roles]
+    # A bot's own role is its alone, and this bot's access is judged apart (bot.chat.access).
+    seen = [target.permissions_for(role) for role in guild.roles if not role.is_bot_managed()]
     for who, overwrite in target.overwrites.items():
         takes_history = overwrite.read_message_history is False
         if isinstance(who, discord.Member):
-            seen.append(target.permissions_for(who))
+            if not who.bot:
+                seen.append(target.permissions_for(who))
         elif isinstance(who, discord.Role):
-            if takes_history and not who.is_default():  # another role may show the channel
-                return False
+            if takes_history and not who.is_default() and not who.is_bot_managed():
+                return False  # another of a member's roles may show the channel
         elif getattr(who, "type", None) is discord.Role:
             if takes_history:  # a role not in the cache
                 return False
