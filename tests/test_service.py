@@ -18,6 +18,7 @@ from bot.config import parse_settings
 from bot.images.decode import load_image
 from bot.vision.blip import Captioner
 from bot.vision.checkpoints import ModelLoadError
+from bot.vision.clip import Embedder
 from bot.vision.devices import default_batch_wait_ms
 from bot.vision.scheduler import Busy
 from bot.vision.service import VisionService
@@ -248,6 +249,42 @@ async def test_a_load_outlives_the_request_that_started_it(
     finally:
         release.set()
         await vision.close()
+        vision.workers.shutdown()
+
+
+async def test_a_load_not_begun_when_the_service_closes_is_not_begun_at_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A load runs to its end whoever gave up on it; one still waiting for the load lock when
+    the service closes would only hold up the close (a download, on a first start)."""
+    loads: list[str] = []
+    real = Embedder.load
+
+    def counted(*args: Any, **kwargs: Any) -> Embedder:
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Embedder, "load", counted)
+    vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
+    await vision.start()
+    image = draw_shape(random.Random(5), "green", "circle", 64)
+    held, release = await _blocked_model_lane(vision)
+    try:
+        captioning = asyncio.ensure_future(vision.caption(image))  # loads BLIP, on the lane
+        await asyncio.sleep(0.1)
+        searching = asyncio.ensure_future(vision.embed_text(["a green circle"]))  # waits
+        await asyncio.sleep(0.1)
+        closing = asyncio.ensure_future(vision.close())
+        await asyncio.sleep(0.1)
+        release.set()
+        await asyncio.wait_for(closing, 30)
+        assert loads == []
+        for request in (captioning, searching):
+            with pytest.raises(BaseException):  # noqa: B017 (cancelled, or refused as closed)
+                await request
+    finally:
+        release.set()
+        await held
         vision.workers.shutdown()
 
 

@@ -84,6 +84,7 @@ class VisionService:
         self._captioner: Captioner | None = None
         self._embedder: Embedder | None = None
         self._load_lock = asyncio.Lock()
+        self._closing = False  # no load begins once close() has
         self._last_used = time.monotonic()
         self._unloader: asyncio.Task[None] | None = None
 
@@ -151,6 +152,8 @@ class VisionService:
             return self._embedder
 
     async def _load(self, what: str, loader: Callable[..., M], *args: Any) -> M:
+        if self._closing:  # asked for as the service closes: no one would use it
+            raise asyncio.CancelledError
         started = time.perf_counter()
         model = await self.workers.run("model", loader, *args)
         # Loading frees more than it keeps (the float32 weights that packing replaced, the
@@ -159,14 +162,8 @@ class VisionService:
         # A model brings many long-lived Python objects; left to the cyclic collector, a full
         # pass stalled the event loop for ~200 ms (measured). Frozen, they are never scanned.
         gc.freeze()
-        log.info(
-            "%s model %s loaded on %s (%s) in %.1f s",
-            what,
-            args[0],
-            self.device,
-            precision_name(self.dtype, self.packed_weights),
-            time.perf_counter() - started,
-        )
+        done = (what, args[0], self.device, precision_name(self.dtype, self.packed_weights))
+        log.info("%s model %s loaded on %s (%s) in %.1f s", *done, time.perf_counter() - started)
         return model
 
     async def ping(self) -> None:
@@ -281,6 +278,7 @@ class VisionService:
 
     async def close(self) -> None:
         """Drops the models; the worker threads belong to whoever made them."""
+        self._closing = True
         if self._unloader is not None:
             self._unloader.cancel()
             await asyncio.gather(self._unloader, return_exceptions=True)
