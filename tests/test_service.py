@@ -213,20 +213,26 @@ async def test_idle_models_are_not_unloaded_while_a_batch_runs() -> None:
         vision.workers.shutdown()
 
 
+def counted_loads(monkeypatch: pytest.MonkeyPatch, model: type[Captioner | Embedder]) -> list[str]:
+    """The checkpoints `model.load` is called with from now on, in order; it still loads."""
+    loads: list[str] = []
+    real = model.load
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "load", counted)
+    return loads
+
+
 async def test_a_load_outlives_the_request_that_started_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With PRELOAD_MODELS=false the first request loads the model; a request given up
     meanwhile (its message deleted, say) leaves the model loaded for the next, not loaded
     twice."""
-    loads: list[str] = []
-    real = Captioner.load
-
-    def counted(*args: Any, **kwargs: Any) -> Captioner:
-        loads.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(Captioner, "load", counted)
+    loads = counted_loads(monkeypatch, Captioner)
     vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
     await vision.start()
     image = draw_shape(random.Random(5), "green", "circle", 64)
@@ -257,14 +263,7 @@ async def test_a_load_not_begun_when_the_service_closes_is_not_begun_at_all(
 ) -> None:
     """A load runs to its end whoever gave up on it; one still waiting for the load lock when
     the service closes would only hold up the close (a download, on a first start)."""
-    loads: list[str] = []
-    real = Embedder.load
-
-    def counted(*args: Any, **kwargs: Any) -> Embedder:
-        loads.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(Embedder, "load", counted)
+    loads = counted_loads(monkeypatch, Embedder)
     vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
     await vision.start()
     image = draw_shape(random.Random(5), "green", "circle", 64)
