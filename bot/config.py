@@ -90,6 +90,13 @@ def load_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
 ) -> Settings:
     """Reads the process environment over `env_file` (the environment wins), validating all."""
+    return parse_settings(read_environment(environ, env_file))
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> dict[str, str]:
+    """The process environment over `env_file`, as written (ConfigError if it cannot be read)."""
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
         try:
@@ -99,7 +106,7 @@ def load_settings(
             raise ConfigError(str(env_file), f"cannot read it: {reason}") from None
         values.update({k: v for k, v in read.items() if v is not None})
     values.update(os.environ if environ is None else environ)
-    return parse_settings(values)
+    return values
 
 
 def export_hub_settings(env_file: Path = Path(".env")) -> None:
@@ -132,7 +139,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         search_model=get("SEARCH_MODEL", str, DEFAULT_SEARCH_MODEL),
         device=get("DEVICE", _device, "auto"),
         dtype=get("DTYPE", _choice(DTYPES), "auto"),
-        data_dir=get("DATA_DIR", _path, Path("./data")),
+        data_dir=get("DATA_DIR", home_path, Path("./data")),
         max_image_bytes=get("MAX_IMAGE_BYTES", _int_range(1024, 1 << 31), 26_214_400),
         max_image_pixels=get("MAX_IMAGE_PIXELS", _int_range(1, PILLOW_MAX_PIXELS), 50_000_000),
         max_aspect_ratio=get("MAX_ASPECT_RATIO", _float_range(1.0, 1e6), 20.0),
@@ -157,7 +164,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     )
 
 
-def _path(raw: str) -> Path:
+def home_path(raw: str) -> Path:
     """`~` as a shell would read it: python-dotenv does not expand it, and a folder named `~`
     in the working directory is a trap (`rm -rf ~` to clean it up)."""
     try:

@@ -128,17 +128,18 @@ def heartbeat_age(path: Path, now: float | None = None) -> float | None:
 
 
 def data_dir_setting(env_file: Path = Path(".env")) -> Path:
-    """DATA_DIR as the bot reads it (bot.config): the environment over `env_file`, `~` for the
-    home folder. Read here alone, since the probe must not fail on another setting."""
-    raw = os.environ.get("DATA_DIR", "").strip()
-    if not raw and env_file.is_file():
-        from dotenv import dotenv_values  # only here: the probe runs every 30 s
+    """DATA_DIR as the bot reads it (bot.config), read alone: the probe must not fail on
+    another setting."""
+    from bot.config import ConfigError, home_path, read_environment  # only here: dotenv
 
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            raw = (dotenv_values(env_file).get("DATA_DIR") or "").strip()
-    with contextlib.suppress(RuntimeError):  # no home folder to read ~ as: left as written
-        return Path(raw or "./data").expanduser()
-    return Path(raw)
+    try:
+        raw = read_environment(env_file=env_file).get("DATA_DIR", "").strip() or "./data"
+    except ConfigError:  # an unreadable .env: the environment alone
+        raw = os.environ.get("DATA_DIR", "").strip() or "./data"
+    try:
+        return home_path(raw)
+    except ValueError:  # no home folder to read ~ as: left as written
+        return Path(raw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
