@@ -78,10 +78,7 @@ async def create_bot(
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError("DATA_DIR", f"cannot use {str(settings.data_dir)!r}: {reason}") from None
     try:
-        await vision.find_checkpoints()
-        if before_loading is not None:
-            await before_loading()
-        await vision.start()
+        await vision.start(before_loading)
         async with aiohttp.ClientSession() as session:
             loader = ImageLoader(workers, limits_from(settings))
             fetcher = MediaFetcher(session, loader, DISCORD_MEDIA_HOSTS)

@@ -13,7 +13,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -101,18 +101,17 @@ class VisionService:
     def loaded(self) -> bool:
         return self._captioner is not None or self._embedder is not None
 
-    async def find_checkpoints(self) -> None:
-        """Both found and checked, reading config.json only: a wrong one is the admin's to hear."""
+    async def start(self, before_loading: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Finds and checks both checkpoints (config.json only: a wrong one is the admin's to
+        hear), runs `before_loading`, then loads both models when PRELOAD_MODELS is on (else
+        the first use does)."""
         await self.workers.run("model", Captioner.find, self.settings.caption_model)
         await self.workers.run("model", Embedder.find, self.settings.search_model)
-
-    async def start(self) -> None:
-        """Loads both models now when PRELOAD_MODELS is on; else only finds their checkpoints."""
+        if before_loading is not None:
+            await before_loading()
         if self.settings.preload_models:
             await self.captioner()
             await self.embedder()
-        else:
-            await self.find_checkpoints()
         if self.settings.model_idle_unload_s > 0 and self._unloader is None:
             self._unloader = asyncio.create_task(self._unload_when_idle(), name="glimpse-unload")
 
