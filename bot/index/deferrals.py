@@ -27,14 +27,11 @@ class Deferrals:
 
     def failed(self, keys: Iterable[Key], *, defer: bool) -> None:
         """These failed for now; with `defer` each waits on its own (else their batch waits)."""
-        keys = list(keys)
-        self.failing.update(keys)
-        if defer:
-            self.defer(keys)
-
-    def defer(self, keys: Iterable[Key]) -> None:
         now = time.monotonic()
         for key in keys:
+            self.failing.add(key)
+            if not defer:
+                continue
             _, last = self._until.get(key, (0.0, FIRST_WAIT_S / 2))
             wait = min(2 * last, LONGEST_WAIT_S)
             self._until[key] = (now + wait, wait)
