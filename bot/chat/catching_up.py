@@ -8,7 +8,9 @@ between is missed, and never two at once.
 A read mark (bot.chat.read_marks) says that nothing below it is left unread, so marks are
 written only while that holds: not from a new session's start until its catch-up has read
 what the session missed, nor while a catch-up runs. A mark lost (a crash, say) only makes the
-next catch-up read further back.
+next catch-up read further back. A catch-up that Discord failed on leaves its start behind
+(`Unread`): the next one reads down to what was known below it, not down to uploads seen live
+since, which lie above what it failed to read.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.chat.history import CatchUpIncomplete
+from bot.chat.history import CatchUpIncomplete, Unread
 from bot.chat.read_marks import ReadMarks
 from bot.index.store import ReadMark
 
@@ -31,8 +33,9 @@ RETRY_S = 60.0  # after a catch-up that failed (Discord unreachable, say)
 RETRY_CAP_S = 3600.0  # the longest wait for a channel Discord keeps failing on
 
 
-# Given the snowflake of the moment it was asked for, and the servers to read (None: all).
-CatchUp = Callable[[int, frozenset[int] | None], Awaitable[int]]
+# Given the snowflake of the moment it was asked for, the servers to read (None: all), and what
+# earlier ones left unread.
+CatchUp = Callable[[int, frozenset[int] | None, Unread], Awaitable[int]]
 
 
 class CatchUps:
@@ -48,6 +51,7 @@ class CatchUps:
         self._written_at = time.monotonic()
         self._retry: asyncio.TimerHandle | None = None
         self._tries = 0  # catch-ups in a row that Discord failed on for some channels
+        self._left = Unread()
         self._closed = False
 
     def new_session(self) -> None:
@@ -135,14 +139,17 @@ class CatchUps:
         failed = incomplete = False
         while again is not None:
             try:
-                await self._catch_up(again, guilds)
+                await self._catch_up(again, guilds, self._left)
                 if guilds is None:  # a full one read all that a failed one would
                     failed = incomplete = False
+                    self._left = Unread()
             except CatchUpIncomplete as exc:  # the rest was read; those channels' marks wait
                 incomplete = True
+                self._left = self._left_by(again, guilds, exc.channel_ids)
                 log.warning("%s", exc)
             except Exception:
                 failed = True
+                self._left.everywhere = min(again, self._left.everywhere or again)
                 log.exception("catching up on the channels' history failed")
             again, guilds, self._again_before = self._again_before, self._again_guilds, None
         self._task = None
@@ -156,6 +163,14 @@ class CatchUps:
             self._tries = 0
         if not failed and not self._unread:  # everything up to the session's start is read
             self._write_marks()
+
+    def _left_by(self, before: int, guilds: frozenset[int] | None, channels: list[int]) -> Unread:
+        """What is left unread after a catch-up from `before` that Discord failed on for
+        `channels`: a full one read the rest of what was left."""
+        left = self._left
+        if guilds is not None:
+            return Unread(left.everywhere, {c: before for c in channels} | left.channels)
+        return Unread(None, {c: left.below(before, c) for c in channels})
 
     def _retry_in(self, delay: float) -> None:
         log.info("catching up again in %d s", delay)

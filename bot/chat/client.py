@@ -180,10 +180,12 @@ class Glimpse(commands.Bot):
             self.spoiler_channels.clear()
             self.catch_ups.start(guild.id)
 
-    async def _catch_up(self, before: int, guilds: frozenset[int] | None) -> int:
+    async def _catch_up(
+        self, before: int, guilds: frozenset[int] | None, unread: history.Unread
+    ) -> int:
         limit, marks = self.settings.index_per_channel, self.catch_ups.marks
         return await history.catch_up(
-            self, self.access, self.indexer, self.indexable, limit, before, marks, guilds
+            self, self.access, self.indexer, self.indexable, limit, before, marks, guilds, unread
         )
 
     def indexable(self, message: discord.Message) -> list[ImageSource]:

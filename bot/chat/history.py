@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import discord
@@ -29,6 +30,23 @@ class CatchUpIncomplete(Exception):
     def __init__(self, channel_ids: list[int]) -> None:
         shown = ", ".join(map(str, channel_ids[:5])) + (", ..." if len(channel_ids) > 5 else "")
         super().__init__(f"Discord failed to give the history of channel(s) {shown} for now")
+        self.channel_ids = channel_ids
+
+
+@dataclass
+class Unread:
+    """Where the stretches that earlier catch-ups failed to read begin: a failed one's start in
+    every channel, an incomplete one's in the channels Discord failed on. Uploads seen live
+    since then lie above such a stretch, so a later catch-up reads down to what was known
+    below its start, not down to them."""
+
+    everywhere: int | None = None
+    channels: dict[int, int] = field(default_factory=dict)
+
+    def below(self, before: int, channel_id: int | None = None) -> int:
+        """Where what is known counts as read: in `channel_id`, or (None) in every channel."""
+        starts = self.channels.values() if channel_id is None else [self.channels.get(channel_id)]
+        return min(s for s in (before, self.everywhere, *starts) if s is not None)
 
 
 Progress = Callable[[int, int], Awaitable[None]]
@@ -57,19 +75,20 @@ async def catch_up(
     before: int,
     marks: ReadMarks,
     guilds: Collection[int] | None = None,
+    unread: Unread | None = None,
 ) -> int:
     """Queues images posted while the bot was down or between two gateway sessions (whose
     events Discord never sends), in every channel with indexed images or a read mark, or
     begun meanwhile, that it can still read (a 403 is asked once, then remembered), and marks
-    how far each was read.
-    `before`: the snowflake of the session's start; images from then on arrive as events, and
-    never count as where the reading stops. `guilds`: only these servers' channels."""
+    how far each was read. `before`: the snowflake of the session's start; images from then on
+    arrive as events, and never count as where the reading stops. `guilds`: only these
+    servers' channels. `unread`: what earlier catch-ups left unread, read now too."""
     queued = 0
     later: list[int] = []  # the channels Discord failed on for now
-    index = indexer.index
+    index, below = indexer.index, (unread or Unread()).below
     known = {channel: guild for guild, channel in await index.channels()}
-    sinces = await _newest_known(client, index, guilds, before)
-    begun = await _begun_meanwhile(client, index, marks, known, sinces, before)
+    sinces = await _newest_known(client, index, guilds, below(before))
+    begun = await _begun_meanwhile(client, index, marks, known, sinces, below(before))
     channels = marks.held() | known | {channel: guild for channel, (guild, _) in begun.items()}
     for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
         channel = client.get_channel(channel_id)
@@ -82,7 +101,8 @@ async def catch_up(
         if channel_id in begun:  # not from the first message seen there live: that is later
             last = begun[channel_id][1]
         else:
-            last = await index.last_message_id(channel_id, before) or marks.first(channel_id) or 0
+            newest = await index.last_message_id(channel_id, below(before, channel_id))
+            last = newest or marks.first(channel_id) or 0
         missed = await _missed(channel, channel_id, last, before, limit, access, later)
         if missed is None:
             marks.unread(channel_id)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.chat import history
 from bot.chat.client import Glimpse
 from tests.e2e.harness import (
     World,
@@ -367,3 +369,47 @@ async def test_no_mark_passes_an_upload_still_on_its_way_to_the_database(
         await attachment_indexed(bot, slowed)
         await talk(server, bot, world.other, world.alice, "a write happens")
         await eventually(lambda: _marked_at_least(bot, world.general, int(after["id"])))
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "503"])
+async def test_an_upload_seen_live_before_the_retry_does_not_hide_what_was_missed(
+    server: FakeDiscord,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+) -> None:
+    """A catch-up that Discord failed on (wholly, or for one channel) runs again later. An
+    image posted live meanwhile lies above the one missed, and the retry still reads down to
+    the missed one, not down to it."""
+    write_every_time(monkeypatch)
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 3.0)
+    if failure == "unreachable":
+        calls = second_catch_up_fails(monkeypatch)
+    else:
+        calls = counted_catch_ups(monkeypatch)
+        server.fail_next("GET", rf"^/channels/{world.general}/messages$", 503)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "blue")
+        )
+        live = await upload(server, world, "live.png", "red")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(live["id"])))
+        assert calls() == 2  # the retry comes after the live upload is known
+        await attachment_indexed(bot, missed)
+        assert calls() == 3
+
+
+def counted_catch_ups(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Returns how many catch-ups were asked for so far."""
+    real, calls = history.catch_up, 0
+
+    async def counted(*args: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return await real(*args)
+
+    monkeypatch.setattr(history, "catch_up", counted)
+    return lambda: calls
