@@ -19,7 +19,7 @@ from bot import wording
 from bot.chat.access import ReadAccess
 from bot.chat.find_syntax import FindRequest, FindSyntaxError
 from bot.chat.permissions import audience_reads_history, reads_history, server_scope
-from bot.chat.sources import lost_image, source_for
+from bot.chat.sources import lost_image, source_for, unsigned
 from bot.chat.spoiler_channels import SpoilerChannels
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.index.alt_text import Terms, query_terms
@@ -269,5 +269,6 @@ class Finder:
         embed = discord.Embed(title=title, url=link, description=posted)
         embed.set_author(name=message.author.display_name)
         if source is not None and not spoiler:  # a spoiler is never shown uncovered
-            embed.set_image(url=source.url)
+            # (A signed link would show nothing once it expires, a day or so later.)
+            embed.set_image(url=unsigned(source.url))
         return embed

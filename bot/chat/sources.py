@@ -114,12 +114,19 @@ def embed_key(address: str) -> int:
     """The key of the image at `address` among its message's images: between EMBED_KEYS_FROM
     and SNOWFLAKES_FROM, where no attachment's ID lies. The address as Discord gives it, not
     decoded and encoded again, less a Discord link's renewable signature."""
-    base, _, query = address.partition("?")
-    if query and URL(address).host in DISCORD_MEDIA_HOSTS:
-        kept = [p for p in query.split("&") if p and p.split("=")[0] not in _SIGNATURE]
-        address = f"{base}?{'&'.join(kept)}" if kept else base
-    digest = int.from_bytes(hashlib.sha256(address.encode()).digest()[:8], "big")
+    digest = int.from_bytes(hashlib.sha256(unsigned(address).encode()).digest()[:8], "big")
     return EMBED_KEYS_FROM + digest % (SNOWFLAKES_FROM - EMBED_KEYS_FROM)
+
+
+def unsigned(address: str) -> str:
+    """A Discord CDN link without its signature, which expires: given so in an embed's image,
+    Discord renders it and keeps it fresh (reference.mdx, "Signed Attachment CDN URLs").
+    Other links, and the rest of the query, as they are."""
+    base, _, query = address.partition("?")
+    if not query or URL(address).host not in DISCORD_MEDIA_HOSTS:
+        return address
+    kept = [p for p in query.split("&") if p and p.split("=")[0] not in _SIGNATURE]
+    return f"{base}?{'&'.join(kept)}" if kept else base
 
 
 def lost_image(message: discord.Message, attachment_id: int, hosts: frozenset[str]) -> bool:

@@ -64,6 +64,8 @@ async def test_find_the_right_image_and_top_n(
         (embed,) = reply["embeds"]
         assert embed["url"].endswith(jump(world, world.general, posted[caption]))
         assert embed["image"]["url"].split("?")[0].endswith(f"/{caption[2:].replace(' ', '-')}.png")
+        # Unsigned, so that Discord keeps it fresh (reference.mdx, "Signed Attachment CDN URLs")
+        assert "?" not in embed["image"]["url"]
         assert "score" in embed["title"] and mentions_disabled(reply)
     reply = await ask(server, world, '!find "a red square" top: 3')
     assert len(reply["embeds"]) == 3
