@@ -49,7 +49,7 @@ class AltText(commands.Cog, name="Alt text"):  # its heading in `help`
             return
         own_id = self.bot.user.id if self.bot.user else None
         sources = undescribed(message, own_id, self.bot.fetcher.allowed_hosts)
-        if sources and not (await self.bot.get_context(message)).valid:
+        if sources and not await self.bot.is_command(message):
             descriptions.posted(message, sources)  # a command is a query, not a post
 
     @commands.Cog.listener()

@@ -43,7 +43,7 @@ class RepostChecks(commands.Cog, name="Reposts"):  # its heading in `help`
     async def on_message(self, message: discord.Message) -> None:
         if not self.bot.reposts.watched(message.channel):
             return
-        if (await self.bot.get_context(message)).valid:
+        if await self.bot.is_command(message):
             return  # a command is a query, not a post
         await self.bot.reposts.posted(message)
 

@@ -142,6 +142,7 @@ class Glimpse(commands.Bot):
             settings.repost_min_score,
             pace,
             fetcher.allowed_hosts,
+            self.is_command,
         )
         self.descriptions = Descriptions(
             vision, fetcher, self.indexer, self.indexable, settings.alt_text_max_pending, pace
@@ -197,6 +198,10 @@ class Glimpse(commands.Bot):
         own_id = self.user.id if self.user else None
         ignored, hosts = self.settings.ignore_channels, self.fetcher.allowed_hosts
         return indexable_sources(message, ignored, hosts, own_id)
+
+    async def is_command(self, message: discord.Message) -> bool:
+        """One of this bot's commands, with its prefix: a query, not a post."""
+        return (await self.get_context(message)).valid
 
     async def message_of(self, ref: ImageRef) -> discord.Message | None:
         return await history.message_of(self, ref)

@@ -8,7 +8,7 @@ least REPOST_MIN_SCORE (an animation's best pair of frames); a private thread is
 within itself. No other channel's images are compared or named, so a reply tells nothing about
 them. Forwards count as posts; opted-out members' images are neither checked nor matched (they
 are not in the index). One reply per message, pinging no one, also when a link preview brings
-its image a moment later; commands are queries, not posts, and are not checked. Deleting the
+its image a moment later; commands are queries, not posts: neither checked nor matched. Deleting the
 post takes its note down (for the last LIVE_MESSAGES posts: the note is remembered in memory).
 """
 
@@ -41,6 +41,7 @@ TRIED_MATCHES = 5  # earliest matches whose message is fetched before giving up
 
 Locate = Callable[[ImageRef], Awaitable[discord.Message | None]]
 Sources = Callable[[discord.Message], list[ImageSource]]
+IsCommand = Callable[[discord.Message], Awaitable[bool]]
 
 
 def root_of(channel: object) -> int:
@@ -70,6 +71,7 @@ class Reposts:
         min_score: float,
         pace: ChannelPace,
         hosts: frozenset[str],
+        is_command: IsCommand,
     ) -> None:
         self.indexer = indexer
         self.index = indexer.index
@@ -79,6 +81,7 @@ class Reposts:
         self.min_score = min_score
         self.pace = pace
         self.hosts = hosts  # where Discord serves media
+        self.is_command = is_command
         self._live: OrderedDict[int, _Post] = OrderedDict()
 
     def watched(self, channel: object) -> bool:
@@ -182,8 +185,8 @@ class Reposts:
             except discord.DiscordServerError as exc:  # Discord's trouble: no note this time
                 log.info("cannot fetch earlier post %s: %s", match.ref.message_id, exc)
                 return None
-            if earlier is None:
-                continue
+            if earlier is None or await self.is_command(earlier):
+                continue  # (a command's image is a query: `!find` with it asked if it was posted)
             if lost_image(earlier, match.ref.attachment_id, self.hosts):
                 await self.index.remove_images([match.ref.key])  # an edit missed: gone
                 continue

@@ -180,6 +180,23 @@ async def test_forwards_count_and_commands_do_not(
     assert [len(replies_to(server, message)) for message in asked] == [1, 1]  # no repost note
 
 
+async def test_an_image_a_command_asked_about_is_no_earlier_post(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """`!find` with a picture asks whether it was posted; that does not post it. Its first
+    real post gets no note, and the next one links to that post, not to the question."""
+    await turn_on(server, world, world.general)
+    await command(server, world.general, world.alice, "!find",
+                  attachments=[image("q.png", "green", "square")])  # fmt: skip
+    await settled(server, glimpse, 1)  # the question's picture is indexed, as a search result
+    first = await post(server, world.general, world.bob, image("p.png", "green", "square"))
+    second = await post(server, world.general, world.carol, image("r.png", "green", "square"))
+    assert link(world, world.general, first) in await repost_reply(server, second)
+    await settled(server, glimpse, 3)
+    await asyncio.sleep(0.5)
+    assert replies_to(server, first) == []
+
+
 async def test_opted_out_members_are_neither_checked_nor_matched(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
