@@ -461,6 +461,21 @@ def test_nsfw_channels_only_from_an_nsfw_channel_or_one_of_its_threads() -> None
     assert scope_from(server, 32) == nsfw  # a post in an NSFW forum
 
 
+def test_a_direct_message_shows_no_nsfw_channel_not_even_the_thread_asked_from() -> None:
+    """A bot cannot see whether the asker allowed age-restricted content in direct messages
+    (application-commands.mdx, "Using Age-Restricted Commands"): the DM copy leaves every
+    NSFW channel out, the origin too, a thread of one as much as the channel itself."""
+    server = Server(
+        channels=(Channel(11), Channel(12, nsfw=True)),
+        threads=(Thread(30, parent=11), Thread(31, parent=12)),
+    )
+    _, guild, asker = build(server)
+    for origin_id in (12, 31, 11, 30):
+        origin = guild.get_channel_or_thread(origin_id)
+        assert origin is not None
+        assert server_scope(asker, origin, by_dm=True) == {11, 30}
+
+
 def test_public_threads_follow_their_parents_permissions() -> None:
     server = Server(
         roles={ROLE_A: 0},

@@ -53,8 +53,10 @@ def server_scope(
     # Public threads are viewable by whoever views the parent (threads.mdx, "Public & Private
     # Threads"); a private one is searched only from inside, where posting unarchives it.
     allowed |= {t.id for t in archived if not t.private and t.parent_id in readable}
-    if isinstance(origin, discord.Thread) and can_read(origin, member):
-        allowed.add(origin.id)  # asked from inside it: private threads count only then
+    # Asked from inside it: private threads count only then (but no NSFW one goes to a DM).
+    inside = isinstance(origin, discord.Thread) and can_read(origin, member)
+    if inside and not (by_dm and _is_nsfw(origin)):
+        allowed.add(origin.id)
     return allowed
 
 
