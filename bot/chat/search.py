@@ -7,6 +7,7 @@ alt texts say (bot.index.ranking).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from bot.vision.service import VisionService
 
 if TYPE_CHECKING:
     from discord.abc import MessageableChannel
+
+log = logging.getLogger(__name__)
 
 PENDING_WAIT_S = 5.0
 
@@ -168,9 +171,11 @@ class Finder:
         self, hits: list[Hit], top: int, budget: int
     ) -> list[tuple[Hit, discord.Message]]:
         """The first `top` hits whose image is still there, fetching at most `budget`
-        messages."""
+        messages. A message Discord fails to give for now is passed over, unless nothing at
+        all can be shown: then the failure is the answer."""
         shown: list[tuple[Hit, discord.Message]] = []
         messages: dict[int, discord.Message | None] = {}
+        trouble: discord.DiscordServerError | None = None
         for hit in hits:
             if len(shown) == top:
                 break
@@ -179,7 +184,11 @@ class Finder:
             if hit.ref.message_id not in messages:
                 if len(messages) == budget:
                     break
-                messages[hit.ref.message_id] = await self._fetch(hit)
+                try:
+                    messages[hit.ref.message_id] = await self._fetch(hit)
+                except discord.DiscordServerError as exc:  # (a 5xx past discord.py's tries)
+                    log.info("cannot fetch result %s for now: %s", hit.ref.message_id, exc)
+                    messages[hit.ref.message_id], trouble = None, exc
             message = messages[hit.ref.message_id]
             if message is None:
                 continue
@@ -189,6 +198,8 @@ class Finder:
                 await self.index.remove_images([hit.ref.key])
                 continue
             shown.append((hit, message))
+        if not shown and trouble is not None:
+            raise trouble
         return shown
 
     async def _nothing(self, scope: set[int], readable: set[int], hits: bool, query: Query) -> str:

@@ -72,6 +72,24 @@ async def test_find_the_right_image_and_top_n(
     assert reply["embeds"][0]["url"].endswith(jump(world, world.general, posted["a red square"]))
 
 
+async def test_a_result_discord_fails_to_give_for_now_is_passed_over(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A 503 (which discord.py does not retry) on one result's message: the others are shown.
+    Only when Discord fails on every one is the answer that Discord is in trouble."""
+    posted = await post_shapes(server, world.general, [world.bob, world.carol])
+    await indexed(glimpse, 12)
+    best = posted["a green triangle"]
+    server.fail_next("GET", rf"^/channels/{world.general}/messages/{best['id']}$", 503)
+    reply = await ask(server, world, '!find "a green triangle" top: 3')
+    assert len(reply["embeds"]) == 3
+    assert all(not e["url"].endswith(jump(world, world.general, best)) for e in reply["embeds"])
+    server.fail_next("GET", r"^/channels/\d+/messages/\d+$", 503, count=100)
+    assert (await ask(server, world, "!find a green triangle"))["content"] == (
+        wording.DISCORD_TROUBLE
+    )
+
+
 async def test_without_embed_links_the_results_come_as_links(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
