@@ -14,7 +14,7 @@ from bot.chat.access import ReadAccess
 from bot.chat.sources import source_for
 from bot.images.fetcher import ImageSource
 from bot.index.refs import ImageRef
-from bot.index.uploads import Unavailable
+from bot.index.uploads import NoAccess, Unavailable
 
 # A message's images are queued side by side and asked for one after another (give or take
 # the batch's parallel downloads): the message fetched for the first serves the others (its
@@ -34,9 +34,9 @@ class FreshUrls:
 
     async def resolve(self, ref: ImageRef) -> ImageSource | None:
         """A fresh URL for a queued image, or None if it is gone. Raises Unavailable when
-        Discord or the network fails for now."""
+        Discord or the network fails for now, NoAccess while the bot cannot read there."""
         if not self.access.can_read(ref.channel_id):
-            return None
+            raise NoAccess(f"no access to channel {ref.channel_id}")
         message = await self._message(ref)
         if message is None:
             return None
@@ -53,7 +53,7 @@ class FreshUrls:
             return None
         except discord.Forbidden:
             self.access.refused(ref.channel_id)
-            return None
+            raise NoAccess(f"no access to channel {ref.channel_id}") from None
         except discord.HTTPException as exc:
             if exc.status >= 500 or exc.status == 429:
                 raise Unavailable(f"Discord answered HTTP {exc.status}") from exc

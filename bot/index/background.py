@@ -4,8 +4,9 @@ A queued upload survives restarts (only IDs are stored; the message is fetched a
 URL). Identical images are embedded once, by content hash. An outage costs time, never work:
 when Discord or the network fails the whole batch, it waits (1 s, doubling, at most RETRY_CAP_S,
 cut short by a new upload if the batch held all that was queued) and is tried again; an upload
-that fails alone waits on its own (bot.index.deferrals); only a failure that is the image's own
-(refused, undecodable, gone) drops it.
+that fails alone, or whose channel the bot cannot read for now, waits on its own
+(bot.index.deferrals); only a failure that is the image's own (refused, undecodable, gone)
+drops it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bot.index.embedding import embed_uploads
 from bot.index.image_index import ImageIndex
 from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
-from bot.index.uploads import Batch, Resolver, Unavailable, Uploads
+from bot.index.uploads import Batch, NoAccess, Resolver, Unavailable, Uploads
 from bot.tasks import cancel_until_done
 from bot.vision.service import VisionService
 
@@ -111,12 +112,8 @@ class Indexer:
             added = await self.index.add_pending(_refs(by_key), _alt_texts(by_key))
         except sqlite3.Error as exc:
             first = next(iter(by_key.values())).ref.message_id
-            log.warning(
-                "cannot queue %d image(s) of message %s yet (%s); will retry",
-                len(by_key),
-                first,
-                exc,
-            )
+            log.warning("cannot queue %d image(s) of message %s yet (%s); will retry",
+                        len(by_key), first, exc)  # fmt: skip
             self._held.update(by_key)
             added = []
         finally:
@@ -261,12 +258,13 @@ class Indexer:
         fetched: dict[Key, Decoded] = {}
         gone: list[ImageRef] = []
         waiting: list[ImageRef] = []
+        shut: list[ImageRef] = []  # in a channel the bot cannot read now: no outage
         for ref, outcome in zip(refs, await batch.fetching, strict=True):
             if isinstance(outcome, Decoded):
                 fetched[ref.key] = outcome
             elif isinstance(outcome, Unavailable):
                 log.debug("image %s of message %s must wait: %s", *ref.key[::-1], outcome)
-                waiting.append(ref)
+                (shut if isinstance(outcome, NoAccess) else waiting).append(ref)
             else:
                 reason = outcome.code if isinstance(outcome, ImageError) else "gone"
                 log.info("not indexing image %s of message %s: %s", *ref.key[::-1], outcome)
@@ -287,6 +285,7 @@ class Indexer:
                 self.uploads.urls.pop(ref.key, None)
         outage = len(waiting) == len(refs)
         self._deferrals.failed((ref.key for ref in waiting), defer=not outage)
+        self._deferrals.failed((ref.key for ref in shut), defer=True)
         self._failed_whole_queue = outage and len(refs) < self.batch_size
         return outage
 

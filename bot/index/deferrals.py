@@ -1,4 +1,5 @@
-"""Queued uploads whose download failed for now while the rest of their batch came through.
+"""Queued uploads whose download failed for now while the rest of their batch came through, or
+whose channel the bot cannot read for now.
 
 Each waits on its own, FIRST_WAIT_S at first and twice as long after each failure (at most
 LONGEST_WAIT_S), and stays queued. The queue is taken oldest first, so one such upload (a link

@@ -31,8 +31,13 @@ class Unavailable(Exception):
     """Discord or the network failed for now; the work waits and is tried again."""
 
 
+class NoAccess(Unavailable):
+    """The bot cannot read the image's channel for now (its permissions, or a 403): the image
+    stays queued, each such one waiting on its own, until it can (README, "Lost access")."""
+
+
 class Gone(Exception):
-    """The image's message or attachment no longer exists (or can no longer be read)."""
+    """The image's message or attachment no longer exists."""
 
 
 Outcome = Decoded | Unavailable | ImageError | Gone  # what became of one image's fetch

@@ -12,6 +12,7 @@ import pytest
 from bot import wording
 from bot.chat import history
 from bot.chat.client import Glimpse
+from bot.index import deferrals
 from bot.index.background import Indexer
 from tests.conftest import TINY_CLIP
 from tests.e2e.harness import (
@@ -23,7 +24,7 @@ from tests.e2e.harness import (
     running,
     shape_png,
 )
-from tests.fakediscord import EXTERNAL_PROXY_HOSTS, FakeDiscord
+from tests.fakediscord import EXTERNAL_PROXY_HOSTS, VIEW_CHANNEL, FakeDiscord
 
 
 def on_proxy(server: FakeDiscord, host: str) -> str:
@@ -238,6 +239,36 @@ async def test_a_new_search_model_never_mixes_vector_spaces(
             "SELECT DISTINCT model_id FROM images"
         ).fetchall()
         assert model_ids == [(str(renamed),)]
+
+
+async def test_images_queued_in_a_channel_hidden_from_the_bot_wait_for_its_return(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new search model queues every image again. Those of a channel the bot cannot read
+    then are not dropped: they wait, and are indexed once it can read it again."""
+    monkeypatch.setattr(deferrals, "FIRST_WAIT_S", 0.3)
+    data = tmp_path / "data"
+    async with running(bot_settings(server, data)) as bot:
+        for channel in (world.general, world.other):
+            await server.post_message(
+                channel, world.bob, "", attachments=[png_attachment("red", "circle")]
+            )
+        await indexed(bot, 2)
+    hidden = [{"id": server.bot_role_id(world.guild), "type": 0, "allow": 0, "deny": VIEW_CHANNEL}]
+    server.set_overwrites(world.other, hidden)
+    renamed = tmp_path / "clip-renamed"
+    renamed.symlink_to(TINY_CLIP.resolve(), target_is_directory=True)
+    async with running(bot_settings(server, data, SEARCH_MODEL=str(renamed))) as bot:
+
+        async def one_embedded_again() -> bool:
+            return await bot.index.count() == 1
+
+        await eventually(one_embedded_again)
+        await asyncio.sleep(1.0)  # tried again meanwhile, still hidden
+        assert await bot.index.pending_count() == 1
+        server.set_overwrites(world.other, [])
+        await server.flush()
+        await indexed(bot, 2)
 
 
 async def test_the_indexing_summary_counts_what_was_indexed(
