@@ -57,10 +57,11 @@ class DescriptionRemoval:
         """Messages were deleted (or their images changed): the descriptions of those that had
         one go with them, posted or on their way. True if there was any."""
         dropped = self.descriptions.deleted(message_ids)
-        found = await self.index.forget_descriptions(message_ids)
-        for description in found:
-            if not await self._delete(description):  # kept, for a 🗑️ to take down later
-                await self.index.add_description(description)
+        # Each record goes once its description is gone: a bot stopped in between keeps the
+        # record, and the description can still be taken down (not so the other way round).
+        found = [d for m in set(message_ids) for d in await self.index.descriptions_of(m)]
+        kept = {d.message_id for d in found if not await self._delete(d)}  # for a 🗑️ later
+        await self.index.forget_descriptions([m for m in message_ids if m not in kept])
         return dropped or bool(found)
 
     async def _moderates(self, payload: discord.RawReactionActionEvent) -> bool:

@@ -199,10 +199,10 @@ class Descriptions:
             log.info("cannot describe images in channel %s: %s", message.channel.id, exc)
             return
         await self.index.add_description(_record(message, reply, waiting.covers))
-        # Deleted while the reply was on its way: taken back here, unless the deletion's own
-        # handler found the record first (one of the two does).
-        if waiting.gone and await self.index.forget_descriptions([message.id]):
-            await _delete_quietly(reply)
+        # Deleted while the reply was on its way: taken back here (and by the deletion's own
+        # handler, if it found the record: one of them is told it is gone already).
+        if waiting.gone and await _delete_quietly(reply):
+            await self.index.forget_descriptions([message.id])
 
 
 def covered(sources: list[ImageSource]) -> Covers:
@@ -223,8 +223,13 @@ def _record(message: discord.Message, reply: discord.Message, covers: Covers) ->
     )
 
 
-async def _delete_quietly(reply: discord.Message) -> None:
+async def _delete_quietly(reply: discord.Message) -> bool:
+    """Whether it is gone; if not, its record stays, for a 🗑️ to take it down later."""
     try:
         await reply.delete()
+    except discord.NotFound:
+        pass  # taken down already
     except discord.HTTPException as exc:
         log.info("cannot take back description %s: %s", reply.id, exc)
+        return False
+    return True

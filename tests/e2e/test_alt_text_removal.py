@@ -113,6 +113,27 @@ async def _equals(value: int, expected: int) -> bool:
     return value == expected
 
 
+async def test_a_record_goes_only_once_its_description_is_gone(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Deleting the original takes its description down, then forgets it. While Discord makes
+    the bot wait (a 429), the record stays: a bot stopped then still knows the description,
+    and a 🗑️ can take it down after the restart."""
+    await turn_on(server, world, world.general)
+    original, description = await post_described(server, world.general, world.bob, "a.png")
+    path = rf"^/channels/\d+/messages/{description['id']}$"
+    server.fail_next("DELETE", path, 429, retry_after=1.0)
+    await server.delete_message(world.general, int(original["id"]))
+
+    async def told_to_wait() -> bool:
+        return len(server.faults_served) == 1
+
+    await eventually(told_to_wait)
+    assert exists(server, description) and rows(glimpse) == 1
+    await gone(server, description)
+    await eventually(lambda: _equals(rows(glimpse), 0))
+
+
 async def test_moderators_of_a_thread_and_posters_after_a_restart(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
