@@ -323,3 +323,16 @@ def test_only_discord_urls_are_taken_from_a_message() -> None:
     ]
     # An embed has no id: its key is made from its image's address (bot.chat.sources.embed_key).
     assert [s.ref.attachment_id for s in sources] == [5, embed_key("https://example.com/p.png")]
+
+
+def test_a_media_posts_thumbnail_is_not_one_of_its_images() -> None:
+    """Flagged IS_THUMBNAIL (message.mdx, "Attachment Flags"): shown in a media channel's grid,
+    not on the message, so neither indexed nor described as one of its pictures."""
+    cdn = "https://cdn.discordapp.com/attachments/10"
+    shown, thumbnail = _attachment(5, f"{cdn}/5/a.png"), _attachment(6, f"{cdn}/6/t.png")
+    thumbnail["flags"] = 1 << 1
+    for attachments in ([shown, thumbnail], [thumbnail, shown]):
+        message = _message(attachments, [])
+        assert [s.ref.attachment_id for s in image_sources(message, DISCORD_MEDIA_HOSTS)] == [5]
+        every = image_sources(message, DISCORD_MEDIA_HOSTS, every_attachment=True)
+        assert [s.ref.attachment_id for s in every] == [5]

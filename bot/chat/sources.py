@@ -30,6 +30,8 @@ DISCORD_MEDIA_HOSTS = frozenset(
     }
 )
 IS_SPOILER = 1 << 3  # message.mdx, "Attachment Flags"
+# A media channel post's thumbnail: shown in the channel's grid, not on the message (ibid.).
+IS_THUMBNAIL = 1 << 1
 #: Replies to slash commands and context menus (message.mdx, "Message Types").
 COMMAND_REPLY_TYPES = frozenset(
     {discord.MessageType.chat_input_command, discord.MessageType.context_menu_command}
@@ -62,7 +64,7 @@ def image_sources(
 ) -> list[ImageSource]:
     """Attachments first, then image embeds through the media proxy, in message order; a
     forward's images (its snapshot: message.mdx, "Message Snapshot Object") count as the
-    forwarding message's own.
+    forwarding message's own. A thumbnail is not on the message, so not one of its images.
 
     `every_attachment` keeps files that do not look like images, so that a user who attached
     one to a command hears what is wrong with it instead of being ignored.
@@ -81,7 +83,7 @@ def image_sources(
         )
         for part in parts
         for a in part.attachments
-        if every_attachment or is_image_attachment(a)
+        if (every_attachment or is_image_attachment(a)) and not a.flags.value & IS_THUMBNAIL
     ]
     sources += [source for _, source in _embed_sources(parts, allowed_hosts, ref)]
     return sources
