@@ -259,10 +259,8 @@ async def example_source(
     message: discord.Message, allowed_hosts: frozenset[str]
 ) -> ImageSource | None:
     """The image a command with no words means: the message's first, else the first of the
-    message it replies to. A file that is not an image still counts when nothing else does,
-    so that the user hears what is wrong with it."""
-    own = image_sources(message, allowed_hosts)
-    if not own:
-        own = image_sources(message, allowed_hosts, every_attachment=True)
-    found = own or await replied_sources(message, allowed_hosts)
+    message it replies to. A file of its own that is not an image still counts when nothing
+    else does, so that the user hears what is wrong with it."""
+    found = image_sources(message, allowed_hosts) or await replied_sources(message, allowed_hosts)
+    found = found or image_sources(message, allowed_hosts, every_attachment=True)
     return found[0] if found else None

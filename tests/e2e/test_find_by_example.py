@@ -61,6 +61,11 @@ async def test_a_reply_to_an_image_finds_images_like_it(
     reply = await command(server, world.general, world.alice, "!find",
                           reply_to=int(later["id"]))  # fmt: skip
     assert ids(reply) == [posted["blue square"]["id"]]  # the replied-to image itself is left out
+    # A file that is no image, attached as well, counts only when no image does.
+    reply = await command(server, world.general, world.alice, "!find",
+                          reply_to=int(later["id"]),
+                          attachments=[("notes.txt", b"hello", "text/plain")])  # fmt: skip
+    assert ids(reply) == [posted["blue square"]["id"]]
 
 
 async def test_words_win_over_an_attached_image(
