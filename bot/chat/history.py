@@ -24,7 +24,7 @@ Sources = Callable[[discord.Message], list[ImageSource]]
 
 
 class CatchUpIncomplete(Exception):
-    """Discord failed for now (a 5xx, once discord.py's own tries were spent) on some
+    """Discord failed for now (a 5xx or a 429, once discord.py's own tries were spent) on some
     channels: the catch-up must run again, and no mark be written above them meanwhile."""
 
     def __init__(self, channel_ids: list[int]) -> None:
@@ -220,11 +220,12 @@ async def _missed(
         return await _newest_after(channel, last, before, limit)
     except discord.Forbidden:
         access.refused(channel_id)
-    except discord.DiscordServerError as exc:
-        log.info("cannot catch up on channel %s for now: %s", channel_id, exc)
-        later.append(channel_id)
     except discord.HTTPException as exc:
-        log.info("cannot catch up on channel %s: %s", channel_id, exc)
+        # A 5xx, or 429s until discord.py gave up: for now only.
+        for_now = isinstance(exc, discord.DiscordServerError) or exc.status == 429
+        log.info("cannot catch up on channel %s%s: %s", channel_id, " for now" * for_now, exc)
+        if for_now:
+            later.append(channel_id)
     return None
 
 

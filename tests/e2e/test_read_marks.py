@@ -175,30 +175,37 @@ async def test_a_catch_up_that_fails_writes_no_mark_and_runs_again(
 
 
 async def a_gap_read_once_refused(
-    server: FakeDiscord, bot: Glimpse, world: World, status: int
+    server: FakeDiscord, bot: Glimpse, world: World, status: int, count: int = 1
 ) -> tuple[dict, dict]:
     """#general read and marked; then a new session misses an upload there, and Discord
-    answers `status` once to the catch-up's read of it. Returns (marked, missed)."""
+    answers `status` (`count` times) to the catch-up's read of it. Returns (marked, missed)."""
     before = await talk(server, bot, world.general, world.alice, "before")
     await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
-    server.fail_next("GET", rf"^/channels/{world.general}/messages$", status)
+    server.fail_next("GET", rf"^/channels/{world.general}/messages$", status, count=count)
     missed = await new_session_missing(
         server, bot, lambda: upload(server, world, "missed.png", "blue")
     )
     return before, missed
 
 
+@pytest.mark.parametrize(("status", "count"), [(503, 1), (429, 5)])
 async def test_a_channel_discord_failed_on_for_now_is_read_again_a_little_later(
-    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FakeDiscord,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    count: int,
 ) -> None:
-    """A 503 (which discord.py does not retry) on one channel's history: the others are read,
-    and the catch-up runs again, rather than waiting for the next session, days away."""
+    """A 503 (which discord.py does not retry), or 429s until discord.py gives up, on one
+    channel's history: the others are read, and the catch-up runs again, rather than waiting
+    for the next session, days away."""
     write_every_time(monkeypatch)
     monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.5)
     async with running(bot_settings(server, tmp_path / "data")) as bot:
-        _, missed = await a_gap_read_once_refused(server, bot, world, 503)
+        _, missed = await a_gap_read_once_refused(server, bot, world, status, count)
         await attachment_indexed(bot, missed)
-        assert [status for _, _, status in server.faults_served] == [503]
+        assert [served for _, _, served in server.faults_served] == [status] * count
 
 
 async def test_a_channel_a_catch_up_could_not_read_keeps_its_marks_held(
