@@ -93,7 +93,8 @@ class Indexing(commands.Cog):
                 return
             try:
                 await progress.edit(content=text)
-            except discord.NotFound:  # deleted by a moderator: the backfill goes on unseen
+            except discord.HTTPException as exc:  # deleted, or its thread locked: goes on unseen
+                log.info("cannot show the backfill's progress: %s", exc)
                 progress = None
 
         async def report(seen: int, queued: int) -> None:

@@ -164,10 +164,16 @@ async def test_backfill_with_index_command(
         assert (await server.wait_for_sent(channel_id=dm))["content"] == wording.SERVERS_ONLY
 
 
+@pytest.mark.parametrize("refusal", ["deleted", "edit refused"])
 async def test_index_goes_on_when_its_progress_message_is_deleted(
-    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FakeDiscord,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: str,
 ) -> None:
-    """A moderator may delete the progress message: the backfill still finishes, and says
+    """A moderator may delete the progress message, or lock the thread it is in (Discord then
+    refuses its edits: threads.mdx, "Locked Threads"): the backfill still finishes, and says
     nothing more (no error)."""
     for i in range(3):
         await server.post_message(
@@ -177,7 +183,11 @@ async def test_index_goes_on_when_its_progress_message_is_deleted(
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await server.post_message(world.general, world.alice, "!index")
         progress = await server.wait_for_sent(channel_id=world.general)
-        await server.delete_message(world.general, int(progress["id"]))
+        if refusal == "deleted":
+            await server.delete_message(world.general, int(progress["id"]))
+        else:
+            path = rf"^/channels/{world.general}/messages/{progress['id']}$"
+            server.fail_next("PATCH", path, 403)
         sent = len(server.sent)
         release.set()
         await indexed(bot, 3)
