@@ -294,10 +294,12 @@ class RestMixin:
 
     async def _patch_message(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
+        self._require(cid, 0)
         msg = self._stored(cid, request)
         if int(msg["author"]["id"]) != self.bot_id:
             raise p.ApiError(403, 50005, "Cannot edit a message authored by another user")
         self._refuse_if_archived(cid)
+        self._refuse_if_locked(cid)
         body, files = await read_body(request)
         self._apply_edit(msg, body, files)
         self._record_sent(msg, "edit", body, files)
@@ -306,9 +308,11 @@ class RestMixin:
 
     async def _delete_message_rest(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
+        self._require(cid, 0)  # (an unseen channel's messages are refused, not unknown)
         msg = self._stored(cid, request)
         if int(msg["author"]["id"]) != self.bot_id:
             self._require(cid, p.MANAGE_MESSAGES)
+        self._refuse_if_locked(cid, archived_only=True)
         await self.delete_message(cid, int(msg["id"]))
         return web.Response(status=204)
 

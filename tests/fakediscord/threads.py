@@ -10,7 +10,8 @@ As threads.mdx describes ("Active & Archived Threads", "Unarchiving a Thread"):
   ``GET /channels/{id}/threads/archived/public``, ``.../archived/private`` and
   ``/channels/{id}/users/@me/threads/archived/private`` (channel.mdx, "List ... Archived
   Threads": permissions, order and ``before`` as documented there);
-- editing a message in an archived thread is refused with 50083.
+- editing a message in an archived thread is refused with 50083; without Manage Threads, the
+  bot's edits in a locked thread, and its deletions in a locked archived one, with 160005.
 """
 
 from __future__ import annotations
@@ -97,6 +98,17 @@ class ThreadsMixin:
     def _refuse_if_archived(self, channel_id: int) -> None:
         if self.channels[channel_id]["type"] in p.THREAD_TYPES and self.is_archived(channel_id):
             raise p.ApiError(400, 50083, "Thread is archived")
+
+    def _refuse_if_locked(self, channel_id: int, *, archived_only: bool = False) -> None:
+        """Without Manage Threads, the bot edits nothing in a locked thread, and deletes
+        nothing in one that is archived too (threads.mdx, "Locked Threads")."""
+        if self.channels[channel_id]["type"] not in p.THREAD_TYPES:
+            return
+        locked = self.channels[channel_id]["thread_metadata"]["locked"]
+        if not locked or (archived_only and not self.is_archived(channel_id)):
+            return
+        if not self.permissions_for(channel_id, self.bot_id) & p.MANAGE_THREADS:
+            raise p.ApiError(403, 160005, "Thread is locked")
 
     def _archive_idle_threads(self) -> None:
         now = self.clock.now()
