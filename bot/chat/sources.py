@@ -66,27 +66,33 @@ def image_sources(
     forward's images (its snapshot: message.mdx, "Message Snapshot Object") count as the
     forwarding message's own. A thumbnail is not on the message, so not one of its images.
 
-    `every_attachment` keeps files that do not look like images, so that a user who attached
-    one to a command hears what is wrong with it instead of being ignored.
+    `every_attachment` keeps files that do not look like images when there is no image, so
+    that a user who attached one to a command hears what is wrong with it instead of being
+    ignored (next to images, such a file would take the place of one of them).
     """
     ref = _ref_factory(message)
     parts = _parts(message)
-    sources = [
-        ImageSource(
-            ref(a.id),
-            a.url,
-            a.filename,
-            a.size,
-            spoiler=is_spoiler(a),
-            alt_text=a.description,
-            content_type=a.content_type,
-        )
-        for part in parts
-        for a in part.attachments
-        if (every_attachment or is_image_attachment(a)) and not a.flags.value & IS_THUMBNAIL
-    ]
+    attachments = [a for part in parts for a in part.attachments]
+    attachments = [a for a in attachments if not a.flags.value & IS_THUMBNAIL]
+    sources = [_attachment_source(a, ref) for a in attachments if is_image_attachment(a)]
     sources += [source for _, source in _embed_sources(parts, allowed_hosts, ref)]
+    if every_attachment and not sources:
+        return [_attachment_source(a, ref) for a in attachments]
     return sources
+
+
+def _attachment_source(
+    attachment: discord.Attachment, ref: Callable[[int], ImageRef]
+) -> ImageSource:
+    return ImageSource(
+        ref(attachment.id),
+        attachment.url,
+        attachment.filename,
+        attachment.size,
+        spoiler=is_spoiler(attachment),
+        alt_text=attachment.description,
+        content_type=attachment.content_type,
+    )
 
 
 def _embed_sources(

@@ -74,6 +74,11 @@ async def test_several_images_are_numbered_and_extra_ones_skipped(
         "4. a yellow circle",
     ]
     assert "1 more image skipped" in lines[4]
+    # A file that is not an image, first among four images, takes none of their places.
+    notes = ("notes.txt", b"a bug report's log", "text/plain")
+    await server.post_message(world.general, world.bob, "!caption", attachments=[notes, *files[:4]])
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"].splitlines() == lines[:4]
 
 
 def recorded_prompts(glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
