@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # its webhook routes answer 401 with code 50027 or 404 with code 10015
 # (opcodes-and-status-codes.mdx, "JSON Error Codes").
 TOKEN_EXPIRED = {(401, 50027), (404, 10015)}
+UNKNOWN_MESSAGE = 10008  # (ibid.)
 
 # A deferral's loading message ("thinking") is filled by editing it ("Edit Original Interaction
 # Response"): a followup would fill it too, but only for backwards compatibility, which is
@@ -66,7 +67,13 @@ async def _send(
             content or None, embeds=list(embeds), ephemeral=private
         )
     elif loading == private:
-        await interaction.edit_original_response(content=content or None, embeds=list(embeds))
+        try:
+            await interaction.edit_original_response(content=content or None, embeds=list(embeds))
+        except discord.NotFound as exc:
+            if exc.code != UNKNOWN_MESSAGE:
+                raise
+            # A moderator deleted the loading message: the answer comes as one of its own.
+            await interaction.followup.send(content, embeds=list(embeds), ephemeral=private)
     else:
         if loading is not None:
             with contextlib.suppress(discord.NotFound):  # deleted already (a moderator can)

@@ -14,6 +14,7 @@ from bot.errors import UserError
 from bot.images.fetcher import ImageSource
 from tests.e2e.harness import (
     World,
+    eventually,
     held,
     mentions_disabled,
     posts_tried,
@@ -178,6 +179,27 @@ async def test_slash_caption_and_context_menu(
     interaction = await server.slash_command(world.general, world.bob, "caption")
     response = await interaction.wait_for_response()
     assert response["content"].splitlines()[0] == "a red circle"  # the latest image
+
+
+async def test_a_thinking_message_deleted_meanwhile_still_gets_its_answer(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moderator deletes the public "thinking" message while the caption is made: editing
+    it is then refused (404, Unknown Message), and the caption comes as a message of its own."""
+    release = held(monkeypatch, glimpse.captions, "caption")
+    await sync_commands(server)
+    picture = ("g.png", shape_png("green", "circle"), "image/png")
+    slash = await server.slash_command(world.general, world.bob, "caption", attachments=[picture])
+
+    async def thinking() -> bool:
+        return slash.original is not None
+
+    await eventually(thinking)
+    assert slash.original is not None
+    await server.delete_message(world.general, int(slash.original["id"]))
+    release.set()
+    answer = await slash.wait_for_response(predicate=lambda e: e["content"] == "a green circle")
+    assert int(answer["id"]) in server.messages[world.general]
 
 
 async def test_a_refusal_after_thinking_is_the_askers_alone(

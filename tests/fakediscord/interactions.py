@@ -308,13 +308,22 @@ class InteractionsMixin:
     def _webhook_message(self, it: Interaction, request: web.Request) -> dict:
         mid = request.match_info["mid"]
         if mid == "@original":
-            if it.original is None:
+            original = self._live_original(it)
+            if original is None:
                 raise p.unknown("Message")
-            return it.original
+            return original
         for msg in it.followups:
             if msg["id"] == mid:
                 return msg
         raise p.unknown("Message")
+
+    def _live_original(self, it: Interaction) -> dict | None:
+        """The original response, unless it is a public one deleted in the channel since (by a
+        moderator, say): then it is gone for the interaction's webhook too."""
+        original = it.original
+        if original is None or original["flags"] & p.EPHEMERAL:
+            return original
+        return original if int(original["id"]) in self.messages.get(it.channel_id, {}) else None
 
     async def _followup(self, request: web.Request) -> web.Response:
         it = self._webhook_interaction(request)
@@ -322,7 +331,7 @@ class InteractionsMixin:
             raise p.unknown("Webhook")
         body, files = await read_body(request)
         validate_message_body(body, len(files))
-        original = it.original
+        original = self._live_original(it)
         if original is not None and original["flags"] & p.LOADING:
             # the first followup after a defer fills the deferred message, a behaviour kept
             # for backwards compatibility and deprecated (receiving-and-responding.mdx,
