@@ -263,7 +263,7 @@ async def test_hosts_and_schemes_outside_the_list_are_never_requested(
     assert origin.hits == ["/image.png"]
 
 
-def _message(attachments: list[dict], embeds: list[dict]) -> discord.Message:
+def _message(attachments: list[dict], embeds: list[dict], content: str = "") -> discord.Message:
     """The parts of a message `image_sources` reads, built from Discord payloads."""
     state = types.SimpleNamespace(http=None)  # an attachment keeps it for reading; never used
     return types.SimpleNamespace(  # type: ignore[return-value]
@@ -274,7 +274,7 @@ def _message(attachments: list[dict], embeds: list[dict]) -> discord.Message:
         created_at=datetime(2024, 6, 1, tzinfo=UTC),
         attachments=[discord.Attachment(data=a, state=state) for a in attachments],  # type: ignore[arg-type]
         embeds=[discord.Embed.from_dict(e) for e in embeds],
-        content="",
+        content=content,
         message_snapshots=[],
     )
 
@@ -336,3 +336,26 @@ def test_a_media_posts_thumbnail_is_not_one_of_its_images() -> None:
         assert [s.ref.attachment_id for s in image_sources(message, DISCORD_MEDIA_HOSTS)] == [5]
         every = image_sources(message, DISCORD_MEDIA_HOSTS, every_attachment=True)
         assert [s.ref.attachment_id for s in every] == [5]
+
+
+def test_a_preview_is_covered_when_its_link_is_nowhere_outside_spoilers() -> None:
+    """A link typed under a spoiler cover previews covered, also should the preview's address
+    differ from what was typed (a spoiler is never shown uncovered); one typed in the open,
+    or in a message without covers, previews uncovered."""
+    proxied = "https://images-ext-1.discordapp.net/external/abc/https/example.com/p.png"
+
+    def preview(url: str) -> dict:
+        return {"type": "image", "url": url, "thumbnail": {"url": url, "proxy_url": proxied}}
+
+    typed, given = "https://example.com/p.png", "https://example.com/p.png?x=1"
+    for content, url, covered in (
+        (f"||{typed}||", typed, True),
+        (f"||{typed}||", given, True),
+        (f"look ||{typed}|| and ||other||", given, True),
+        (f"{typed} ||a word||", typed, False),
+        (typed, given, False),
+        ("", given, False),
+    ):
+        message = _message([], [preview(url)], content)
+        (source,) = image_sources(message, DISCORD_MEDIA_HOSTS)
+        assert source.spoiler is covered, (content, url)

@@ -112,7 +112,7 @@ def _embed_sources(
         proxy, address = (media.proxy_url, media.url) if media else (None, None)
         if proxy and URL(proxy).host in allowed_hosts:
             name = PurePosixPath(URL(proxy).path).name or "embed"
-            spoiler = embed.url is not None and embed.url in _spoilered_text(part.content)
+            spoiler = _under_cover(embed.url, part.content)
             # (Two previews of one address are one image, under one key.)
             key = embed_key(address or proxy)
             yield position, ImageSource(ref(key), proxy, name, None, True, spoiler)
@@ -190,9 +190,15 @@ def _parts(message: discord.Message) -> list[discord.Message | discord.MessageSn
     return [message, *message.message_snapshots]
 
 
-def _spoilered_text(content: str) -> str:
-    """The parts of a message's text under spoiler covers: a link there previews covered."""
-    return " ".join(_SPOILERED.findall(content or ""))
+def _under_cover(url: str | None, content: str) -> bool:
+    """Whether the preview of the link `url` shows covered: the link is under a spoiler cover
+    in the message's text; or the text has covers and the link is nowhere outside them
+    (should Discord give a preview's address other than as it was typed, a spoiler is still
+    never shown uncovered)."""
+    covered = " ".join(_SPOILERED.findall(content or ""))
+    if url is None or not covered:
+        return False
+    return url in covered or url not in _SPOILERED.sub(" ", content)
 
 
 def _ref_factory(message: discord.Message) -> Callable[[int], ImageRef]:
