@@ -27,7 +27,7 @@ def described(
     )
 
 
-def test_a_description_is_found_and_goes_with_either_message(tmp_path: Path) -> None:
+def test_a_description_is_found_and_forgotten_by_its_own_id(tmp_path: Path) -> None:
     db = tmp_path / "index.sqlite3"
     with IndexStore(db, "clip") as store:
         for number in (1, 2, 3):
@@ -35,11 +35,12 @@ def test_a_description_is_found_and_goes_with_either_message(tmp_path: Path) -> 
     with IndexStore(db, "clip") as store:  # after a restart
         assert store.description(1001) == described(1)
         assert store.description(1) is None  # the original is no description
-        assert store.forget_descriptions([1, 99]) == [described(1)]  # the original deleted
-        assert store.description(1001) is None
-        assert store.forget_descriptions([1002]) == []  # the description itself deleted
+        store.forget_descriptions([1, 99])  # an original's ID: its description's record stays
+        assert store.descriptions_of(1) == [described(1)]
+        store.forget_descriptions([1001, 1002])  # taken down, or deleted by someone
+        assert store.description(1001) is None and store.descriptions_of(1) == []
         assert store.description(1002) is None and store.description(1003) == described(3)
-        assert store.forget_descriptions([]) == []
+        store.forget_descriptions([])
 
 
 def test_descriptions_go_with_their_channel_its_threads_and_the_server(tmp_path: Path) -> None:

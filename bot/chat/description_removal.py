@@ -60,8 +60,9 @@ class DescriptionRemoval:
         # Each record goes once its description is gone: a bot stopped in between keeps the
         # record, and the description can still be taken down (not so the other way round).
         found = [d for m in set(message_ids) for d in await self.index.descriptions_of(m)]
-        kept = {d.message_id for d in found if not await self._delete(d)}  # for a 🗑️ later
-        await self.index.forget_descriptions([m for m in message_ids if m not in kept])
+        gone = [d.description_id for d in found if await self._delete(d)]  # the rest: for a 🗑️
+        # (Deleted messages that were descriptions themselves go by their IDs too.)
+        await self.index.forget_descriptions([*gone, *message_ids])
         return dropped or bool(found)
 
     async def _moderates(self, payload: discord.RawReactionActionEvent) -> bool:

@@ -198,11 +198,12 @@ class Descriptions:
         except discord.HTTPException as exc:
             log.info("cannot describe images in channel %s: %s", message.channel.id, exc)
             return
-        await self.index.add_description(_record(message, reply, waiting.covers))
-        # Deleted while the reply was on its way: taken back here (and by the deletion's own
-        # handler, if it found the record: one of them is told it is gone already).
-        if waiting.gone and await _delete_quietly(reply):
-            await self.index.forget_descriptions([message.id])
+        # Deleted while the reply was on its way, before it is on record: the deletion's
+        # handler found no record, so it is taken back here (and recorded if Discord refuses,
+        # for a 🗑️ later). Deleted from now on: the handler, whose lookup the database answers
+        # after this record is written, finds it and takes it down (one request, not two).
+        if not waiting.gone or not await _delete_quietly(reply):
+            await self.index.add_description(_record(message, reply, waiting.covers))
 
 
 def covered(sources: list[ImageSource]) -> Covers:

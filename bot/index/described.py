@@ -68,18 +68,13 @@ class Described(Database):
             ).fetchone()
         return Description(*row) if row else None
 
-    def forget_descriptions(self, message_ids: Collection[int]) -> list[Description]:
-        """These messages were deleted, descriptions or originals: their rows go. Returns the
-        descriptions of the originals among them, which are to be deleted too."""
-        ids = sorted(set(message_ids))
+    def forget_descriptions(self, description_ids: Collection[int]) -> None:
+        """These descriptions were taken down (or deleted by someone): their records go. By
+        the descriptions' own IDs, never by their originals': a record written meanwhile for
+        the same original (a description still on its way) is another's to forget."""
+        ids = sorted(set(description_ids))
         if not ids:
-            return []
+            return
         marks = ", ".join("?" * len(ids))
         with self._tx() as conn:
-            rows = conn.execute(
-                f"DELETE FROM descriptions WHERE message_id IN ({marks}) "
-                f"OR description_id IN ({marks}) RETURNING {_COLUMNS}",
-                (*ids, *ids),
-            ).fetchall()
-        originals = set(ids)
-        return [d for d in (Description(*row) for row in rows) if d.message_id in originals]
+            conn.execute(f"DELETE FROM descriptions WHERE description_id IN ({marks})", ids)

@@ -175,10 +175,8 @@ class ImageIndex:
     async def descriptions_of(self, message_id: int) -> list[Description]:
         return await self._workers.run("db", self._store.descriptions_of, message_id)
 
-    async def forget_descriptions(self, message_ids: Collection[int]) -> list[Description]:
-        """These messages were deleted: their rows go; returns the descriptions of the
-        originals among them, to delete."""
-        return await self._workers.run("db", self._store.forget_descriptions, list(message_ids))
+    async def forget_descriptions(self, description_ids: Collection[int]) -> None:
+        await self._workers.run("db", self._store.forget_descriptions, list(description_ids))
 
     # -- searching and counting -------------------------------------------------------------
 
