@@ -62,9 +62,12 @@ class Caption(commands.Cog):
         await answers.defer(ctx.interaction)
         captions = self.bot.captions
         if ctx.interaction is None:
-            # Every file of the message, so that a wrong kind of file hears why it was refused.
-            sources = captions.sources_in(ctx.message, every_attachment=True)
+            # Its own images, else the replied-to message's; else its own files that are not
+            # images, else the replied-to message's, so that a wrong kind of file hears why.
             hosts = self.bot.fetcher.allowed_hosts
+            sources = captions.sources_in(ctx.message) or await replied_sources(ctx.message, hosts)
+            if not sources:
+                sources = captions.sources_in(ctx.message, every_attachment=True)
             if not sources:
                 sources = await replied_sources(ctx.message, hosts, every_attachment=True)
             if not sources and LINK.search(prompt):

@@ -109,6 +109,11 @@ async def test_reply_latest_and_prompt(
     await server.post_message(world.general, world.alice, "!caption", reply_to=int(target["id"]))
     reply = await server.wait_for_sent(channel_id=world.general)
     assert reply["content"] == "a yellow triangle"
+    # A file of the command's that is not an image counts only when no image does.
+    await server.post_message(world.general, world.alice, "!caption", reply_to=int(target["id"]),
+                              attachments=[("log.txt", b"a log", "text/plain")])  # fmt: skip
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"] == "a yellow triangle"
 
     # A reply to a message with no file at all is a command with no image at all: the latest.
     chat = await server.post_message(world.general, world.bob, "nice indeed")
