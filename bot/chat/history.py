@@ -160,11 +160,11 @@ async def _archived_meanwhile(
     except discord.NotFound as exc:  # a channel deleted while the bot was away goes
         await access.gone(channel_id, exc)
         return None
-    except discord.DiscordServerError:
-        later.append(channel_id)
-        return None
     except (discord.HTTPException, discord.InvalidData) as exc:
-        log.info("cannot catch up on channel %s: %s", channel_id, exc)
+        if isinstance(exc, discord.DiscordServerError) or getattr(exc, "status", 0) == 429:
+            later.append(channel_id)  # for now (as in `_missed`)
+        else:
+            log.info("cannot catch up on channel %s: %s", channel_id, exc)
         return None
     if not isinstance(channel, discord.Thread) or channel.guild.me is None:
         return None

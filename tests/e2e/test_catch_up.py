@@ -226,22 +226,25 @@ async def _not(check: Awaitable[bool]) -> bool:
     return not await check
 
 
+@pytest.mark.parametrize(("status", "count"), [(503, 1), (429, 5)])
 async def test_an_archived_thread_discord_failed_on_is_asked_for_again(
     server: FakeDiscord,
     world: World,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    status: int,
+    count: int,
 ) -> None:
-    """A 5xx asking for the thread is Discord's, not our bug, nor the catch-up's end: the
-    rest is read, and the thread again a little later."""
+    """A 5xx (or 429s until discord.py gives up) asking for the thread is Discord's, not our
+    bug, nor the catch-up's end: the rest is read, and the thread again a little later."""
     monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.3)
     thread = server.add_thread(world.general, "pics")
     async with running(bot_settings(server, tmp_path / "data")) as bot:
         await server.post_message(thread, world.bob, "", attachments=[
             ("a.png", shape_png("red", "circle"), "image/png")])  # fmt: skip
         await indexed(bot, 1)
-        server.fail_next("GET", rf"^/channels/{thread}$", 503)
+        server.fail_next("GET", rf"^/channels/{thread}$", status, count=count)
 
         async def post_then_archive() -> dict:
             await upload(server, world, "here.png", "blue")
@@ -252,7 +255,7 @@ async def test_an_archived_thread_discord_failed_on_is_asked_for_again(
 
         missed = await new_session_missing(server, bot, post_then_archive)
         await attachment_indexed(bot, missed)
-        assert [status for _, _, status in server.faults_served] == [503]
+        assert [served for _, _, served in server.faults_served] == [status] * count
         await indexed(bot, 3)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
