@@ -87,7 +87,7 @@ async def catch_up(
     later: list[int] = []  # the channels Discord failed on for now
     index, below = indexer.index, (unread or Unread()).below
     known = {channel: guild for guild, channel in await index.channels()}
-    sinces = await _newest_known(client, index, guilds, below(before))
+    sinces = await _newest_known(client, index, guilds, (below(before), before))
     begun = await _begun_meanwhile(client, index, marks, known, sinces, below(before))
     channels = marks.held() | known | {channel: guild for channel, (guild, _) in begun.items()}
     for channel_id in sorted(c for c, g in channels.items() if guilds is None or g in guilds):
@@ -119,16 +119,22 @@ async def catch_up(
 
 
 async def _newest_known(
-    client: discord.Client, index: ImageIndex, guilds: Collection[int] | None, before: int
+    client: discord.Client,
+    index: ImageIndex,
+    guilds: Collection[int] | None,
+    belows: tuple[int, int],
 ) -> dict[int, int]:
-    """The newest message known below `before` in each available server that was read before
-    (a server never read has its history read by `index` alone)."""
+    """The newest message known in each available server that was read before (a server never
+    read has its history read by `index` alone): below the first of `belows` (where earlier
+    catch-ups failed) if anything is known there, else below the second (now)."""
     sinces = {}
     for guild in client.guilds:
         if guild.unavailable or (guilds is not None and guild.id not in guilds):
             continue
-        if (since := await index.last_message_id(guild.id, before, server=True)) is not None:
-            sinces[guild.id] = since
+        for below in belows:
+            if (since := await index.last_message_id(guild.id, below, server=True)) is not None:
+                sinces[guild.id] = since
+                break
     return sinces
 
 
