@@ -149,9 +149,9 @@ class Finder:
         history. `wait`: for work pending in `scope` (not when a search of a wider one did)."""
         if not scope:
             return Reply(wording.NO_HISTORY, [])
-        if wait:
-            await self.indexer.wait_until_done(scope, PENDING_WAIT_S)
         readable = {channel_id for channel_id in scope if self.access.can_read(channel_id)}
+        if wait and readable:  # (what waits where the bot cannot read stays queued for now)
+            await self.indexer.wait_until_done(readable, PENDING_WAIT_S)
         budget = fetch_budget(query.top)
         hits = await self.index.search(
             query.vectors, readable, 2 * budget, terms=query.terms, excluded=query.excluded
