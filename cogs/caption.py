@@ -62,12 +62,13 @@ class Caption(commands.Cog):
         await answers.defer(ctx.interaction)
         captions = self.bot.captions
         if ctx.interaction is None:
-            # Its own images, else the replied-to message's; else its own files that are not
-            # images, else the replied-to message's, so that a wrong kind of file hears why.
+            # Its own images (with its other files after them, so that a wrong kind of file
+            # hears why), else the replied-to message's images, else the files.
             hosts = self.bot.fetcher.allowed_hosts
-            sources = captions.sources_in(ctx.message) or await replied_sources(ctx.message, hosts)
-            if not sources:
-                sources = captions.sources_in(ctx.message, every_attachment=True)
+            sources = captions.sources_in(ctx.message, every_attachment=True)
+            if not captions.sources_in(ctx.message):
+                replied = await replied_sources(ctx.message, hosts)
+                sources = replied or sources
             if not sources:
                 sources = await replied_sources(ctx.message, hosts, every_attachment=True)
             if not sources and LINK.search(prompt):

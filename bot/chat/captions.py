@@ -88,8 +88,8 @@ class Captions:
     def sources_in(
         self, message: discord.Message, *, every_attachment: bool = False
     ) -> list[ImageSource]:
-        """`every_attachment` keeps files that do not look like images when there is no image,
-        so that a user who attached one to a command hears what is wrong with it."""
+        """`every_attachment` keeps files that do not look like images (after the images), so
+        that a user who attached one to a command hears what is wrong with it."""
         hosts = self.fetcher.allowed_hosts
         return image_sources(message, hosts, every_attachment=every_attachment)
 

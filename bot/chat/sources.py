@@ -66,9 +66,9 @@ def image_sources(
     forward's images (its snapshot: message.mdx, "Message Snapshot Object") count as the
     forwarding message's own. A thumbnail is not on the message, so not one of its images.
 
-    `every_attachment` keeps files that do not look like images when there is no image, so
-    that a user who attached one to a command hears what is wrong with it instead of being
-    ignored (next to images, such a file would take the place of one of them).
+    `every_attachment` keeps files that do not look like images, last, so that a user who
+    attached one to a command hears what is wrong with it instead of being ignored, and none
+    takes the place of an image among the first few.
     """
     ref = _ref_factory(message)
     parts = _parts(message)
@@ -76,8 +76,8 @@ def image_sources(
     attachments = [a for a in attachments if not a.flags.value & IS_THUMBNAIL]
     sources = [_attachment_source(a, ref) for a in attachments if is_image_attachment(a)]
     sources += [source for _, source in _embed_sources(parts, allowed_hosts, ref)]
-    if every_attachment and not sources:
-        return [_attachment_source(a, ref) for a in attachments]
+    if every_attachment:
+        sources += [_attachment_source(a, ref) for a in attachments if not is_image_attachment(a)]
     return sources
 
 
