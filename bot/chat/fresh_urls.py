@@ -55,7 +55,7 @@ class FreshUrls:
             self.access.refused(ref.channel_id)
             raise NoAccess(f"no access to channel {ref.channel_id}") from None
         except discord.HTTPException as exc:
-            if exc.status >= 500 or exc.status == 429:
+            if history.for_now(exc):
                 raise Unavailable(f"Discord answered HTTP {exc.status}") from exc
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:

@@ -49,6 +49,11 @@ class Unread:
         return min(s for s in (before, self.everywhere, *starts) if s is not None)
 
 
+def for_now(exc: discord.HTTPException) -> bool:
+    """Discord failed only for now: a 5xx, or 429s until discord.py gave up retrying."""
+    return exc.status >= 500 or exc.status == 429
+
+
 Progress = Callable[[int, int], Awaitable[None]]
 PROGRESS_EVERY = 100
 ARCHIVE_MAX = timedelta(minutes=10080)  # a thread's longest auto-archive (channel.mdx)
@@ -167,8 +172,8 @@ async def _archived_meanwhile(
         await access.gone(channel_id, exc)
         return None
     except (discord.HTTPException, discord.InvalidData) as exc:
-        if isinstance(exc, discord.DiscordServerError) or getattr(exc, "status", 0) == 429:
-            later.append(channel_id)  # for now (as in `_missed`)
+        if isinstance(exc, discord.HTTPException) and for_now(exc):
+            later.append(channel_id)
         else:
             log.info("cannot catch up on channel %s: %s", channel_id, exc)
         return None
@@ -227,10 +232,9 @@ async def _missed(
     except discord.Forbidden:
         access.refused(channel_id)
     except discord.HTTPException as exc:
-        # A 5xx, or 429s until discord.py gave up: for now only.
-        for_now = isinstance(exc, discord.DiscordServerError) or exc.status == 429
-        log.info("cannot catch up on channel %s%s: %s", channel_id, " for now" * for_now, exc)
-        if for_now:
+        again = for_now(exc)
+        log.info("cannot catch up on channel %s%s: %s", channel_id, " for now" * again, exc)
+        if again:
             later.append(channel_id)
     return None
 
