@@ -16,7 +16,7 @@ from collections.abc import Collection
 
 import discord
 
-from bot.chat.descriptions import Descriptions
+from bot.chat.descriptions import Descriptions, take_down
 from bot.index.described import Description
 from bot.index.image_index import ImageIndex
 
@@ -81,14 +81,5 @@ class DescriptionRemoval:
             return False
 
     async def _delete(self, found: Description) -> bool:
-        """Whether it is gone. Discord may refuse for now (a 5xx) or until a moderator acts
-        (403 in a locked thread: threads.mdx, "Locked Threads"): then its record is kept."""
         channel = self.client.get_partial_messageable(found.channel_id, guild_id=found.guild_id)
-        try:
-            await channel.get_partial_message(found.description_id).delete()
-        except discord.NotFound:
-            pass  # deleted already
-        except discord.HTTPException as exc:
-            log.info("cannot delete description %s: %s", found.description_id, exc)
-            return False
-        return True
+        return await take_down(channel.get_partial_message(found.description_id))

@@ -202,7 +202,7 @@ class Descriptions:
         # handler found no record, so it is taken back here (and recorded if Discord refuses,
         # for a 🗑️ later). Deleted from now on: the handler, whose lookup the database answers
         # after this record is written, finds it and takes it down (one request, not two).
-        if not waiting.gone or not await _delete_quietly(reply):
+        if not waiting.gone or not await take_down(reply):
             await self.index.add_description(_record(message, reply, waiting.covers))
 
 
@@ -224,13 +224,15 @@ def _record(message: discord.Message, reply: discord.Message, covers: Covers) ->
     )
 
 
-async def _delete_quietly(reply: discord.Message) -> bool:
-    """Whether it is gone; if not, its record stays, for a 🗑️ to take it down later."""
+async def take_down(description: discord.Message | discord.PartialMessage) -> bool:
+    """Whether it is gone. Discord may refuse for now (a 5xx) or until a moderator acts (403
+    in a locked thread: threads.mdx, "Locked Threads"): then its record is kept, for a 🗑️ to
+    take it down later."""
     try:
-        await reply.delete()
+        await description.delete()
     except discord.NotFound:
-        pass  # taken down already
+        pass  # deleted already
     except discord.HTTPException as exc:
-        log.info("cannot take back description %s: %s", reply.id, exc)
+        log.info("cannot delete description %s: %s", description.id, exc)
         return False
     return True
