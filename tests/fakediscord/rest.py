@@ -299,7 +299,7 @@ class RestMixin:
         if int(msg["author"]["id"]) != self.bot_id:
             raise p.ApiError(403, 50005, "Cannot edit a message authored by another user")
         self._refuse_if_archived(cid)
-        self._refuse_if_locked(cid)
+        self._refuse_if_locked(cid, self.bot_id)
         body, files = await read_body(request)
         self._apply_edit(msg, body, files)
         self._record_sent(msg, "edit", body, files)
@@ -308,11 +308,13 @@ class RestMixin:
 
     async def _delete_message_rest(self, request: web.Request) -> web.Response:
         cid = self._channel(request)
-        self._require(cid, 0)  # (an unseen channel's messages are refused, not unknown)
+        # Without View Channel nothing else in it is allowed (permissions.mdx, "Implicit
+        # Permissions"): refused as Missing Access (50001), not unknown.
+        self._require(cid, 0)
         msg = self._stored(cid, request)
         if int(msg["author"]["id"]) != self.bot_id:
             self._require(cid, p.MANAGE_MESSAGES)
-        self._refuse_if_locked(cid, archived_only=True)
+        self._refuse_if_locked(cid, self.bot_id, archived_only=True)
         await self.delete_message(cid, int(msg["id"]))
         return web.Response(status=204)
 

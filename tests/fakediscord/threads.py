@@ -88,9 +88,7 @@ class ThreadsMixin:
         (threads.mdx, "Locked Threads"); an archived one unarchives."""
         if self.channels[channel_id]["type"] not in p.THREAD_TYPES:
             return
-        meta = self.channels[channel_id]["thread_metadata"]
-        if meta["locked"] and not self.permissions_for(channel_id, author_id) & p.MANAGE_THREADS:
-            raise p.ApiError(403, 160005, "Thread is locked")
+        self._refuse_if_locked(channel_id, author_id)
         if self.is_archived(channel_id):
             self._set_archived(channel_id, False)
         self._thread_activity[channel_id] = self.clock.now()
@@ -99,15 +97,17 @@ class ThreadsMixin:
         if self.channels[channel_id]["type"] in p.THREAD_TYPES and self.is_archived(channel_id):
             raise p.ApiError(400, 50083, "Thread is archived")
 
-    def _refuse_if_locked(self, channel_id: int, *, archived_only: bool = False) -> None:
-        """Without Manage Threads, the bot edits nothing in a locked thread, and deletes
-        nothing in one that is archived too (threads.mdx, "Locked Threads")."""
+    def _refuse_if_locked(
+        self, channel_id: int, user_id: int, *, archived_only: bool = False
+    ) -> None:
+        """Without Manage Threads, no one posts or edits in a locked thread, nor deletes in
+        one that is archived too (threads.mdx, "Locked Threads")."""
         if self.channels[channel_id]["type"] not in p.THREAD_TYPES:
             return
         locked = self.channels[channel_id]["thread_metadata"]["locked"]
         if not locked or (archived_only and not self.is_archived(channel_id)):
             return
-        if not self.permissions_for(channel_id, self.bot_id) & p.MANAGE_THREADS:
+        if not self.permissions_for(channel_id, user_id) & p.MANAGE_THREADS:
             raise p.ApiError(403, 160005, "Thread is locked")
 
     def _archive_idle_threads(self) -> None:
