@@ -226,17 +226,26 @@ def counted_loads(monkeypatch: pytest.MonkeyPatch, model: type[Captioner | Embed
     return loads
 
 
+async def _lazy_and_blocked(
+    monkeypatch: pytest.MonkeyPatch, model: type[Captioner | Embedder]
+) -> tuple[list[str], VisionService, asyncio.Future[None], asyncio.Event]:
+    """A started service that loads its models on first use, the loads of `model` counted,
+    its model lane held by a call of the test's until the event is set."""
+    loads = counted_loads(monkeypatch, model)
+    vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
+    await vision.start()
+    held, release = await _blocked_model_lane(vision)
+    return loads, vision, held, release
+
+
 async def test_a_load_outlives_the_request_that_started_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With PRELOAD_MODELS=false the first request loads the model; a request given up
     meanwhile (its message deleted, say) leaves the model loaded for the next, not loaded
     twice."""
-    loads = counted_loads(monkeypatch, Captioner)
-    vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
-    await vision.start()
+    loads, vision, held, release = await _lazy_and_blocked(monkeypatch, Captioner)
     image = draw_shape(random.Random(5), "green", "circle", 64)
-    held, release = await _blocked_model_lane(vision)
     try:
         given_up = asyncio.ensure_future(vision.caption(image))
         await asyncio.sleep(0.1)  # its load waits for the lane
@@ -263,11 +272,8 @@ async def test_a_load_not_begun_when_the_service_closes_is_not_begun_at_all(
 ) -> None:
     """A load runs to its end whoever gave up on it; one still waiting for the load lock when
     the service closes would only hold up the close (a download, on a first start)."""
-    loads = counted_loads(monkeypatch, Embedder)
-    vision = VisionService(tiny_settings(PRELOAD_MODELS="false"), Workers())
-    await vision.start()
+    loads, vision, held, release = await _lazy_and_blocked(monkeypatch, Embedder)
     image = draw_shape(random.Random(5), "green", "circle", 64)
-    held, release = await _blocked_model_lane(vision)
     try:
         captioning = asyncio.ensure_future(vision.caption(image))  # loads BLIP, on the lane
         await asyncio.sleep(0.1)
