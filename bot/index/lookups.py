@@ -111,9 +111,10 @@ class Lookups(Database):
     def last_message_id(
         self, channel_id: int, before: int | None = None, *, server: bool = False
     ) -> int | None:
-        """Where a catch-up stops reading the channel: its newest message id indexed (any
-        model) or pending (below `before`, if given), or the newest message the bot saw there
-        if later. With `server`, of the whole server whose ID `channel_id` then is."""
+        """Where a catch-up stops reading the channel: the newest message the bot saw there
+        with nothing unread below it, or without such a mark its newest message id indexed
+        (any model) or pending (below `before`, if given). With `server`, of the whole server
+        whose ID `channel_id` then is."""
         with self._lock:
             return queries.last_message_id(self._conn, channel_id, before, server=server)
 

@@ -148,16 +148,21 @@ def pending_among(conn: sqlite3.Connection, keys: Collection[Key]) -> int:
 def last_message_id(
     conn: sqlite3.Connection, place_id: int, before: int | None = None, *, server: bool = False
 ) -> int | None:
-    """In the channel `place_id`, or with `server` in the whole server."""
+    """In the channel `place_id`, or with `server` in the whole server. A channel's read mark
+    wins over its uploads: one is written only when nothing below it is left unread, and an
+    upload seen live may lie above a stretch a catch-up failed to read (the stretch outlives
+    a restart; what it costs is reading again what came after the mark)."""
     below = (1 << 63) - 1 if before is None else before
     if server:
         return _server_last_message_id(conn, place_id, below)
-    (newest,) = conn.execute(
+    row = conn.execute("SELECT message_id FROM read_marks WHERE channel_id = ?", (place_id,))
+    if (mark := row.fetchone()) is not None:
+        return int(mark[0])
+    (newest,) = conn.execute(  # an index from before the marks (schema 8) has only uploads
         "SELECT MAX(m) FROM (SELECT MAX(message_id) AS m FROM images WHERE channel_id = ? "
         "AND message_id < ? UNION ALL "
-        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ? UNION ALL "
-        "SELECT message_id FROM read_marks WHERE channel_id = ?)",
-        (place_id, below, place_id, below, place_id),
+        "SELECT MAX(message_id) FROM pending WHERE channel_id = ? AND message_id < ?)",
+        (place_id, below, place_id, below),
     ).fetchone()
     return None if newest is None else int(newest)
 

@@ -403,10 +403,39 @@ async def test_an_upload_seen_live_before_the_retry_does_not_hide_what_was_misse
             server, bot, lambda: upload(server, world, "missed.png", "blue")
         )
         live = await upload(server, world, "live.png", "red")
-        await eventually(lambda: _marked_at_least(bot, world.general, int(live["id"])))
+        await attachment_indexed(bot, live)
         assert calls() == 2  # the retry comes after the live upload is known
         await attachment_indexed(bot, missed)
         assert calls() == 3
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "503"])
+async def test_a_stretch_left_unread_is_read_after_a_restart(
+    server: FakeDiscord,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+) -> None:
+    """The bot stopped before retrying a catch-up that Discord failed on: the image posted
+    live since lies above the one missed, and the next start still reads down to that one."""
+    write_every_time(monkeypatch)
+    if failure == "unreachable":
+        second_catch_up_fails(monkeypatch)
+    else:
+        server.fail_next("GET", rf"^/channels/{world.general}/messages$", 503)
+    settings = bot_settings(server, tmp_path / "data")
+    async with running(settings) as bot:
+        before = await talk(server, bot, world.general, world.alice, "before")
+        await eventually(lambda: _marked_at_least(bot, world.general, int(before["id"])))
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "blue")
+        )
+        live = await upload(server, world, "live.png", "red")
+        await attachment_indexed(bot, live)
+        assert not await is_indexed(bot, int(missed["id"]), int(missed["attachments"][0]["id"]))
+    async with running(settings) as bot:
+        await attachment_indexed(bot, missed)
 
 
 def counted_catch_ups(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
