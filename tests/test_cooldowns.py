@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import time
 
+import discord
 import pytest
+from discord import app_commands
+from discord.ext import commands
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bot.chat.cooldowns
+from bot.chat.captions import NoImage
 from bot.chat.cooldowns import MemberCooldown, SlowDown
+from bot.chat.replies import ours
 from bot.config import Cooldown
 from bot.errors import UserError
+from bot.vision.scheduler import Busy
+from bot.vision.service import OutOfMemory
 
 GUILD, OTHER_GUILD = 10, 11
 ALICE, BOB = 100, 101
@@ -183,3 +190,48 @@ def test_retry_after_is_honest(rate: int, per: float, gaps: list[float]) -> None
                 clock.now = ready_at
                 cooldown.check(GUILD, ALICE)
             accepted.append(clock.now)
+
+
+def test_a_command_given_back_can_be_spent_again_but_never_past_the_budget(clock: Clock) -> None:
+    cooldown = MemberCooldown(Cooldown(rate=2, per=60))
+    cooldown.give_back(GUILD, ALICE)  # nothing spent yet: nothing to give back
+    spend(cooldown, 2)
+    with pytest.raises(SlowDown):
+        cooldown.check(GUILD, ALICE)
+    cooldown.give_back(GUILD, ALICE)
+    cooldown.check(GUILD, ALICE)
+    with pytest.raises(SlowDown) as error:
+        cooldown.check(GUILD, ALICE)
+    assert error.value.retry_after == pytest.approx(60)  # the window did not move
+    clock.advance(61)
+    cooldown.give_back(GUILD, ALICE)  # refilled already
+    spend(cooldown, 2)
+    with pytest.raises(SlowDown):
+        cooldown.check(GUILD, ALICE)
+
+
+async def _answer(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("a caption")
+
+
+SLASH = app_commands.Command(name="caption", description="Caption an image", callback=_answer)
+
+
+@pytest.mark.parametrize(
+    ("raised", "given_back"),
+    [
+        (Busy(), True),
+        (OutOfMemory(), True),
+        (RuntimeError("a bug of ours"), True),
+        (NoImage(), False),
+        (commands.BadArgument("top: 11"), False),
+    ],
+)
+def test_only_the_bots_own_failures_of_a_command_that_ran_are_given_back(
+    raised: Exception, given_back: bool
+) -> None:
+    text = commands.CommandInvokeError(raised)
+    slash = commands.HybridCommandError(app_commands.CommandInvokeError(SLASH, raised))
+    assert ours(text) is given_back and ours(slash) is given_back
+    assert not ours(raised)  # not from a command's body: refused before the budget was spent
+    assert not ours(SlowDown(3.0))

@@ -13,7 +13,7 @@ from bot.chat import answers, history
 from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
 from bot.chat.catching_up import CatchUps
-from bot.chat.cooldowns import MemberCooldown
+from bot.chat.cooldowns import MemberCooldown, spends
 from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
 from bot.chat.fitting import clip
@@ -21,7 +21,7 @@ from bot.chat.fresh_urls import FreshUrls
 from bot.chat.pacing import PERIOD_S, POSTS_PER_PERIOD, ChannelPace
 from bot.chat.permissions import may_reply
 from bot.chat.read_marks import ReadMarks
-from bot.chat.replies import reply_for
+from bot.chat.replies import ours, reply_for
 from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
 from bot.chat.sources import indexable_sources
@@ -242,6 +242,8 @@ class Glimpse(commands.Bot):
                     ctx.channel.id,
                 )
             return
+        if ours(error) and spends(ctx.command):
+            self.cooldown.give_back(ctx.guild.id if ctx.guild else None, ctx.author.id)
         # A slash command's error is shown to the asker only, as discord.py's own errors are.
         private = ctx.interaction is not None
         await answers.reply(ctx, reply_for(error, ctx.command), private=private)
@@ -249,6 +251,8 @@ class Glimpse(commands.Bot):
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
+        if ours(error) and spends(interaction.command):
+            self.cooldown.give_back(interaction.guild_id, interaction.user.id)
         await answers.respond(interaction, reply_for(error, interaction.command), private=True)
 
     async def close(self) -> None:

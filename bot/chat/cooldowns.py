@@ -14,6 +14,7 @@ from bot.config import Cooldown
 from bot.errors import UserError
 
 MAX_TRACKED = 10_000
+_SPENDS = "spends_budget"
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -46,6 +47,13 @@ class MemberCooldown:
         if retry_after:
             raise SlowDown(retry_after)
 
+    def give_back(self, guild_id: int | None, user_id: int) -> None:
+        """Returns the command that a failure of the bot's own spent: the member got nothing
+        for it. Never past the full budget."""
+        bucket = self._buckets.get((guild_id, user_id))
+        if bucket is not None and bucket.get_tokens() < bucket.rate:
+            bucket.update_rate_limit(tokens=-1)
+
     def _forget_idle(self) -> None:
         idle = [key for key, bucket in self._buckets.items() if bucket.get_tokens() == bucket.rate]
         for key in idle:
@@ -57,8 +65,16 @@ def spends_budget(command: T) -> T:
     arguments are read, so a typo costs nothing) or on a context menu's callback."""
     if isinstance(command, commands.Command):
         command.before_invoke(_spend_for_context)
+        command.extras[_SPENDS] = True
         return command  # type: ignore[return-value]
     return app_commands.check(_spend_for_interaction)(command)
+
+
+def spends(command: object) -> bool:
+    """Whether the command (text, hybrid or context menu) spends from the budget."""
+    if isinstance(command, commands.Command):
+        return bool(command.extras.get(_SPENDS))
+    return _spend_for_interaction in getattr(command, "checks", ())
 
 
 async def _spend_for_context(_cog: object, ctx: commands.Context[Any]) -> None:

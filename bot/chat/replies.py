@@ -16,6 +16,8 @@ from bot.images.download import DownloadError
 
 log = logging.getLogger(__name__)
 
+INVOKED = (commands.CommandInvokeError, app_commands.CommandInvokeError)
+
 
 def reply_for(error: Exception, command: object) -> str:
     """What the user reads; an error that is our bug is logged once, with its traceback."""
@@ -54,11 +56,30 @@ def user_message(error: BaseException) -> str | None:
     return None
 
 
+def ours(error: BaseException) -> bool:
+    """The command ran and failed through no doing of the member's: the bot was busy or out
+    of memory, Discord failed, or a bug of ours."""
+    chain = _chain(error)
+    if not any(isinstance(wrapper, INVOKED) for wrapper in chain):
+        return False  # refused before its body ran, which is after the budget is spent
+    raised = chain[-1]
+    return (
+        isinstance(raised, discord.DiscordServerError)
+        or (isinstance(raised, UserError) and raised.ours)
+        or user_message(raised) is None
+    )
+
+
 def _unwrap(error: BaseException) -> BaseException:
     """The exception a command raised, from inside discord.py's invoke-error wrappers."""
-    for _ in range(4):
-        inner = getattr(error, "original", None)
-        if not isinstance(inner, BaseException) or inner is error:
+    return _chain(error)[-1]
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    chain = [error]
+    while len(chain) < 5:
+        inner = getattr(chain[-1], "original", None)
+        if not isinstance(inner, BaseException) or inner is chain[-1]:
             break
-        error = inner
-    return error
+        chain.append(inner)
+    return chain

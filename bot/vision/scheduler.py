@@ -28,7 +28,7 @@ from bot.tasks import cancel_until_done
 INTERACTIVE, BACKGROUND = 0, 1
 
 
-class Busy(UserError):
+class Busy(UserError, ours=True):
     def __init__(self) -> None:
         super().__init__(wording.BUSY)
 

@@ -50,7 +50,7 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
-class OutOfMemory(UserError):
+class OutOfMemory(UserError, ours=True):
     def __init__(self) -> None:
         super().__init__(wording.OUT_OF_MEMORY)
 
