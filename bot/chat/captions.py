@@ -17,6 +17,7 @@ from bot.images.decode import ImageError
 from bot.images.download import DownloadError
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.markdown import as_typed, spoiler
+from bot.vision.scheduler import Busy
 from bot.vision.service import VisionService
 
 MAX_IMAGES = 4
@@ -138,18 +139,21 @@ class Captions:
         results = await asyncio.gather(*(self._caption_one(s, prompt) for s in shown))
         if len(shown) == 1 and isinstance(results[0], BaseException):
             raise results[0]
+        if all(isinstance(result, Busy) for result in results):
+            raise Busy  # the whole command was refused: nothing to number
         skipped = len(sources) - len(shown)
         ending = "\n" + wording.images_skipped(skipped, MAX_IMAGES) if skipped else ""
         return _reply(list(zip(results, shown, strict=True)), ending + note)
 
     async def _caption_one(
         self, source: ImageSource, prompt: str | None
-    ) -> str | ImageError | DownloadError:
+    ) -> str | ImageError | DownloadError | Busy:
         try:
             fetched = await self.fetcher.fetch(source)
-        except (ImageError, DownloadError) as exc:
+            # A full queue refuses this image only: the others, admitted, are answered.
+            return await self.vision.caption(fetched.image, prompt)
+        except (ImageError, DownloadError, Busy) as exc:
             return exc
-        return await self.vision.caption(fetched.image, prompt)
 
 
 Part = tuple[str, ImageSource, bool]  # text, source, is alt text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,13 +14,16 @@ from bot.chat import captions as captions_module
 from bot.chat.client import Glimpse
 from bot.errors import UserError
 from bot.images.fetcher import ImageSource
+from bot.vision.scheduler import Busy
 from tests.e2e.harness import (
     World,
+    bot_settings,
     eventually,
     held,
     mentions_disabled,
     posts_tried,
     reply_to,
+    running,
     shape_png,
     sync_commands,
 )
@@ -39,6 +44,35 @@ async def test_caption_an_attached_image(
     assert reply["message_reference"]["message_id"] == command["id"]
     assert mentions_disabled(reply)
     assert world.general in server.typing
+
+
+async def test_images_a_full_queue_refuses_leave_the_others_answered(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two images and room for one: the one admitted is captioned, not thrown away with the
+    refusal of the other."""
+    files = [(f"{c}.png", shape_png(c, "square"), "image/png") for c in ("red", "blue")]
+    async with running(bot_settings(server, tmp_path / "data", MAX_PENDING="1")) as bot:
+        release = held(monkeypatch, bot.vision.scheduler, "_loop")  # the first waits in line
+        refused = asyncio.Event()
+        caption = bot.vision.caption
+
+        async def noting_refusals(*args: Any, **kwargs: Any) -> str:
+            try:
+                return await caption(*args, **kwargs)
+            except Busy:
+                refused.set()
+                raise
+
+        monkeypatch.setattr(bot.vision, "caption", noting_refusals)
+        await server.post_message(world.general, world.bob, "!caption", attachments=files)
+        await asyncio.wait_for(refused.wait(), 10)
+        release.set()
+        reply = await server.wait_for_sent(channel_id=world.general)
+        lines = reply["content"].splitlines()
+        assert len(lines) == 2
+        assert sum(line.endswith(wording.BUSY) for line in lines) == 1
+        assert {"1. a red square", "2. a blue square"} & set(lines)
 
 
 async def test_a_capitalised_command_is_the_same_command(

@@ -30,9 +30,10 @@ async def test_a_command_the_bot_was_too_busy_for_is_not_counted(
 
         await server.post_message(world.general, world.bob, "!caption", attachments=one)
         await eventually(queued)
-        await server.post_message(world.general, world.alice, "!caption", attachments=one)
+        two = [(f"{c}.png", shape_png(c, "square"), PNG) for c in ("red", "blue")]
+        await server.post_message(world.general, world.alice, "!caption", attachments=two)
         busy = await server.wait_for_sent(channel_id=world.general)
-        assert busy["content"] == wording.BUSY
+        assert busy["content"] == wording.BUSY  # both refused: one line, not two numbered
         release.set()
         assert (await server.wait_for_sent(channel_id=world.general))["content"] == "a green circle"
         await server.post_message(world.general, world.alice, "!caption", attachments=one)
