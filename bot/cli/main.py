@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot.config import ConfigError, Settings, export_hub_settings, load_settings
+from bot.log_secrets import hide_tokens
 
 EXIT_FAILED = 1
 
@@ -111,6 +112,7 @@ def setup_logging(level: str) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    hide_tokens()
     import transformers
 
     # Weight-loading bars and notices such as "torchvision not found, using PIL" are noise
