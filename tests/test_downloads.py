@@ -359,3 +359,18 @@ def test_a_preview_is_covered_when_its_link_is_nowhere_outside_spoilers() -> Non
         message = _message([], [preview(url)], content)
         (source,) = image_sources(message, DISCORD_MEDIA_HOSTS)
         assert source.spoiler is covered, (content, url)
+
+
+def test_a_preview_whose_address_yarl_cannot_read_keeps_its_message_readable() -> None:
+    """A page's og:image or a webhook's embed may name any address; the message's images are
+    still listed (the preview's under its address as given), not an error for every reader,
+    the catch-up through its channel's history among them."""
+    proxied = "https://images-ext-1.discordapp.net/external/abc/https/example.com/p.png"
+    for address in ("https://example.com:99999/p.png?v=1", "https://xn--a.com/p.png?v=2"):
+        preview = {"type": "image", "url": address,
+                   "thumbnail": {"url": address, "proxy_url": proxied}}  # fmt: skip
+        attachment = _attachment(5, "https://cdn.discordapp.com/attachments/10/5/a.png")
+        message = _message([attachment], [preview])
+        sources = image_sources(message, DISCORD_MEDIA_HOSTS)
+        assert [s.ref.attachment_id for s in sources] == [5, embed_key(address)]
+        assert embed_key(address) != embed_key(address.replace("v=", "w="))
