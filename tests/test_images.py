@@ -632,3 +632,12 @@ def test_a_progressive_jpeg_holds_the_budget_for_its_full_size() -> None:
     Image.new("RGB", (2000, 1500), "white").save(baseline, "JPEG")
     load_frames(baseline.getvalue(), budget=Recording())
     assert held[0] == 2000 * 1500 and held[1] <= 2000 * 1500 // 4  # drafted at half or less
+
+
+def test_an_avif_is_decoded_on_its_prep_thread_alone() -> None:
+    """libavif's default is a thread per core for each image; the prep pool already decodes
+    several images at once, beside the model's threads."""
+    avif = pytest.importorskip("PIL.AvifImagePlugin")
+    import bot.images.loader  # noqa: F401  (sets it on import, as the bot's start does)
+
+    assert avif.DEFAULT_MAX_THREADS == 1

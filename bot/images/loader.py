@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -13,6 +14,13 @@ from bot.images.budget import PixelBudget
 from bot.images.decode import ImageLimits, load_frames, load_image_file
 from bot.images.frames import Frames
 from bot.workers import Workers
+
+with contextlib.suppress(ImportError):  # (Pillow 11.3 and later)
+    from PIL import AvifImagePlugin
+
+    # One thread per decode: the prep pool is the parallelism, and libavif's default (0) is a
+    # thread per core for each image, beside the other prep threads and the model's.
+    AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 
 
 @dataclass(frozen=True)
