@@ -142,10 +142,18 @@ def data_dir_setting(env_file: Path = Path(".env")) -> Path:
         return Path(raw)
 
 
+def _seconds(text: str) -> float:
+    """A positive, finite number: `nan` would be healthy for ever, as no age exceeds it."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(text)
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m bot.health`: the container health check; exit 0 when the heartbeat is fresh."""
     parser = argparse.ArgumentParser(prog="python -m bot.health", description=main.__doc__)
-    parser.add_argument("--max-age", type=float, default=MAX_AGE_S, metavar="SECONDS")
+    parser.add_argument("--max-age", type=_seconds, default=MAX_AGE_S, metavar="SECONDS")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -153,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     path = (args.data_dir or data_dir_setting()) / HEARTBEAT_FILE
-    age = heartbeat_age(path)
+    try:
+        age = heartbeat_age(path)
+    except OSError as exc:  # DATA_DIR a file, say, or not ours to read
+        print(f"unhealthy: cannot read {path}: {exc.strerror or exc}")
+        return 1
     if age is None:
         print(f"unhealthy: no heartbeat at {path}")
         return 1

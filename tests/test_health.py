@@ -218,3 +218,23 @@ async def test_the_bot_beats_when_ready_and_removes_the_file_on_close(tmp_path: 
     finally:
         discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
         await server.stop()
+
+
+def test_probe_says_why_in_one_line_when_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DATA_DIR that is a file (a mount gone wrong) is unhealthy, told in a line, not a
+    traceback in `docker inspect`."""
+    (tmp_path / "data").write_text("not a folder")
+    assert main(["--data-dir", str(tmp_path / "data")]) == 1
+    assert capsys.readouterr().out.startswith(f"unhealthy: cannot read {tmp_path / 'data'}")
+
+
+@pytest.mark.parametrize("max_age", ["nan", "inf", "0", "-5", "soon"])
+def test_probe_refuses_a_limit_no_age_can_pass(
+    max_age: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_heartbeat(tmp_path / "heartbeat", now=0.0)  # decades old
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data-dir", str(tmp_path), "--max-age", max_age])
+    assert exit_.value.code == 2 and "--max-age" in capsys.readouterr().err
