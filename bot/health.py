@@ -144,9 +144,12 @@ def data_dir_setting(env_file: Path = Path(".env")) -> Path:
 
 def _seconds(text: str) -> float:
     """A positive, finite number: `nan` would be healthy for ever, as no age exceeds it."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"a number of seconds above 0 (got {text!r})")
     return value
 
 
