@@ -23,7 +23,7 @@ import discord
 import yarl
 
 from bot.chat.client import Glimpse
-from bot.chat.connection import DiscordUnreachable, check_login, connect
+from bot.chat.connection import DiscordUnreachable, check_login, connect, shown
 from bot.chat.sources import DISCORD_MEDIA_HOSTS
 from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
@@ -44,7 +44,7 @@ def point_at(api_url: str, gateway_url: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
     if api_url != DEFAULT_API_URL or gateway_url:
         gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-        log.info("Discord API at %s, gateway at %s", discord.http.Route.BASE, gateway)
+        log.info("Discord API at %s, gateway at %s", shown(discord.http.Route.BASE), shown(gateway))
 
 
 @contextlib.asynccontextmanager

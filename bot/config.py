@@ -120,6 +120,10 @@ def export_hub_settings(env_file: Path = Path(".env")) -> None:
             os.environ[name] = value
 
 
+class Secretive(ValueError):
+    """A bad value that must not be shown back."""
+
+
 def parse_settings(env: Mapping[str, str]) -> Settings:
     def get(name: str, parse: Callable[[str], T], default: T) -> T:
         raw = env.get(name, "").strip()
@@ -127,6 +131,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
             return default
         try:
             return parse(raw)
+        except Secretive as exc:  # the value holds a password: not repeated
+            raise ConfigError(name, str(exc)) from None
         except ValueError as exc:
             raise ConfigError(name, f"{exc} (got {raw!r})") from None
 
@@ -236,6 +242,9 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
         scheme, sep, rest = raw.partition("://")
         if not sep or scheme.lower() not in schemes or not rest.strip("/"):
             raise ValueError(f"must be a {' or '.join(schemes)} URL")
+        if "http" in schemes and "@" in rest.split("/", 1)[0]:
+            # aiohttp refuses a request with both (discord.py sends the token in the header).
+            raise Secretive("must hold no user name or password: Discord's token is the login")
         return raw.rstrip("/")
 
     return parse

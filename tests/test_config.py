@@ -194,3 +194,13 @@ def test_the_pixel_limit_stops_at_pillows_own() -> None:
     assert parse_settings({"MAX_IMAGE_PIXELS": str(PILLOW_MAX_PIXELS)}).max_image_pixels == (
         PILLOW_MAX_PIXELS
     )
+
+
+def test_a_rest_url_with_a_password_is_refused_without_repeating_it() -> None:
+    """aiohttp refuses a request with both these and discord.py's Authorization header."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"DISCORD_API_URL": "https://glimpse:hunter2@proxy.example/api/v10"})
+    assert str(caught.value).startswith("DISCORD_API_URL: must hold no user name or password")
+    assert "hunter2" not in str(caught.value)
+    gateway = parse_settings({"DISCORD_GATEWAY_URL": "wss://glimpse:hunter2@proxy.example"})
+    assert gateway.discord_gateway_url == "wss://glimpse:hunter2@proxy.example"

@@ -15,13 +15,22 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import discord
+import yarl
 
 
 class DiscordUnreachable(Exception):
     """Discord could not be reached at start; the message says where, why and what to check."""
 
     def __init__(self, where: str, reason: str, check: str) -> None:
-        super().__init__(f"cannot reach Discord at {where}: {reason}. Check {check}")
+        super().__init__(f"cannot reach Discord at {shown(where)}: {reason}. Check {check}")
+
+
+def shown(url: object) -> str:
+    """A URL as logged: a proxy's user name and password left out."""
+    try:
+        return str(yarl.URL(str(url)).with_user(None))
+    except ValueError:
+        return "the URL set"
 
 
 async def connect(bot: discord.Client, token: str, timeout: float) -> None:

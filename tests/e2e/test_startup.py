@@ -132,6 +132,16 @@ async def test_a_refused_connection_is_one_line(tmp_path: Path) -> None:
     )
 
 
+async def test_a_gateway_proxys_password_is_not_shown(tmp_path: Path) -> None:
+    port = closed_port()
+    api, gateway = f"http://127.0.0.1:{port}/api/v10", f"ws://glimpse:hunter2@127.0.0.1:{port}"
+    process = await start_bot(tmp_path, DISCORD_API_URL=api, DISCORD_GATEWAY_URL=gateway)
+    lines = await stops_with(process)
+    assert the_error(lines).startswith(f"error: cannot reach Discord at {api}: ")
+    assert any(f"Discord API at {api}, gateway at ws://127.0.0.1:{port}" in x for x in lines)
+    assert not [line for line in lines if "hunter2" in line]
+
+
 async def test_a_proxys_error_page_is_one_line(tmp_path: Path, proxy_404: str) -> None:
     process = await start_bot(tmp_path, DISCORD_API_URL=proxy_404)
     lines = await stops_with(process)
