@@ -18,7 +18,8 @@ from bot.config import (
     load_settings,
     parse_settings,
 )
-from bot.vision.devices import resolve_device, resolve_dtype
+from bot.vision.checkpoints import ModelLoadError
+from bot.vision.devices import loading_onto, resolve_device, resolve_dtype
 
 
 def test_defaults() -> None:
@@ -177,6 +178,23 @@ def test_device_and_dtype_resolution() -> None:
         with pytest.raises(ConfigError, match=r"^DEVICE: "):
             resolve_device("cuda:0")
     assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
+
+
+def test_a_gpu_that_fails_as_a_model_loads_is_one_line_naming_the_setting() -> None:
+    full = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 4 GiB\n"
+    cuda, cpu = torch.device("cuda:0"), torch.device("cpu")
+    with pytest.raises(ModelLoadError) as caught, loading_onto(cuda, "CAPTION_MODEL", "blip"):
+        raise torch.OutOfMemoryError(full + "See documentation for Memory Management")
+    assert str(caught.value) == (
+        f"CAPTION_MODEL: cannot load 'blip' on cuda:0: {full.strip()}. "
+        "Free the GPU's memory, or set DEVICE=cpu"
+    )
+    refused = r"^SEARCH_MODEL: .*: CUDA error: no kernel image"
+    with pytest.raises(ModelLoadError, match=refused), loading_onto(cuda, "SEARCH_MODEL", "clip"):
+        raise RuntimeError("CUDA error: no kernel image is available for execution")
+    # On the CPU, not the admin's to fix: as raised.
+    with pytest.raises(RuntimeError, match=r"^a bug$"), loading_onto(cpu, "SEARCH_MODEL", "clip"):
+        raise RuntimeError("a bug")
 
 
 def test_every_setting_is_listed_in_env_example_and_the_readme() -> None:

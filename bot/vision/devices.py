@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from bot.config import ConfigError
 from bot.vision import cpu, packed
+from bot.vision.checkpoints import ModelLoadError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -98,3 +101,20 @@ def default_batch_wait_ms(device: torch.device) -> float:
     of a `!find`, measured); requests that arrive while a batch runs join the next one anyway.
     A GPU runs a batch for about the price of one item, so there a short wait pays."""
     return 5.0 if device.type == "cuda" else 0.0
+
+
+@contextlib.contextmanager
+def loading_onto(device: torch.device, setting: str, model_id: str) -> Iterator[None]:
+    """A GPU that fails as the weights move onto it (out of memory, shared with another
+    program, a driver that broke after CUDA said yes) is one line for the admin, naming the
+    setting, not a traceback."""
+    try:
+        yield
+    except RuntimeError as exc:  # torch.OutOfMemoryError and CUDA's errors are ones
+        if device.type != "cuda":
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(
+            f"{setting}: cannot load {model_id!r} on {device}: {reason}. "
+            "Free the GPU's memory, or set DEVICE=cpu"
+        ) from exc

@@ -34,6 +34,7 @@ from bot.vision.devices import (
     default_batch_max,
     default_batch_wait_ms,
     dtype_name,
+    loading_onto,
     packed_weights,
     precision_name,
     resolve_device,
@@ -154,7 +155,8 @@ class VisionService:
         if self._closing:  # asked for as the service closes: no one would use it
             raise asyncio.CancelledError
         started = time.perf_counter()
-        model = await self.workers.run("model", loader, *args)
+        with loading_onto(self.device, f"{what.upper()}_MODEL", args[0]):
+            model = await self.workers.run("model", loader, *args)
         # Loading frees more than it keeps (the float32 weights that packing replaced, the
         # checkpoint's buffers); kept by malloc, they were 340 MB of a loaded service's 1.4 GB.
         await self.workers.run("model", release_freed)
