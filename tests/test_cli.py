@@ -215,6 +215,28 @@ def test_library_warnings_appear_once_in_the_programs_format(tmp_path: Path) -> 
     ], lines
 
 
+def test_a_download_shows_its_progress_and_loading_weights_does_not(tmp_path: Path) -> None:
+    """A first start downloads about 1.6 GB: a log silent for minutes looks hung."""
+    code = (
+        "from bot.cli.main import setup_logging\n"
+        "setup_logging('INFO')\n"
+        "from huggingface_hub.utils import tqdm as hub_bar\n"
+        "from transformers.utils.logging import tqdm as weights_bar\n"
+        "list(hub_bar(range(3), desc='model.safetensors'))\n"
+        "list(weights_bar(range(3), desc='Loading weights'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "model.safetensors" in result.stderr and "Loading weights" not in result.stderr
+
+
 def test_usage_errors_exit_2_with_the_subcommands_usage(tmp_path: Path) -> None:
     for args, usage in [
         (["caption"], "usage: python -m bot caption "),
