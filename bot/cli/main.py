@@ -113,13 +113,13 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     hide_tokens()
-    import huggingface_hub.utils
     import transformers
+    from huggingface_hub.utils.tqdm import enable_progress_bars
 
     # Weight-loading bars and notices such as "torchvision not found, using PIL" are noise
     # in a bot's log; downloads keep the hub's own progress bars.
     transformers.logging.disable_progress_bar()
-    huggingface_hub.utils.enable_progress_bars()  # which the line above turned off too
+    enable_progress_bars()  # the hub's, which the line above turned off too
     if level != "DEBUG":
         transformers.logging.set_verbosity_error()
     # transformers and huggingface_hub each print to stderr through a handler of their own,
