@@ -96,3 +96,33 @@ async def test_no_more_pictures_are_held_than_the_cache_keeps(
         del decoded
         gc.collect()
         assert sum(p() is not None for p in pictures) <= 5  # the cache's 4, and the last
+
+
+async def test_a_failure_nobody_waited_for_is_not_handed_to_the_next_caller() -> None:
+    """The only caller gave up (cancelled) while the fetch ran on, shielded; the fetch then
+    failed. A caller asking next fetches afresh rather than get that failure."""
+    answers = [web.Response(status=404), web.Response(body=png(), content_type="image/png")]
+    answered = asyncio.Event()
+
+    async def image(_request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        answered.set()
+        return answers.pop(0)
+
+    app = web.Application()
+    app.router.add_get("/{name}", image)
+    workers = Workers()
+    try:
+        async with serving(app) as port, aiohttp.ClientSession() as session:
+            fetcher = MediaFetcher(session, ImageLoader(workers, ImageLimits()), frozenset())
+            source = Images(fetcher, port).source(0)
+            gave_up = asyncio.create_task(fetcher.fetch(source))
+            await asyncio.sleep(0.05)
+            gave_up.cancel()
+            await answered.wait()
+            await asyncio.sleep(0.1)  # the 404 reached the fetch, which failed unawaited
+            decoded = await fetcher.fetch(source)
+            assert decoded.image.size == (64, 48) and answers == []
+            await fetcher.close()
+    finally:
+        workers.shutdown()

@@ -7,6 +7,7 @@ download and decode happen once (a short-lived cache of in-flight and recent res
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -73,6 +74,9 @@ class MediaFetcher:
             # then fail, nobody awaits it, and asyncio would log its traceback as lost.
             task.add_done_callback(retrieve)
             task.add_done_callback(self._running.discard)
+            # A failure is not remembered, also when every caller gave up: the next fetches
+            # again. (Run before any caller resumes: added before they await it.)
+            task.add_done_callback(functools.partial(self._drop_failed, key))
             self._running.add(task)
             self._recent[key] = (now, task, decode)
             # Expired in time even if no other fetch comes: on a quiet server the last ones'
@@ -83,12 +87,7 @@ class MediaFetcher:
             task = entry[1]
             if decode.is_set():
                 entry[2].set()
-        try:
-            return await asyncio.shield(task)
-        except Exception:
-            if key in self._recent and self._recent[key][1] is task:
-                del self._recent[key]  # a failure is not remembered: the next try fetches again
-            raise
+        return await asyncio.shield(task)
 
     async def _fetch(self, source: ImageSource, decode: asyncio.Event) -> Decoded:
         limit = self.loader.limits.max_bytes
@@ -100,6 +99,12 @@ class MediaFetcher:
         data = await download(self.session, source.url, limit, allowed_hosts=hosts)
         await decode.wait()
         return await self.loader.decode(data)
+
+    def _drop_failed(self, key: Key, task: asyncio.Task[Decoded]) -> None:
+        entry = self._recent.get(key)
+        failed = task.cancelled() or task.exception() is not None
+        if failed and entry is not None and entry[1] is task:
+            del self._recent[key]
 
     def _forget(self, key: Key, started: float) -> None:
         entry = self._recent.get(key)
