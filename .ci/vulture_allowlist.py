@@ -37,3 +37,6 @@ _.norms
 # The one-picture decode (an animation's caption frame) that the tests and the benchmarks use;
 # the bot itself decodes every frame it needs with `load_frames`.
 _.load_image
+
+# Pillow: the AVIF decoder reads its thread count from this module global.
+_.DEFAULT_MAX_THREADS
