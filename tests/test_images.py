@@ -641,3 +641,45 @@ def test_an_avif_is_decoded_on_its_prep_thread_alone() -> None:
     import bot.images.loader  # noqa: F401  (sets it on import, as the bot's start does)
 
     assert avif.DEFAULT_MAX_THREADS == 1
+
+
+def _palette_png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("P", size, 3).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _two_frame_gif(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    frames = [Image.new("P", size, index) for index in (1, 2)]
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data", [_palette_png((3000, 3000)), _two_frame_gif((3000, 3000))])
+def test_a_huge_decode_is_freed_before_its_pixels_are_handed_back(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A palette image and an animation are read into new pictures; the full-size one they
+    came from must be gone when the budget trims the freed memory and lets the next huge
+    decode start, or the trim gives nothing back and two full sizes overlap."""
+    opened: list[Image.Image] = []
+    alive_at_trim: list[bool] = []
+    real_open = images._open
+
+    def recording_open(raw: bytes) -> ImageFile.ImageFile:
+        opened.append(real_open(raw))
+        return opened[-1]
+
+    def trim() -> None:
+        try:
+            opened[-1].getpixel((0, 0))
+            alive_at_trim.append(True)
+        except ValueError:  # "Operation on closed image"
+            alive_at_trim.append(False)
+
+    monkeypatch.setattr(images, "_open", recording_open)
+    monkeypatch.setattr(sys.modules["bot.images.budget"], "release_freed", trim)
+    frames = load_frames(data, budget=PixelBudget())
+    assert alive_at_trim == [False]
+    assert max(frames.caption.size) == 2 * DRAFT_SIZE

@@ -21,7 +21,7 @@ from bot import wording
 from bot.images.bombs import MAX_JPEG_SCANS, bomb_refusal, jpeg_scans
 from bot.images.budget import PixelBudget
 from bot.images.colours import exif_transpose, to_rgb
-from bot.images.errors import DECODE_ERRORS
+from bot.images.errors import DECODE_ERRORS, not_an_image, too_large
 from bot.images.errors import ImageError as ImageError
 from bot.images.floods import flood_refusal
 from bot.images.frames import Frames, is_animated, read_animation
@@ -62,7 +62,6 @@ DRAFT_SIZE = 384  # the largest input any of our models needs (BLIP 384x384; CLI
 
 _PEOPLE_NAMES = [_KNOWN[fmt][0] for fmt in ALLOWED_FORMATS]
 _ALLOWED_TEXT = ", ".join(_PEOPLE_NAMES[:-1]) + " or " + _PEOPLE_NAMES[-1]
-_MB = 1024 * 1024
 
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
@@ -122,12 +121,8 @@ def load_frames(
             _draft(img, draft_size)
             pixels = full if progressive else img.width * img.height
             with budget.hold(pixels) if budget else contextlib.nullcontext():
-                if is_animated(img):
-                    return read_animation(img, partial(_finish, draft_size=draft_size))
-                img.seek(0)  # a JPEG's extra pictures (MPO) are not frames of an animation
-                img.load()
-                small = shrink(img, draft_size)
-            return Frames.still(_finish(small, draft_size))
+                small = _read(img, draft_size)
+            return small if isinstance(small, Frames) else Frames.still(_finish(small, draft_size))
     except ImageError:
         raise  # already worded for the user (it is a ValueError, so keep it out of the next)
     except _BOMB_ERRORS as exc:
@@ -139,6 +134,21 @@ def load_frames(
         if _looks_truncated(data, exc):
             raise ImageError("truncated", wording.IMAGE_TRUNCATED, wording.FILE_TRUNCATED) from None
         raise ImageError("corrupt", wording.IMAGE_CORRUPT) from None
+
+
+def _read(img: ImageFile.ImageFile, draft_size: int | None) -> Frames | Image.Image:
+    """An animation's frames, or a still's picture shrunk (not yet finished). The full-size
+    picture is closed unless it is what is given back (shrunk in place): its memory goes
+    before the budget trims the freed and lets the next huge decode start."""
+    if is_animated(img):
+        frames = read_animation(img, partial(_finish, draft_size=draft_size))  # copies
+        img.close()
+        return frames
+    img.seek(0)  # a JPEG's extra pictures (MPO) are not frames of an animation
+    img.load()
+    if (small := shrink(img, draft_size)) is not img:  # a palette's or 16-bit's: a new one
+        img.close()
+    return small
 
 
 def _finish(img: Image.Image, draft_size: int | None) -> Image.Image:
@@ -174,24 +184,6 @@ def _read_file(path: str | os.PathLike[str], limits: ImageLimits) -> bytes:
     except OSError as exc:
         raise ImageError("unreadable", wording.unreadable_file(exc.strerror or str(exc))) from None
     return data
-
-
-def too_large(size: int | None, max_bytes: int) -> ImageError:
-    """The refusal for a file over MAX_IMAGE_BYTES; `size` None when only "more" is known."""
-    # In the limit's unit, both: KB where a tenth of a MB or less would read as "0.0 MB".
-    scale, unit = (_MB, "MB") if max_bytes >= _MB / 10 else (1024, "KB")
-    limit = wording.file_size(max_bytes / scale, unit)
-    if size is None:
-        return ImageError("too_large", wording.file_larger_than(limit))
-    got = wording.file_size(size / scale, unit)
-    if got == limit:  # "1.0 MB; the limit is 1.0 MB" would read as a bug
-        got, limit = wording.byte_count(size), wording.byte_count(max_bytes)
-    return ImageError("too_large", wording.file_too_large(got, limit))
-
-
-def not_an_image(kind: str) -> ImageError:
-    """`kind`: a key of wording.FILE_KINDS."""
-    return ImageError("not_image", wording.not_an_image(wording.FILE_KINDS[kind]))
 
 
 def _refuse_known_non_image(data: bytes) -> None:

@@ -10,7 +10,7 @@ import aiohttp
 from yarl import URL
 
 from bot import wording
-from bot.images.decode import too_large
+from bot.images.errors import too_large
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bot.images.decode import not_an_image, too_large
 from bot.images.download import download
+from bot.images.errors import not_an_image, too_large
 from bot.images.loader import Decoded, ImageLoader
 from bot.images.signatures import declared_kind
 from bot.index.refs import ImageRef, Key
