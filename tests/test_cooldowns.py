@@ -17,6 +17,7 @@ from bot.chat.cooldowns import MemberCooldown, SlowDown
 from bot.chat.replies import ours
 from bot.config import Cooldown
 from bot.errors import UserError
+from bot.images.download import DownloadError
 from bot.vision.scheduler import Busy
 from bot.vision.service import OutOfMemory
 
@@ -223,8 +224,9 @@ SLASH = app_commands.Command(name="caption", description="Caption an image", cal
         (Busy(), True),
         (OutOfMemory(), True),
         (RuntimeError("a bug of ours"), True),
+        (DownloadError("Discord's media host timed out", transient=True), True),
+        (DownloadError("the image is gone"), False),
         (NoImage(), False),
-        (commands.BadArgument("top: 11"), False),
     ],
 )
 def test_only_the_bots_own_failures_of_a_command_that_ran_are_given_back(

@@ -65,6 +65,7 @@ def ours(error: BaseException) -> bool:
     raised = chain[-1]
     return (
         isinstance(raised, discord.DiscordServerError)
+        or (isinstance(raised, DownloadError) and raised.transient)  # Discord's media host
         or (isinstance(raised, UserError) and raised.ours)
         or user_message(raised) is None
     )
