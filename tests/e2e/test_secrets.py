@@ -66,7 +66,9 @@ async def test_the_token_never_appears_anywhere(
         run_cli(["run"], token, server, tmp_path, MAX_IMAGE_BYTES="lots"),
     )
 
-    async with running(bot_settings(server, tmp_path / "data")) as bot:
+    # A gateway proxy's password, which discord.py logs with the URL it connects to.
+    gateway = server.gateway_url.replace("://", "://glimpse:hunter2@", 1)
+    async with running(bot_settings(server, tmp_path / "data", DISCORD_GATEWAY_URL=gateway)) as bot:
         assert token not in repr(bot.settings) and token not in str(bot.settings.discord_token)
         interaction_token = await exercise(server, world, bot)
 
@@ -92,6 +94,7 @@ async def test_the_token_never_appears_anywhere(
             assert secret.rsplit(".", 1)[1] not in text, f"part of the token leaked into {where}"
         if where == "log":  # the bot's answers carry it to Discord (sent) by design
             assert interaction_token not in text, "an interaction's token leaked into the log"
+            assert "hunter2" not in text, "the gateway proxy's password leaked into the log"
 
 
 async def exercise(server: FakeDiscord, world: World, bot: Glimpse) -> str:
