@@ -240,9 +240,10 @@ def _bool(raw: str) -> bool:
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         scheme, sep, rest = raw.partition("://")
+        secret = "@" in rest.split("/", 1)[0]  # a password: never repeated in the error
         if not sep or scheme.lower() not in schemes or not rest.strip("/"):
-            raise ValueError(f"must be a {' or '.join(schemes)} URL")
-        if "http" in schemes and "@" in rest.split("/", 1)[0]:
+            raise (Secretive if secret else ValueError)(f"must be a {' or '.join(schemes)} URL")
+        if "http" in schemes and secret:
             # aiohttp refuses a request with both (discord.py sends the token in the header).
             raise Secretive("must hold no user name or password: Discord's token is the login")
         return raw.rstrip("/")

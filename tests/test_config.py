@@ -192,9 +192,10 @@ def test_a_gpu_that_fails_as_a_model_loads_is_one_line_naming_the_setting() -> N
     refused = r"^SEARCH_MODEL: .*: CUDA error: no kernel image"
     with pytest.raises(ModelLoadError, match=refused), loading_onto(cuda, "SEARCH_MODEL", "clip"):
         raise RuntimeError("CUDA error: no kernel image is available for execution")
-    # On the CPU, not the admin's to fix: as raised.
-    with pytest.raises(RuntimeError, match=r"^a bug$"), loading_onto(cpu, "SEARCH_MODEL", "clip"):
-        raise RuntimeError("a bug")
+    # Not the admin's to fix, on the CPU or on the GPU: as raised.
+    for device in (cpu, cuda):
+        with pytest.raises(RuntimeError, match=r"^a bug$"), loading_onto(device, "X", "clip"):
+            raise RuntimeError("a bug")
 
 
 def test_every_setting_is_listed_in_env_example_and_the_readme() -> None:
@@ -222,3 +223,6 @@ def test_a_rest_url_with_a_password_is_refused_without_repeating_it() -> None:
     assert "hunter2" not in str(caught.value)
     gateway = parse_settings({"DISCORD_GATEWAY_URL": "wss://glimpse:hunter2@proxy.example"})
     assert gateway.discord_gateway_url == "wss://glimpse:hunter2@proxy.example"
+    with pytest.raises(ConfigError) as caught:  # the REST proxy's URL put in the gateway's
+        parse_settings({"DISCORD_GATEWAY_URL": "https://glimpse:hunter2@proxy.example"})
+    assert str(caught.value) == "DISCORD_GATEWAY_URL: must be a ws or wss URL"

@@ -110,11 +110,17 @@ def loading_onto(device: torch.device, setting: str, model_id: str) -> Iterator[
     setting, not a traceback."""
     try:
         yield
-    except RuntimeError as exc:  # torch.OutOfMemoryError and CUDA's errors are ones
-        if device.type != "cuda":
-            raise
+    except RuntimeError as exc:
+        if device.type != "cuda" or not _gpus_fault(exc):
+            raise  # a bug of ours, on the GPU too
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelLoadError(
             f"{setting}: cannot load {model_id!r} on {device}: {reason}. "
             "Free the GPU's memory, or set DEVICE=cpu"
         ) from exc
+
+
+def _gpus_fault(exc: RuntimeError) -> bool:
+    accelerator = getattr(torch, "AcceleratorError", torch.OutOfMemoryError)  # (torch 2.8+)
+    gpu = (torch.OutOfMemoryError, accelerator)
+    return isinstance(exc, gpu) or str(exc).lstrip().startswith("CUDA")
