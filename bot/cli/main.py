@@ -113,13 +113,15 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     hide_tokens()
+    import huggingface_hub.constants
     import transformers
     from huggingface_hub.utils.tqdm import enable_progress_bars
 
     # Weight-loading bars and notices such as "torchvision not found, using PIL" are noise
     # in a bot's log; downloads keep the hub's own progress bars.
     transformers.logging.disable_progress_bar()
-    enable_progress_bars()  # the hub's, which the line above turned off too
+    if not huggingface_hub.constants.HF_HUB_DISABLE_PROGRESS_BARS:  # (else it warns)
+        enable_progress_bars()  # the hub's, which the line above turned off too
     if level != "DEBUG":
         transformers.logging.set_verbosity_error()
     # transformers and huggingface_hub each print to stderr through a handler of their own,
