@@ -635,7 +635,7 @@ def test_a_progressive_jpeg_holds_the_budget_for_its_full_size() -> None:
 
 
 def test_an_avif_is_decoded_on_its_prep_thread_alone() -> None:
-    """libavif's default is a thread per core for each image; the prep pool already decodes
+    """Pillow's default gives libavif a thread per CPU for each image; the prep pool decodes
     several images at once, beside the model's threads."""
     avif = pytest.importorskip("PIL.AvifImagePlugin")
     import bot.images.loader  # noqa: F401  (sets it on import, as the bot's start does)

@@ -18,8 +18,8 @@ from bot.workers import Workers
 with contextlib.suppress(ImportError):  # (Pillow 11.3 and later)
     from PIL import AvifImagePlugin
 
-    # One thread per decode: the prep pool is the parallelism, and libavif's default (0) is a
-    # thread per core for each image, beside the other prep threads and the model's.
+    # One thread per decode: the prep pool is the parallelism, and Pillow's default (0) gives
+    # libavif a thread per CPU for each image, beside the other prep threads and the model's.
     AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 
 
