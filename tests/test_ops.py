@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from bot.cli.check import check, reference_image
 from bot.cli.download import download_models, human_size, weight_patterns
 from bot.cli.main import main as cli_main
+from bot.index.schema import SCHEMA_VERSION
 from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,3 +193,30 @@ def test_the_test_image_is_drawn_in_code() -> None:
     image = reference_image()
     assert image.size == (128, 128) and image.mode == "RGB"
     assert image.getpixel((64, 64)) == (220, 30, 30) and image.getpixel((2, 2)) == (235, 235, 235)
+
+
+def test_check_fails_an_index_the_start_would_refuse(tmp_path: Path) -> None:
+    """A rollback after an upgrade, or a file that is no database: `check` says what the
+    start would, instead of passing; an index of this version passes, unchanged."""
+    data = tmp_path / "data"
+    data.mkdir()
+    index = data / "index.sqlite3"
+    settings = tiny_settings(DATA_DIR=str(data), DISCORD_TOKEN="x")
+    with contextlib.closing(sqlite3.connect(index)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    lines: list[str] = []
+    assert check(settings, out=lines.append) == 1
+    assert (
+        f"FAIL  DATA_DIR: cannot use '{data}': {index} has schema version {SCHEMA_VERSION + 1}, "
+        f"newer than this code's {SCHEMA_VERSION}: upgrade the bot"
+    ) in lines
+    index.write_bytes(b"not a database, though long enough to have a header" * 4)
+    lines.clear()
+    assert check(settings, out=lines.append) == 1
+    assert f"FAIL  DATA_DIR: cannot use '{data}': '{index}': file is not a database" in lines
+    index.unlink()
+    with contextlib.closing(sqlite3.connect(index)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    lines.clear()
+    assert check(settings, out=lines.append) == 0, lines
+    assert f"OK    DATA_DIR: {data} is writable, its index readable" in lines

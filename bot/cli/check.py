@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,6 +68,11 @@ def _check_data_dir(data_dir: Path, report: Report) -> None:
     problem = _data_dir_problem(data_dir)
     if problem:
         report.fail(f"DATA_DIR: cannot write to {str(data_dir)!r}: {problem}")
+    elif (index := data_dir / "index.sqlite3").exists():
+        if problem := _index_problem(index):
+            report.fail(f"DATA_DIR: cannot use {str(data_dir)!r}: {problem}")
+        else:
+            report.ok("DATA_DIR", f"{data_dir.resolve()} is writable, its index readable")
     elif data_dir.is_dir():
         report.ok("DATA_DIR", f"{data_dir.resolve()} is writable")
     else:
@@ -86,6 +93,26 @@ def _data_dir_problem(data_dir: Path) -> str | None:
         return f"{str(existing)!r} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{str(existing)!r} is not writable, so the folder cannot be created"
+    return None
+
+
+def _index_problem(index: Path) -> str | None:
+    """What the start would refuse in an index file kept from before, read without changing
+    it: one of a newer version (a rollback), not a database, or not ours to write."""
+    from bot.index.schema import SCHEMA_VERSION
+
+    if not os.access(index, os.R_OK | os.W_OK):
+        return f"{str(index)!r} is not readable and writable by this user"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error as exc:
+        return f"{str(index)!r}: {exc}"
+    if version > SCHEMA_VERSION:  # as the start says it (bot.index.schema)
+        return (
+            f"{index} has schema version {version}, newer than this code's "
+            f"{SCHEMA_VERSION}: upgrade the bot"
+        )
     return None
 
 
