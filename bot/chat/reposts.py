@@ -29,7 +29,6 @@ from bot.chat.pacing import ChannelPace
 from bot.chat.permissions import may_reply
 from bot.chat.sources import lost_image
 from bot.images.fetcher import ImageSource
-from bot.images.loader import Decoded
 from bot.index.background import Indexer
 from bot.index.ranking import Earlier
 from bot.index.refs import ImageRef, Key
@@ -116,15 +115,6 @@ class Reposts:
                     post.note = None  # gone in the same bulk deletion
                 await _take_down(post)
 
-    async def _indexed_first(self, fresh: list[ImageSource]) -> None:
-        """The post's images fetched and embedded now, ahead of the queue: behind a backlog
-        (a catch-up's, `!index`'s) they would come after INDEXED_WAIT_S, and the check with
-        them. One that fails is left to the queue, which tells or tries again."""
-        fetcher = self.indexer.uploads.fetcher
-        got = await asyncio.gather(*(fetcher.fetch(s) for s in fresh), return_exceptions=True)
-        fetched = [(s.ref, d) for s, d in zip(fresh, got, strict=True) if isinstance(d, Decoded)]
-        await self.indexer.index_fetched(fetched)
-
     async def _check(self, message: discord.Message, post: _Post) -> None:
         if not may_reply(message.channel):
             return  # a refused reply still counts towards Discord's invalid-request limit
@@ -135,7 +125,6 @@ class Reposts:
             keys = [source.ref.key for source in fresh]
             post.checked.update(keys)
             await self.indexer.submit(fresh)  # queued already by the indexing listener, or now
-            await self._indexed_first(fresh)
             await self.indexer.wait_for(keys, INDEXED_WAIT_S)
             lines = await self._lines(message, keys)
             if not lines:
