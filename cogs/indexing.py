@@ -9,11 +9,12 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot import wording
+from bot import wording, wording_index
 from bot.chat import answers, history
 from bot.chat.answers import ANYWHERE
 from bot.chat.client import Glimpse
 from bot.chat.people import AmbiguousName, may_name, named, person_named
+from bot.chat.sources import in_ignored
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Indexing(commands.Cog):
         # Edits come in quick succession (a link's preview, then the author's change): one
         # handled while another waits on the database must not queue again what it took away.
         self._edits = asyncio.Lock()
+        self._backfilling: set[int] = set()  # channels whose history an `!index` reads now
 
     @commands.command(name="forget", usage="[@member | user ID | name]", extras=ANYWHERE)
     async def forget_command(self, ctx: commands.Context[Any], *, who: str = "") -> None:
@@ -82,6 +84,17 @@ class Indexing(commands.Cog):
     @commands.guild_only()
     async def index_command(self, ctx: commands.Context[Any]) -> None:
         """Add this channel's earlier images to the index (up to INDEX_PER_CHANNEL)."""
+        if in_ignored(ctx.channel, self.bot.settings.ignore_channels):
+            raise UserError(wording_index.INDEX_IGNORED)
+        if ctx.channel.id in self._backfilling:  # (a second would read it all again)
+            raise UserError(wording_index.BACKFILL_RUNNING)
+        self._backfilling.add(ctx.channel.id)
+        try:
+            await self._backfill(ctx)
+        finally:
+            self._backfilling.discard(ctx.channel.id)
+
+    async def _backfill(self, ctx: commands.Context[Any]) -> None:
         bot, channel = self.bot, ctx.channel
         before = await bot.index.count([channel.id])
         progress: discord.Message | None
@@ -103,8 +116,12 @@ class Indexing(commands.Cog):
         limit = bot.settings.index_per_channel
         seen, queued = await history.backfill(channel, bot.indexer, bot.indexable, limit, report)
         await show(wording.backfill_read(seen, queued))
-        await bot.indexer.wait_until_done([channel.id], limit_s=BACKFILL_WAIT_S)
-        added = await bot.index.count([channel.id]) - before
+        if not await bot.indexer.wait_until_done([channel.id], limit_s=BACKFILL_WAIT_S):
+            waiting = await bot.index.pending_count([channel.id])
+            await show(wording_index.backfill_still_indexing(waiting, seen))
+            return
+        # (Pruning to INDEX_PER_CHANNEL meanwhile may take more than the run added.)
+        added = max(0, await bot.index.count([channel.id]) - before)
         await show(wording.backfill_done(added, seen))
 
     @commands.Cog.listener()

@@ -7,9 +7,11 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot import wording
+from bot import wording, wording_index
 from bot.chat.client import Glimpse
 from bot.chat.reposts import root_of
+from bot.chat.sources import in_ignored
+from bot.errors import UserError
 
 
 class RepostChecks(commands.Cog, name="Reposts"):  # its heading in `help`
@@ -31,6 +33,8 @@ class RepostChecks(commands.Cog, name="Reposts"):  # its heading in `help`
             raise commands.BadArgument(wording.REPOSTS_USAGE)
         elif not ctx.permissions.manage_messages:
             raise commands.MissingPermissions(["manage_messages"])
+        elif state == "on" and in_ignored(ctx.channel, self.bot.settings.ignore_channels):
+            raise UserError(wording_index.REPOSTS_IGNORED)
         elif state == "on":
             changed = await index.set_reposts(ctx.guild.id, channel, True)
             text = wording.reposts_on(mention, self.bot.settings.repost_min_score, not changed)

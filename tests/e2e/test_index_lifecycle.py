@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from bot import wording
+from bot import wording, wording_index
 from bot.chat import history
 from bot.chat.client import Glimpse
 from bot.index import deferrals
@@ -21,6 +22,7 @@ from tests.e2e.harness import (
     eventually,
     held,
     indexed,
+    reply_to,
     running,
     shape_png,
 )
@@ -162,6 +164,62 @@ async def test_backfill_with_index_command(
         dm = server.dm_channel(world.alice)  # not "you need Manage Messages": no one has it there
         await server.post_message(dm, world.alice, "!index")
         assert (await server.wait_for_sent(channel_id=dm))["content"] == wording.SERVERS_ONLY
+
+
+async def test_a_second_index_while_one_runs_is_refused(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It would read the whole history again, and each would report the other's images."""
+    await server.post_message(
+        world.general, world.bob, "", attachments=[png_attachment("red", "circle")]
+    )
+    release = held(monkeypatch, history, "backfill")
+    async with running(bot_settings(server, tmp_path / "data")):
+        await server.post_message(world.general, world.alice, "!index")
+        progress = await server.wait_for_sent(channel_id=world.general)
+        second = await server.post_message(world.general, world.alice, "!index")
+        assert (await reply_to(server, second))["content"] == wording_index.BACKFILL_RUNNING
+        release.set()
+        await server.wait_for_sent(
+            lambda e: e["id"] == progress["id"] and e["content"].startswith("Done"), timeout=30
+        )
+        third = await server.post_message(world.general, world.alice, "!index")  # done: it may
+        assert (await reply_to(server, third))["content"] == wording.BACKFILL_STARTED
+
+
+async def test_a_backfill_that_outlasts_its_wait_says_it_is_still_indexing(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "Done: added 0 images" while they wait in the queue."""
+    for i in range(2):
+        await server.post_message(
+            world.general, world.bob, "", attachments=[png_attachment("green", "square", i)]
+        )
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        monkeypatch.setattr(sys.modules["cogs.indexing"], "BACKFILL_WAIT_S", 1.0)
+        release = held(monkeypatch, bot.indexer, "_process")  # busy elsewhere for long
+        await server.post_message(world.general, world.alice, "!index")
+        progress = await server.wait_for_sent(channel_id=world.general)
+        final = await server.wait_for_sent(
+            lambda e: e["id"] == progress["id"] and "still being indexed" in e["content"],
+            timeout=30,
+        )
+        release.set()
+        assert final["content"] == wording_index.backfill_still_indexing(2, 4)
+
+
+async def test_index_and_reposts_say_why_not_in_an_ignored_channel(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    settings = bot_settings(server, tmp_path / "data", IGNORE_CHANNELS=str(world.other))
+    async with running(settings) as bot:
+        await server.post_message(world.other, world.alice, "!index")
+        reply = await server.wait_for_sent(channel_id=world.other)
+        assert reply["content"] == wording_index.INDEX_IGNORED
+        await server.post_message(world.other, world.alice, "!reposts on")
+        reply = await server.wait_for_sent(channel_id=world.other)
+        assert reply["content"] == wording_index.REPOSTS_IGNORED
+        assert not bot.index.checks_reposts(world.other)
 
 
 @pytest.mark.parametrize("refusal", ["deleted", "edit refused"])
