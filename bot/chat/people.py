@@ -26,7 +26,7 @@ def may_name(author: discord.abc.User, argument: str) -> bool:
     match = _MENTION_OR_ID.fullmatch(argument)
     if match:
         return int(match.group(1) or match.group(2)) == author.id
-    return argument in (author.name, author.global_name, author.display_name)
+    return _goes_by(argument, author.name, author.global_name, author.display_name)
 
 
 class AmbiguousName(Exception):
@@ -54,9 +54,14 @@ async def _by_name(ctx: commands.Context[Any], name: str) -> discord.abc.User | 
     if ctx.guild is not None:
         # Discord matches the start of usernames (gateway-events.mdx, "Request Guild Members")
         members = await ctx.guild.query_members(name, limit=100, cache=False)
-        people.update((m.id, m) for m in members if name in (m.name, m.global_name, m.nick))
+        people.update((m.id, m) for m in members if _goes_by(name, m.name, m.global_name, m.nick))
     if not people:  # someone who left, known by name from elsewhere
-        people.update((u.id, u) for u in ctx.bot.users if name in (u.name, u.global_name))
+        people.update((u.id, u) for u in ctx.bot.users if _goes_by(name, u.name, u.global_name))
     if len(people) > 1:
         raise AmbiguousName(name)
     return next(iter(people.values()), None)
+
+
+def _goes_by(name: str, *names: str | None) -> bool:
+    """In any case: usernames are lower case, and phones capitalise what is typed."""
+    return name.casefold() in {known.casefold() for known in names if known}

@@ -184,3 +184,18 @@ async def test_manage_messages_in_one_channel_forgets_nobody_else(
     assert await ask(server, world, world.alice, f"!forget <@{world.carol}>") == (
         "Removed 2 of carol's images from this server's index."
     )
+
+
+async def test_a_name_is_found_in_any_case(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Usernames are lower case; a phone capitalises the first letter typed."""
+    await post_images(server, world, {world.bob: 2, world.carol: 1})
+    await indexed(glimpse, 3)
+    assert await ask(server, world, world.bob, "!forget Bob") == (
+        "Removed 2 of your images from this server's index."
+    )
+    assert await ask(server, world, world.alice, "!forget CAROL") == (
+        "Removed 1 image of carol's from this server's index."
+    )
+    assert await glimpse.index.count() == 0
