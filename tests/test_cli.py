@@ -191,6 +191,18 @@ def test_a_device_that_is_not_there_is_one_clear_line(tmp_path: Path) -> None:
     ]
 
 
+def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, as the bot's process would set up its logging."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_library_warnings_appear_once_in_the_programs_format(tmp_path: Path) -> None:
     """huggingface_hub printed each warning twice (its own handler, then the root's)."""
     code = (
@@ -200,14 +212,7 @@ def test_library_warnings_appear_once_in_the_programs_format(tmp_path: Path) -> 
         "logging.getLogger('huggingface_hub.utils._http').warning('retrying')\n"
         "logging.getLogger('transformers.modeling_utils').error('broken')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(code, tmp_path)
     lines = result.stderr.splitlines()
     assert [line.split(" ", 2)[2] for line in lines] == [
         "WARNING huggingface_hub.utils._http: retrying",
@@ -225,14 +230,7 @@ def test_a_download_shows_its_progress_and_loading_weights_does_not(tmp_path: Pa
         "list(hub_bar(range(3), desc='model.safetensors'))\n"
         "list(weights_bar(range(3), desc='Loading weights'))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "model.safetensors" in result.stderr and "Loading weights" not in result.stderr
 

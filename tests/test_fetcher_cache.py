@@ -11,7 +11,7 @@ import io
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -43,12 +43,18 @@ class Images:
         return ImageSource(ref, f"http://127.0.0.1:{self.port}/{n}.png", f"{n}.png", None)
 
 
+Answer = Callable[[web.Request], Awaitable[web.Response]]
+
+
 @contextlib.asynccontextmanager
-async def served_images() -> AsyncIterator[Images]:
+async def served_images(answer: Answer | None = None) -> AsyncIterator[Images]:
+    """`answer`: what the server says to each request (by default, a picture)."""
     images: list[Images] = []
 
-    async def image(_request: web.Request) -> web.Response:
+    async def image(request: web.Request) -> web.Response:
         images[0].served += 1
+        if answer is not None:
+            return await answer(request)
         return web.Response(body=png(), content_type="image/png")
 
     app = web.Application()
@@ -107,20 +113,12 @@ async def test_a_failure_nobody_waited_for_is_not_handed_to_the_next_caller() ->
         await asyncio.sleep(0.2)
         return answers.pop(0)
 
-    app = web.Application()
-    app.router.add_get("/{name}", image)
-    workers = Workers()
-    try:
-        async with serving(app) as port, aiohttp.ClientSession() as session:
-            fetcher = MediaFetcher(session, ImageLoader(workers, ImageLimits()), frozenset())
-            source = Images(fetcher, port).source(0)
-            gave_up = asyncio.create_task(fetcher.fetch(source))
-            await asyncio.sleep(0.05)
-            gave_up.cancel()
-            # Until the 404 reached the fetch, which failed with nobody awaiting it.
-            await asyncio.gather(*fetcher._running, return_exceptions=True)
-            decoded = await fetcher.fetch(source)
-            assert decoded.image.size == (64, 48) and answers == []
-            await fetcher.close()
-    finally:
-        workers.shutdown()
+    async with served_images(image) as images:
+        fetcher, source = images.fetcher, images.source(0)
+        gave_up = asyncio.create_task(fetcher.fetch(source))
+        await asyncio.sleep(0.05)
+        gave_up.cancel()
+        # Until the 404 reached the fetch, which failed with nobody awaiting it.
+        await asyncio.gather(*fetcher._running, return_exceptions=True)
+        decoded = await fetcher.fetch(source)
+        assert decoded.image.size == (64, 48) and images.served == 2
