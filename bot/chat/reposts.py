@@ -15,6 +15,7 @@ post takes its note down (for the last LIVE_MESSAGES posts: the note is remember
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,13 +30,14 @@ from bot.chat.pacing import ChannelPace
 from bot.chat.permissions import may_reply
 from bot.chat.sources import lost_image
 from bot.images.fetcher import ImageSource
+from bot.images.loader import Decoded
 from bot.index.background import Indexer
 from bot.index.ranking import Earlier
 from bot.index.refs import ImageRef, Key
 
 log = logging.getLogger(__name__)
 
-INDEXED_WAIT_S = 120.0  # how long a check waits for the message's images to be indexed
+INDEXED_WAIT_S = 120.0  # the longest wait for the images, its and the earlier ones, to be indexed
 LIVE_MESSAGES = 1000  # recent posts remembered, so that a late link preview is checked once
 TRIED_MATCHES = 5  # earliest matches whose message is fetched before giving up
 
@@ -115,6 +117,15 @@ class Reposts:
                     post.note = None  # gone in the same bulk deletion
                 await _take_down(post)
 
+    async def _indexed_first(self, fresh: list[ImageSource]) -> None:
+        """The post's images fetched and embedded now, ahead of the queue, where a backlog (a
+        catch-up's, `!index`'s) would keep them past INDEXED_WAIT_S. One that fails is left
+        to the queue, which tells or tries again."""
+        fetcher = self.indexer.uploads.fetcher
+        got = await asyncio.gather(*(fetcher.fetch(s) for s in fresh), return_exceptions=True)
+        fetched = [(s.ref, d) for s, d in zip(fresh, got, strict=True) if isinstance(d, Decoded)]
+        await self.indexer.index_fetched(fetched)
+
     async def _check(self, message: discord.Message, post: _Post) -> None:
         if not may_reply(message.channel):
             return  # a refused reply still counts towards Discord's invalid-request limit
@@ -125,8 +136,14 @@ class Reposts:
             keys = [source.ref.key for source in fresh]
             post.checked.update(keys)
             await self.indexer.submit(fresh)  # queued already by the indexing listener, or now
-            await self.indexer.wait_for(keys, INDEXED_WAIT_S)
-            lines = await self._lines(message, keys)
+            await self._indexed_first(fresh)
+            family = await self._family(message.channel)
+            # Then the earlier posts it is compared with, queued before it (the queue is taken
+            # in posting order; a backlog elsewhere is not waited for).
+            places = family | {message.channel.id}
+            queued = functools.partial(self.index.pending_up_to, places, message.id)
+            await self.indexer.wait_while(queued, INDEXED_WAIT_S)
+            lines = await self._lines(message, keys, family)
             if not lines:
                 return
             post.answered = True
@@ -140,10 +157,11 @@ class Reposts:
             if post.gone:  # deleted while the reply was on its way
                 await _take_down(post)
 
-    async def _lines(self, message: discord.Message, keys: list[Key]) -> list[str]:
+    async def _lines(
+        self, message: discord.Message, keys: list[Key], family: set[int]
+    ) -> list[str]:
         """One line per image of the message that was posted before, in the message's order."""
         indexed = await self.index.of_message(message.id)
-        family = await self._family(message.channel)
         lines: list[str] = []
         for key in keys:
             if key not in indexed:

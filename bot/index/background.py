@@ -154,13 +154,13 @@ class Indexer:
     async def wait_until_done(self, channel_ids: Collection[int], limit_s: float) -> bool:
         """Waits (at most `limit_s` s) until these channels hold nothing queued but `failing`."""
         late = self._deferrals.failing  # tried again in a minute at the soonest
-        return await self._wait_while(lambda: self.index.pending_count(channel_ids, late), limit_s)
+        return await self.wait_while(lambda: self.index.pending_count(channel_ids, late), limit_s)
 
     async def wait_for(self, keys: Collection[Key], limit_s: float) -> bool:
         """Waits (at most `limit_s` seconds) until none of these images is queued."""
-        return await self._wait_while(lambda: self.index.pending_among(keys), limit_s)
+        return await self.wait_while(lambda: self.index.pending_among(keys), limit_s)
 
-    async def _wait_while(self, queued: Callable[[], Awaitable[int]], limit_s: float) -> bool:
+    async def wait_while(self, queued: Callable[[], Awaitable[int]], limit_s: float) -> bool:
         """False if something is still queued after `limit_s` seconds."""
         deadline = time.monotonic() + limit_s
         while await queued():

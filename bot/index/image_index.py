@@ -96,6 +96,11 @@ class ImageIndex:
         run = self._workers.run
         return await run("db", self._store.pending_count, channel_ids, frozenset(skipping))
 
+    async def pending_up_to(self, channel_ids: Collection[int], message_id: int) -> int:
+        """Queued in these channels from messages up to `message_id` (that one's own too)."""
+        run = self._workers.run
+        return await run("db", self._store.pending_up_to, list(channel_ids), message_id)
+
     async def pending_among(self, keys: Collection[Key]) -> int:
         return await self._workers.run("db", self._store.pending_among, list(keys))
 

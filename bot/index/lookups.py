@@ -38,6 +38,10 @@ class Lookups(Database):
         with self._lock:
             return queries.pending_count(self._conn, channel_ids, skipping)
 
+    def pending_up_to(self, channel_ids: Collection[int], message_id: int) -> int:
+        with self._lock:
+            return queries.pending_up_to(self._conn, channel_ids, message_id)
+
     def pending_among(self, keys: Collection[Key]) -> int:
         """How many of these images are still queued."""
         with self._lock:

@@ -73,6 +73,13 @@ def pending_count(
     return total - sum(conn.execute(query, (*params, *key)).fetchone()[0] for key in skipping)
 
 
+def pending_up_to(conn: sqlite3.Connection, channel_ids: Collection[int], message_id: int) -> int:
+    """Queued in these channels from messages up to `message_id` (that one's own too)."""
+    where, params = _channel_filter(channel_ids)
+    query = f"SELECT COUNT(*) FROM pending {where} AND message_id <= ?"
+    return int(conn.execute(query, (*params, message_id)).fetchone()[0])
+
+
 def embeddings_for_hashes(
     conn: sqlite3.Connection,
     content_hashes: Collection[str],

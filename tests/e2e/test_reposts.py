@@ -7,6 +7,7 @@ import io
 import logging
 import random
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,40 @@ async def test_reposts_and_descriptions_share_one_pace_in_a_channel(
         times = sorted(seen.values())
         # Each post seen here a little after its turn: a margin for the machine's delays.
         assert all(times[i + 2] - times[i] >= 1.5 for i in range(len(times) - 2)), times
+
+
+async def test_a_repost_behind_a_long_backlog_is_still_pointed_out(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue is taken oldest first: behind a catch-up's or `!index`'s backlog, a live post's
+    images came after INDEXED_WAIT_S and its check was given up. They are indexed first."""
+    await turn_on(server, world, world.general)
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    await settled(server, glimpse, 1)
+    monkeypatch.setattr(sys.modules["bot.chat.reposts"], "INDEXED_WAIT_S", 5.0)
+    # The indexer busy with a batch of the backlog, for longer than a check waits.
+    called, release = held_when_called(monkeypatch, glimpse.indexer, "_process")
+    await post(server, world.other, world.bob, image("old.png", "blue", "square"))
+    await asyncio.wait_for(called.wait(), 10)
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+    try:
+        content = await repost_reply(server, again)
+    finally:
+        release.set()
+    assert link(world, world.general, first) in content
+
+
+async def test_a_repost_of_a_post_still_queued_waits_for_it(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its own images are indexed first; the earlier post it repeats, still in the queue, is
+    waited for rather than missed."""
+    await turn_on(server, world, world.general)
+    called, release = held_when_called(monkeypatch, glimpse.indexer, "_process")
+    first = await post(server, world.general, world.bob, image("a.png", "red", "circle"))
+    await asyncio.wait_for(called.wait(), 10)  # taken from the queue, not indexed yet
+    again = await post(server, world.general, world.carol, image("b.png", "red", "circle"))
+    await asyncio.sleep(1.0)
+    assert replies_to(server, again) == []
+    release.set()
+    assert link(world, world.general, first) in await repost_reply(server, again)
