@@ -1,5 +1,5 @@
-"""What `!index` and `!reposts on` say where they cannot do what was asked, of a backfill
-that is running already or outlasts its wait, and of an index database that refuses work."""
+"""What `!index` and `!reposts on` say where they cannot do what was asked, and of a backfill
+that is running already or outlasts its wait."""
 
 from __future__ import annotations
 
@@ -21,6 +21,3 @@ def backfill_still_indexing(waiting: int, seen: int) -> str:
         f"Read {seen} messages; {waiting} image{plural} still being indexed: each becomes "
         "searchable as it is done."
     )
-
-
-INDEX_TROUBLE = "My image index isn't answering right now; please try again in a minute."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import discord
@@ -227,7 +226,6 @@ SLASH = app_commands.Command(name="caption", description="Caption an image", cal
         (RuntimeError("a bug of ours"), True),
         (DownloadError("Discord's media host timed out", transient=True), True),
         (DownloadError("the image is gone"), False),
-        (sqlite3.OperationalError("database or disk is full"), True),
         (NoImage(), False),
     ],
 )

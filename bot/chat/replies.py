@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import wording, wording_index
+from bot import wording
 from bot.chat.find_syntax import FindSyntaxError
 from bot.errors import UserError
 from bot.images.decode import ImageError
@@ -26,8 +25,6 @@ def reply_for(error: Exception, command: object) -> str:
     if text is None:
         log.error("command %s failed", command, exc_info=getattr(error, "original", error))
         text = wording.OUR_BUG
-    elif isinstance(raised := _unwrap(error), sqlite3.Error):  # the admin's to fix
-        log.error("command %s: the index database refused it (%s)", command, raised)
     return text
 
 
@@ -42,8 +39,6 @@ def user_message(error: BaseException) -> str | None:
         return wording.search_unreadable(error)
     if isinstance(error, discord.DiscordServerError):  # a 5xx past discord.py's retries
         return wording.DISCORD_TROUBLE
-    if isinstance(error, sqlite3.Error):  # a full disk, say, or a lock held elsewhere
-        return wording_index.INDEX_TROUBLE
     if isinstance(error, UserError):
         return str(error)
     if isinstance(error, (commands.CommandOnCooldown, app_commands.CommandOnCooldown)):
@@ -69,7 +64,7 @@ def ours(error: BaseException) -> bool:
         return False  # refused before its body ran, which is after the budget is spent
     raised = chain[-1]
     return (
-        isinstance(raised, (discord.DiscordServerError, sqlite3.Error))
+        isinstance(raised, discord.DiscordServerError)
         or (isinstance(raised, DownloadError) and raised.transient)  # Discord's media host
         or (isinstance(raised, UserError) and raised.ours)
         or user_message(raised) is None

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import pytest
-
-from bot import wording_index
 from tests.e2e.harness import World, bot_settings, indexed, is_indexed, running, shape_png
 from tests.fakediscord import FakeDiscord
 
@@ -71,26 +67,3 @@ async def test_edits_of_an_indexed_message_leave_no_url_behind(
         await server.edit_message(world.general, int(posted["id"]), content=f"edit {n}")
     await indexed(glimpse, 1)  # type: ignore[arg-type]
     assert glimpse.indexer.uploads.urls == {}
-
-
-async def test_an_index_database_that_refuses_is_told_and_logged_not_a_bug(
-    server: FakeDiscord,
-    world: World,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A full disk, or the file locked by another program: the member hears to try again (the
-    opt-out did not happen), the admin reads one line naming the database, not a traceback."""
-    async with running(bot_settings(server, tmp_path / "data")) as bot:
-
-        def refusing(*_: object) -> None:
-            raise sqlite3.OperationalError("database or disk is full")
-
-        monkeypatch.setattr(bot.index._store, "opt_out", refusing)
-        await server.post_message(world.general, world.bob, "!optout")
-        reply = await server.wait_for_sent(channel_id=world.general)
-        assert reply["content"] == wording_index.INDEX_TROUBLE
-        refused = [r for r in caplog.records if "index database refused" in r.getMessage()]
-        assert len(refused) == 1 and refused[0].exc_info is None
-        assert "database or disk is full" in refused[0].getMessage()
