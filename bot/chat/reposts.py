@@ -6,10 +6,12 @@ their images are indexed. An image was posted before when an earlier message of 
 channel or its public threads holds the same file (SHA-256), or one whose cosine with it is at
 least REPOST_MIN_SCORE (an animation's best pair of frames); a private thread is compared only
 within itself. No other channel's images are compared or named, so a reply tells nothing about
-them. Forwards count as posts; opted-out members' images are neither checked nor matched (they
-are not in the index). One reply per message, pinging no one, also when a link preview brings
-its image a moment later; commands are queries, not posts: neither checked nor matched. Deleting the
-post takes its note down (for the last LIVE_MESSAGES posts: the note is remembered in memory).
+them. A site's picture for many of its pages (two pages' previews with the picture at one
+address) is not a repost. Forwards count as posts; opted-out members' images are neither
+checked nor matched (they are not in the index). One reply per message, pinging no one, also
+when a link preview brings its image a moment later; commands are queries, not posts: neither
+checked nor matched. Deleting the post takes its note down (for the last LIVE_MESSAGES posts:
+the note is remembered in memory).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bot.chat.access import ReadAccess
 from bot.chat.fitting import CONTENT_MAX, clip
 from bot.chat.pacing import ChannelPace
 from bot.chat.permissions import may_reply
-from bot.chat.sources import lost_image
+from bot.chat.sources import host_of, lost_image, source_for
 from bot.images.fetcher import ImageSource
 from bot.images.loader import Decoded
 from bot.index.background import Indexer
@@ -143,7 +145,7 @@ class Reposts:
             places = family | {message.channel.id}
             queued = functools.partial(self.index.pending_up_to, places, message.id)
             await self.indexer.wait_while(queued, INDEXED_WAIT_S)
-            lines = await self._lines(message, keys, family)
+            lines = await self._lines(message, fresh, family)
             if not lines:
                 return
             post.answered = True
@@ -158,17 +160,17 @@ class Reposts:
                 await _take_down(post)
 
     async def _lines(
-        self, message: discord.Message, keys: list[Key], family: set[int]
+        self, message: discord.Message, fresh: list[ImageSource], family: set[int]
     ) -> list[str]:
         """One line per image of the message that was posted before, in the message's order."""
         indexed = await self.index.of_message(message.id)
         lines: list[str] = []
-        for key in keys:
-            if key not in indexed:
+        for source in fresh:
+            if source.ref.key not in indexed:
                 continue  # refused, gone, or still not indexed
-            digest, frames = indexed[key]
+            digest, frames = indexed[source.ref.key]
             found = await self.index.earlier(digest, frames, family, message.id, self.min_score)
-            first = await self._first_shown(found)
+            first = await self._first_shown(found, source)
             if first is not None:
                 match, earlier = first
                 lines.append(wording.repost_line(earlier.jump_url, match.score, match.identical))
@@ -188,8 +190,11 @@ class Reposts:
         family |= {t.id for t in archived if t.parent_id == root and not t.private}
         return {channel_id for channel_id in family if self.access.can_read(channel_id)}
 
-    async def _first_shown(self, found: list[Earlier]) -> tuple[Earlier, discord.Message] | None:
-        """The earliest match whose message is still there; vanished ones leave the index."""
+    async def _first_shown(
+        self, found: list[Earlier], source: ImageSource
+    ) -> tuple[Earlier, discord.Message] | None:
+        """The earliest match whose message is still there (vanished ones leave the index),
+        and not the picture of `source`'s site for another of its pages."""
         for match in found[:TRIED_MATCHES]:
             try:
                 earlier = await self.locate(match.ref)
@@ -208,8 +213,21 @@ class Reposts:
             if lost_image(earlier, match.ref.attachment_id, self.hosts):
                 await self.index.remove_images([match.ref.key])  # an edit missed: gone
                 continue
+            if _sites_picture(source, source_for(earlier, match.ref.attachment_id, self.hosts)):
+                continue
             return match, earlier
         return None
+
+
+def _sites_picture(new: ImageSource, earlier: ImageSource | None) -> bool:
+    """Previews of two pages of one site with the picture at one address: the site names it
+    for many pages (its logo, a banner), so it tells nothing of what was posted. The same page
+    again is a repost, and so is the picture at an address of its own (another upload of it)."""
+    if earlier is None or new.page is None or earlier.page is None:
+        return False
+    same_address = new.ref.attachment_id == earlier.ref.attachment_id  # (a preview's key)
+    other_page = new.page != earlier.page
+    return same_address and other_page and host_of(new.page) == host_of(earlier.page)
 
 
 async def _take_down(post: _Post) -> None:

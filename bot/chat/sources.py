@@ -110,12 +110,14 @@ def _embed_sources(
         if media is None and embed.type in ("image", "gifv"):
             media = embed.thumbnail
         proxy, address = (media.proxy_url, media.url) if media else (None, None)
-        if proxy and _host(proxy) in allowed_hosts:
+        if proxy and host_of(proxy) in allowed_hosts:
             name = PurePosixPath(URL(proxy).path).name or "embed"
             spoiler = _under_cover(embed.url, part.content)
             # (Two previews of one address are one image, under one key.)
             key = embed_key(address or proxy)
-            yield position, ImageSource(ref(key), proxy, name, None, True, spoiler)
+            page = embed.url if embed.type not in ("image", "gifv") else None
+            source = ImageSource(ref(key), proxy, name, None, True, spoiler, page=page)
+            yield position, source
 
 
 def embed_key(address: str) -> int:
@@ -131,13 +133,13 @@ def unsigned(address: str) -> str:
     Discord renders it and keeps it fresh (reference.mdx, "Signed Attachment CDN URLs").
     Other links, and the rest of the query, as they are."""
     base, _, query = address.partition("?")
-    if not query or _host(address) not in DISCORD_MEDIA_HOSTS:
+    if not query or host_of(address) not in DISCORD_MEDIA_HOSTS:
         return address
     kept = [p for p in query.split("&") if p and p.split("=")[0] not in _SIGNATURE]
     return f"{base}?{'&'.join(kept)}" if kept else base
 
 
-def _host(address: str) -> str | None:
+def host_of(address: str) -> str | None:
     """None for an address yarl cannot read (a port past 65535, a broken IDNA name): a page's
     preview image or a webhook's embed may give any, and one must not stop the reading of
     its message's other images, nor of the history around it."""

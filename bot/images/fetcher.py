@@ -37,6 +37,7 @@ class ImageSource:
     spoiler: bool = False  # shown only behind Discord's spoiler cover
     alt_text: str | None = None  # what its poster wrote for it (the attachment's description)
     content_type: str | None = None  # an attachment's media type, as Discord gives it
+    page: str | None = None  # the web page a link preview shows this picture for
 
 
 class MediaFetcher:

@@ -269,6 +269,49 @@ async def test_a_link_preview_that_repeats_an_image_is_pointed_out_once(
     assert len(replies_to(server, again)) == 1
 
 
+async def test_a_sites_picture_previewing_its_other_pages_is_no_repost(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Many sites name one picture (a logo, a banner) for the previews of all their pages: two
+    articles of one site are not a repost of each other, while the same page again, or the
+    same picture at an address of its own, still is."""
+    server.preview_delay = 0.1
+    banner = "https://news.example/banner.png"
+    server.host_on_web(banner, shape_png("green", "circle", seed=8))
+    pages = [f"https://news.example/2026/story-{n}" for n in range(2)]
+    for page in pages:
+        server.host_page(page, banner)
+    meme = "https://memes.example/a.png"
+    server.host_on_web(meme, shape_png("red", "square", seed=3))
+    server.host_page("https://news.example/2026/meme", meme)
+    server.host_page("https://other.example/stolen", meme)
+    await turn_on(server, world, world.general)
+    first = await server.post_message(world.general, world.bob, f"read {pages[0]}")
+    await settled(server, glimpse, 1)
+    second = await server.post_message(world.general, world.carol, f"and {pages[1]}")
+    await settled(server, glimpse, 2)
+    again = await server.post_message(world.general, world.carol, f"old news {pages[0]}")
+    assert link(world, world.general, first) in await repost_reply(server, again)
+    own = await post(
+        server,
+        world.general,
+        world.bob,
+        ("logo.png", shape_png("green", "circle", seed=8), "image/png"),
+    )
+    assert link(world, world.general, first) in await repost_reply(server, own)
+    meme_page = await server.post_message(
+        world.general, world.bob, "https://news.example/2026/meme"
+    )
+    await settled(server, glimpse, 5)
+    elsewhere = await server.post_message(
+        world.general, world.carol, "https://other.example/stolen"
+    )
+    assert link(world, world.general, meme_page) in await repost_reply(server, elsewhere)
+    await settled(server, glimpse, 6)
+    await asyncio.sleep(0.5)
+    assert replies_to(server, second) == [] and replies_to(server, meme_page) == []
+
+
 async def test_repost_min_score_sets_how_alike_is_a_repost(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:

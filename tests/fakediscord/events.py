@@ -2,9 +2,9 @@
 
 Each call stores the change, dispatches the gateway event to the connected bot (if any) and
 returns once the frame is written to its socket. A member's link to an image that
-``host_on_web`` knows gets its preview about a second later, by MESSAGE_UPDATE, as Discord
-unfurls links after the message is created (the preview's image is on Discord's external proxy,
-see :mod:`tests.fakediscord.media`).
+``host_on_web`` knows, or to a page that ``host_page`` knows, gets its preview about a second
+later, by MESSAGE_UPDATE, as Discord unfurls links after the message is created (the preview's
+image is on Discord's external proxy, see :mod:`tests.fakediscord.media`).
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ class EventsMixin:
         images = [
             u
             for u in dict.fromkeys(links)
-            if (self.web.get(u, (b"", None))[1] or "").startswith("image/")
+            if (self.web.get(u, (b"", None))[1] or "").startswith("image/") or u in self.pages
         ]
         poster = int(msg["author"]["id"])
         embeds = self.permissions_for(int(msg["channel_id"]), poster) & p.EMBED_LINKS
@@ -309,11 +309,20 @@ class EventsMixin:
             return  # deleted meanwhile
         still = {u.removesuffix("||") for u in _LINK.findall(msg["content"])}
         urls = [u for u in urls if u in still]  # not one edited out meanwhile
-        previews = [{"type": "image", "url": u, "thumbnail": self.embed_media(u)} for u in urls]
+        previews = [self._preview(u) for u in urls]
         shown = {e.get("url") for e in msg["embeds"]}
         msg["embeds"] = msg["embeds"] + [e for e in previews if e["url"] not in shown]
         self._dispatch_message("MESSAGE_UPDATE", msg)
         await self.flush()
+
+    def _preview(self, url: str) -> dict:
+        """A link to an image shows the image (type ``image``, its picture as the thumbnail); a
+        link to a page shows an article with the picture the page names (message.mdx, "Embed
+        Types"; a large picture is the embed's ``image``)."""
+        if url in self.pages:
+            image = self.embed_media(self.pages[url])
+            return {"type": "article", "url": url, "title": url, "image": image}
+        return {"type": "image", "url": url, "thumbnail": self.embed_media(url)}
 
     async def previews_settled(self) -> None:
         """Wait until every link preview due has arrived."""

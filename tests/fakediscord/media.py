@@ -73,6 +73,7 @@ class MediaMixin:
     def _init_media(self) -> None:
         self.blobs: dict[int, Blob] = {}
         self.web: dict[str, tuple[bytes, str | None]] = {}
+        self.pages: dict[str, str] = {}  # a web page -> the picture it names for its previews
         self.media_requests: list[tuple[str, str, int]] = []  # (host, path, status)
         self.media_port = 0
         self._secret = secrets.token_bytes(16)
@@ -192,6 +193,11 @@ class MediaMixin:
     def host_on_web(self, url: str, data: bytes, content_type: str | None = "image/png") -> None:
         """What another site serves at ``url``: Discord's proxy and link previews can fetch it."""
         self.web[url] = (data, content_type)
+
+    def host_page(self, url: str, picture: str) -> None:
+        """A web page at ``url`` whose preview picture (its ``og:image``) is at ``picture``:
+        a link to it unfurls as an article with that image."""
+        self.pages[url] = picture
 
     def _content_at(self, url: str) -> tuple[bytes, str | None] | None:
         if self._is_attachment_url(url):
