@@ -141,7 +141,7 @@ class Captions:
             raise results[0]
         if all(isinstance(result, Busy) for result in results):
             raise Busy  # the whole command was refused: nothing to number
-        skipped = len(sources) - len(shown)
+        skipped = sum(not source.other_file for source in sources[len(shown) :])
         ending = "\n" + wording.images_skipped(skipped, MAX_IMAGES) if skipped else ""
         return _reply(list(zip(results, shown, strict=True)), ending + note)
 

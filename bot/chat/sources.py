@@ -77,7 +77,10 @@ def image_sources(
     sources = [_attachment_source(a, ref) for a in attachments if is_image_attachment(a)]
     sources += [source for _, source in _embed_sources(parts, allowed_hosts, ref)]
     if every_attachment:
-        sources += [_attachment_source(a, ref) for a in attachments if not is_image_attachment(a)]
+        others = [a for a in attachments if not is_image_attachment(a)]
+        sources += [
+            dataclasses.replace(_attachment_source(a, ref), other_file=True) for a in others
+        ]
     return sources
 
 

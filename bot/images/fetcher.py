@@ -38,6 +38,7 @@ class ImageSource:
     alt_text: str | None = None  # what its poster wrote for it (the attachment's description)
     content_type: str | None = None  # an attachment's media type, as Discord gives it
     page: str | None = None  # the web page a link preview shows this picture for
+    other_file: bool = False  # attached, but neither typed nor named as an image
 
 
 class MediaFetcher:

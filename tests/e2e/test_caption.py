@@ -109,11 +109,15 @@ async def test_several_images_are_numbered_and_extra_ones_skipped(
         "4. a yellow circle",
     ]
     assert "1 more image skipped" in lines[4]
-    # A file that is not an image, first among four images, takes none of their places.
+    # A file that is not an image, first among four images, takes none of their places, and
+    # is not counted among the images skipped.
     notes = ("notes.txt", b"a bug report's log", "text/plain")
     await server.post_message(world.general, world.bob, "!caption", attachments=[notes, *files[:4]])
     reply = await server.wait_for_sent(channel_id=world.general)
-    assert reply["content"].splitlines()[:4] == lines[:4]
+    assert reply["content"] == "\n".join(lines[:4])
+    await server.post_message(world.general, world.bob, "!caption", attachments=[notes, *files])
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["content"].splitlines() == lines
 
 
 def recorded_prompts(glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
