@@ -3,7 +3,7 @@
 #
 #   docker build -t glimpse .                  # CPU image: torch's CPU wheels (not the CUDA build)
 #   docker build -t glimpse:cuda \
-#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .   # NVIDIA GPU image
+#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 .   # NVIDIA GPU image
 #
 # Build arguments, all optional:
 #   BASE_IMAGE        any image with python3 (3.11 or newer) and its venv module
