@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import discord
 
@@ -36,12 +36,28 @@ RETRY_CAP_S = 3600.0  # the longest wait for a channel Discord keeps failing on
 # Given the snowflake of the moment it was asked for, the servers to read (None: all), and what
 # earlier ones left unread.
 CatchUp = Callable[[int, frozenset[int] | None, Unread], Awaitable[int]]
+# Given the server that came back (None: all of them), the newest message no event brought.
+NewestUnheard = Callable[[int | None], int | None]
+
+
+def newest_unheard(guilds: Iterable[discord.Guild], heard: Iterable[discord.Message]) -> int | None:
+    """The newest of the servers' messages that Discord names as a channel's last (as
+    GUILD_CREATE lists them) and that no event brought: posted before the session began.
+    Its ID holds Discord's time of it (reference.mdx, "Snowflakes"), which a host whose clock
+    runs behind Discord's would read as still to come."""
+    known = {message.id for message in heard}
+    channels = [c for guild in guilds for c in (*guild.channels, *guild.threads)]
+    lasts: list[int | None] = [getattr(channel, "last_message_id", None) for channel in channels]
+    return max((last for last in lasts if last is not None and last not in known), default=None)
 
 
 class CatchUps:
-    def __init__(self, catch_up: CatchUp, marks: ReadMarks) -> None:
+    def __init__(
+        self, catch_up: CatchUp, marks: ReadMarks, unheard: NewestUnheard = lambda _: None
+    ) -> None:
         self._catch_up = catch_up
         self.marks = marks
+        self._unheard = unheard
         self._task: asyncio.Task[None] | None = None
         self._again_before: int | None = None
         self._again_guilds: frozenset[int] | None = None
@@ -71,10 +87,15 @@ class CatchUps:
         if self._closed:
             return
         now = discord.utils.time_snowflake(discord.utils.utcnow())
+        retry = self._session_start is None and guild_id is None
         if self._session_start is not None:  # the session's own catch-up: from its READY
             now, self._session_start = min(now, self._session_start), None
         # While a session's catch-up is still owed, every server's channels are read.
         guilds = None if guild_id is None or self._unread else frozenset({guild_id})
+        if not retry:  # (by a retry's time, the newest messages no longer cached were heard)
+            # Up to what was posted before, on Discord's clock, where the host's runs behind.
+            unheard = self._unheard(None if guilds is None else guild_id)
+            now = now if unheard is None else max(now, unheard + 1)
         self._unread = False  # the catch-up asked for now reads it
         if guilds is None and self._retry is not None:  # it reads all a retry would
             self._retry.cancel()

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.chat import answers, history
 from bot.chat.access import ReadAccess
 from bot.chat.captions import Captions
-from bot.chat.catching_up import CatchUps
+from bot.chat.catching_up import CatchUps, newest_unheard
 from bot.chat.cooldowns import MemberCooldown, spends
 from bot.chat.description_removal import DescriptionRemoval
 from bot.chat.descriptions import Descriptions
@@ -124,7 +124,8 @@ class Glimpse(commands.Bot):
         )
         self._add_own_posts(settings, vision, fetcher)
         self.heartbeat = Heartbeat(self, vision.ping, settings.data_dir / HEARTBEAT_FILE)
-        self.catch_ups = CatchUps(self._catch_up, ReadMarks(self.indexer, settings.ignore_channels))
+        marks = ReadMarks(self.indexer, settings.ignore_channels)
+        self.catch_ups = CatchUps(self._catch_up, marks, self._newest_unheard)
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
 
@@ -180,6 +181,10 @@ class Glimpse(commands.Bot):
             log.info("server %s is available again; catching up", guild.id)
             self.spoiler_channels.clear()
             self.catch_ups.start(guild.id)
+
+    def _newest_unheard(self, guild_id: int | None) -> int | None:
+        guilds = [g for g in self.guilds if guild_id is None or g.id == guild_id]
+        return newest_unheard(guilds, self.cached_messages)
 
     async def _catch_up(
         self, before: int, guilds: frozenset[int] | None, unread: history.Unread

@@ -107,6 +107,23 @@ async def test_an_upload_missed_by_a_new_session_is_indexed(
         await indexed(bot, 3)
 
 
+async def test_a_host_clock_behind_discords_misses_nothing(
+    server: FakeDiscord, world: World, tmp_path: Path
+) -> None:
+    """A message's ID holds Discord's time of it (reference.mdx, "Snowflakes"), not the
+    host's: with the host's clock two minutes behind, what was posted in the minute before a
+    new session must still be read."""
+    server.clock.advance(120)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "green")
+        )
+        await attachment_indexed(bot, missed)
+        await indexed(bot, 2)
+
+
 async def test_an_upload_before_on_ready_does_not_hide_what_the_session_missed(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
