@@ -48,6 +48,28 @@ async def test_a_link_edited_out_takes_its_preview_along_and_no_other(
     assert [digest for digest, _ in kept.values()] == [hashlib.sha256(red).hexdigest()]
 
 
+async def test_previews_removed_leave_the_index_and_come_back_with_them(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A message's "Remove embeds" (its author or a moderator) hides its previews from
+    everyone, without marking it edited: a removed preview's image is no longer on the
+    message, so it leaves the index; brought back, it is indexed again."""
+    server.preview_delay = 0.05
+    server.host_on_web(GREEN, shape_png("green", "circle"))
+    posted = await server.post_message(world.general, world.bob, f"look {GREEN}")
+    await server.previews_settled()
+    await indexed(glimpse, 1)
+    message_id = int(posted["id"])
+    await server.suppress_embeds(world.general, message_id)
+    await indexed(glimpse, 0)
+    await server.post_message(world.general, world.alice, "!find a green circle")
+    reply = await server.wait_for_sent(channel_id=world.general)
+    assert reply["embeds"] == []
+    await server.suppress_embeds(world.general, message_id, suppressed=False)
+    await indexed(glimpse, 1)
+    assert await is_indexed(glimpse, message_id, embed_key(GREEN))
+
+
 async def test_an_image_edited_away_while_the_bot_was_down_is_passed_over(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ class EventsMixin:
     def _init_events(self) -> None:
         self.preview_delay = 1.0
         self._previews: set[asyncio.Task[None]] = set()
+        self._suppressed: dict[int, list[dict]] = {}  # message id -> the embeds it hides
 
     def _check_poster(self, channel_id: int, author_id: int, webhook: bool) -> None:
         guild = self.guild_of(channel_id)
@@ -194,6 +195,25 @@ class EventsMixin:
         self._dispatch_message("MESSAGE_UPDATE", msg)
         if content is not None:
             self._unfurl_later(msg)
+        await self.flush()
+        return msg
+
+    async def suppress_embeds(
+        self, channel_id: int, message_id: int, *, suppressed: bool = True
+    ) -> dict:
+        """Its author or a moderator removes a message's previews, or brings them back: the
+        SUPPRESS_EMBEDS flag, under which Discord serializes no embeds (message.mdx, "Message
+        Flags"; it can be set and unset, "Edit Message"). The message does not read as edited
+        (an assumption: Discord's client shows no "(edited)" for it)."""
+        self._refuse_if_archived(channel_id)
+        msg = self.messages[channel_id][message_id]
+        if suppressed and not msg["flags"] & p.SUPPRESS_EMBEDS:
+            self._suppressed[message_id], msg["embeds"] = msg["embeds"], []
+            msg["flags"] |= p.SUPPRESS_EMBEDS
+        elif not suppressed and msg["flags"] & p.SUPPRESS_EMBEDS:
+            msg["embeds"] = self._suppressed.pop(message_id, [])
+            msg["flags"] &= ~p.SUPPRESS_EMBEDS
+        self._dispatch_message("MESSAGE_UPDATE", msg)
         await self.flush()
         return msg
 
