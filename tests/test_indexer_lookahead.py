@@ -21,11 +21,13 @@ from PIL import Image
 from bot.images.decode import ImageLimits
 from bot.images.fetcher import ImageSource, MediaFetcher
 from bot.images.loader import Decoded, ImageLoader
+from bot.index import background
 from bot.index.background import Indexer
 from bot.index.image_index import ImageIndex
 from bot.index.refs import ImageRef
 from bot.index.uploads import FETCHES_AT_ONCE
-from bot.vision.service import VisionService
+from bot.vision.checkpoints import ModelLoadError
+from bot.vision.service import OutOfMemory, VisionService
 from bot.workers import Workers
 from tests.conftest import encode
 from tests.e2e.harness import eventually
@@ -173,3 +175,33 @@ async def test_stopping_with_a_batch_fetched_ahead_loses_nothing_and_downloads_n
     second = Indexer(world.index, service, world.fetcher, resolve)
     second.start()
     await finished(world, second)
+
+
+@pytest.mark.parametrize("trouble", ["load", "memory"])
+async def test_the_search_model_failing_for_now_drops_no_image(
+    service: VisionService, world: World, monkeypatch: pytest.MonkeyPatch, trouble: str
+) -> None:
+    """A reload that fails (the GPU busy, the cache unreadable) or a GPU out of memory is the
+    model's trouble, not the images': their batch waits and is tried again, however often,
+    where an image's own failure counts towards dropping it after 3."""
+    monkeypatch.setattr(background, "RETRY_START_S", 0.01)
+    world.release.set()
+    real, failures = service.embed_images, 0
+
+    async def failing(images: Sequence[Image.Image], *, background: bool = False) -> np.ndarray:
+        nonlocal failures
+        if failures < 8:  # (its batches take turns: each fails 4 times)
+            failures += 1
+            raise (
+                ModelLoadError("SEARCH_MODEL: cannot load 'x'")
+                if trouble == "load"
+                else OutOfMemory()
+            )
+        return await real(images, background=background)
+
+    monkeypatch.setattr(service, "embed_images", failing)
+    indexer = Indexer(world.index, service, world.fetcher, resolve_unused)
+    await indexer.submit(world.cdn.source(n) for n in range(UPLOADS))
+    indexer.start()
+    await finished(world, indexer)
+    assert failures == 8

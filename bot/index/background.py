@@ -2,11 +2,11 @@
 
 A queued upload survives restarts (only IDs are stored; the message is fetched again for a fresh
 URL). Identical images are embedded once, by content hash. An outage costs time, never work:
-when Discord or the network fails the whole batch, it waits (1 s, doubling, at most RETRY_CAP_S,
-cut short by a new upload if the batch held all that was queued) and is tried again; an upload
-that fails alone, or whose channel the bot cannot read for now, waits on its own
-(bot.index.deferrals); only a failure that is the image's own (refused, undecodable, gone)
-drops it.
+when Discord, the network, the database or the model fails the whole batch, it waits (1 s,
+doubling, at most RETRY_CAP_S, cut short by a new upload if the batch held all that was queued)
+and is tried again; an upload that fails alone, or whose channel the bot cannot read for now,
+waits on its own (bot.index.deferrals); only a failure that is the image's own (refused,
+undecodable, gone) drops it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from bot.index.progress import Progress
 from bot.index.refs import ImageRef, Key
 from bot.index.uploads import Batch, NoAccess, Resolver, Unavailable, Uploads
 from bot.tasks import cancel_until_done
-from bot.vision.service import VisionService
+from bot.vision.checkpoints import ModelLoadError
+from bot.vision.service import OutOfMemory, VisionService
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +212,10 @@ class Indexer:
                 return False
             waiting = await self._process(batch)
             self.progress.log_summary(await self.index.pending_count())
-        except sqlite3.Error as exc:
-            # The admin's to fix (a full disk, a lock held elsewhere); no image pays for it.
-            log.error("the index database refused work (%s); indexing waits and retries", exc)
+        except (sqlite3.Error, ModelLoadError, OutOfMemory) as exc:
+            # The admin's (a full disk, a lock, a model that fails to load): no image pays.
+            what = "the index database" if isinstance(exc, sqlite3.Error) else "the search model"
+            log.error("%s refused work (%s); indexing waits and retries", what, exc)
             waiting = True
         except asyncio.CancelledError:
             raise
