@@ -32,7 +32,8 @@ async def embed_uploads(
     index: ImageIndex, vision: VisionService, refs: list[ImageRef], fetched: dict[Key, Decoded]
 ) -> list[tuple[ImageRef, str, np.ndarray]]:
     """Each ref with its content hash and embedding (one row per frame): an image whose content
-    is indexed already gets that embedding, and identical images in `refs` are embedded once."""
+    is indexed already from as many frames gets that embedding, and identical images in `refs`
+    are embedded once."""
     ready: list[tuple[ImageRef, str, np.ndarray]] = []
     to_embed: dict[str, list[ImageRef]] = {}
     frames: dict[str, tuple[Image.Image, ...]] = {}
@@ -45,7 +46,8 @@ async def embed_uploads(
         digest = fetched[ref.key].digest
         if digest in to_embed:
             to_embed[digest].append(ref)
-        elif digest in known:
+        elif digest in known and len(known[digest]) == len(fetched[ref.key].frames):
+            # (An index from before schema 3 holds an animation's first frame alone.)
             ready.append((ref, digest, known[digest]))
         else:
             to_embed[digest] = [ref]

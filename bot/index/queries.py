@@ -87,7 +87,7 @@ def embeddings_for_hashes(
     channel_ids: Collection[int] | None = None,
 ) -> dict[str, npt.NDArray[np.float32]]:
     """The (frames, dim) embedding of each of these contents that is stored (in these
-    channels, unless None), by hash."""
+    channels, unless None), by hash: of its rows, one with the most frames."""
     hashes = list(content_hashes)
     marks = ",".join("?" * len(hashes))
     where, ids = _channel_filter(channel_ids)
@@ -98,7 +98,10 @@ def embeddings_for_hashes(
     )
     found: dict[str, npt.NDArray[np.float32]] = {}
     for content_hash, dim, blob in rows:
-        if content_hash not in found and blob and not len(blob) % (4 * dim):
+        if not blob or len(blob) % (4 * dim):
+            continue
+        stored = found.get(content_hash)
+        if stored is None or len(blob) > stored.nbytes:
             found[content_hash] = np.frombuffer(blob, np.float32).reshape(-1, dim).copy()
     return found
 
