@@ -29,7 +29,7 @@ from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.images.fetcher import MediaFetcher
 from bot.images.loader import ImageLoader, limits_from
 from bot.index.image_index import ImageIndex
-from bot.index.schema import NewerSchema
+from bot.index.schema import NewerSchema, OldSQLite
 from bot.vision.checkpoints import ModelLoadError
 from bot.vision.service import VisionService
 from bot.workers import Workers
@@ -71,7 +71,7 @@ async def create_bot(
             per_channel=settings.index_per_channel,
             retention_days=settings.retention_days,
         )
-    except (OSError, sqlite3.Error, NewerSchema) as exc:
+    except (OSError, sqlite3.Error, NewerSchema, OldSQLite) as exc:
         if lock is not None:
             lock.close()
         workers.shutdown(wait=False)

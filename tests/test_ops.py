@@ -195,6 +195,20 @@ def test_the_test_image_is_drawn_in_code() -> None:
     assert image.getpixel((64, 64)) == (220, 30, 30) and image.getpixel((2, 2)) == (235, 235, 235)
 
 
+def test_check_fails_an_sqlite_too_old_for_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    data = tmp_path / "data"
+    lines: list[str] = []
+    assert check(tiny_settings(DATA_DIR=str(data), DISCORD_TOKEN="x"), out=lines.append) == 1
+    assert (
+        f"FAIL  DATA_DIR: cannot use '{data}': this Python's SQLite is 3.34.1, and the image "
+        "index needs 3.35 or newer (the Docker image has it)"
+    ) in lines
+
+
 def test_check_fails_an_index_the_start_would_refuse(tmp_path: Path) -> None:
     """A rollback after an upgrade, or a file that is no database: `check` says what the
     start would, instead of passing; an index of this version passes, unchanged."""

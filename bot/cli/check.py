@@ -65,8 +65,12 @@ def check(settings: Settings, out: Callable[[str], None] = print) -> int:
 
 def _check_data_dir(data_dir: Path, report: Report) -> None:
     """Writable, or creatable by the bot at start; checked without creating anything."""
+    from bot.index.schema import sqlite_too_old
+
     problem = _data_dir_problem(data_dir)
-    if problem:
+    if too_old := sqlite_too_old():
+        report.fail(f"DATA_DIR: cannot use {str(data_dir)!r}: {too_old}")
+    elif problem:
         report.fail(f"DATA_DIR: cannot write to {str(data_dir)!r}: {problem}")
     elif (index := data_dir / "index.sqlite3").exists():
         if problem := _index_problem(index):

@@ -154,8 +154,26 @@ class NewerSchema(RuntimeError):
     """The file was written by a newer version of the bot (rolled back after an upgrade)."""
 
 
+class OldSQLite(RuntimeError):
+    """This Python's SQLite lacks what the index's statements use."""
+
+
+def sqlite_too_old() -> str | None:
+    """Why this Python's SQLite cannot keep the index: DELETE ... RETURNING and an upsert
+    without a conflict target need 3.35. An older one (Ubuntu 20.04's 3.31, a Python built
+    against Debian 11's 3.34) would open it and then fail every write."""
+    if sqlite3.sqlite_version_info >= (3, 35):
+        return None
+    return (
+        f"this Python's SQLite is {sqlite3.sqlite_version}, and the image index needs 3.35 or "
+        "newer (the Docker image has it)"
+    )
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """An autocommit connection in WAL mode, migrated to SCHEMA_VERSION."""
+    if too_old := sqlite_too_old():
+        raise OldSQLite(too_old)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:

@@ -9,6 +9,7 @@ import fcntl
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -318,6 +319,25 @@ async def test_a_second_bot_on_the_same_data_dir_is_one_line(
         )
     async with running(settings) as bot:  # free again once the first has stopped
         assert bot.is_ready()
+
+
+async def test_an_sqlite_too_old_for_the_index_is_one_line(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index needs SQLite 3.35 (DELETE ... RETURNING; an upsert without a conflict
+    target): a Python linked to an older one (Ubuntu 20.04's 3.31) would start, then fail
+    every write. It is refused at the start, before anything is written."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    settings = bot_settings(server, tmp_path / "data")
+    with pytest.raises(ConfigError) as refused:
+        async with create_bot(settings):
+            pass
+    assert str(refused.value) == (
+        f"DATA_DIR: cannot use {str(settings.data_dir)!r}: this Python's SQLite is 3.31.1, and "
+        "the image index needs 3.35 or newer (the Docker image has it)"
+    )
+    assert not (settings.data_dir / "index.sqlite3").exists()
 
 
 async def test_a_data_dir_that_cannot_be_locked_still_runs(
