@@ -15,6 +15,7 @@ _.on_guild_available
 _.on_command_error
 _.cog_load
 _.cog_unload
+_.interaction_check  # the command tree calls it before every slash command and menu
 
 # discord.py: events dispatched by name to the listeners that carry the event's name.
 _.on_message

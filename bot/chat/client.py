@@ -26,6 +26,7 @@ from bot.chat.reposts import Reposts
 from bot.chat.search import Finder
 from bot.chat.sources import indexable_sources
 from bot.chat.spoiler_channels import SpoilerChannels
+from bot.chat.tree import CommandTree
 from bot.config import Settings
 from bot.health import HEARTBEAT_FILE, Heartbeat
 from bot.images.fetcher import ImageSource, MediaFetcher
@@ -98,6 +99,7 @@ class Glimpse(commands.Bot):
             # "No description given"
             help_command=Help(dm_help=False, show_parameter_descriptions=False, no_category="Help"),
             case_insensitive=True,  # phones capitalise a message's first word: `!Caption`
+            tree_cls=CommandTree,
             owner_ids=set(settings.owner_ids) or None,
             **SLASH_COMMAND_PLACES,
             **options,

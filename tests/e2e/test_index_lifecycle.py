@@ -25,6 +25,7 @@ from tests.e2e.harness import (
     reply_to,
     running,
     shape_png,
+    sync_commands,
 )
 from tests.fakediscord import EXTERNAL_PROXY_HOSTS, VIEW_CHANNEL, FakeDiscord
 
@@ -115,6 +116,31 @@ async def test_removal_events(server: FakeDiscord, world: World, glimpse: Glimps
     await eventually(total(1))
     await server.remove_bot_from_guild(world.guild)
     await eventually(total(0))
+
+
+async def test_commands_in_a_server_without_the_bot_say_it_must_be_added(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """A server can keep offering the app's commands without the bot in it: added with the
+    applications.commands scope alone, or the bot removed while its commands stayed. There the
+    bot reads nothing, and discord.py makes the server and channel of the interaction up with
+    no roles or overwrites, so no privacy check could judge them: each command, the menu too,
+    tells the asker alone that the bot must be added."""
+    await sync_commands(server)
+    image = await server.post_message(
+        world.general, world.bob, "", attachments=[png_attachment("red", "circle", 1)]
+    )
+    await indexed(glimpse, 1)
+    await server.remove_bot_from_guild(world.guild)
+    asked = [
+        await server.slash_command(world.general, world.bob, "find", {"query": "a red circle"}),
+        await server.slash_command(world.general, world.bob, "caption"),
+        await server.context_menu(world.general, world.bob, "Caption image", int(image["id"])),
+    ]
+    for interaction in asked:
+        response = await interaction.wait_for_response()
+        assert response["content"] == wording.NOT_IN_SERVER
+        assert response["ephemeral"] is True
 
 
 async def test_a_server_that_removed_the_bot_while_it_was_away_is_forgotten(
