@@ -118,3 +118,9 @@ def repost_line(link: str, score: float, identical: bool) -> str:
 def reposts_not_shown(count: int) -> str:
     plural = "s" if count > 1 else ""
     return f"(and {count} more image{plural} of this post posted here before)"
+
+
+LATE_AGE_RESTRICTED = (
+    "Your search in an age-restricted channel took too long to answer there, and I don't send "
+    "age-restricted images by direct message: please ask again."
+)

@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot import wording
 from bot.chat.fitting import clip
-from bot.chat.permissions import may_reply
+from bot.chat.permissions import is_nsfw, may_reply
 from bot.chat.search import Reply
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,10 @@ async def _deliver_late(
     by_dm = private or barred
     log.info("interaction token expired; answering %s", "by DM" if by_dm else "in the channel")
     if by_dm:
-        sent = await direct_message(user, content, embeds)
+        if embeds and is_nsfw(channel):  # its images may be age-restricted: never by DM
+            sent = await direct_message(user, wording.LATE_AGE_RESTRICTED, ())
+        else:
+            sent = await direct_message(user, content, embeds)
         if in_dm or barred:
             return
         content, embeds = (wording.LATE_BY_DM if sent else wording.LATE_NOT_BY_DM), ()

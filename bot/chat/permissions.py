@@ -33,7 +33,7 @@ def server_scope(
     guild = member.guild
     # Age-restricted content goes to a DM only once the user has allowed it in their settings,
     # which a bot cannot see (application-commands.mdx, "Using Age-Restricted Commands").
-    origin_nsfw = _is_nsfw(origin) and not by_dm
+    origin_nsfw = is_nsfw(origin) and not by_dm
     readable: set[int] = set()
     for channel in guild.channels:
         if isinstance(channel, discord.CategoryChannel):
@@ -55,7 +55,7 @@ def server_scope(
     allowed |= {t.id for t in archived if not t.private and t.parent_id in readable}
     # Asked from inside it: private threads count only then (but no NSFW one goes to a DM).
     inside = isinstance(origin, discord.Thread) and can_read(origin, member)
-    if inside and not (by_dm and _is_nsfw(origin)):
+    if inside and not (by_dm and is_nsfw(origin)):
         allowed.add(origin.id)
     return allowed
 
@@ -74,7 +74,8 @@ def can_read(channel: discord.abc.GuildChannel | discord.Thread, member: discord
     return permissions.view_channel and permissions.read_message_history
 
 
-def _is_nsfw(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
+def is_nsfw(channel: object) -> bool:
+    """An age-restricted channel, or a thread of one."""
     if isinstance(channel, discord.Thread):
         return channel.parent is not None and channel.parent.is_nsfw()
     return bool(getattr(channel, "nsfw", False))

@@ -130,6 +130,27 @@ async def test_a_private_answer_after_the_token_expired_goes_by_direct_message(
         assert posts_tried(server, server.dm_channel(world.alice)) == 1  # refused once
 
 
+async def test_a_late_answer_from_an_age_restricted_channel_sends_no_pictures_by_dm(
+    server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searched from an age-restricted channel, the answer holds age-restricted images, which
+    a DM may carry only once its reader has allowed it, and a bot cannot see that
+    (application-commands.mdx, "Using Age-Restricted Commands"): late, the DM says to ask
+    again instead of showing them."""
+    after_dark = server.add_channel(world.guild, "after-dark", nsfw=True)
+    await post(server, after_dark, world.bob, "red", "circle")
+    await indexed(glimpse, 1)
+    release = held(monkeypatch, glimpse.finder, "find")
+    await sync_commands(server)
+    options = {"query": "a red circle", "scope": "server"}
+    it = await server.slash_command(after_dark, world.alice, "find", options)
+    await it.wait_for_callback()
+    await server.advance(16 * 60)
+    release.set()
+    dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice), timeout=30)
+    assert dm["content"] == wording.LATE_AGE_RESTRICTED and not dm["embeds"]
+
+
 async def test_an_error_after_the_token_expired_goes_by_direct_message(
     server: FakeDiscord, world: World, glimpse: Glimpse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
