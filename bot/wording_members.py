@@ -7,11 +7,6 @@ from __future__ import annotations
 
 from bot.markdown import as_typed
 
-NOT_IN_SERVER = (
-    "I'm not a member of this server, so I can't see its channels or images. A server admin "
-    "can invite me (the bot itself, not only its commands) to use me here."
-)
-
 FORGET_NEEDS_SERVER_PERMISSION = (
     "Forgetting someone else's images reaches every channel of this server, so it takes the "
     "Manage Messages permission for the whole server (from a role), not in one channel only."

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import wording
+from bot import wording, wording_commands
 from bot.chat.find_syntax import FindSyntaxError
 from bot.errors import UserError
 from bot.images.decode import ImageError
@@ -39,6 +39,8 @@ def user_message(error: BaseException) -> str | None:
         return wording.search_unreadable(error)
     if isinstance(error, discord.DiscordServerError):  # a 5xx past discord.py's retries
         return wording.DISCORD_TROUBLE
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return wording_commands.STALE_COMMAND  # published by an older version of the bot
     if isinstance(error, UserError):
         return str(error)
     if isinstance(error, (commands.CommandOnCooldown, app_commands.CommandOnCooldown)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot import wording
+from bot import wording_commands
 
 
 class CommandTree(app_commands.CommandTree[discord.Client]):
@@ -20,5 +20,5 @@ class CommandTree(app_commands.CommandTree[discord.Client]):
         guild_id = interaction.guild_id
         if guild_id is None or self.client.get_guild(guild_id) is not None:
             return True
-        await interaction.response.send_message(wording.NOT_IN_SERVER, ephemeral=True)
+        await interaction.response.send_message(wording_commands.NOT_IN_SERVER, ephemeral=True)
         return False

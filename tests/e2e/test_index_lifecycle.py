@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import wording, wording_index
+from bot import wording, wording_commands, wording_index
 from bot.chat import history
 from bot.chat.client import Glimpse
 from bot.index import deferrals
@@ -139,7 +139,7 @@ async def test_commands_in_a_server_without_the_bot_say_it_must_be_added(
     ]
     for interaction in asked:
         response = await interaction.wait_for_response()
-        assert response["content"] == wording.NOT_IN_SERVER
+        assert response["content"] == wording_commands.NOT_IN_SERVER
         assert response["ephemeral"] is True
 
 

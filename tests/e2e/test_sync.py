@@ -4,13 +4,14 @@ copies; anything else is refused without syncing (it once synced everywhere and 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 import pytest
 
-from bot import wording
+from bot import wording, wording_commands
 from bot.chat.client import Glimpse
-from tests.e2e.harness import World, reply_to
+from tests.e2e.harness import World, reply_to, sync_commands
 from tests.fakediscord import FakeDiscord
 
 COMMANDS = {("caption", 1), ("find", 1), ("Caption image", 3)}
@@ -99,3 +100,19 @@ async def test_a_sync_held_back_by_discord_says_so(
     monkeypatch.setattr(sys.modules["cogs.admin"], "SYNC_WAIT_S", 0.2)
     monkeypatch.setattr(glimpse.tree, "sync", held_back)
     assert await sync(server, world.general, "!sync") == wording.SYNC_HELD
+
+
+async def test_a_command_the_bot_no_longer_has_says_to_publish_them_again(
+    server: FakeDiscord, world: World, glimpse: Glimpse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After an update that renamed a command, members' clients still offer the old one
+    until the commands are published again; discord.py then finds no such command. That is
+    no bug of the bot's: the asker hears what to do, and nothing is logged as a failure."""
+    await sync_commands(server)
+    find = server.commands[None][("find", 1)]
+    server.commands[None][("search", 1)] = dict(find, id=str(server.ids.next()), name="search")
+    it = await server.slash_command(world.general, world.bob, "search", {"query": "cats"})
+    response = await it.wait_for_response()
+    assert response["content"] == wording_commands.STALE_COMMAND
+    assert response["ephemeral"] is True
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
