@@ -212,8 +212,7 @@ class Indexer:
                 return False
             waiting = await self._process(batch)
             self.progress.log_summary(await self.index.pending_count())
-        except (sqlite3.Error, ModelLoadError, OutOfMemory) as exc:
-            # The admin's (a full disk, a lock, a model that fails to load): no image pays.
+        except (sqlite3.Error, ModelLoadError, OutOfMemory) as exc:  # the admin's: no image pays
             what = "the index database" if isinstance(exc, sqlite3.Error) else "the search model"
             log.error("%s refused work (%s); indexing waits and retries", what, exc)
             waiting = True
@@ -230,10 +229,10 @@ class Indexer:
         return waiting
 
     async def _fetch_next(self, *, decode: bool) -> Batch | None:
-        """The oldest queued images not in hand nor deferred, their fetching begun; None if there
-        are none."""
-        deferred = self._deferrals.waiting()
-        asked = self.batch_size + len(self._in_hand) + len(deferred)
+        """The oldest queued images not in hand nor deferred (Deferrals.choose), their fetching
+        begun; None if there are none."""
+        deferred, suspects = self._deferrals.waiting(), self._deferrals.suspects
+        asked = self.batch_size + len(self._in_hand) + len(deferred) + len(suspects)
         known = set(self.uploads.urls)
         queued = await self.index.pending(asked)
         if len(queued) < asked:  # the whole queue: what is kept for no row of it is of no use
@@ -241,7 +240,7 @@ class Indexer:
             self.uploads.forget(known - keys - self._in_hand)
             self._deferrals.keep_only(keys)
         skipped = self._in_hand | deferred
-        refs = [ref for ref in queued if ref.key not in skipped][: self.batch_size]
+        refs = self._deferrals.choose([r for r in queued if r.key not in skipped], self.batch_size)
         if not refs:
             return None
         self._in_hand.update(ref.key for ref in refs)
@@ -287,6 +286,7 @@ class Indexer:
                 self.uploads.urls.pop(ref.key, None)
         outage = len(waiting) == len(refs)
         self._deferrals.failed((ref.key for ref in waiting), defer=not outage)
+        self._deferrals.batch_done((ref.key for ref in refs), whole_failed=outage)
         self._deferrals.failed((ref.key for ref in shut), defer=True)
         self._failed_whole_queue = outage and len(refs) < self.batch_size
         return outage

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterable
 
-from bot.index.refs import Key
+from bot.index.refs import ImageRef, Key
 
 FIRST_WAIT_S = 60.0
 LONGEST_WAIT_S = 3600.0
@@ -25,6 +25,26 @@ class Deferrals:
         # Whose last download failed for now, deferred or in a batch that waits: a search does
         # not wait for them (they are tried again in a minute at the soonest, maybe in hours).
         self.failing: set[Key] = set()
+        # In whole batches that failed one after the other: an outage, or their own trouble.
+        self.suspects: set[Key] = set()
+
+    def choose(self, queued: list[ImageRef], size: int) -> list[ImageRef]:
+        """The oldest `size` of `queued`; after whole batches failed, the last of them makes
+        way for the oldest upload not in those batches. If it comes through, the trouble was
+        theirs, and they wait on their own; if not, the outage goes on. Else 16 uploads that
+        keep failing (previews of a site that is down) would be all that is ever tried."""
+        chosen = queued[:size]
+        probe = next((ref for ref in queued if ref.key not in self.suspects), None)
+        if self.suspects and len(chosen) == size and probe is not None and probe not in chosen:
+            chosen[-1] = probe
+        return chosen
+
+    def batch_done(self, keys: Iterable[Key], *, whole_failed: bool) -> None:
+        """A batch was tried: wholly failed, its uploads are suspects, else none is."""
+        if whole_failed:
+            self.suspects.update(keys)
+        else:
+            self.suspects.clear()
 
     def failed(self, keys: Iterable[Key], *, defer: bool) -> None:
         """These failed for now; with `defer` each waits on its own (else their batch waits)."""
@@ -52,3 +72,4 @@ class Deferrals:
         """Forgets the uploads no longer queued (indexed, dropped or deleted)."""
         self._until = {key: entry for key, entry in self._until.items() if key in queued}
         self.failing.intersection_update(queued)
+        self.suspects.intersection_update(queued)
