@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import discord
 
 from bot.chat.history import CatchUpIncomplete, Unread
+from bot.chat.permissions import can_read
 from bot.chat.read_marks import ReadMarks
 from bot.index.store import ReadMark
 
@@ -41,12 +42,19 @@ NewestUnheard = Callable[[int | None], int | None]
 
 
 def newest_unheard(guilds: Iterable[discord.Guild], heard: Iterable[discord.Message]) -> int | None:
-    """The newest of the servers' messages that Discord names as a channel's last (as
+    """The newest of the servers' messages that Discord names as a readable channel's last (as
     GUILD_CREATE lists them) and that no event brought: posted before the session began.
     Its ID holds Discord's time of it (reference.mdx, "Snowflakes"), which a host whose clock
-    runs behind Discord's would read as still to come."""
+    runs behind Discord's would read as still to come. (A channel the bot cannot read brings
+    no events, and the catch-up does not read it: its newest says nothing of the session.)"""
     known = {message.id for message in heard}
-    channels = [c for guild in guilds for c in (*guild.channels, *guild.threads)]
+    channels = [
+        channel
+        for guild in guilds
+        if guild.me is not None
+        for channel in (*guild.channels, *guild.threads)
+        if can_read(channel, guild.me)
+    ]
     lasts: list[int | None] = [getattr(channel, "last_message_id", None) for channel in channels]
     return max((last for last in lasts if last is not None and last not in known), default=None)
 
