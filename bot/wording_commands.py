@@ -9,6 +9,10 @@ NOT_IN_SERVER = (
 )
 STALE_COMMAND = (
     "This command is out of date here: the bot changed since its commands were published. "
-    "The bot's owner can publish them again with `sync`; meanwhile the same commands typed as "
-    "messages work."
+    "The bot's owner can publish them again with `sync` (or `sync here`, where they were "
+    "published to this server only); meanwhile, commands typed as messages work."
+)
+UNAVAILABLE_SERVER = (
+    "Discord isn't giving me this server's channels right now (an outage on its side), so I "
+    "can't tell who may see what here. Please try again in a few minutes."
 )

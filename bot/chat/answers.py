@@ -179,7 +179,8 @@ async def _deliver_late(
     log.info("interaction token expired; answering %s", "by DM" if by_dm else "in the channel")
     if by_dm:
         if embeds and is_nsfw(channel):  # its images may be age-restricted: never by DM
-            sent = await direct_message(user, wording.LATE_AGE_RESTRICTED, ())
+            await direct_message(user, wording.LATE_AGE_RESTRICTED, ())
+            sent = False  # (the answer itself was not)
         else:
             sent = await direct_message(user, content, embeds)
         if in_dm or barred:

@@ -18,7 +18,12 @@ class CommandTree(app_commands.CommandTree[discord.Client]):
         overwrites, so the commands' privacy checks would judge a server they cannot see. The
         asker alone hears that the bot must be added."""
         guild_id = interaction.guild_id
-        if guild_id is None or self.client.get_guild(guild_id) is not None:
+        guild = None if guild_id is None else self.client.get_guild(guild_id)
+        if guild_id is None or (guild is not None and not guild.unavailable):
             return True
-        await interaction.response.send_message(wording_commands.NOT_IN_SERVER, ephemeral=True)
+        # (Unavailable, in an outage: discord.py knows none of its channels or roles yet.)
+        text = (
+            wording_commands.NOT_IN_SERVER if guild is None else wording_commands.UNAVAILABLE_SERVER
+        )
+        await interaction.response.send_message(text, ephemeral=True)
         return False

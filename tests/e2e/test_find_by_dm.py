@@ -149,6 +149,8 @@ async def test_a_late_answer_from_an_age_restricted_channel_sends_no_pictures_by
     release.set()
     dm = await server.wait_for_sent(channel_id=server.dm_channel(world.alice), timeout=30)
     assert dm["content"] == wording.LATE_AGE_RESTRICTED and not dm["embeds"]
+    note = await server.wait_for_sent(channel_id=after_dark)
+    assert note["content"] == wording.LATE_NOT_BY_DM  # the answer itself did not go
 
 
 async def test_an_error_after_the_token_expired_goes_by_direct_message(

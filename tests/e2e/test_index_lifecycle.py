@@ -143,6 +143,26 @@ async def test_commands_in_a_server_without_the_bot_say_it_must_be_added(
         assert response["ephemeral"] is True
 
 
+async def test_commands_in_a_server_in_an_outage_say_to_try_again(
+    server: FakeDiscord, world: World, glimpse: Glimpse
+) -> None:
+    """Unavailable (a Discord outage), a server's channels and roles are unknown to
+    discord.py, so no command could judge who may see what there."""
+    await sync_commands(server)
+    server.start_outage(world.guild)
+    await server.flush()
+
+    async def unavailable() -> bool:
+        guild = glimpse.get_guild(world.guild)
+        return guild is not None and guild.unavailable
+
+    await eventually(unavailable)
+    interaction = await server.slash_command(world.general, world.bob, "caption")
+    response = await interaction.wait_for_response()
+    assert response["content"] == wording_commands.UNAVAILABLE_SERVER
+    assert response["ephemeral"] is True
+
+
 async def test_a_server_that_removed_the_bot_while_it_was_away_is_forgotten(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
