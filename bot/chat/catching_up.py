@@ -74,6 +74,10 @@ class CatchUps:
         self._writing: asyncio.Task[None] | None = None
         self._written_at = time.monotonic()
         self._retry: asyncio.TimerHandle | None = None
+        self._retrying = False
+        # Just above the newest message Discord named that no event brought: where a catch-up
+        # reads up to at least (the host's clock may run behind Discord's).
+        self._floor = 0
         self._tries = 0  # catch-ups in a row that Discord failed on for some channels
         self._left = Unread()
         self._closed = False
@@ -95,15 +99,15 @@ class CatchUps:
         if self._closed:
             return
         now = discord.utils.time_snowflake(discord.utils.utcnow())
-        retry = self._session_start is None and guild_id is None
         if self._session_start is not None:  # the session's own catch-up: from its READY
             now, self._session_start = min(now, self._session_start), None
         # While a session's catch-up is still owed, every server's channels are read.
         guilds = None if guild_id is None or self._unread else frozenset({guild_id})
-        if not retry:  # (by a retry's time, the newest messages no longer cached were heard)
+        if not self._retrying:  # (a retry reads up to what the start it retries judged)
             # Up to what was posted before, on Discord's clock, where the host's runs behind.
             unheard = self._unheard(None if guilds is None else guild_id)
-            now = now if unheard is None else max(now, unheard + 1)
+            self._floor = self._floor if unheard is None else max(self._floor, unheard + 1)
+        now = max(now, self._floor)
         self._unread = False  # the catch-up asked for now reads it
         if guilds is None and self._retry is not None:  # it reads all a retry would
             self._retry.cancel()
@@ -205,4 +209,11 @@ class CatchUps:
         log.info("catching up again in %d s", delay)
         if self._retry is not None:
             self._retry.cancel()
-        self._retry = asyncio.get_running_loop().call_later(delay, self.start)
+        self._retry = asyncio.get_running_loop().call_later(delay, self._start_again)
+
+    def _start_again(self) -> None:
+        self._retrying = True
+        try:
+            self.start()
+        finally:
+            self._retrying = False

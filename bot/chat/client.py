@@ -129,6 +129,7 @@ class Glimpse(commands.Bot):
         marks = ReadMarks(self.indexer, settings.ignore_channels)
         self.catch_ups = CatchUps(self._catch_up, marks, self._newest_unheard)
         self._session_ready = False  # the session's own guilds all known (its on_ready ran)
+        self._heard_before = 0  # the newest message heard before this session
         self._mute_channels: set[int] = set()  # told the admin once that it cannot answer there
 
     def _add_own_posts(
@@ -164,6 +165,8 @@ class Glimpse(commands.Bot):
 
     async def on_connect(self) -> None:
         self._session_ready = False
+        # What was heard before this session: what the message cache gains from now on is its.
+        self._heard_before = max((m.id for m in self.cached_messages), default=0)
         self.catch_ups.new_session()
         self.spoiler_channels.clear()
 
@@ -185,8 +188,12 @@ class Glimpse(commands.Bot):
             self.catch_ups.start(guild.id)
 
     def _newest_unheard(self, guild_id: int | None) -> int | None:
+        """Never at or above a message heard in this session: one deleted since, or a server
+        that arrived late, may name a newer last message that no event brought."""
         guilds = [g for g in self.guilds if guild_id is None or g.id == guild_id]
-        return newest_unheard(guilds, self.cached_messages)
+        newest = newest_unheard(guilds, self.cached_messages)
+        heard = [m.id for m in self.cached_messages if m.id > self._heard_before]
+        return newest if newest is None or not heard else min(newest, min(heard) - 1)
 
     async def _catch_up(
         self, before: int, guilds: frozenset[int] | None, unread: history.Unread

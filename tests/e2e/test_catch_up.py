@@ -124,6 +124,24 @@ async def test_a_host_clock_behind_discords_misses_nothing(
         await indexed(bot, 2)
 
 
+async def test_with_the_host_clock_behind_a_retried_catch_up_misses_nothing(
+    server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new session's catch-up fails (Discord unreachable while it reads); its retry a
+    moment later reads up to the same point on Discord's clock, not the host's."""
+    monkeypatch.setattr(sys.modules["bot.chat.catching_up"], "RETRY_S", 0.3)
+    server.clock.advance(120)
+    calls = second_catch_up_fails(monkeypatch)
+    async with running(bot_settings(server, tmp_path / "data")) as bot:
+        await upload(server, world, "before.png", "red")
+        await indexed(bot, 1)
+        missed = await new_session_missing(
+            server, bot, lambda: upload(server, world, "missed.png", "green")
+        )
+        await attachment_indexed(bot, missed)
+        assert calls() == 3
+
+
 async def test_an_upload_before_on_ready_does_not_hide_what_the_session_missed(
     server: FakeDiscord, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
