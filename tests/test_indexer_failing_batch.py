@@ -26,19 +26,21 @@ from tests.conftest import encode
 from tests.local_http import serving
 
 CHANNEL = 43
-DOWN = 16  # a whole batch
 UP = 4
 
 
+@pytest.mark.parametrize("down", [16, 48], ids=["a-batch", "three-batches"])
 async def test_a_batch_that_keeps_failing_lets_the_rest_of_the_queue_through(
-    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    service: VisionService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, down: int
 ) -> None:
+    """`down` uploads in a row keep failing: a whole batch of them, or a run of them that
+    must be walked past quickly (one per outage's wait, doubling, took hours)."""
     monkeypatch.setattr(background, "RETRY_START_S", 0.05)
     monkeypatch.setattr(download, "RETRY_PAUSES_S", (0.01, 0.01))
     picture = encode(Image.new("RGB", (48, 48), (200, 40, 90)), "PNG")
 
     async def image(request: web.Request) -> web.Response:
-        if int(request.match_info["n"]) < DOWN:
+        if int(request.match_info["n"]) < down:
             return web.Response(status=503)
         return web.Response(body=picture)
 
@@ -58,13 +60,13 @@ async def test_a_batch_that_keeps_failing_lets_the_rest_of_the_queue_through(
             raise AssertionError("every URL was fresh")
 
         indexer = Indexer(index, service, fetcher, unused)
-        await indexer.submit(source(n) for n in range(DOWN + UP))
+        await indexer.submit(source(n) for n in range(down + UP))
         indexer.start()
         try:
             # The uploads that come through are indexed; the failing ones wait on their own.
             assert await indexer.wait_until_done([CHANNEL], limit_s=60)
             assert await index.count([CHANNEL]) == UP
-            assert await index.pending_count([CHANNEL]) == DOWN
+            assert await index.pending_count([CHANNEL]) == down
         finally:
             await indexer.stop()
             await fetcher.close()

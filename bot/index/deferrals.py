@@ -29,15 +29,17 @@ class Deferrals:
         self.suspects: set[Key] = set()
 
     def choose(self, queued: list[ImageRef], size: int) -> list[ImageRef]:
-        """The oldest `size` of `queued`; after whole batches failed, the last of them makes
-        way for the oldest upload not in those batches. If it comes through, the trouble was
-        theirs, and they wait on their own; if not, the outage goes on. Else 16 uploads that
-        keep failing (previews of a site that is down) would be all that is ever tried."""
+        """The oldest `size` of `queued`; after whole batches failed, their younger half makes
+        way for the oldest uploads not in those batches. If one comes through, the trouble was
+        the others' own, and they wait on their own; if not, the outage goes on. Else 16
+        uploads that keep failing (previews of a site that is down) would be all that is ever
+        tried, and a long run of them would be walked past one upload per outage's wait."""
         chosen = queued[:size]
-        probe = next((ref for ref in queued if ref.key not in self.suspects), None)
-        if self.suspects and len(chosen) == size and probe is not None and probe not in chosen:
-            chosen[-1] = probe
-        return chosen
+        if not self.suspects or len(chosen) < size:
+            return chosen
+        kept = [ref for ref in chosen if ref.key in self.suspects][: size // 2]
+        fresh = [ref for ref in queued if ref.key not in self.suspects]
+        return [*kept, *fresh[: size - len(kept)]]
 
     def batch_done(self, keys: Iterable[Key], *, whole_failed: bool) -> None:
         """A batch was tried: wholly failed, its uploads are suspects, else none is."""
