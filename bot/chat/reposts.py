@@ -24,13 +24,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import discord
+from yarl import URL
 
 from bot import wording
 from bot.chat.access import ReadAccess
 from bot.chat.fitting import CONTENT_MAX, clip
 from bot.chat.pacing import ChannelPace
 from bot.chat.permissions import may_reply
-from bot.chat.sources import host_of, lost_image, source_for
+from bot.chat.sources import lost_image, source_for
 from bot.images.fetcher import ImageSource
 from bot.images.loader import Decoded
 from bot.index.background import Indexer
@@ -226,8 +227,19 @@ def _sites_picture(new: ImageSource, earlier: ImageSource | None) -> bool:
     if earlier is None or new.page is None or earlier.page is None:
         return False
     same_address = new.ref.attachment_id == earlier.ref.attachment_id  # (a preview's key)
-    other_page = new.page != earlier.page
-    return same_address and other_page and host_of(new.page) == host_of(earlier.page)
+    (site, page), (earlier_site, earlier_page) = _page(new.page), _page(earlier.page)
+    return same_address and page != earlier_page and site == earlier_site
+
+
+def _page(address: str) -> tuple[str | None, tuple[str, tuple[tuple[str, str], ...]]]:
+    """A page's site (without "www.") and the page as its readers tell pages apart: its path
+    without a trailing slash, its query without tracking parameters (utm_...)."""
+    try:
+        url = URL(address)
+    except ValueError:  # (UnicodeError is one)
+        return None, (address, ())
+    query = tuple((k, v) for k, v in url.query.items() if not k.lower().startswith("utm_"))
+    return (url.host or "").removeprefix("www."), (url.path.rstrip("/"), query)
 
 
 async def _take_down(post: _Post) -> None:

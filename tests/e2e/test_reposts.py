@@ -279,7 +279,8 @@ async def test_a_sites_picture_previewing_its_other_pages_is_no_repost(
     banner = "https://news.example/banner.png"
     server.host_on_web(banner, shape_png("green", "circle", seed=8))
     pages = [f"https://news.example/2026/story-{n}" for n in range(2)]
-    for page in pages:
+    tracked = f"{pages[0]}/?utm_source=feed"  # the first page, as a feed links it
+    for page in (*pages, tracked, "https://www.news.example/2026/story-2"):
         server.host_page(page, banner)
     meme = "https://memes.example/a.png"
     server.host_on_web(meme, shape_png("red", "square", seed=3))
@@ -292,6 +293,11 @@ async def test_a_sites_picture_previewing_its_other_pages_is_no_repost(
     await settled(server, glimpse, 2)
     again = await server.post_message(world.general, world.carol, f"old news {pages[0]}")
     assert link(world, world.general, first) in await repost_reply(server, again)
+    fed = await server.post_message(world.general, world.carol, f"via the feed {tracked}")
+    assert link(world, world.general, first) in await repost_reply(server, fed)
+    www = await server.post_message(
+        world.general, world.bob, "https://www.news.example/2026/story-2"
+    )
     own = await post(
         server,
         world.general,
@@ -302,14 +308,15 @@ async def test_a_sites_picture_previewing_its_other_pages_is_no_repost(
     meme_page = await server.post_message(
         world.general, world.bob, "https://news.example/2026/meme"
     )
-    await settled(server, glimpse, 5)
+    await settled(server, glimpse, 7)
     elsewhere = await server.post_message(
         world.general, world.carol, "https://other.example/stolen"
     )
     assert link(world, world.general, meme_page) in await repost_reply(server, elsewhere)
-    await settled(server, glimpse, 6)
+    await settled(server, glimpse, 8)
     await asyncio.sleep(0.5)
-    assert replies_to(server, second) == [] and replies_to(server, meme_page) == []
+    assert replies_to(server, second) == replies_to(server, meme_page) == []
+    assert replies_to(server, www) == []
 
 
 async def test_repost_min_score_sets_how_alike_is_a_repost(
