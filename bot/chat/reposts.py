@@ -214,21 +214,24 @@ class Reposts:
             if lost_image(earlier, match.ref.attachment_id, self.hosts):
                 await self.index.remove_images([match.ref.key])  # an edit missed: gone
                 continue
-            if _sites_picture(source, source_for(earlier, match.ref.attachment_id, self.hosts)):
+            if self._sites_picture(source, earlier, match.ref.attachment_id):
                 continue
             return match, earlier
         return None
 
-
-def _sites_picture(new: ImageSource, earlier: ImageSource | None) -> bool:
-    """Previews of two pages of one site with the picture at one address: the site names it
-    for many pages (its logo, a banner), so it tells nothing of what was posted. The same page
-    again is a repost, and so is the picture at an address of its own (another upload of it)."""
-    if earlier is None or new.page is None or earlier.page is None:
-        return False
-    same_address = new.ref.attachment_id == earlier.ref.attachment_id  # (a preview's key)
-    (site, page), (earlier_site, earlier_page) = _page(new.page), _page(earlier.page)
-    return same_address and page != earlier_page and site == earlier_site
+    def _sites_picture(self, new: ImageSource, earlier: discord.Message, key: int) -> bool:
+        """Previews of two pages of one site with the picture at one address (a preview's key
+        is its picture's address): the site names it for many pages (its logo, a banner), so
+        it tells nothing of what was posted. The same page again is a repost, and so is the
+        picture at an address of its own (another upload of it). The earlier message's
+        images are read only for such a preview, not for every match."""
+        if new.page is None or key != new.ref.attachment_id:
+            return False
+        shown = source_for(earlier, key, self.hosts)
+        if shown is None or shown.page is None:
+            return False
+        (site, page), (earlier_site, earlier_page) = _page(new.page), _page(shown.page)
+        return page != earlier_page and site == earlier_site
 
 
 def _page(address: str) -> tuple[str | None, tuple[str, tuple[tuple[str, str], ...]]]:
