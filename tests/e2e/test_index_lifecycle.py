@@ -28,6 +28,7 @@ from tests.e2e.harness import (
     sync_commands,
 )
 from tests.fakediscord import EXTERNAL_PROXY_HOSTS, VIEW_CHANNEL, FakeDiscord
+from tests.fakediscord.interaction import Interaction
 
 
 def on_proxy(server: FakeDiscord, host: str) -> str:
@@ -118,6 +119,13 @@ async def test_removal_events(server: FakeDiscord, world: World, glimpse: Glimps
     await eventually(total(0))
 
 
+async def private_answer(interaction: Interaction) -> str:
+    """The interaction's answer, shown to the asker alone."""
+    response = await interaction.wait_for_response()
+    assert response["ephemeral"] is True
+    return str(response["content"])
+
+
 async def test_commands_in_a_server_without_the_bot_say_it_must_be_added(
     server: FakeDiscord, world: World, glimpse: Glimpse
 ) -> None:
@@ -138,9 +146,7 @@ async def test_commands_in_a_server_without_the_bot_say_it_must_be_added(
         await server.context_menu(world.general, world.bob, "Caption image", int(image["id"])),
     ]
     for interaction in asked:
-        response = await interaction.wait_for_response()
-        assert response["content"] == wording_commands.NOT_IN_SERVER
-        assert response["ephemeral"] is True
+        assert await private_answer(interaction) == wording_commands.NOT_IN_SERVER
 
 
 async def test_commands_in_a_server_in_an_outage_say_to_try_again(
@@ -158,9 +164,7 @@ async def test_commands_in_a_server_in_an_outage_say_to_try_again(
 
     await eventually(unavailable)
     interaction = await server.slash_command(world.general, world.bob, "caption")
-    response = await interaction.wait_for_response()
-    assert response["content"] == wording_commands.UNAVAILABLE_SERVER
-    assert response["ephemeral"] is True
+    assert await private_answer(interaction) == wording_commands.UNAVAILABLE_SERVER
 
 
 async def test_a_server_that_removed_the_bot_while_it_was_away_is_forgotten(

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bot.app import create_bot, run
 from bot.chat.connection import connect
-from bot.config import ConfigError
+from bot.config import ConfigError, Settings
 from tests.conftest import TINY_BLIP, TINY_CLIP, tiny_settings
 from tests.e2e.harness import World, bot_settings, running
 from tests.fakediscord import FakeDiscord
@@ -303,6 +303,14 @@ async def test_sigterm_while_a_model_loads_exits_0_quietly(tmp_path: Path) -> No
     assert took < 15  # the load in progress is waited for: at most the hub's timeouts
 
 
+async def refused_start(settings: Settings) -> str:
+    """The one line with which the bot's resources refuse to be made."""
+    with pytest.raises(ConfigError) as refused:
+        async with create_bot(settings):
+            pass
+    return str(refused.value)
+
+
 async def test_a_second_bot_on_the_same_data_dir_is_one_line(
     server: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
@@ -310,10 +318,7 @@ async def test_a_second_bot_on_the_same_data_dir_is_one_line(
     command twice and share one index and one heartbeat: the second refuses to start."""
     settings = bot_settings(server, tmp_path / "data")
     async with running(settings):
-        with pytest.raises(ConfigError) as refused:
-            async with create_bot(settings):
-                pass
-        assert str(refused.value) == (
+        assert await refused_start(settings) == (
             f"DATA_DIR: cannot use {str(settings.data_dir)!r}: another Glimpse is running on "
             "it; stop it first"
         )
@@ -330,10 +335,7 @@ async def test_an_sqlite_too_old_for_the_index_is_one_line(
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
     settings = bot_settings(server, tmp_path / "data")
-    with pytest.raises(ConfigError) as refused:
-        async with create_bot(settings):
-            pass
-    assert str(refused.value) == (
+    assert await refused_start(settings) == (
         f"DATA_DIR: cannot use {str(settings.data_dir)!r}: this Python's SQLite is 3.31.1, and "
         "the image index needs 3.35 or newer (the Docker image has it)"
     )
